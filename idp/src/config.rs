@@ -1,0 +1,330 @@
+//! One typed configuration for the server and every CLI command.
+//!
+//! Layers, later ones winning: built-in defaults (the embedded mode), an optional TOML file
+//! (`--config FILE` or `IDP_CONFIG`), then `IDP_<KEY>` environment variables with `__` for
+//! nesting (`IDP_HTTP__BIND=0.0.0.0:8080`). Unknown keys are refused with their name, so a typo
+//! never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The issuer identifier: the base URL every endpoint hangs off.
+    pub issuer: String,
+    /// Folder for the embedded defaults: SQLite file, mail outbox, data-protection key.
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub cache: CacheConfig,
+    pub mail: MailConfig,
+    pub secrets: SecretsConfig,
+    pub login: LoginConfig,
+    pub tokens: TokenConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address the HTTP listener binds to.
+    pub bind: String,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://…`; empty means `sqlite://<data_dir>/idp.sqlite3`.
+    pub url: String,
+    /// Connections in the pool.
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// `memory://` (in-process) or `redis://…`.
+    pub url: String,
+    /// Prefix for every key, so several deployments can share one Redis.
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    /// Folder where messages are written as `.eml` files when no SMTP server is set;
+    /// empty means `<data_dir>/outbox`.
+    pub outbox_dir: PathBuf,
+    /// `smtp://host:port`, `smtps://…` or `smtp://…?tls=required`; empty means the outbox.
+    pub smtp_url: String,
+    /// The From address of every message.
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// File holding the 32-byte data-protection key (national IDs and private keys at rest);
+    /// empty means `<data_dir>/data.key`, created on first use. Every node must share it.
+    pub data_key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginConfig {
+    /// How long a one-time password issued by the helpdesk or HR stays usable.
+    #[serde(with = "humantime_serde")]
+    pub one_time_password_ttl: Duration,
+    /// How long an SSO session lasts.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// How long a login transaction (from authorize to finished sign-in) may take.
+    #[serde(with = "humantime_serde")]
+    pub transaction_ttl: Duration,
+    /// Failed sign-ins allowed per account within `throttle_window` before refusing for a while.
+    pub max_failures_per_account: u64,
+    /// Failed sign-ins allowed per client address within `throttle_window`.
+    pub max_failures_per_address: u64,
+    #[serde(with = "humantime_serde")]
+    pub throttle_window: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    #[serde(with = "humantime_serde")]
+    pub id_token_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    /// Lifetime of an authorization code; the specification asks for at most ten minutes,
+    /// we keep it at one.
+    #[serde(with = "humantime_serde")]
+    pub code_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `idp=debug`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            issuer: "http://127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("idp-data"),
+            http: HttpConfig::default(),
+            database: DatabaseConfig::default(),
+            cache: CacheConfig::default(),
+            mail: MailConfig::default(),
+            secrets: SecretsConfig::default(),
+            login: LoginConfig::default(),
+            tokens: TokenConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { bind: "127.0.0.1:8080".into(), workers: 0 }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: String::new(), pool_size: 8 }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { url: "memory://".into(), key_prefix: "idp:".into() }
+    }
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            outbox_dir: PathBuf::new(), smtp_url: String::new(), from: "人事服務網 <no-reply@idp.invalid>".into()
+        }
+    }
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self { data_key_file: PathBuf::new() }
+    }
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        Self {
+            one_time_password_ttl: Duration::from_secs(72 * 3600),
+            session_ttl: Duration::from_secs(8 * 3600),
+            transaction_ttl: Duration::from_secs(30 * 60),
+            max_failures_per_account: 5,
+            max_failures_per_address: 50,
+            throttle_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            id_token_ttl: Duration::from_secs(3600),
+            access_token_ttl: Duration::from_secs(3600),
+            code_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: "text".into(), level: "info".into() }
+    }
+}
+
+/// A configuration that could not be loaded; the message names the offending key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Loads defaults, then the file (if any), then `IDP_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!("configuration file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed("IDP_").ignore(&["CONFIG"]).split("__"));
+        let config: Config = figment.extract().map_err(|e| ConfigError(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("`{key}`: {why}")));
+        match url::Url::parse(&self.issuer) {
+            Ok(u)
+                if (u.scheme() == "https" || u.scheme() == "http") && u.query().is_none() && u.fragment().is_none() => {
+            }
+            _ => return bad("issuer", "must be an http(s) URL without query or fragment"),
+        }
+        if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
+            return bad("http.bind", "must be an address such as 127.0.0.1:8080");
+        }
+        let db = self.database_url();
+        if !(db.starts_with("sqlite://") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return bad("database.url", "must start with sqlite:// or postgres://");
+        }
+        if self.database.pool_size == 0 {
+            return bad("database.pool_size", "must be at least 1");
+        }
+        if !(self.cache.url == "memory://"
+            || self.cache.url.starts_with("redis://")
+            || self.cache.url.starts_with("rediss://"))
+        {
+            return bad("cache.url", "must be memory:// or redis://…");
+        }
+        if !(self.mail.smtp_url.is_empty()
+            || self.mail.smtp_url.starts_with("smtp://")
+            || self.mail.smtp_url.starts_with("smtps://"))
+        {
+            return bad("mail.smtp_url", "must start with smtp:// or smtps://");
+        }
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            return bad("mail.from", "must be a mail address such as Name <user@example.org>");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return bad("log.format", "must be text or json");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return bad("log.level", "must be a filter such as info or idp=debug");
+        }
+        if self.tokens.code_ttl.is_zero() || self.tokens.code_ttl > Duration::from_secs(600) {
+            return bad("tokens.code_ttl", "must be between 1 s and 10 min");
+        }
+        for (key, d) in [
+            ("login.one_time_password_ttl", self.login.one_time_password_ttl),
+            ("login.session_ttl", self.login.session_ttl),
+            ("login.transaction_ttl", self.login.transaction_ttl),
+            ("login.throttle_window", self.login.throttle_window),
+            ("tokens.id_token_ttl", self.tokens.id_token_ttl),
+            ("tokens.access_token_ttl", self.tokens.access_token_ttl),
+        ] {
+            if d.is_zero() {
+                return bad(key, "must be longer than zero");
+            }
+        }
+        Ok(())
+    }
+
+    /// The database URL, with the embedded default filled in.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("idp.sqlite3").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// The mail outbox folder, with the embedded default filled in.
+    pub fn outbox_dir(&self) -> PathBuf {
+        if self.mail.outbox_dir.as_os_str().is_empty() {
+            self.data_dir.join("outbox")
+        } else {
+            self.mail.outbox_dir.clone()
+        }
+    }
+
+    /// The data-protection key file, with the embedded default filled in.
+    pub fn data_key_file(&self) -> PathBuf {
+        if self.secrets.data_key_file.as_os_str().is_empty() {
+            self.data_dir.join("data.key")
+        } else {
+            self.secrets.data_key_file.clone()
+        }
+    }
+
+    /// Whether cookies must carry `Secure`.
+    pub fn secure_cookies(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+
+    /// The issuer without a trailing slash, for building endpoint URLs.
+    pub fn base(&self) -> &str {
+        self.issuer.trim_end_matches('/')
+    }
+}
+
+/// Turns a figment error into one line that names the key.
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
+            if key.is_empty() {
+                format!("{} ({source})", e.kind)
+            } else {
+                format!("`{key}`: {} ({source})", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

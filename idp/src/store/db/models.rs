@@ -1,0 +1,106 @@
+//! Rows as diesel reads and writes them. Domain modules turn these into their own types.
+
+use diesel::prelude::*;
+
+use super::schema::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = agencies)]
+pub struct AgencyRow {
+    pub code: String,
+    pub name: String,
+    pub parent_code: Option<String>,
+    pub oid: Option<String>,
+    pub updated_at: i64,
+}
+
+#[derive(Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = people)]
+pub struct PersonRow {
+    pub id: String,
+    pub national_id_index: String,
+    pub national_id_sealed: String,
+    pub name: String,
+    pub agency_code: String,
+    pub unit: String,
+    pub person_category: String,
+    pub concurrent_duty: String,
+    pub status: String,
+    pub email: String,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = accounts)]
+pub struct AccountRow {
+    pub id: String,
+    pub person_id: String,
+    pub account_name: Option<String>,
+    pub account_name_key: Option<String>,
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+    pub state: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = one_time_passwords)]
+pub struct OneTimePasswordRow {
+    pub account_id: String,
+    pub password_hash: String,
+    pub issued_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = clients)]
+pub struct ClientRow {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: Option<String>,
+    pub kind: String,
+    pub redirect_uris: String,
+    pub post_logout_redirect_uris: String,
+    pub id_token_alg: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    pub id: String,
+    pub sid: String,
+    pub account_id: String,
+    pub auth_time: i64,
+    pub acr: String,
+    pub amr: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = signing_keys)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub alg: String,
+    pub private_sealed: String,
+    pub public_jwk: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct AuditRow {
+    pub id: String,
+    pub at: i64,
+    pub event: String,
+    pub outcome: String,
+    pub actor: Option<String>,
+    pub account_id: Option<String>,
+    pub client_id: Option<String>,
+    pub address: Option<String>,
+    pub detail: String,
+}

@@ -1,0 +1,115 @@
+//! Diesel's view of the schema; one file for both backends (the migrations keep them equal).
+
+diesel::table! {
+    agencies (code) {
+        code -> Text,
+        name -> Text,
+        parent_code -> Nullable<Text>,
+        oid -> Nullable<Text>,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    people (id) {
+        id -> Text,
+        national_id_index -> Text,
+        national_id_sealed -> Text,
+        name -> Text,
+        agency_code -> Text,
+        unit -> Text,
+        person_category -> Text,
+        concurrent_duty -> Text,
+        status -> Text,
+        email -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    accounts (id) {
+        id -> Text,
+        person_id -> Text,
+        account_name -> Nullable<Text>,
+        account_name_key -> Nullable<Text>,
+        email -> Nullable<Text>,
+        password_hash -> Nullable<Text>,
+        state -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    one_time_passwords (account_id) {
+        account_id -> Text,
+        password_hash -> Text,
+        issued_by -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    clients (id) {
+        id -> Text,
+        name -> Text,
+        secret_hash -> Nullable<Text>,
+        kind -> Text,
+        redirect_uris -> Text,
+        post_logout_redirect_uris -> Text,
+        id_token_alg -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        sid -> Text,
+        account_id -> Text,
+        auth_time -> BigInt,
+        acr -> Text,
+        amr -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        alg -> Text,
+        private_sealed -> Text,
+        public_jwk -> Text,
+        created_at -> BigInt,
+        retired_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        at -> BigInt,
+        event -> Text,
+        outcome -> Text,
+        actor -> Nullable<Text>,
+        account_id -> Nullable<Text>,
+        client_id -> Nullable<Text>,
+        address -> Nullable<Text>,
+        detail -> Text,
+    }
+}
+
+diesel::joinable!(people -> agencies (agency_code));
+diesel::joinable!(accounts -> people (person_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    agencies,
+    people,
+    accounts,
+    one_time_passwords,
+    clients,
+    sessions,
+    signing_keys,
+    audit_events
+);

@@ -1,0 +1,90 @@
+//! The in-process store of the embedded mode.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::{EphemeralError, EphemeralStore};
+
+/// A map with per-entry expiry behind one mutex; expired entries are swept as the map grows.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<String, (Vec<u8>, Instant)>,
+    writes_since_sweep: usize,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the map half-written, so go on.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    fn live(&mut self, key: &str, now: Instant) -> Option<&mut (Vec<u8>, Instant)> {
+        if self.map.get(key).is_some_and(|(_, exp)| *exp <= now) {
+            self.map.remove(key);
+        }
+        self.map.get_mut(key)
+    }
+
+    fn note_write(&mut self, now: Instant) {
+        self.writes_since_sweep += 1;
+        if self.writes_since_sweep > 1024 && self.writes_since_sweep > self.map.len() {
+            self.map.retain(|_, (_, exp)| *exp > now);
+            self.writes_since_sweep = 0;
+        }
+    }
+}
+
+impl EphemeralStore for MemoryStore {
+    async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.map.insert(key.to_string(), (value.to_vec(), now + ttl));
+        inner.note_write(now);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+        Ok(self.lock().live(key, Instant::now()).map(|(v, _)| v.clone()))
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+        let mut inner = self.lock();
+        let found = inner.live(key, Instant::now()).is_some();
+        Ok(if found { inner.map.remove(key).map(|(v, _)| v) } else { None })
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
+        self.lock().map.remove(key);
+        Ok(())
+    }
+
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, EphemeralError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let count = match inner.live(key, now) {
+            Some((v, _)) => {
+                let n = parse_count(v) + 1;
+                *v = n.to_string().into_bytes();
+                n
+            }
+            None => {
+                inner.map.insert(key.to_string(), (b"1".to_vec(), now + ttl));
+                inner.note_write(now);
+                1
+            }
+        };
+        Ok(count)
+    }
+}
+
+fn parse_count(v: &[u8]) -> u64 {
+    std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+}

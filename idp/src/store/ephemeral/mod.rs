@@ -1,0 +1,159 @@
+//! Short-lived state: authorization codes, login transactions, access tokens, throttling
+//! counters. One interface, two real implementations: in-process for the embedded mode and
+//! Redis for several nodes. Single-use values are consumed atomically (`take`), so two nodes
+//! can never both redeem one code.
+
+mod memory;
+mod redis_store;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use memory::MemoryStore;
+pub use redis_store::RedisStore;
+
+/// Errors of the ephemeral store.
+#[derive(Debug, thiserror::Error)]
+#[error("ephemeral store: {0}")]
+pub struct EphemeralError(pub String);
+
+/// What every ephemeral store offers.
+pub trait EphemeralStore {
+    /// Stores `value` under `key` for `ttl`, replacing what was there.
+    fn put(&self, key: &str, value: &[u8], ttl: Duration) -> impl Future<Output = Result<(), EphemeralError>> + Send;
+    /// Reads a value that has not expired.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, EphemeralError>> + Send;
+    /// Reads and removes a value in one atomic step; only one caller ever gets it.
+    fn take(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, EphemeralError>> + Send;
+    /// Removes a value.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), EphemeralError>> + Send;
+    /// Adds one to a counter whose window of `ttl` starts at its first increment; returns the
+    /// new count.
+    fn incr(&self, key: &str, ttl: Duration) -> impl Future<Output = Result<u64, EphemeralError>> + Send;
+}
+
+/// The store chosen by configuration (`cache.url`), with every key prefixed.
+#[derive(Clone)]
+pub struct Ephemeral {
+    prefix: String,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Memory(MemoryStore),
+    Redis(Box<RedisStore>),
+}
+
+impl Ephemeral {
+    /// Opens `memory://` or `redis://…`.
+    pub async fn open(url: &str, prefix: &str) -> Result<Self, EphemeralError> {
+        let backend = if url == "memory://" {
+            Backend::Memory(MemoryStore::default())
+        } else {
+            Backend::Redis(Box::new(RedisStore::connect(url).await?))
+        };
+        Ok(Self { prefix: prefix.to_string(), backend })
+    }
+
+    /// Whether values survive this process (false for the in-process store).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Redis(_))
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, key)
+    }
+
+    pub async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(s) => s.put(&key, value, ttl).await,
+            Backend::Redis(s) => s.put(&key, value, ttl).await,
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(s) => s.get(&key).await,
+            Backend::Redis(s) => s.get(&key).await,
+        }
+    }
+
+    pub async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(s) => s.take(&key).await,
+            Backend::Redis(s) => s.take(&key).await,
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(s) => s.delete(&key).await,
+            Backend::Redis(s) => s.delete(&key).await,
+        }
+    }
+
+    pub async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, EphemeralError> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(s) => s.incr(&key, ttl).await,
+            Backend::Redis(s) => s.incr(&key, ttl).await,
+        }
+    }
+
+    /// Stores a value as JSON.
+    pub async fn put_json<T: serde::Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), EphemeralError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| EphemeralError(e.to_string()))?;
+        self.put(key, &bytes, ttl).await
+    }
+
+    /// Reads a JSON value; a value that no longer parses counts as absent.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, EphemeralError> {
+        Ok(self.get(key).await?.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Takes a JSON value atomically.
+    pub async fn take_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, EphemeralError> {
+        Ok(self.take(key).await?.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn exercise(store: Ephemeral) {
+        store.put("a", b"1", Duration::from_secs(60)).await.unwrap();
+        assert_eq!(store.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(store.take("a").await.unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(store.take("a").await.unwrap(), None, "a value is taken once only");
+        assert_eq!(store.incr("n", Duration::from_secs(60)).await.unwrap(), 1);
+        assert_eq!(store.incr("n", Duration::from_secs(60)).await.unwrap(), 2);
+        store.delete("n").await.unwrap();
+        assert_eq!(store.incr("n", Duration::from_secs(60)).await.unwrap(), 1);
+        store.put("gone", b"x", Duration::from_millis(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(store.get("gone").await.unwrap(), None, "expired values are not returned");
+    }
+
+    #[tokio::test]
+    async fn memory_store_behaves() {
+        exercise(Ephemeral::open("memory://", "t:").await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn redis_store_behaves() {
+        let Ok(url) = std::env::var("IDP_TEST_CACHE_URL") else { return };
+        let prefix = format!("test:{}:", crate::crypto::random_token(8));
+        exercise(Ephemeral::open(&url, &prefix).await.unwrap()).await;
+    }
+}
