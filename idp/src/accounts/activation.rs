@@ -1,0 +1,212 @@
+//! Account activation: after a first identity proof, the person chooses a custom account,
+//! an e-mail address and a password (typed twice) before reaching anything else.
+
+use diesel::prelude::*;
+
+use crate::authn::password::hash_password;
+use crate::error::InfraError;
+use crate::national_id::NationalId;
+use crate::store::db::schema::accounts;
+use crate::store::db::DbConn;
+
+use super::Person;
+
+/// Commonly used passwords of the allowed length, refused outright. Short ones are already
+/// refused by the length rule.
+const COMMON_PASSWORDS: &str = include_str!("common_passwords.txt");
+
+/// Minimum password length.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// Maximum password length (bounds the hashing work an attacker can ask for).
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+/// What the activation form sends.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ActivationForm {
+    #[serde(default)]
+    pub account: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub password_confirm: String,
+}
+
+/// Why the form was refused; each variant is a message key in the page translations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ActivationError {
+    #[error("account_format")]
+    AccountFormat,
+    #[error("account_like_national_id")]
+    AccountLikeNationalId,
+    #[error("account_taken")]
+    AccountTaken,
+    #[error("email_invalid")]
+    EmailInvalid,
+    #[error("password_short")]
+    PasswordTooShort,
+    #[error("password_long")]
+    PasswordTooLong,
+    #[error("password_personal")]
+    PasswordPersonal,
+    #[error("password_common")]
+    PasswordCommon,
+    #[error("password_mismatch")]
+    PasswordMismatch,
+}
+
+impl ActivationError {
+    /// The translation key of the message.
+    pub fn key(self) -> String {
+        format!("err_{self}")
+    }
+}
+
+/// Checks the form's rules that need no database.
+pub fn check(form: &ActivationForm, person: &Person) -> Result<(), ActivationError> {
+    let account = form.account.trim();
+    let len = account.chars().count();
+    if !(4..=32).contains(&len) || !account.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(ActivationError::AccountFormat);
+    }
+    if NationalId::looks_like(account) {
+        return Err(ActivationError::AccountLikeNationalId);
+    }
+    let email = form.email.trim();
+    if email.len() > 254 || email.parse::<lettre::Address>().is_err() {
+        return Err(ActivationError::EmailInvalid);
+    }
+    let pw = &form.password;
+    let chars = pw.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(ActivationError::PasswordTooShort);
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(ActivationError::PasswordTooLong);
+    }
+    let lower = pw.to_lowercase();
+    if lower == account.to_lowercase()
+        || lower == email.to_lowercase()
+        || lower == person.national_id.expose().to_lowercase()
+    {
+        return Err(ActivationError::PasswordPersonal);
+    }
+    let distinct: std::collections::HashSet<char> = pw.chars().collect();
+    if distinct.len() < 4 || COMMON_PASSWORDS.lines().any(|c| c.trim() == lower) {
+        return Err(ActivationError::PasswordCommon);
+    }
+    if pw != &form.password_confirm {
+        return Err(ActivationError::PasswordMismatch);
+    }
+    Ok(())
+}
+
+/// Why activation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    #[error("{0}")]
+    Rule(#[from] ActivationError),
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// Checks the form and, if it passes, activates the account.
+pub fn activate(
+    conn: &mut DbConn,
+    account_id: &str,
+    person: &Person,
+    form: &ActivationForm,
+    now: i64,
+) -> Result<(), ActivateError> {
+    check(form, person)?;
+    let account = form.account.trim();
+    let key = account.to_lowercase();
+    let taken: i64 = accounts::table
+        .filter(accounts::account_name_key.eq(&key))
+        .filter(accounts::id.ne(account_id))
+        .count()
+        .get_result(conn)
+        .map_err(InfraError::from)?;
+    if taken > 0 {
+        return Err(ActivationError::AccountTaken.into());
+    }
+    let hash = hash_password(&form.password)?;
+    let updated = diesel::update(accounts::table.find(account_id))
+        .set((
+            accounts::account_name.eq(account),
+            accounts::account_name_key.eq(&key),
+            accounts::email.eq(form.email.trim()),
+            accounts::password_hash.eq(hash),
+            accounts::state.eq("active"),
+            accounts::updated_at.eq(now),
+        ))
+        .execute(conn);
+    match updated {
+        Ok(_) => Ok(()),
+        // Two people racing for one name: the unique index decides.
+        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
+            Err(ActivationError::AccountTaken.into())
+        }
+        Err(e) => Err(InfraError::from(e).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::PersonStatus;
+
+    fn person() -> Person {
+        Person {
+            id: "p".into(),
+            national_id: NationalId::parse("A123456789").unwrap(),
+            name: "王小明".into(),
+            agency_code: "A".into(),
+            unit: "秘書室".into(),
+            person_category: "01".into(),
+            concurrent_duty: "".into(),
+            status: PersonStatus::Active,
+            email: "".into(),
+        }
+    }
+
+    fn form(account: &str, pw: &str, confirm: &str) -> ActivationForm {
+        ActivationForm {
+            account: account.into(),
+            email: "ming@example.gov.tw".into(),
+            password: pw.into(),
+            password_confirm: confirm.into(),
+        }
+    }
+
+    #[test]
+    fn activation_rules() {
+        let p = person();
+        assert_eq!(check(&form("ming.wang", "Tr0ub4dor&3xyz", "Tr0ub4dor&3xyz"), &p), Ok(()));
+        assert_eq!(check(&form("abc", "Tr0ub4dor&3xyz", "Tr0ub4dor&3xyz"), &p), Err(ActivationError::AccountFormat));
+        assert_eq!(
+            check(&form("ming wang", "Tr0ub4dor&3xyz", "Tr0ub4dor&3xyz"), &p),
+            Err(ActivationError::AccountFormat)
+        );
+        assert_eq!(
+            check(&form("B123456789", "Tr0ub4dor&3xyz", "Tr0ub4dor&3xyz"), &p),
+            Err(ActivationError::AccountLikeNationalId)
+        );
+        assert_eq!(check(&form("ming.wang", "short", "short"), &p), Err(ActivationError::PasswordTooShort));
+        assert_eq!(
+            check(&form("ming.wang.1234", "Ming.Wang.1234", "Ming.Wang.1234"), &p),
+            Err(ActivationError::PasswordPersonal)
+        );
+        assert_eq!(check(&form("ming.wang", "a123456789", "a123456789"), &p), Err(ActivationError::PasswordTooShort));
+        assert_eq!(check(&form("ming.wang", "password1234", "password1234"), &p), Err(ActivationError::PasswordCommon));
+        assert_eq!(
+            check(&form("ming.wang", "aaaaaaaaaaaaaa", "aaaaaaaaaaaaaa"), &p),
+            Err(ActivationError::PasswordCommon)
+        );
+        assert_eq!(
+            check(&form("ming.wang", "Tr0ub4dor&3xyz", "Tr0ub4dor&3xyw"), &p),
+            Err(ActivationError::PasswordMismatch)
+        );
+    }
+}

@@ -1,0 +1,5 @@
+//! How people prove who they are: passwords and one-time passwords, throttling, SSO sessions.
+
+pub mod password;
+pub mod session;
+pub mod throttle;

@@ -1,0 +1,138 @@
+//! Sign-in with custom account or national ID plus a password or a one-time password.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use diesel::prelude::*;
+
+use crate::accounts::{self, Account, AccountState, Person, PersonStatus};
+use crate::crypto::{constant_time_eq, sha256_b64, DataProtector};
+use crate::error::InfraError;
+use crate::store::db::models::OneTimePasswordRow;
+use crate::store::db::schema::one_time_passwords;
+use crate::store::db::DbConn;
+
+/// Argon2id at the OWASP-recommended parameters (19 MiB, 2 passes, 1 lane).
+fn argon2() -> Argon2<'static> {
+    #[allow(clippy::expect_used)] // constant, known-valid parameters
+    let params = Params::new(19 * 1024, 2, 1, None).expect("argon2 params");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes a password a person chose.
+pub fn hash_password(password: &str) -> Result<String, InfraError> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| InfraError::Internal(format!("password hashing: {e}")))
+}
+
+/// Checks a password against a stored Argon2 hash.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// Spends the same time as a real verification, so unknown accounts cannot be told apart by timing.
+fn dummy_verify(password: &str) {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = DUMMY.get_or_init(|| hash_password("not-a-real-password").unwrap_or_default());
+    let _ = verify_password(password, hash);
+}
+
+/// What a successful sign-in leads to.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    /// A normal sign-in with the account's own password.
+    SignedIn { account: Account, person: Person },
+    /// A one-time password was used (and is now spent): the person must activate the account.
+    MustActivate { account: Account, person: Person },
+}
+
+/// Why a sign-in failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("wrong account or password")]
+    BadCredentials,
+    #[error("the one-time password has expired")]
+    OneTimePasswordExpired,
+    #[error("the person is separated")]
+    Separated,
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+impl From<diesel::result::Error> for LoginError {
+    fn from(e: diesel::result::Error) -> Self {
+        LoginError::Infra(e.into())
+    }
+}
+
+/// Checks an identifier and password. A one-time password is consumed atomically in the
+/// same transaction that finds it, so it works once even under concurrent attempts.
+pub fn sign_in(
+    conn: &mut DbConn,
+    protector: &DataProtector,
+    identifier: &str,
+    password: &str,
+    now: i64,
+) -> Result<LoginOutcome, LoginError> {
+    let Some((person, account)) = accounts::find_by_identifier(conn, protector, identifier)? else {
+        dummy_verify(password);
+        return Err(LoginError::BadCredentials);
+    };
+    let Some(account) = account else {
+        dummy_verify(password);
+        return Err(LoginError::BadCredentials);
+    };
+    let otp: Option<OneTimePasswordRow> =
+        one_time_passwords::table.find(&account.id).select(OneTimePasswordRow::as_select()).first(conn).optional()?;
+    if let Some(otp) = otp {
+        if constant_time_eq(sha256_b64(password.as_bytes()).as_bytes(), otp.password_hash.as_bytes()) {
+            if otp.expires_at <= now {
+                return Err(LoginError::OneTimePasswordExpired);
+            }
+            if person.status == PersonStatus::Separated {
+                return Err(LoginError::Separated);
+            }
+            // Delete-where-hash-matches: only one concurrent caller sees a deleted row.
+            let deleted = diesel::delete(
+                one_time_passwords::table
+                    .filter(one_time_passwords::account_id.eq(&account.id))
+                    .filter(one_time_passwords::password_hash.eq(&otp.password_hash)),
+            )
+            .execute(conn)?;
+            if deleted != 1 {
+                return Err(LoginError::BadCredentials);
+            }
+            return Ok(LoginOutcome::MustActivate { account, person });
+        }
+    }
+    let ok = match (&account.password_hash, account.state) {
+        (Some(hash), AccountState::Active) => verify_password(password, hash),
+        _ => {
+            dummy_verify(password);
+            false
+        }
+    };
+    if !ok {
+        return Err(LoginError::BadCredentials);
+    }
+    if person.status == PersonStatus::Separated {
+        return Err(LoginError::Separated);
+    }
+    Ok(LoginOutcome::SignedIn { account, person })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argon2id_hashes_verify_and_carry_owasp_parameters() {
+        let h = hash_password("correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(verify_password("correct horse battery", &h));
+        assert!(!verify_password("correct horse batterx", &h));
+        assert!(!verify_password("x", "not a hash"));
+    }
+}
