@@ -1,0 +1,90 @@
+//! The one place where failures become HTTP responses: rendered pages with a 4xx/5xx status
+//! for people, RFC 6749 JSON for clients. Internal errors are logged (without personal data)
+//! and shown as a generic message.
+
+use std::fmt;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Map};
+
+use crate::error::InfraError;
+use crate::state::AppState;
+use crate::templates::Lang;
+
+/// A response that ends a request early.
+#[derive(Debug)]
+pub struct Failure {
+    status: StatusCode,
+    body: String,
+    content_type: &'static str,
+    www_authenticate: Option<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.status)
+    }
+}
+
+impl ResponseError for Failure {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status);
+        r.content_type(self.content_type).insert_header((header::CACHE_CONTROL, "no-store"));
+        if let Some(w) = &self.www_authenticate {
+            r.insert_header((header::WWW_AUTHENTICATE, w.clone()));
+        }
+        r.body(self.body.clone())
+    }
+}
+
+/// A page that explains what went wrong.
+pub fn page(state: &AppState, lang: Lang, status: StatusCode, key: &str, detail: Option<String>) -> Failure {
+    let mut ctx = Map::new();
+    ctx.insert("message".into(), state.templates.text(lang, key).into());
+    if let Some(d) = detail {
+        ctx.insert("detail".into(), d.into());
+    }
+    let body =
+        state.templates.render("error", lang, "error_title", ctx).unwrap_or_else(|_| state.templates.text(lang, key));
+    Failure { status, body, content_type: "text/html; charset=utf-8", www_authenticate: None }
+}
+
+/// A 500 page for an infrastructure failure.
+pub fn internal(state: &AppState, lang: Lang, e: InfraError) -> Failure {
+    tracing::error!(error = %e, "internal error");
+    page(state, lang, StatusCode::INTERNAL_SERVER_ERROR, "err_server", None)
+}
+
+/// An OAuth error as JSON (RFC 6749 §5.2).
+pub fn oauth(status: StatusCode, error: &str, description: &str) -> Failure {
+    let body = json!({ "error": error, "error_description": description }).to_string();
+    Failure { status, body, content_type: "application/json", www_authenticate: None }
+}
+
+/// `invalid_client` with the challenge RFC 6749 asks for when Basic was used.
+pub fn invalid_client(description: &str, basic: bool) -> Failure {
+    let mut f = oauth(StatusCode::UNAUTHORIZED, "invalid_client", description);
+    if basic {
+        f.www_authenticate = Some("Basic realm=\"idp\"".into());
+    }
+    f
+}
+
+/// A bearer-token error for protected resources (RFC 6750 §3).
+pub fn bearer(status: StatusCode, error: &str, description: &str) -> Failure {
+    let mut f = oauth(status, error, description);
+    f.www_authenticate = Some(format!("Bearer error=\"{error}\", error_description=\"{description}\""));
+    f
+}
+
+/// The challenge for a request that carried no token at all (RFC 6750 §3.1: no error code).
+pub fn bearer_required() -> Failure {
+    let mut f = oauth(StatusCode::UNAUTHORIZED, "invalid_token", "a bearer token is required");
+    f.www_authenticate = Some("Bearer realm=\"idp\"".into());
+    f
+}

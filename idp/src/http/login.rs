@@ -1,0 +1,415 @@
+//! The sign-in and activation pages.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map};
+
+use super::errors::{internal, page, Failure};
+use super::pages::render;
+use super::{client_address, cookie, csrf, lang_of, removal, ACTIVATION_COOKIE, SESSION_COOKIE};
+use crate::accounts::activation::{self, ActivateError, ActivationForm};
+use crate::accounts::{self};
+use crate::audit::{self, Event};
+use crate::authn::password::{sign_in, LoginError, LoginOutcome};
+use crate::authn::session;
+use crate::crypto::random_token;
+use crate::error::{now, InfraError};
+use crate::oidc::authorize::AuthRequest;
+use crate::oidc::params::Params;
+use crate::oidc::ACR_PASSWORD;
+use crate::state::AppState;
+use crate::templates::Lang;
+
+/// An activation in progress, keyed by the activation cookie.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingActivation {
+    account_id: String,
+    tx: Option<String>,
+}
+
+fn tx_key(tx: &str) -> String {
+    format!("tx:{tx}")
+}
+
+fn activation_key(token: &str) -> String {
+    format!("act:{token}")
+}
+
+/// Stores a login transaction and returns its id.
+pub async fn start_transaction(state: &AppState, req: &AuthRequest) -> Result<String, InfraError> {
+    let tx = random_token(24);
+    state.eph.put_json(&tx_key(&tx), req, state.config.login.transaction_ttl).await?;
+    Ok(tx)
+}
+
+/// Reads the login transaction named in a form or query, if any. `Err` means it was named but
+/// has expired.
+async fn load_transaction(state: &AppState, tx: Option<&str>) -> Result<Option<AuthRequest>, Result<InfraError, ()>> {
+    let Some(tx) = tx.filter(|t| !t.is_empty()) else { return Ok(None) };
+    if tx.len() > 64 {
+        return Err(Err(()));
+    }
+    match state.eph.get_json::<AuthRequest>(&tx_key(tx)).await {
+        Ok(Some(r)) => Ok(Some(r)),
+        Ok(None) => Err(Err(())),
+        Err(e) => Err(Ok(e.into())),
+    }
+}
+
+fn login_form(
+    state: &AppState,
+    req: &HttpRequest,
+    lang: Lang,
+    status: StatusCode,
+    tx: Option<&str>,
+    username: &str,
+    error_key: Option<&str>,
+) -> Result<HttpResponse, Failure> {
+    let (csrf, csrf_cookie) = csrf::token(state, req);
+    let mut ctx = Map::new();
+    ctx.insert("csrf".into(), json!(csrf));
+    ctx.insert("tx".into(), json!(tx.unwrap_or("")));
+    ctx.insert("username".into(), json!(username));
+    if let Some(k) = error_key {
+        ctx.insert("error_key".into(), json!(k));
+    }
+    let switch = match tx {
+        Some(tx) => format!("tx={tx}&ui_locales={}", if lang == Lang::ZhTw { "en" } else { "zh-TW" }),
+        None => format!("ui_locales={}", if lang == Lang::ZhTw { "en" } else { "zh-TW" }),
+    };
+    ctx.insert("switch_query".into(), json!(switch));
+    render(state, lang, status, "login", "login_title", ctx, csrf_cookie.into_iter().collect())
+}
+
+fn query(req: &HttpRequest) -> Params {
+    Params::parse(req.query_string().as_bytes()).unwrap_or_default()
+}
+
+/// `GET /login`: the sign-in form, for a transaction or for the site itself.
+pub async fn login_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
+    let q = query(&req);
+    let tx = q.get("tx").ok().flatten();
+    let auth = match load_transaction(&state, tx).await {
+        Ok(a) => a,
+        Err(Ok(e)) => return Err(internal(&state, lang_of(&req, None), e)),
+        Err(Err(())) => return Err(page(&state, lang_of(&req, None), StatusCode::BAD_REQUEST, "err_tx", None)),
+    };
+    let lang = lang_of(&req, auth.as_ref().and_then(|a| a.ui_locales.as_deref()));
+    let hint = auth.as_ref().and_then(|a| a.login_hint.clone()).unwrap_or_default();
+    login_form(&state, &req, lang, StatusCode::OK, tx, &hint, None)
+}
+
+/// `POST /login`: checks the password (or one-time password) and continues.
+pub async fn login_submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Failure> {
+    let mut lang = lang_of(&req, None);
+    let Ok(form) = Params::parse(&body) else {
+        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
+    };
+    let field = |n: &str| form.get(n).ok().flatten().unwrap_or("").to_string();
+    if !csrf::verify(&req, form.get("csrf_token").ok().flatten()) {
+        return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
+    }
+    let tx = field("tx");
+    let tx_opt = (!tx.is_empty()).then_some(tx.as_str());
+    let auth = match load_transaction(&state, tx_opt).await {
+        Ok(a) => a,
+        Err(Ok(e)) => return Err(internal(&state, lang, e)),
+        Err(Err(())) => return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_tx", None)),
+    };
+    if let Some(a) = &auth {
+        lang = lang_of(&req, a.ui_locales.as_deref());
+    }
+    let username = field("username");
+    let password = field("password");
+    let address = client_address(&req);
+    if username.is_empty() || password.is_empty() || username.chars().count() > 64 || password.chars().count() > 128 {
+        return login_form(&state, &req, lang, StatusCode::UNAUTHORIZED, tx_opt, &username, Some("err_credentials"));
+    }
+    let blocked = state
+        .throttle
+        .is_blocked(&state.eph, &username, &address)
+        .await
+        .map_err(|e| internal(&state, lang, e.into()))?;
+    if blocked {
+        let addr = address.clone();
+        let _ = state
+            .db
+            .run(move |c| {
+                audit::record(
+                    c,
+                    Event { event: "login.password", outcome: "throttled", address: Some(&addr), ..Default::default() },
+                    now(),
+                )
+            })
+            .await;
+        return login_form(&state, &req, lang, StatusCode::TOO_MANY_REQUESTS, tx_opt, &username, Some("err_throttled"));
+    }
+    let protector = state.protector.clone();
+    let (u, p) = (username.clone(), password);
+    let outcome = state.db.run(move |c| -> Result<_, InfraError> { Ok(sign_in(c, &protector, &u, &p, now())) }).await;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return Err(internal(&state, lang, e)),
+    };
+    let audit_failure = |reason: &'static str, account: Option<String>| {
+        let state = state.clone();
+        let addr = address.clone();
+        async move {
+            let _ = state
+                .db
+                .run(move |c| {
+                    audit::record(
+                        c,
+                        Event {
+                            event: "login.password",
+                            outcome: reason,
+                            account_id: account.as_deref(),
+                            address: Some(&addr),
+                            ..Default::default()
+                        },
+                        now(),
+                    )
+                })
+                .await;
+        }
+    };
+    match outcome {
+        Err(LoginError::Infra(e)) => Err(internal(&state, lang, e)),
+        Err(e) => {
+            let (key, status, reason) = match e {
+                LoginError::OneTimePasswordExpired => ("err_otp_expired", StatusCode::UNAUTHORIZED, "otp_expired"),
+                LoginError::Separated => ("err_separated", StatusCode::FORBIDDEN, "separated"),
+                _ => ("err_credentials", StatusCode::UNAUTHORIZED, "bad_credentials"),
+            };
+            state
+                .throttle
+                .record_failure(&state.eph, &username, &address)
+                .await
+                .map_err(|e| internal(&state, lang, e.into()))?;
+            audit_failure(reason, None).await;
+            login_form(&state, &req, lang, status, tx_opt, &username, Some(key))
+        }
+        Ok(LoginOutcome::MustActivate { account, .. }) => {
+            let _ = state.throttle.record_success(&state.eph, &username).await;
+            let token = random_token(32);
+            let pending = PendingActivation { account_id: account.id.clone(), tx: tx_opt.map(str::to_string) };
+            state
+                .eph
+                .put_json(&activation_key(&token), &pending, state.config.login.transaction_ttl)
+                .await
+                .map_err(|e| internal(&state, lang, e.into()))?;
+            let (id, addr) = (account.id.clone(), address.clone());
+            state
+                .db
+                .run(move |c| {
+                    audit::record(
+                        c,
+                        Event {
+                            event: "login.one_time_password",
+                            outcome: "success",
+                            account_id: Some(&id),
+                            actor: Some(&id),
+                            address: Some(&addr),
+                            ..Default::default()
+                        },
+                        now(),
+                    )
+                })
+                .await
+                .map_err(|e| internal(&state, lang, e))?;
+            let ttl = state.config.login.transaction_ttl.as_secs() as i64;
+            Ok(HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, format!("/activate?ui_locales={}", lang.tag())))
+                .cookie(cookie(&state, ACTIVATION_COOKIE, token, Some(ttl)))
+                .finish())
+        }
+        Ok(LoginOutcome::SignedIn { account, .. }) => {
+            let _ = state.throttle.record_success(&state.eph, &username).await;
+            let old = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+            let ttl = state.config.login.session_ttl.as_secs() as i64;
+            let (id, addr) = (account.id.clone(), address.clone());
+            let (token, sess) = state
+                .db
+                .run(move |c| -> Result<_, InfraError> {
+                    if let Some(old) = old {
+                        session::end(c, &old)?;
+                    }
+                    let created = session::create(c, &id, ACR_PASSWORD, &["pwd"], now(), ttl)?;
+                    audit::record(
+                        c,
+                        Event {
+                            event: "login.password",
+                            outcome: "success",
+                            account_id: Some(&id),
+                            actor: Some(&id),
+                            address: Some(&addr),
+                            ..Default::default()
+                        },
+                        now(),
+                    )?;
+                    Ok(created)
+                })
+                .await
+                .map_err(|e| internal(&state, lang, e))?;
+            let session_cookie = cookie(&state, SESSION_COOKIE, token, None);
+            let mut resp = match auth {
+                Some(auth) => {
+                    let _ = state.eph.delete(&tx_key(&tx)).await;
+                    super::oidc::finish_authorization(&state, lang, &auth, &sess, StatusCode::SEE_OTHER).await?
+                }
+                None => HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).finish(),
+            };
+            resp.add_cookie(&session_cookie)
+                .map_err(|e| internal(&state, lang, InfraError::Internal(e.to_string())))?;
+            Ok(resp)
+        }
+    }
+}
+
+async fn pending_activation(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<Option<(String, PendingActivation)>, InfraError> {
+    let Some(c) = req.cookie(ACTIVATION_COOKIE) else { return Ok(None) };
+    let token = c.value().to_string();
+    if token.len() > 64 {
+        return Ok(None);
+    }
+    Ok(state.eph.get_json::<PendingActivation>(&activation_key(&token)).await?.map(|p| (token, p)))
+}
+
+fn activation_form(
+    state: &AppState,
+    req: &HttpRequest,
+    lang: Lang,
+    status: StatusCode,
+    account: &str,
+    email: &str,
+    error_key: Option<String>,
+) -> Result<HttpResponse, Failure> {
+    let (csrf, csrf_cookie) = csrf::token(state, req);
+    let mut ctx = Map::new();
+    ctx.insert("csrf".into(), json!(csrf));
+    ctx.insert("account".into(), json!(account));
+    ctx.insert("email".into(), json!(email));
+    if let Some(k) = error_key {
+        ctx.insert("error_key".into(), json!(k));
+    }
+    render(state, lang, status, "activate", "activate_title", ctx, csrf_cookie.into_iter().collect())
+}
+
+/// `GET /activate`: the activation form after a one-time-password sign-in.
+pub async fn activate_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
+    let lang = lang_of(&req, None);
+    match pending_activation(&state, &req).await {
+        Ok(Some((_, pending))) => {
+            let id = pending.account_id.clone();
+            let protector = state.protector.clone();
+            let prefill = state
+                .db
+                .run(move |c| -> Result<_, InfraError> {
+                    let Some(a) = accounts::account_by_id(c, &id)? else { return Ok(None) };
+                    let p = accounts::person_by_id(c, &protector, &a.person_id)?;
+                    Ok(p.map(|p| (a.account_name.unwrap_or_default(), a.email.unwrap_or(p.email))))
+                })
+                .await
+                .map_err(|e| internal(&state, lang, e))?;
+            let (account, email) = prefill.unwrap_or_default();
+            activation_form(&state, &req, lang, StatusCode::OK, &account, &email, None)
+        }
+        Ok(None) => Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_activation_expired", None)),
+        Err(e) => Err(internal(&state, lang, e)),
+    }
+}
+
+/// `POST /activate`: sets custom account, e-mail and password.
+pub async fn activate_submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Failure> {
+    let lang = lang_of(&req, None);
+    let Ok(params) = Params::parse(&body) else {
+        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
+    };
+    if !csrf::verify(&req, params.get("csrf_token").ok().flatten()) {
+        return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
+    }
+    let Some((token, pending)) = pending_activation(&state, &req).await.map_err(|e| internal(&state, lang, e))? else {
+        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_activation_expired", None));
+    };
+    let field = |n: &str| params.get(n).ok().flatten().unwrap_or("").to_string();
+    let form = ActivationForm {
+        account: field("account"),
+        email: field("email"),
+        password: field("password"),
+        password_confirm: field("password_confirm"),
+    };
+    let (account_name, email) = (form.account.clone(), form.email.clone());
+    let id = pending.account_id.clone();
+    let protector = state.protector.clone();
+    let address = client_address(&req);
+    let result = state
+        .db
+        .run(move |c| -> Result<Result<(), ActivateError>, InfraError> {
+            let Some(account) = accounts::account_by_id(c, &id)? else {
+                return Ok(Err(ActivateError::Infra(InfraError::Internal("account vanished".into()))));
+            };
+            let Some(person) = accounts::person_by_id(c, &protector, &account.person_id)? else {
+                return Ok(Err(ActivateError::Infra(InfraError::Internal("person vanished".into()))));
+            };
+            let r = activation::activate(c, &id, &person, &form, now());
+            if r.is_ok() {
+                audit::record(
+                    c,
+                    Event {
+                        event: "account.activate",
+                        outcome: "success",
+                        account_id: Some(&id),
+                        actor: Some(&id),
+                        address: Some(&address),
+                        ..Default::default()
+                    },
+                    now(),
+                )?;
+            }
+            Ok(r)
+        })
+        .await
+        .map_err(|e| internal(&state, lang, e))?;
+    match result {
+        Err(ActivateError::Rule(rule)) => activation_form(
+            &state,
+            &req,
+            lang,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &account_name,
+            &email,
+            Some(rule.key()),
+        ),
+        Err(ActivateError::Infra(e)) => Err(internal(&state, lang, e)),
+        Ok(()) => {
+            let _ = state.eph.delete(&activation_key(&token)).await;
+            let login_url = match &pending.tx {
+                Some(tx) => format!("/login?tx={tx}"),
+                None => "/login".into(),
+            };
+            let mut ctx = Map::new();
+            ctx.insert("login_url".into(), json!(login_url));
+            render(
+                &state,
+                lang,
+                StatusCode::OK,
+                "activated",
+                "activated_title",
+                ctx,
+                vec![removal(&state, ACTIVATION_COOKIE)],
+            )
+        }
+    }
+}

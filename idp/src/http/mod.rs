@@ -1,0 +1,82 @@
+//! Thin HTTP handlers grouped by surface. They translate requests into domain calls and the
+//! results back into pages, redirects or JSON; the protocol and identity logic lives elsewhere.
+
+pub mod csrf;
+pub mod errors;
+pub mod login;
+pub mod oidc;
+pub mod pages;
+
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use actix_web::{web, HttpRequest};
+
+use crate::state::AppState;
+use crate::templates::Lang;
+
+/// Name of the SSO session cookie.
+pub const SESSION_COOKIE: &str = "idp_session";
+/// Name of the cookie that carries an activation in progress.
+pub const ACTIVATION_COOKIE: &str = "idp_activation";
+
+/// Routes of the whole site.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/.well-known/openid-configuration").route(web::get().to(oidc::discovery)))
+        .service(web::resource("/jwks").route(web::get().to(oidc::jwks)))
+        .service(
+            web::resource("/authorize")
+                .route(web::get().to(oidc::authorize_get))
+                .route(web::post().to(oidc::authorize_post)),
+        )
+        .service(web::resource("/token").route(web::post().to(oidc::token)))
+        .service(web::resource("/userinfo").route(web::get().to(oidc::userinfo)).route(web::post().to(oidc::userinfo)))
+        .service(
+            web::resource("/logout").route(web::get().to(oidc::logout_get)).route(web::post().to(oidc::logout_post)),
+        )
+        .service(
+            web::resource("/login").route(web::get().to(login::login_page)).route(web::post().to(login::login_submit)),
+        )
+        .service(
+            web::resource("/activate")
+                .route(web::get().to(login::activate_page))
+                .route(web::post().to(login::activate_submit)),
+        )
+        .service(web::resource("/").route(web::get().to(pages::home)))
+        .service(web::resource("/static/style.css").route(web::get().to(pages::style)))
+        .service(web::resource("/healthz").route(web::get().to(pages::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(pages::readyz)));
+}
+
+/// The page language for a request: `ui_locales` in the query, else `Accept-Language`.
+pub fn lang_of(req: &HttpRequest, ui_locales: Option<&str>) -> Lang {
+    let from_query = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "ui_locales")
+        .map(|(_, v)| v.into_owned());
+    let accept = req.headers().get("accept-language").and_then(|v| v.to_str().ok());
+    Lang::negotiate(from_query.as_deref().or(ui_locales), accept)
+}
+
+/// The client's address, for throttling and the audit log.
+pub fn client_address(req: &HttpRequest) -> String {
+    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+/// A cookie with the flags every cookie of this site carries.
+pub fn cookie(state: &AppState, name: &'static str, value: String, max_age_secs: Option<i64>) -> Cookie<'static> {
+    let mut c = Cookie::build(name, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.config.secure_cookies())
+        .finish();
+    if let Some(age) = max_age_secs {
+        c.set_max_age(CookieDuration::seconds(age));
+    }
+    c
+}
+
+/// A cookie that removes `name` from the browser.
+pub fn removal(state: &AppState, name: &'static str) -> Cookie<'static> {
+    let mut c = cookie(state, name, String::new(), Some(0));
+    c.make_removal();
+    c
+}

@@ -1,0 +1,435 @@
+//! OpenID Connect endpoints.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Map};
+
+use super::errors::{bearer, bearer_required, internal, invalid_client, oauth, page, Failure};
+use super::pages::render;
+use super::{client_address, csrf, lang_of, removal, SESSION_COOKIE};
+use crate::accounts::{self, AccountState, PersonStatus};
+use crate::audit::{self, Event};
+use crate::authn::session::{self, Session};
+use crate::error::{now, InfraError};
+use crate::oidc::authorize::{self, AuthRequest, AuthorizeError, CodeGrant};
+use crate::oidc::clients::{self, Client};
+use crate::oidc::params::Params;
+use crate::oidc::token::{self, AccessGrant, BasicCredentials, TokenError};
+use crate::oidc::{claims, discovery as disc};
+use crate::state::AppState;
+use crate::templates::Lang;
+
+fn json_no_store(body: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .body(body.to_string())
+}
+
+/// `GET /.well-known/openid-configuration`
+pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .body(disc::document(&state.config.issuer).to_string())
+}
+
+/// `GET /jwks`
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .body(state.keys.jwks().to_string())
+}
+
+pub async fn authorize_get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
+    authorize(state, req, web::Bytes::new(), false).await
+}
+
+pub async fn authorize_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Failure> {
+    authorize(state, req, body, true).await
+}
+
+/// The live session of the request's cookie whose person may still sign in.
+async fn current_session(state: &AppState, req: &HttpRequest) -> Result<Option<Session>, InfraError> {
+    let Some(cookie) = req.cookie(SESSION_COOKIE) else { return Ok(None) };
+    let token = cookie.value().to_string();
+    if token.len() > 64 {
+        return Ok(None);
+    }
+    let protector = state.protector.clone();
+    state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            let Some(s) = session::find(c, &token, now())? else { return Ok(None) };
+            let Some(a) = accounts::account_by_id(c, &s.account_id)? else { return Ok(None) };
+            if a.state != AccountState::Active {
+                return Ok(None);
+            }
+            let p = accounts::person_by_id(c, &protector, &a.person_id)?;
+            Ok(p.filter(|p| p.status == PersonStatus::Active).map(|_| s))
+        })
+        .await
+}
+
+async fn authorize(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+    post: bool,
+) -> Result<HttpResponse, Failure> {
+    let raw: &[u8] = if post { &body } else { req.query_string().as_bytes() };
+    let lang0 = lang_of(&req, None);
+    let params = Params::parse(raw)
+        .map_err(|e| page(&state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", Some(e.to_string())))?;
+    let lang = lang_of(&req, params.get("ui_locales").ok().flatten());
+    let show = |e: AuthorizeError| match e {
+        AuthorizeError::Page { key, detail } => Err(page(&state, lang, StatusCode::BAD_REQUEST, key, Some(detail))),
+        AuthorizeError::Redirect { redirect_uri, state: st, error, description } => {
+            let url =
+                authorize::error_redirect(&redirect_uri, st.as_deref(), error, &description, &state.config.issuer);
+            Ok(HttpResponse::Found().insert_header((header::LOCATION, url)).finish())
+        }
+    };
+    let target = match authorize::target(&params) {
+        Ok(t) => t,
+        Err(e) => return show(e),
+    };
+    let id = target.client_id.to_string();
+    let client: Option<Client> =
+        state.db.run(move |c| clients::get(c, &id)).await.map_err(|e| internal(&state, lang, e))?;
+    let Some(client) = client else {
+        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_client_unknown", None));
+    };
+    let auth = match authorize::validate(&params, &client) {
+        Ok(a) => a,
+        Err(e) => return show(e),
+    };
+    let session = current_session(&state, &req).await.map_err(|e| internal(&state, lang, e))?;
+    let fresh_enough = |s: &Session| auth.max_age.is_none_or(|m| now() - s.auth_time <= m);
+    let force_login = auth.prompt.iter().any(|p| p == "login");
+    match session {
+        Some(s) if !force_login && fresh_enough(&s) => {
+            finish_authorization(&state, lang, &auth, &s, StatusCode::FOUND).await
+        }
+        _ if auth.prompt.iter().any(|p| p == "none") => {
+            let url = authorize::error_redirect(
+                &auth.redirect_uri,
+                auth.state.as_deref(),
+                "login_required",
+                "the person is not signed in",
+                &state.config.issuer,
+            );
+            Ok(HttpResponse::Found().insert_header((header::LOCATION, url)).finish())
+        }
+        _ => {
+            let tx = super::login::start_transaction(&state, &auth).await.map_err(|e| internal(&state, lang, e))?;
+            Ok(HttpResponse::Found().insert_header((header::LOCATION, format!("/login?tx={tx}"))).finish())
+        }
+    }
+}
+
+/// Issues a code for a signed-in person and redirects back to the client.
+pub async fn finish_authorization(
+    state: &AppState,
+    lang: Lang,
+    auth: &AuthRequest,
+    session: &Session,
+    status: StatusCode,
+) -> Result<HttpResponse, Failure> {
+    let grant = CodeGrant {
+        client_id: auth.client_id.clone(),
+        redirect_uri: auth.redirect_uri.clone(),
+        account_id: session.account_id.clone(),
+        sid: session.sid.clone(),
+        auth_time: session.auth_time,
+        acr: session.acr.clone(),
+        amr: session.amr.clone(),
+        nonce: auth.nonce.clone(),
+        scope: auth.scope.clone(),
+        code_challenge: auth.code_challenge.clone(),
+    };
+    let (code, key) = authorize::new_code();
+    state
+        .eph
+        .put_json(&key, &grant, state.config.tokens.code_ttl)
+        .await
+        .map_err(|e| internal(state, lang, e.into()))?;
+    let mut pairs = vec![("code", code.as_str())];
+    if let Some(s) = &auth.state {
+        pairs.push(("state", s));
+    }
+    pairs.push(("iss", &state.config.issuer));
+    let url = authorize::redirect_with(&auth.redirect_uri, &pairs);
+    Ok(HttpResponse::build(status)
+        .insert_header((header::LOCATION, url))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+/// Decodes `Authorization: Basic` client credentials (RFC 6749 §2.3.1: form-encoded, then base64).
+fn basic_credentials(req: &HttpRequest) -> BasicCredentials {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD.decode(rest.trim()).map_err(|_| ()).and_then(|b| String::from_utf8(b).map_err(|_| ()));
+    Some(decoded.and_then(|s| {
+        let (id, secret) = s.split_once(':').ok_or(())?;
+        let dec = |v: &str| {
+            let plus = v.replace('+', "%20");
+            url::form_urlencoded::parse(format!("v={plus}").as_bytes()).next().map(|(_, v)| v.into_owned()).ok_or(())
+        };
+        Ok((dec(id)?, dec(secret)?))
+    }))
+}
+
+fn is_form(req: &HttpRequest) -> bool {
+    req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+    })
+}
+
+/// `POST /token`
+pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
+    if !is_form(&req) {
+        return Err(oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let params = Params::parse(&body).map_err(|e| oauth(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()))?;
+    match token::exchange(&state, &params, basic_credentials(&req)).await {
+        Ok(body) => Ok(json_no_store(body)),
+        Err(TokenError::InvalidClient { description, basic }) => {
+            let addr = client_address(&req);
+            let _ = state
+                .db
+                .run(move |c| {
+                    audit::record(
+                        c,
+                        Event {
+                            event: "token.client_auth",
+                            outcome: "failure",
+                            address: Some(&addr),
+                            ..Default::default()
+                        },
+                        now(),
+                    )
+                })
+                .await;
+            Err(invalid_client(&description, basic))
+        }
+        Err(TokenError::Server(e)) => {
+            tracing::error!(error = %e, "token endpoint");
+            Err(oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error"))
+        }
+        Err(e) => {
+            let description = match &e {
+                TokenError::InvalidRequest(d) | TokenError::InvalidGrant(d) | TokenError::UnauthorizedClient(d) => {
+                    d.clone()
+                }
+                _ => "grant_type is not supported".into(),
+            };
+            Err(oauth(StatusCode::BAD_REQUEST, e.code(), &description))
+        }
+    }
+}
+
+/// `GET|POST /userinfo`
+pub async fn userinfo(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
+    let from_header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_string());
+    let from_body = if req.method() == actix_web::http::Method::POST && is_form(&req) {
+        Params::parse(&body).ok().and_then(|p| p.get("access_token").ok().flatten().map(str::to_string))
+    } else {
+        None
+    };
+    let token = match (from_header, from_body) {
+        (Some(_), Some(_)) => {
+            return Err(bearer(StatusCode::BAD_REQUEST, "invalid_request", "send the token one way only"))
+        }
+        (Some(t), None) | (None, Some(t)) => t,
+        (None, None) => return Err(bearer_required()),
+    };
+    let invalid = || bearer(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is invalid or expired");
+    if token.len() > 512 {
+        return Err(invalid());
+    }
+    let grant: AccessGrant = state
+        .eph
+        .get_json(&token::access_key(&token))
+        .await
+        .map_err(|_| oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error"))?
+        .ok_or_else(invalid)?;
+    if grant.exp <= now() {
+        return Err(invalid());
+    }
+    let protector = state.protector.clone();
+    let claims = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            let Some(a) = accounts::account_by_id(c, &grant.account_id)? else { return Ok(None) };
+            let Some(p) = accounts::person_by_id(c, &protector, &a.person_id)? else { return Ok(None) };
+            if p.status != PersonStatus::Active {
+                return Ok(None);
+            }
+            claims::userinfo(c, &a, &p, &grant.scope).map(Some)
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "userinfo");
+            oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+        })?
+        .ok_or_else(invalid)?;
+    Ok(json_no_store(claims))
+}
+
+pub async fn logout_get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
+    let raw = req.query_string().as_bytes().to_vec();
+    logout(state, req, raw, false).await
+}
+
+pub async fn logout_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Failure> {
+    logout(state, req, body.to_vec(), true).await
+}
+
+/// RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0). With a valid `id_token_hint`
+/// the session ends at once; without one the person confirms first, so a third-party page
+/// cannot sign people out behind their back.
+async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    raw: Vec<u8>,
+    post: bool,
+) -> Result<HttpResponse, Failure> {
+    let lang0 = lang_of(&req, None);
+    let params = Params::parse(&raw)
+        .map_err(|e| page(&state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", Some(e.to_string())))?;
+    if let Some(dup) = params.first_duplicate() {
+        return Err(page(
+            &state,
+            lang0,
+            StatusCode::BAD_REQUEST,
+            "err_bad_request",
+            Some(format!("parameter `{dup}` is repeated")),
+        ));
+    }
+    let get = |n: &str| params.get(n).ok().flatten().map(str::to_string);
+    let lang = lang_of(&req, get("ui_locales").as_deref());
+    let hint =
+        get("id_token_hint").and_then(|t| state.keys.verify_own(&t)).filter(|c| c["iss"] == json!(state.config.issuer));
+    if get("id_token_hint").is_some() && hint.is_none() {
+        return Err(page(
+            &state,
+            lang,
+            StatusCode::BAD_REQUEST,
+            "err_bad_request",
+            Some("id_token_hint is not a valid ID token of this provider".into()),
+        ));
+    }
+    let hint_client = hint.as_ref().and_then(|c| c["aud"].as_str().map(str::to_string));
+    let client_id = match (get("client_id"), hint_client) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(page(
+                &state,
+                lang,
+                StatusCode::BAD_REQUEST,
+                "err_bad_request",
+                Some("client_id does not match id_token_hint".into()),
+            ))
+        }
+        (a, b) => a.or(b),
+    };
+    let post_logout = get("post_logout_redirect_uri");
+    if let Some(uri) = &post_logout {
+        let Some(id) = client_id.clone() else {
+            return Err(page(
+                &state,
+                lang,
+                StatusCode::BAD_REQUEST,
+                "err_post_logout_redirect_uri",
+                Some("client_id or id_token_hint is required".into()),
+            ));
+        };
+        let client = state.db.run(move |c| clients::get(c, &id)).await.map_err(|e| internal(&state, lang, e))?;
+        if !client.is_some_and(|c| c.has_post_logout_redirect_uri(uri)) {
+            return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_post_logout_redirect_uri", None));
+        }
+    }
+    let confirmed = post && get("confirm").as_deref() == Some("yes");
+    if confirmed && !csrf::verify(&req, get("csrf_token").as_deref()) {
+        return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
+    }
+    let session_token = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+    let current = current_session(&state, &req).await.map_err(|e| internal(&state, lang, e))?;
+    let hint_matches = match (&hint, &current) {
+        (Some(h), Some(s)) => h["sub"].as_str() == Some(s.account_id.as_str()),
+        (Some(_), None) => true,
+        _ => false,
+    };
+    if !confirmed && !hint_matches {
+        let (csrf, csrf_cookie) = csrf::token(&state, &req);
+        let mut ctx = Map::new();
+        ctx.insert("csrf".into(), json!(csrf));
+        ctx.insert("post_logout_redirect_uri".into(), json!(post_logout));
+        ctx.insert("client_id".into(), json!(client_id));
+        ctx.insert("state".into(), json!(get("state")));
+        return render(&state, lang, StatusCode::OK, "logout", "logout_title", ctx, csrf_cookie.into_iter().collect());
+    }
+    if let Some(token) = session_token.filter(|t| t.len() <= 64) {
+        let addr = client_address(&req);
+        state
+            .db
+            .run(move |c| -> Result<(), InfraError> {
+                if let Some(s) = session::end(c, &token)? {
+                    audit::record(
+                        c,
+                        Event {
+                            event: "logout",
+                            outcome: "success",
+                            account_id: Some(&s.account_id),
+                            actor: Some(&s.account_id),
+                            address: Some(&addr),
+                            ..Default::default()
+                        },
+                        now(),
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| internal(&state, lang, e))?;
+    }
+    let clear = removal(&state, SESSION_COOKIE);
+    match post_logout {
+        Some(uri) => {
+            let url = match get("state") {
+                Some(s) => authorize::redirect_with(&uri, &[("state", &s)]),
+                None => uri,
+            };
+            Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, url)).cookie(clear).finish())
+        }
+        None => render(&state, lang, StatusCode::OK, "logged_out", "logged_out_title", Map::new(), vec![clear]),
+    }
+}

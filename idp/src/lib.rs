@@ -1,0 +1,19 @@
+//! The identity provider as a library: the `idp` binary is a thin CLI over it, and the tests
+//! drive the same code.
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod app;
+pub mod audit;
+pub mod authn;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod http;
+pub mod mail;
+pub mod national_id;
+pub mod oidc;
+pub mod state;
+pub mod store;
+pub mod templates;

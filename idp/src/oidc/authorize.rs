@@ -1,0 +1,204 @@
+//! The authorization request: validation in the order the specifications require (client and
+//! redirect URI first, and nothing redirected until both are trusted), and the code grant.
+
+use serde::{Deserialize, Serialize};
+
+use super::clients::Client;
+use super::params::{ParamError, Params};
+use crate::crypto::{random_token, sha256_b64};
+
+/// Scopes this provider understands; others are ignored, as RFC 6749 §3.3 allows.
+pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "agency", "roles"];
+
+/// A validated authorization request, kept in the login transaction while the person signs in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: Vec<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub prompt: Vec<String>,
+    pub max_age: Option<i64>,
+    pub login_hint: Option<String>,
+    pub ui_locales: Option<String>,
+}
+
+/// A failed request: either shown as a page (the redirect URI is not trusted) or sent back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizeError {
+    /// Shown to the person; `key` is a page message.
+    Page { key: &'static str, detail: String },
+    /// Returned to the client's redirect URI.
+    Redirect { redirect_uri: String, state: Option<String>, error: &'static str, description: String },
+}
+
+/// The parameters that decide whether errors may be redirected.
+pub struct Target<'a> {
+    pub client_id: &'a str,
+    pub redirect_uri: Option<&'a str>,
+}
+
+/// Step one: client id and redirect URI, before the client is loaded.
+pub fn target(params: &Params) -> Result<Target<'_>, AuthorizeError> {
+    let page = |key, e: ParamError| AuthorizeError::Page { key, detail: e.to_string() };
+    let client_id = params.get("client_id").map_err(|e| page("err_bad_request", e))?;
+    let redirect_uri = params.get("redirect_uri").map_err(|e| page("err_bad_request", e))?;
+    let client_id =
+        client_id.ok_or(AuthorizeError::Page { key: "err_client_missing", detail: "client_id is missing".into() })?;
+    Ok(Target { client_id, redirect_uri })
+}
+
+fn is_pkce_value(s: &str) -> bool {
+    (43..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// Step two: with the client known, check the redirect URI exactly, then everything else.
+pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, AuthorizeError> {
+    let redirect_uri = match params.get("redirect_uri") {
+        Ok(Some(uri)) if client.has_redirect_uri(uri) => uri.to_string(),
+        Ok(Some(_)) => {
+            return Err(AuthorizeError::Page {
+                key: "err_redirect_uri",
+                detail: "redirect_uri is not registered for this client".into(),
+            })
+        }
+        Ok(None) => {
+            return Err(AuthorizeError::Page { key: "err_redirect_uri", detail: "redirect_uri is missing".into() })
+        }
+        Err(e) => return Err(AuthorizeError::Page { key: "err_bad_request", detail: e.to_string() }),
+    };
+    let state = params.get("state").ok().flatten().map(str::to_string);
+    let fail = |error: &'static str, description: String| AuthorizeError::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        state: state.clone(),
+        error,
+        description,
+    };
+    if let Some(dup) = params.first_duplicate() {
+        return Err(fail("invalid_request", format!("parameter `{dup}` is repeated")));
+    }
+    let get = |name: &str| params.get(name).ok().flatten();
+    if params.has("request") {
+        return Err(fail("request_not_supported", "request objects are not supported".into()));
+    }
+    if params.has("request_uri") {
+        return Err(fail("request_uri_not_supported", "request_uri is not supported".into()));
+    }
+    match get("response_type") {
+        None => return Err(fail("invalid_request", "response_type is missing".into())),
+        Some("code") => {}
+        Some(_) => return Err(fail("unsupported_response_type", "only response_type=code is supported".into())),
+    }
+    match get("response_mode") {
+        None | Some("query") => {}
+        Some(_) => return Err(fail("invalid_request", "only response_mode=query is supported".into())),
+    }
+    let requested: Vec<&str> = get("scope").unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
+    if !requested.contains(&"openid") {
+        return Err(fail("invalid_scope", "the openid scope is required".into()));
+    }
+    let mut scope: Vec<String> = Vec::new();
+    for s in SUPPORTED_SCOPES {
+        if requested.contains(&s) {
+            scope.push(s.to_string());
+        }
+    }
+    let code_challenge = match (get("code_challenge"), get("code_challenge_method")) {
+        (None, None) => None,
+        (Some(c), Some("S256")) if is_pkce_value(c) => Some(c.to_string()),
+        (Some(_), Some("S256")) => return Err(fail("invalid_request", "code_challenge is malformed".into())),
+        (Some(_), _) => return Err(fail("invalid_request", "code_challenge_method must be S256".into())),
+        (None, Some(_)) => return Err(fail("invalid_request", "code_challenge is missing".into())),
+    };
+    if client.public && code_challenge.is_none() {
+        return Err(fail("invalid_request", "public clients must use PKCE (S256)".into()));
+    }
+    let prompt: Vec<String> =
+        get("prompt").unwrap_or("").split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    for p in &prompt {
+        if !matches!(p.as_str(), "none" | "login" | "consent" | "select_account") {
+            return Err(fail("invalid_request", format!("prompt value `{p}` is not supported")));
+        }
+    }
+    if prompt.iter().any(|p| p == "none") && prompt.len() > 1 {
+        return Err(fail("invalid_request", "prompt=none cannot be combined with other values".into()));
+    }
+    let max_age = match get("max_age") {
+        None => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => Some(n),
+            _ => return Err(fail("invalid_request", "max_age must be a non-negative integer".into())),
+        },
+    };
+    let nonce = get("nonce").map(str::to_string);
+    if nonce.as_ref().is_some_and(|n| n.len() > 512) {
+        return Err(fail("invalid_request", "nonce is too long".into()));
+    }
+    Ok(AuthRequest {
+        client_id: client.client_id.clone(),
+        redirect_uri,
+        scope,
+        state,
+        nonce,
+        code_challenge,
+        prompt,
+        max_age,
+        login_hint: get("login_hint").map(str::to_string),
+        ui_locales: get("ui_locales").map(str::to_string),
+    })
+}
+
+/// What an authorization code stands for; stored under the code's hash, taken once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeGrant {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub account_id: String,
+    pub sid: String,
+    pub auth_time: i64,
+    pub acr: String,
+    pub amr: Vec<String>,
+    pub nonce: Option<String>,
+    pub scope: Vec<String>,
+    pub code_challenge: Option<String>,
+}
+
+/// A fresh code and the ephemeral-store key it is kept under.
+pub fn new_code() -> (String, String) {
+    let code = random_token(32);
+    let key = code_key(&code);
+    (code, key)
+}
+
+/// The store key of a code (its hash: a leaked store never yields usable codes).
+pub fn code_key(code: &str) -> String {
+    format!("code:{}", sha256_b64(code.as_bytes()))
+}
+
+/// Appends response parameters to a redirect URI, keeping its own query.
+pub fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> String {
+    match url::Url::parse(redirect_uri) {
+        Ok(mut u) => {
+            {
+                let mut q = u.query_pairs_mut();
+                for (k, v) in pairs {
+                    q.append_pair(k, v);
+                }
+            }
+            u.to_string()
+        }
+        Err(_) => redirect_uri.to_string(),
+    }
+}
+
+/// The redirect for an error that may go back to the client (RFC 6749 §4.1.2.1, RFC 9207).
+pub fn error_redirect(redirect_uri: &str, state: Option<&str>, error: &str, description: &str, issuer: &str) -> String {
+    let mut pairs = vec![("error", error), ("error_description", description)];
+    if let Some(s) = state {
+        pairs.push(("state", s));
+    }
+    pairs.push(("iss", issuer));
+    redirect_with(redirect_uri, &pairs)
+}

@@ -1,0 +1,47 @@
+//! Claims about a person, released by scope.
+
+use diesel::prelude::*;
+use serde_json::{json, Map, Value};
+
+use crate::accounts::{roles, Account, Person};
+use crate::error::InfraError;
+use crate::store::db::schema::agencies;
+use crate::store::db::DbConn;
+
+/// The claims of the userinfo response for the granted scopes.
+pub fn userinfo(conn: &mut DbConn, account: &Account, person: &Person, scope: &[String]) -> Result<Value, InfraError> {
+    let has = |s: &str| scope.iter().any(|x| x == s);
+    let mut claims = Map::new();
+    claims.insert("sub".into(), json!(account.id));
+    if has("profile") {
+        claims.insert("name".into(), json!(person.name));
+        if let Some(name) = &account.account_name {
+            claims.insert("preferred_username".into(), json!(name));
+        }
+    }
+    if has("email") {
+        let email = account
+            .email
+            .clone()
+            .filter(|e| !e.is_empty())
+            .or_else(|| Some(person.email.clone()).filter(|e| !e.is_empty()));
+        if let Some(email) = email {
+            claims.insert("email".into(), json!(email));
+            // Nobody has proven control of the address by a mailed link yet.
+            claims.insert("email_verified".into(), json!(false));
+        }
+    }
+    if has("agency") {
+        let name: Option<String> =
+            agencies::table.find(&person.agency_code).select(agencies::name).first(conn).optional()?;
+        claims.insert("agency_code".into(), json!(person.agency_code));
+        if let Some(name) = name {
+            claims.insert("agency_name".into(), json!(name));
+        }
+        claims.insert("unit".into(), json!(person.unit));
+    }
+    if has("roles") {
+        claims.insert("roles".into(), json!(roles::roles(person)));
+    }
+    Ok(Value::Object(claims))
+}

@@ -1,0 +1,87 @@
+//! Parsing of protocol parameters: size limits, duplicates and encoding errors are caught here
+//! once, so every endpoint answers them with a 400-class error instead of guessing.
+
+/// The longest single parameter value accepted.
+pub const MAX_VALUE: usize = 4096;
+/// The most parameters accepted in one request.
+pub const MAX_PARAMS: usize = 64;
+
+/// Why the parameters could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    #[error("the parameters are not valid form encoding")]
+    Encoding,
+    #[error("too many parameters")]
+    TooMany,
+    #[error("parameter `{0}` is too long")]
+    TooLong(String),
+    #[error("parameter `{0}` is repeated")]
+    Duplicate(String),
+}
+
+/// Decoded parameters, in order, with duplicates detectable.
+#[derive(Debug, Clone, Default)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// Parses `application/x-www-form-urlencoded` text (a query string or a form body).
+    pub fn parse(raw: &[u8]) -> Result<Self, ParamError> {
+        // Percent-decoding into invalid UTF-8 is replaced by U+FFFD by the decoder; refuse it
+        // instead of guessing what the client meant.
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw).into_owned().collect();
+        if pairs.len() > MAX_PARAMS {
+            return Err(ParamError::TooMany);
+        }
+        for (k, v) in &pairs {
+            if k.contains('\u{FFFD}') || v.contains('\u{FFFD}') {
+                return Err(ParamError::Encoding);
+            }
+            if k.len() > 128 || v.len() > MAX_VALUE {
+                return Err(ParamError::TooLong(k.chars().take(64).collect()));
+            }
+        }
+        Ok(Self(pairs))
+    }
+
+    /// The single value of a parameter; an empty value counts as absent (RFC 6749 §3.1).
+    pub fn get(&self, name: &str) -> Result<Option<&str>, ParamError> {
+        let mut found = None;
+        for (k, v) in &self.0 {
+            if k == name {
+                if found.is_some() {
+                    return Err(ParamError::Duplicate(name.into()));
+                }
+                found = Some(v.as_str());
+            }
+        }
+        Ok(found.filter(|v| !v.is_empty()))
+    }
+
+    /// The first repeated parameter name, if any.
+    pub fn first_duplicate(&self) -> Option<&str> {
+        let mut seen = std::collections::HashSet::new();
+        self.0.iter().map(|(k, _)| k.as_str()).find(|k| !seen.insert(*k))
+    }
+
+    /// Whether a parameter is present at all.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_encoding_and_sizes_are_caught() {
+        let p = Params::parse(b"a=1&b=2&a=3").unwrap();
+        assert_eq!(p.get("b").unwrap(), Some("2"));
+        assert_eq!(p.get("a"), Err(ParamError::Duplicate("a".into())));
+        assert_eq!(p.first_duplicate(), Some("a"));
+        assert_eq!(Params::parse(b"a=%ff").unwrap_err(), ParamError::Encoding);
+        let long = format!("a={}", "x".repeat(MAX_VALUE + 1));
+        assert!(matches!(Params::parse(long.as_bytes()), Err(ParamError::TooLong(_))));
+        assert_eq!(Params::parse(b"a=").unwrap().get("a").unwrap(), None);
+    }
+}

@@ -1,0 +1,76 @@
+//! Everything a request handler or CLI command needs, built once from the configuration.
+
+use std::sync::Arc;
+
+use crate::authn::throttle::Throttle;
+use crate::config::Config;
+use crate::crypto::DataProtector;
+use crate::error::{now, InfraError};
+use crate::mail::Mailer;
+use crate::oidc::keys::KeySet;
+use crate::store::db::Db;
+use crate::store::ephemeral::Ephemeral;
+use crate::templates::Templates;
+
+/// Shared application state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub eph: Ephemeral,
+    pub protector: Arc<DataProtector>,
+    pub keys: Arc<KeySet>,
+    pub mailer: Mailer,
+    pub templates: Arc<Templates>,
+    pub throttle: Throttle,
+}
+
+/// The parts the CLI needs (no ephemeral store, no keys).
+pub struct Core {
+    pub config: Config,
+    pub db: Db,
+    pub protector: DataProtector,
+    pub mailer: Mailer,
+}
+
+impl Core {
+    /// Opens storage (applying migrations) and the data key.
+    pub fn open(config: Config) -> Result<Self, InfraError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| InfraError::Internal(format!("data_dir {}: {e}", config.data_dir.display())))?;
+        let protector = DataProtector::load_or_create(&config.data_key_file())?;
+        let db = Db::connect(&config.database_url(), config.database.pool_size)?;
+        db.migrate()?;
+        let mailer = Mailer::from_config(&config)?;
+        Ok(Self { config, db, protector, mailer })
+    }
+}
+
+impl AppState {
+    /// Builds the server state: storage, keys, ephemeral store, templates.
+    pub async fn build(config: Config) -> Result<Self, InfraError> {
+        let core = tokio::task::spawn_blocking(move || Core::open(config))
+            .await
+            .map_err(|e| InfraError::Internal(e.to_string()))??;
+        let Core { config, db, protector, mailer } = core;
+        let protector = Arc::new(protector);
+        let p = protector.clone();
+        let keys = db.run(move |c| KeySet::load_or_generate(c, &p, now())).await?;
+        let eph = Ephemeral::open(&config.cache.url, &config.cache.key_prefix).await?;
+        let throttle = Throttle {
+            per_account: config.login.max_failures_per_account,
+            per_address: config.login.max_failures_per_address,
+            window: config.login.throttle_window,
+        };
+        Ok(Self {
+            config: Arc::new(config),
+            db,
+            eph,
+            protector,
+            keys: Arc::new(keys),
+            mailer,
+            templates: Arc::new(Templates::new()?),
+            throttle,
+        })
+    }
+}

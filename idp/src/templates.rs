@@ -1,0 +1,168 @@
+//! Pages rendered with Handlebars from `templates/`, embedded into the binary so one file
+//! is the whole deployment. Traditional Chinese is the default language, English the second.
+
+use std::collections::HashMap;
+
+use handlebars::Handlebars;
+use serde_json::{Map, Value};
+
+use crate::error::InfraError;
+
+/// A page language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    ZhTw,
+    En,
+}
+
+impl Lang {
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::ZhTw => "zh-TW",
+            Lang::En => "en",
+        }
+    }
+
+    /// Picks from `ui_locales` (space-separated, in order of preference) if it names one we
+    /// have, else from `Accept-Language` by quality, else Traditional Chinese.
+    pub fn negotiate(ui_locales: Option<&str>, accept_language: Option<&str>) -> Lang {
+        let pick = |tag: &str| {
+            let tag = tag.trim().to_ascii_lowercase();
+            if tag.starts_with("zh") {
+                Some(Lang::ZhTw)
+            } else if tag.starts_with("en") {
+                Some(Lang::En)
+            } else {
+                None
+            }
+        };
+        if let Some(l) = ui_locales.and_then(|u| u.split(' ').find_map(pick)) {
+            return l;
+        }
+        if let Some(header) = accept_language {
+            let mut tags: Vec<(f32, &str)> = header
+                .split(',')
+                .filter_map(|part| {
+                    let mut it = part.split(';');
+                    let tag = it.next()?.trim();
+                    let q = it.find_map(|p| p.trim().strip_prefix("q=")).and_then(|q| q.parse().ok()).unwrap_or(1.0);
+                    Some((q, tag))
+                })
+                .collect();
+            tags.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+            if let Some(l) = tags.iter().filter(|(q, _)| *q > 0.0).find_map(|(_, t)| pick(t)) {
+                return l;
+            }
+        }
+        Lang::ZhTw
+    }
+}
+
+const PAGES: [(&str, &str); 8] = [
+    ("layout", include_str!("../../templates/layout.hbs")),
+    ("login", include_str!("../../templates/login.hbs")),
+    ("activate", include_str!("../../templates/activate.hbs")),
+    ("activated", include_str!("../../templates/activated.hbs")),
+    ("error", include_str!("../../templates/error.hbs")),
+    ("logout", include_str!("../../templates/logout.hbs")),
+    ("logged_out", include_str!("../../templates/logged_out.hbs")),
+    ("home", include_str!("../../templates/home.hbs")),
+];
+
+/// The stylesheet, served at `/static/style.css`.
+pub const STYLE_CSS: &str = include_str!("../../templates/static/style.css");
+
+/// The template registry and the translations.
+pub struct Templates {
+    hb: Handlebars<'static>,
+    strings: HashMap<&'static str, Map<String, Value>>,
+}
+
+impl Templates {
+    /// Compiles every page; a broken template fails at start, not on first use.
+    pub fn new() -> Result<Self, InfraError> {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(false);
+        for (name, source) in PAGES {
+            hb.register_template_string(name, source)
+                .map_err(|e| InfraError::Internal(format!("template {name}: {e}")))?;
+        }
+        let mut strings = HashMap::new();
+        for (lang, source) in [
+            ("zh-TW", include_str!("../../templates/i18n/zh-TW.json")),
+            ("en", include_str!("../../templates/i18n/en.json")),
+        ] {
+            let map: Map<String, Value> =
+                serde_json::from_str(source).map_err(|e| InfraError::Internal(format!("translations {lang}: {e}")))?;
+            strings.insert(lang, map);
+        }
+        Ok(Self { hb, strings })
+    }
+
+    /// A translated message.
+    pub fn text(&self, lang: Lang, key: &str) -> String {
+        self.strings.get(lang.tag()).and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or(key).to_string()
+    }
+
+    /// Renders a page; `title_key` and the `error` key (if any) are translated here.
+    pub fn render(
+        &self,
+        page: &str,
+        lang: Lang,
+        title_key: &str,
+        mut ctx: Map<String, Value>,
+    ) -> Result<String, InfraError> {
+        let t = self.strings.get(lang.tag()).cloned().unwrap_or_default();
+        ctx.insert("title".into(), Value::String(self.text(lang, title_key)));
+        if let Some(Value::String(key)) = ctx.get("error_key").cloned() {
+            ctx.insert("error".into(), Value::String(self.text(lang, &key)));
+        }
+        ctx.insert("t".into(), Value::Object(t));
+        ctx.insert("lang".into(), Value::String(lang.tag().into()));
+        let other = if lang == Lang::ZhTw { Lang::En } else { Lang::ZhTw };
+        ctx.insert("other_lang".into(), Value::String(other.tag().into()));
+        if !ctx.contains_key("switch_query") {
+            ctx.insert("switch_query".into(), Value::String(format!("ui_locales={}", other.tag())));
+        }
+        self.hb.render(page, &Value::Object(ctx)).map_err(|e| InfraError::Internal(format!("render {page}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_key_has_both_translations() {
+        let t = Templates::new().unwrap();
+        let zh = &t.strings["zh-TW"];
+        let en = &t.strings["en"];
+        let mut zk: Vec<_> = zh.keys().collect();
+        let mut ek: Vec<_> = en.keys().collect();
+        zk.sort();
+        ek.sort();
+        assert_eq!(zk, ek);
+        for e in [
+            crate::accounts::activation::ActivationError::AccountFormat,
+            crate::accounts::activation::ActivationError::AccountLikeNationalId,
+            crate::accounts::activation::ActivationError::AccountTaken,
+            crate::accounts::activation::ActivationError::EmailInvalid,
+            crate::accounts::activation::ActivationError::PasswordTooShort,
+            crate::accounts::activation::ActivationError::PasswordTooLong,
+            crate::accounts::activation::ActivationError::PasswordPersonal,
+            crate::accounts::activation::ActivationError::PasswordCommon,
+            crate::accounts::activation::ActivationError::PasswordMismatch,
+        ] {
+            assert!(zh.contains_key(&e.key()), "missing {}", e.key());
+        }
+    }
+
+    #[test]
+    fn language_negotiation() {
+        assert_eq!(Lang::negotiate(None, None), Lang::ZhTw);
+        assert_eq!(Lang::negotiate(Some("en-US"), Some("zh-TW")), Lang::En);
+        assert_eq!(Lang::negotiate(None, Some("en-US,en;q=0.9,zh-TW;q=0.8")), Lang::En);
+        assert_eq!(Lang::negotiate(None, Some("fr, zh-TW;q=0.5, en;q=0.4")), Lang::ZhTw);
+        assert_eq!(Lang::negotiate(Some("fr"), Some("de")), Lang::ZhTw);
+    }
+}
