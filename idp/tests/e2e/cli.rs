@@ -1,0 +1,121 @@
+//! The operator's command line.
+
+use crate::harness::*;
+
+#[test]
+fn invalid_register_rows_are_reported_by_line_and_nothing_is_imported() {
+    let idp = Idp::new();
+    let a = idp.file("agencies.csv", AGENCIES.as_bytes());
+    idp.cli_ok(&["agencies", "import", &a]);
+    let mut bad = String::from("national_id,name,agency_code,unit,person_category,concurrent_duty,status,email\n");
+    bad.push_str("A123456789,王小明,A21000000I,資訊處,01,,active,ming@example.gov.tw\n"); // line 2: fine
+    bad.push_str("A123456788,錯誤,A21000000I,資訊處,01,,active,\n"); // 3: check digit
+    bad.push_str("B223344554,李美華,Z99999999Z,人事室,08,,active,\n"); // 4: unknown agency
+    bad.push_str("C123456709,陳志強,A21000000I,秘書室,01,,retired,\n"); // 5: bad status
+    bad.push_str("F131104093,林,A21000000I,秘書室\n"); // 6: columns
+    let mut bytes = bad.into_bytes();
+    bytes.extend_from_slice(b"F131104093,\xff\xfe,A21000000I,x,01,,active,\n"); // 7: not UTF-8
+    let f = idp.file("bad.csv", &bytes);
+    let out = idp.cli(&["personnel", "import", &f]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for line in ["line 3:", "line 4:", "line 5:", "line 6:", "line 7:"] {
+        assert!(err.contains(line), "missing {line} in {err}");
+    }
+    assert!(!err.contains("line 2:"));
+    assert!(!err.contains("A123456788"), "national IDs are not echoed");
+    // Nothing was applied: the valid row on line 2 is not in the register.
+    let out = idp.cli(&["users", "reset-password", "--national-id", MING, "--email", "ming@example.gov.tw"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not in the personnel register")
+            || String::from_utf8_lossy(&out.stderr).contains("register")
+    );
+}
+
+#[test]
+fn agency_imports_check_parents_and_are_idempotent() {
+    let idp = Idp::new();
+    let a = idp.file("agencies.csv", AGENCIES.as_bytes());
+    assert!(idp.cli_ok(&["agencies", "import", &a]).contains("inserted 2"));
+    assert!(idp.cli_ok(&["agencies", "import", &a]).contains("unchanged 2"));
+    let bad = idp.file("bad.csv", b"code,name,parent_code,oid\nX1,Orphan,NOPE,\nX2,,,\nX3,Bad oid,,abc\n");
+    let out = idp.cli(&["agencies", "import", &bad]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2:") && err.contains("line 3:") && err.contains("line 4:"), "{err}");
+    let wrong_header = idp.file("h.csv", b"id,name\n");
+    assert!(!idp.cli(&["agencies", "import", &wrong_header]).status.success());
+}
+
+#[test]
+fn reset_password_mails_a_one_time_password_and_never_prints_it() {
+    let idp = Idp::new();
+    idp.import_register();
+    let out = idp.cli_ok(&["users", "reset-password", "--national-id", MING, "--email", "ming@example.gov.tw"]);
+    let otp = newest_one_time_password(&idp.outbox());
+    assert!(otp.chars().count() >= 12);
+    assert!(!out.contains(&otp));
+    assert!(!out.contains(MING), "the national ID is masked: {out}");
+    for (nid, why) in [("D123456780", "register"), (CHIH, "separated")] {
+        let nid = idp::national_id::NationalId::with_check_digit(&nid[..9]).unwrap();
+        let out = idp.cli(&["users", "reset-password", "--national-id", nid.expose(), "--email", "x@example.gov.tw"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(why), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = idp.cli(&["users", "reset-password", "--national-id", "A123456788", "--email", "x@example.gov.tw"]);
+    assert!(!out.status.success());
+    let out = idp.cli(&["users", "reset-password", "--national-id", MING, "--email", "not-an-address"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn clients_are_created_listed_shown_and_deleted() {
+    let idp = Idp::new();
+    let (id, secret) = idp.create_client("https://app.example.gov.tw/cb", "https://app.example.gov.tw/");
+    assert!(secret.len() >= 40);
+    assert!(idp.cli_ok(&["clients", "list"]).contains(&id));
+    let shown = idp.cli_ok(&["clients", "show", &id]);
+    assert!(shown.contains("https://app.example.gov.tw/cb"));
+    assert!(!shown.contains(&secret), "the secret is shown once only");
+    let public = idp.cli_ok(&[
+        "clients",
+        "create",
+        "--name",
+        "SPA",
+        "--redirect-uri",
+        "http://localhost:3000/cb",
+        "--public",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&public).unwrap();
+    assert!(v.get("client_secret").is_none());
+    assert!(!idp
+        .cli(&["clients", "create", "--name", "Bad", "--redirect-uri", "http://evil.example/cb"])
+        .status
+        .success());
+    assert!(!idp
+        .cli(&["clients", "create", "--name", "Bad", "--redirect-uri", "https://a.example/cb#frag"])
+        .status
+        .success());
+    idp.cli_ok(&["clients", "delete", &id]);
+    assert!(!idp.cli(&["clients", "show", &id]).status.success());
+}
+
+#[test]
+fn configuration_errors_name_the_key() {
+    let idp = Idp::with_env(&[("IDP_HTTP__BINDD", "x")]);
+    let out = idp.cli(&["migrate"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bindd"), "{}", String::from_utf8_lossy(&out.stderr));
+    let idp = Idp::with_env(&[("IDP_CACHE__URL", "memcached://x")]);
+    let out = idp.cli(&["migrate"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cache.url"));
+    let idp = Idp::new();
+    let file = idp.file("idp.toml", b"issuer = \"http://127.0.0.1:1\"\n[mail]\nsmtp = \"x\"\n");
+    let out = idp.cli(&["--config", &file, "migrate"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("smtp"));
+    let good = idp.file("good.toml", b"[login]\none_time_password_ttl = \"24h\"\n");
+    idp.cli_ok(&["--config", &good, "migrate"]);
+}

@@ -1,0 +1,299 @@
+//! Starts the real `idp` binary on a free port with a fresh database, and plays a browser.
+//!
+//! Storage: the embedded default (a SQLite file in a temporary folder, in-process store) unless
+//! `IDP_TEST_DATABASE_URL` (a PostgreSQL server URL; a new database is created per test and
+//! dropped afterwards) and/or `IDP_TEST_CACHE_URL` (Redis; keys get a per-test prefix) are set.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
+
+pub const AGENCIES: &str = "code,name,parent_code,oid\nA00000000A,行政院,,2.16.886.101.20003\nA21000000I,行政院人事行政總處,A00000000A,2.16.886.101.20003.20001\n";
+pub const MING: &str = "A123456789";
+pub const MEIHUA: &str = "B223344554";
+pub const CHIH: &str = "C123456709";
+pub const PERSONNEL: &str = "national_id,name,agency_code,unit,person_category,concurrent_duty,status,email\n\
+A123456789,王小明,A21000000I,資訊處,01,,active,ming@example.gov.tw\n\
+B223344554,李美華,A21000000I,人事室,08,,active,meihua@example.gov.tw\n\
+C123456709,陳志強,A21000000I,秘書室,01,,separated,chih@example.gov.tw\n";
+
+pub struct Idp {
+    pub dir: tempfile::TempDir,
+    pub base: String,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+    pg_admin: Option<(String, String)>,
+}
+
+fn random_name() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..12).map(|_| (b'a' + rng.gen_range(0..26)) as char).collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Idp {
+    /// Prepares configuration and a fresh database, without starting the server.
+    pub fn new() -> Self {
+        Self::with_env(&[])
+    }
+
+    pub fn with_env(extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut env = vec![
+            ("IDP_DATA_DIR".to_string(), dir.path().join("data").display().to_string()),
+            ("IDP_HTTP__BIND".into(), format!("127.0.0.1:{port}")),
+            ("IDP_ISSUER".into(), base.clone()),
+            ("IDP_HTTP__WORKERS".into(), "2".into()),
+            ("IDP_LOG__LEVEL".into(), "info".into()),
+        ];
+        let mut pg_admin = None;
+        if let Ok(admin) = std::env::var("IDP_TEST_DATABASE_URL") {
+            let name = format!("idp_test_{}", random_name());
+            let mut conn =
+                diesel::PgConnection::establish(&admin).expect("IDP_TEST_DATABASE_URL must reach PostgreSQL");
+            conn.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+            let mut url = url::Url::parse(&admin).unwrap();
+            url.set_path(&format!("/{name}"));
+            env.push(("IDP_DATABASE__URL".into(), url.to_string()));
+            pg_admin = Some((admin, name));
+        }
+        if let Ok(cache) = std::env::var("IDP_TEST_CACHE_URL") {
+            env.push(("IDP_CACHE__URL".into(), cache));
+            env.push(("IDP_CACHE__KEY_PREFIX".into(), format!("test:{}:", random_name())));
+        }
+        for (k, v) in extra {
+            env.retain(|(key, _)| key != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        Self { dir, base, child: None, env, pg_admin }
+    }
+
+    pub fn bin() -> &'static str {
+        env!("CARGO_BIN_EXE_idp")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    pub fn outbox(&self) -> PathBuf {
+        self.dir.path().join("data").join("outbox")
+    }
+
+    /// Runs an `idp` command with this instance's configuration.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(Self::bin());
+        cmd.args(args).current_dir(self.dir.path()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its standard output.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(out.status.success(), "idp {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Writes a file into the temporary folder.
+    pub fn file(&self, name: &str, contents: &[u8]) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, contents).unwrap();
+        p.display().to_string()
+    }
+
+    /// Imports the standard agencies and people.
+    pub fn import_register(&self) {
+        let a = self.file("agencies.csv", AGENCIES.as_bytes());
+        self.cli_ok(&["agencies", "import", &a]);
+        let p = self.file("personnel.csv", PERSONNEL.as_bytes());
+        self.cli_ok(&["personnel", "import", &p]);
+    }
+
+    /// Starts the server and waits until it answers.
+    pub async fn start(&mut self) {
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        let mut cmd = Command::new(Self::bin());
+        cmd.arg("serve")
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::null()).stderr(log);
+        self.child = Some(cmd.spawn().unwrap());
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(r) = client.get(format!("{}/healthz", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "idp serve exited with {status}: {}",
+                    std::fs::read_to_string(self.log_path()).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("idp did not start: {}", std::fs::read_to_string(self.log_path()).unwrap_or_default());
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A direct database connection, for the few tests that must move time (expiry).
+    pub fn db(&self) -> idp::store::db::Db {
+        let url = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "IDP_DATABASE__URL")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| format!("sqlite://{}", self.dir.path().join("data").join("idp.sqlite3").display()));
+        idp::store::db::Db::connect(&url, 1).unwrap()
+    }
+
+    /// Creates a confidential client; returns (id, secret).
+    pub fn create_client(&self, redirect: &str, post_logout: &str) -> (String, String) {
+        let out = self.cli_ok(&[
+            "clients",
+            "create",
+            "--name",
+            "Test app",
+            "--redirect-uri",
+            redirect,
+            "--post-logout-redirect-uri",
+            post_logout,
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (v["client_id"].as_str().unwrap().to_string(), v["client_secret"].as_str().unwrap().to_string())
+    }
+
+    /// Issues a one-time password through the CLI and reads it from the newest mail.
+    pub fn reset_password(&self, nid: &str, email: &str) -> String {
+        self.cli_ok(&["users", "reset-password", "--national-id", nid, "--email", email]);
+        newest_one_time_password(&self.outbox())
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some((admin, name)) = &self.pg_admin {
+            if let Ok(mut conn) = diesel::PgConnection::establish(admin) {
+                let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+/// The password on the `一次性密碼: ` line of the most recent mail in the outbox.
+pub fn newest_one_time_password(outbox: &Path) -> String {
+    let mut files: Vec<_> = std::fs::read_dir(outbox).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    let text = std::fs::read_to_string(files.last().expect("a mail in the outbox")).unwrap();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("一次性密碼: "))
+        .expect("a one-time password line")
+        .trim()
+        .to_string()
+}
+
+/// A browser: keeps cookies, does not follow redirects (the tests look at each one).
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Page {
+    /// The value of a hidden or text input.
+    pub fn input(&self, name: &str) -> Option<String> {
+        let marker = format!("name=\"{name}\"");
+        let at = self.body.find(&marker)?;
+        let rest = &self.body[at..];
+        let v = rest.find("value=\"")?;
+        let rest = &rest[v + 7..];
+        let end = rest.find('"')?;
+        Some(html_unescape(&rest[..end]))
+    }
+}
+
+fn html_unescape(s: &str) -> String {
+    s.replace("&#x3D;", "=")
+        .replace("&#x2F;", "/")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Self {
+        let http =
+            reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { http, base: base.to_string() }
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{}", self.base, path)
+        }
+    }
+
+    async fn page(r: reqwest::Response) -> Page {
+        let status = r.status().as_u16();
+        let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+        Page { status, location, body: r.text().await.unwrap() }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        Self::page(self.http.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        Self::page(self.http.post(self.url(path)).form(form).send().await.unwrap()).await
+    }
+
+    /// Opens the login page (following the authorize redirect) and signs in.
+    pub async fn sign_in_at(&self, login_path: &str, username: &str, password: &str) -> Page {
+        let page = self.get(login_path).await;
+        assert_eq!(page.status, 200, "login page: {}", page.body);
+        let csrf = page.input("csrf_token").unwrap();
+        let tx = page.input("tx").unwrap_or_default();
+        self.post("/login", &[("csrf_token", &csrf), ("tx", &tx), ("username", username), ("password", password)]).await
+    }
+}
+
+/// The value of a query parameter in a URL.
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url).ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `idp` binary, driven over HTTP and through its CLI.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod harness;
+mod login;
+mod oidc_flow;
+mod relying_party;
