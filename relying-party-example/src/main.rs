@@ -1,0 +1,86 @@
+//! A small web app that signs people in through the IdP with OpenID Connect.
+//!
+//! It uses only the public `openidconnect` crate, the way a team outside the
+//! IdP project would, so it doubles as an end-to-end check that the IdP
+//! speaks standard OpenID Connect: discovery, authorization code flow with
+//! PKCE, ID token verification, userinfo and RP-initiated logout.
+//!
+//! Configuration comes from environment variables; see `README.md`.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod oidc;
+mod pages;
+mod routes;
+mod store;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, App, HttpServer};
+
+use crate::config::Config;
+use crate::oidc::Oidc;
+use crate::routes::AppState;
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole cause chain on one line, so the root
+            // cause (e.g. "connection refused") is not hidden.
+            eprintln!("relying-party-example: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let config = Arc::new(Config::from_env()?);
+    eprintln!(
+        "relying-party-example: issuer {}, client_id {} ({}), redirect URI {}",
+        config.issuer.as_str(),
+        config.client_id.as_str(),
+        if config.client_secret.is_some() { "confidential client" } else { "public client, PKCE only" },
+        config.redirect_url()?,
+    );
+
+    let oidc = Oidc::discover(config.clone()).await.map_err(|err| {
+        err.context(format!(
+            "cannot use the IdP at {}: is it running, and is RP_ISSUER exactly its issuer URL?",
+            config.issuer.as_str()
+        ))
+    })?;
+    eprintln!("relying-party-example: discovery of {} succeeded", oidc.issuer());
+
+    let app = web::Data::new(AppState::new(config.clone(), oidc));
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app.clone())
+            // Pages show personal data and carry one-time codes in their URLs:
+            // never cache them, never leak the URL in a Referer header, and
+            // allow nothing beyond the page's own inline style.
+            .wrap(
+                DefaultHeaders::new()
+                    .add((header::CACHE_CONTROL, "no-store"))
+                    .add((header::REFERRER_POLICY, "no-referrer"))
+                    .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                    .add((
+                        header::CONTENT_SECURITY_POLICY,
+                        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; \
+                         form-action 'none'; base-uri 'none'",
+                    )),
+            )
+            .configure(routes::configure)
+    })
+    .bind(&config.bind)
+    .map_err(|err| anyhow::anyhow!("cannot listen on {} (RP_BIND): {err}", config.bind))?;
+
+    eprintln!("relying-party-example: listening on {}, open {} in a browser", config.bind, config.base_url);
+    server.run().await?;
+    Ok(())
+}
