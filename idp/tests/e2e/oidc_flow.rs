@@ -432,3 +432,63 @@ async fn separating_a_person_ends_their_session_and_refuses_sign_in() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("separated"));
 }
+
+#[tokio::test]
+async fn a_restart_keeps_accounts_clients_and_sessions() {
+    let mut idp = Idp::new();
+    idp.import_register();
+    let (client_id, _) = idp.create_client(RP, RP_HOME);
+    idp.start().await;
+    activate_ming(&idp, "Civil-Service-2026").await;
+    let b = Browser::new(&idp.base);
+    assert_eq!(b.sign_in_at("/login", "ming.wang", "Civil-Service-2026").await.status, 303);
+    idp.stop();
+    idp.start().await;
+    let r = b
+        .get(&format!(
+            "/authorize?client_id={client_id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback&response_type=code&scope=openid&prompt=none"
+        ))
+        .await;
+    let loc = r.location.unwrap();
+    assert!(query_param(&loc, "code").is_some(), "the SSO session survived the restart: {loc}");
+}
+
+#[tokio::test]
+async fn clients_may_ask_for_rs256_id_tokens() {
+    use openidconnect::PkceCodeVerifier;
+    let mut idp = Idp::new();
+    idp.import_register();
+    let out = idp.cli_ok(&[
+        "clients",
+        "create",
+        "--name",
+        "Legacy",
+        "--redirect-uri",
+        RP,
+        "--id-token-alg",
+        "RS256",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (client_id, secret) =
+        (v["client_id"].as_str().unwrap().to_string(), v["client_secret"].as_str().unwrap().to_string());
+    idp.start().await;
+    activate_ming(&idp, "Civil-Service-2026").await;
+    let b = Browser::new(&idp.base);
+    let (code, verifier) = code_for(&idp, &b, &client_id, "Civil-Service-2026").await;
+    let http = http();
+    let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(idp.base.clone()).unwrap(), &http).await.unwrap();
+    let client = CoreClient::from_provider_metadata(meta, ClientId::new(client_id), Some(ClientSecret::new(secret)))
+        .set_redirect_uri(RedirectUrl::new(RP.into()).unwrap());
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier))
+        .request_async(&http)
+        .await
+        .unwrap();
+    let id_token = tokens.id_token().unwrap();
+    // The default verifier accepts RS256 only: this passes only for an RS256 token.
+    let claims = id_token.claims(&client.id_token_verifier(), |_: Option<&Nonce>| Ok(())).unwrap();
+    assert_eq!(claims.auth_context_ref().unwrap().as_str(), "loa-1");
+}
