@@ -27,6 +27,20 @@ pub struct Event<'a> {
     pub detail: String,
 }
 
+impl<'a> Event<'a> {
+    /// An event a person caused on their own account, from an address.
+    pub fn own(event: &'a str, outcome: &'a str, account_id: &'a str, address: &'a str) -> Self {
+        Self {
+            event,
+            outcome,
+            actor: Some(account_id),
+            account_id: Some(account_id),
+            address: Some(address),
+            ..Default::default()
+        }
+    }
+}
+
 /// Records an event.
 pub fn record(conn: &mut DbConn, e: Event<'_>, now: i64) -> Result<(), InfraError> {
     tracing::info!(

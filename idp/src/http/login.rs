@@ -7,7 +7,7 @@ use serde_json::{json, Map};
 
 use super::errors::{internal, page, Failure};
 use super::pages::render;
-use super::{client_address, cookie, csrf, lang_of, removal, ACTIVATION_COOKIE, SESSION_COOKIE};
+use super::{audit_request, client_address, cookie, csrf, lang_of, removal, ACTIVATION_COOKIE, SESSION_COOKIE};
 use crate::accounts::activation::{self, ActivateError, ActivationForm};
 use crate::accounts::{self};
 use crate::audit::{self, Event};
@@ -136,17 +136,7 @@ pub async fn login_submit(
         .await
         .map_err(|e| internal(&state, lang, e.into()))?;
     if blocked {
-        let addr = address.clone();
-        let _ = state
-            .db
-            .run(move |c| {
-                audit::record(
-                    c,
-                    Event { event: "login.password", outcome: "throttled", address: Some(&addr), ..Default::default() },
-                    now(),
-                )
-            })
-            .await;
+        audit_request(&state, "login.password", "throttled", None, address.clone()).await;
         return login_form(&state, &req, lang, StatusCode::TOO_MANY_REQUESTS, tx_opt, &username, Some("err_throttled"));
     }
     let protector = state.protector.clone();
@@ -155,28 +145,6 @@ pub async fn login_submit(
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => return Err(internal(&state, lang, e)),
-    };
-    let audit_failure = |reason: &'static str, account: Option<String>| {
-        let state = state.clone();
-        let addr = address.clone();
-        async move {
-            let _ = state
-                .db
-                .run(move |c| {
-                    audit::record(
-                        c,
-                        Event {
-                            event: "login.password",
-                            outcome: reason,
-                            account_id: account.as_deref(),
-                            address: Some(&addr),
-                            ..Default::default()
-                        },
-                        now(),
-                    )
-                })
-                .await;
-        }
     };
     match outcome {
         Err(LoginError::Infra(e)) => Err(internal(&state, lang, e)),
@@ -191,7 +159,7 @@ pub async fn login_submit(
                 .record_failure(&state.eph, &username, &address)
                 .await
                 .map_err(|e| internal(&state, lang, e.into()))?;
-            audit_failure(reason, None).await;
+            audit_request(&state, "login.password", reason, None, address.clone()).await;
             login_form(&state, &req, lang, status, tx_opt, &username, Some(key))
         }
         Ok(LoginOutcome::MustActivate { account, .. }) => {
@@ -206,20 +174,7 @@ pub async fn login_submit(
             let (id, addr) = (account.id.clone(), address.clone());
             state
                 .db
-                .run(move |c| {
-                    audit::record(
-                        c,
-                        Event {
-                            event: "login.one_time_password",
-                            outcome: "success",
-                            account_id: Some(&id),
-                            actor: Some(&id),
-                            address: Some(&addr),
-                            ..Default::default()
-                        },
-                        now(),
-                    )
-                })
+                .run(move |c| audit::record(c, Event::own("login.one_time_password", "success", &id, &addr), now()))
                 .await
                 .map_err(|e| internal(&state, lang, e))?;
             let ttl = state.config.login.transaction_ttl.as_secs() as i64;
@@ -240,18 +195,7 @@ pub async fn login_submit(
                         session::end(c, &old)?;
                     }
                     let created = session::create(c, &id, ACR_PASSWORD, &["pwd"], now(), ttl)?;
-                    audit::record(
-                        c,
-                        Event {
-                            event: "login.password",
-                            outcome: "success",
-                            account_id: Some(&id),
-                            actor: Some(&id),
-                            address: Some(&addr),
-                            ..Default::default()
-                        },
-                        now(),
-                    )?;
+                    audit::record(c, Event::own("login.password", "success", &id, &addr), now())?;
                     Ok(created)
                 })
                 .await
@@ -365,18 +309,7 @@ pub async fn activate_submit(
             };
             let r = activation::activate(c, &id, &person, &form, now());
             if r.is_ok() {
-                audit::record(
-                    c,
-                    Event {
-                        event: "account.activate",
-                        outcome: "success",
-                        account_id: Some(&id),
-                        actor: Some(&id),
-                        address: Some(&address),
-                        ..Default::default()
-                    },
-                    now(),
-                )?;
+                audit::record(c, Event::own("account.activate", "success", &id, &address), now())?;
             }
             Ok(r)
         })

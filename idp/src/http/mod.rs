@@ -60,6 +60,33 @@ pub fn client_address(req: &HttpRequest) -> String {
     req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
 }
 
+/// Records an anonymous or failed event from a request; a failure to record is logged, never
+/// shown to the person (their request already has its answer).
+pub async fn audit_request(
+    state: &AppState,
+    event: &'static str,
+    outcome: &'static str,
+    account: Option<String>,
+    address: String,
+) {
+    let recorded = state
+        .db
+        .run(move |c| {
+            let e = crate::audit::Event {
+                event,
+                outcome,
+                account_id: account.as_deref(),
+                address: Some(&address),
+                ..Default::default()
+            };
+            crate::audit::record(c, e, crate::error::now())
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "audit event not recorded");
+    }
+}
+
 /// A cookie with the flags every cookie of this site carries.
 pub fn cookie(state: &AppState, name: &'static str, value: String, max_age_secs: Option<i64>) -> Cookie<'static> {
     let mut c = Cookie::build(name, value)

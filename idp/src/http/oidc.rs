@@ -8,7 +8,7 @@ use serde_json::{json, Map};
 
 use super::errors::{bearer, bearer_required, internal, invalid_client, oauth, page, Failure};
 use super::pages::render;
-use super::{client_address, csrf, lang_of, removal, SESSION_COOKIE};
+use super::{audit_request, client_address, csrf, lang_of, removal, SESSION_COOKIE};
 use crate::accounts::{self, AccountState, PersonStatus};
 use crate::audit::{self, Event};
 use crate::authn::session::{self, Session};
@@ -213,22 +213,7 @@ pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     match token::exchange(&state, &params, basic_credentials(&req)).await {
         Ok(body) => Ok(json_no_store(body)),
         Err(TokenError::InvalidClient { description, basic }) => {
-            let addr = client_address(&req);
-            let _ = state
-                .db
-                .run(move |c| {
-                    audit::record(
-                        c,
-                        Event {
-                            event: "token.client_auth",
-                            outcome: "failure",
-                            address: Some(&addr),
-                            ..Default::default()
-                        },
-                        now(),
-                    )
-                })
-                .await;
+            audit_request(&state, "token.client_auth", "failure", None, client_address(&req)).await;
             Err(invalid_client(&description, basic))
         }
         Err(TokenError::Server(e)) => {
@@ -403,18 +388,7 @@ async fn logout(
             .db
             .run(move |c| -> Result<(), InfraError> {
                 if let Some(s) = session::end(c, &token)? {
-                    audit::record(
-                        c,
-                        Event {
-                            event: "logout",
-                            outcome: "success",
-                            account_id: Some(&s.account_id),
-                            actor: Some(&s.account_id),
-                            address: Some(&addr),
-                            ..Default::default()
-                        },
-                        now(),
-                    )?;
+                    audit::record(c, Event::own("logout", "success", &s.account_id, &addr), now())?;
                 }
                 Ok(())
             })

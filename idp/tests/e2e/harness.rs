@@ -196,6 +196,25 @@ impl Idp {
     }
 }
 
+impl Idp {
+    /// Issues a one-time password, signs in with it and activates the account.
+    pub async fn activate(&self, nid: &str, account: &str, password: &str) {
+        let otp = self.reset_password(nid, "someone@example.gov.tw");
+        let b = Browser::new(&self.base);
+        assert_eq!(b.sign_in_at("/login", nid, &otp).await.status, 303);
+        let csrf = b.get("/activate").await.input("csrf_token").unwrap();
+        let fields = [
+            ("csrf_token", csrf.as_str()),
+            ("account", account),
+            ("email", "someone@example.gov.tw"),
+            ("password", password),
+            ("password_confirm", password),
+        ];
+        let r = b.post("/activate", &fields).await;
+        assert_eq!(r.status, 200, "activation failed: {}", r.body);
+    }
+}
+
 impl Drop for Idp {
     fn drop(&mut self) {
         self.stop();

@@ -268,35 +268,13 @@ async fn code_for(idp: &Idp, browser: &Browser, client_id: &str, password: &str)
     (query_param(&loc, "code").unwrap(), verifier)
 }
 
-async fn activate_ming(idp: &Idp, password: &str) {
-    let otp = idp.reset_password(MING, "ming@example.gov.tw");
-    let b = Browser::new(&idp.base);
-    let r = b.sign_in_at("/login", MING, &otp).await;
-    assert_eq!(r.status, 303);
-    let form = b.get("/activate").await;
-    let csrf = form.input("csrf_token").unwrap();
-    let r = b
-        .post(
-            "/activate",
-            &[
-                ("csrf_token", &csrf),
-                ("account", "ming.wang"),
-                ("email", "ming@example.gov.tw"),
-                ("password", password),
-                ("password_confirm", password),
-            ],
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-}
-
 #[tokio::test]
 async fn token_endpoint_refuses_pkce_mismatch_wrong_secret_and_wrong_redirect() {
     let mut idp = Idp::new();
     idp.import_register();
     let (client_id, secret) = idp.create_client(RP, RP_HOME);
     idp.start().await;
-    activate_ming(&idp, "Civil-Service-2026").await;
+    idp.activate(MING, "ming.wang", "Civil-Service-2026").await;
     let b = Browser::new(&idp.base);
     let http = http();
     let token = |form: Vec<(&'static str, String)>, user: String, pass: String| {
@@ -412,7 +390,7 @@ async fn separating_a_person_ends_their_session_and_refuses_sign_in() {
     idp.import_register();
     let (client_id, _) = idp.create_client(RP, RP_HOME);
     idp.start().await;
-    activate_ming(&idp, "Civil-Service-2026").await;
+    idp.activate(MING, "ming.wang", "Civil-Service-2026").await;
     let b = Browser::new(&idp.base);
     let r = b.sign_in_at("/login", "ming.wang", "Civil-Service-2026").await;
     assert_eq!(r.status, 303);
@@ -439,7 +417,7 @@ async fn a_restart_keeps_accounts_clients_and_sessions() {
     idp.import_register();
     let (client_id, _) = idp.create_client(RP, RP_HOME);
     idp.start().await;
-    activate_ming(&idp, "Civil-Service-2026").await;
+    idp.activate(MING, "ming.wang", "Civil-Service-2026").await;
     let b = Browser::new(&idp.base);
     assert_eq!(b.sign_in_at("/login", "ming.wang", "Civil-Service-2026").await.status, 303);
     idp.stop();
@@ -473,7 +451,7 @@ async fn clients_may_ask_for_rs256_id_tokens() {
     let (client_id, secret) =
         (v["client_id"].as_str().unwrap().to_string(), v["client_secret"].as_str().unwrap().to_string());
     idp.start().await;
-    activate_ming(&idp, "Civil-Service-2026").await;
+    idp.activate(MING, "ming.wang", "Civil-Service-2026").await;
     let b = Browser::new(&idp.base);
     let (code, verifier) = code_for(&idp, &b, &client_id, "Civil-Service-2026").await;
     let http = http();

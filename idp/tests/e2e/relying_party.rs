@@ -26,23 +26,7 @@ async fn the_example_application_signs_in_shows_claims_and_signs_out() {
     let (client_id, secret) = idp.create_client(&format!("{rp}/callback"), &format!("{rp}/"));
     idp.start().await;
     let b = Browser::new(&idp.base);
-    // Activate the account first.
-    let otp = idp.reset_password(MING, "ming@example.gov.tw");
-    b.sign_in_at("/login", MING, &otp).await;
-    let csrf = b.get("/activate").await.input("csrf_token").unwrap();
-    let r = b
-        .post(
-            "/activate",
-            &[
-                ("csrf_token", &csrf),
-                ("account", "ming.wang"),
-                ("email", "ming@example.gov.tw"),
-                ("password", "Civil-Service-2026"),
-                ("password_confirm", "Civil-Service-2026"),
-            ],
-        )
-        .await;
-    assert_eq!(r.status, 200);
+    idp.activate(MING, "ming.wang", "Civil-Service-2026").await;
 
     let mut child = Command::new(rp_binary())
         .env("RP_ISSUER", &idp.base)
