@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::error::{now, InfraError};
 use crate::national_id::NationalId;
 use crate::oidc::clients::{self, ClientError, NewClient};
+use crate::oidc::registration;
 use crate::state::{AppState, Core};
 
 #[derive(Parser, Debug)]
@@ -52,6 +53,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// Token signing keys: list and rotate.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -74,7 +80,7 @@ pub enum UsersCommand {
 #[derive(Subcommand, Debug)]
 pub enum ClientsCommand {
     /// Register an application; prints the client id and, once, its secret.
-    Create(CreateClient),
+    Create(Box<CreateClient>),
     /// List applications.
     List {
         #[arg(long)]
@@ -88,17 +94,36 @@ pub enum ClientsCommand {
     },
     /// Remove an application.
     Delete { client_id: String },
+    /// Print a single-use initial access token for dynamic client registration (RFC 7591).
+    IssueRegistrationToken {
+        /// How long the token can be used, e.g. `24h`, `30m`, `7d` (at most 30 days).
+        #[arg(long, default_value = "24h", value_parser = parse_registration_token_ttl)]
+        ttl: std::time::Duration,
+        /// Print `{"initial_access_token": …, "expires_at": …}` (epoch seconds).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A human duration (`humantime` syntax) within the initial access token's allowed lifetime,
+/// checked here so a typo is a usage error before anything is stored.
+fn parse_registration_token_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let ttl = humantime_serde::re::humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if ttl.is_zero() || ttl > registration::MAX_INITIAL_ACCESS_TOKEN_TTL {
+        return Err("must be between 1s and 30 days".into());
+    }
+    Ok(ttl)
 }
 
 #[derive(Args, Debug)]
 pub struct CreateClient {
     #[arg(long)]
     pub name: String,
-    #[arg(long = "redirect-uri", required = true)]
+    #[arg(long = "redirect-uri")]
     pub redirect_uris: Vec<String>,
     #[arg(long = "post-logout-redirect-uri")]
     pub post_logout_redirect_uris: Vec<String>,
-    /// A public client (no secret; PKCE required).
+    /// A public client (no secret; PKCE required); same as `--token-endpoint-auth-method none`.
     #[arg(long)]
     pub public: bool,
     /// Choose the client id instead of a random one.
@@ -107,9 +132,68 @@ pub struct CreateClient {
     /// ID token signing algorithm: ES256 (default) or RS256.
     #[arg(long, default_value = "ES256")]
     pub id_token_alg: String,
+    /// client_secret_basic (default), client_secret_post, private_key_jwt or none.
+    #[arg(long, default_value = "client_secret_basic")]
+    pub token_endpoint_auth_method: String,
+    /// Allowed grant types (repeatable): authorization_code, refresh_token, client_credentials.
+    /// Default: authorization_code and refresh_token.
+    #[arg(long = "grant-type")]
+    pub grant_types: Vec<String>,
+    /// Allowed scopes, space-separated. Default: every scope except national_id.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Ask people for consent (third-party applications). First-party ones are pre-approved.
+    #[arg(long)]
+    pub require_consent: bool,
+    /// Minimum assurance level: loa-1 or loa-2.
+    #[arg(long)]
+    pub min_acr: Option<String>,
+    /// `public` (default) or `pairwise` subject identifiers.
+    #[arg(long, default_value = "public")]
+    pub subject_type: String,
+    /// A JWK set file with the client's public keys (private_key_jwt).
+    #[arg(long)]
+    pub jwks_file: Option<PathBuf>,
+    /// Where the client publishes its JWK set (private_key_jwt).
+    #[arg(long)]
+    pub jwks_uri: Option<String>,
+    /// Back-channel logout endpoint of the client.
+    #[arg(long)]
+    pub backchannel_logout_uri: Option<String>,
     /// Print a JSON object with `client_id` and `client_secret` (RFC 7591 names).
     #[arg(long)]
     pub json: bool,
+}
+
+impl CreateClient {
+    fn into_new_client(self) -> Result<NewClient, Failure> {
+        let mut new = NewClient::new(&self.name, self.redirect_uris);
+        new.client_id = self.client_id;
+        new.post_logout_redirect_uris = self.post_logout_redirect_uris;
+        new.id_token_alg = self.id_token_alg;
+        new.token_endpoint_auth_method = if self.public { "none".into() } else { self.token_endpoint_auth_method };
+        if !self.grant_types.is_empty() {
+            new.grant_types = self.grant_types;
+        } else if new.token_endpoint_auth_method == "none" {
+            new.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
+        }
+        if let Some(scope) = self.scope {
+            new.scope = scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
+            if !new.scope.iter().any(|s| s == "openid") && new.grant_types.iter().any(|g| g == "authorization_code") {
+                new.scope.insert(0, "openid".into());
+            }
+        }
+        new.consent_required = self.require_consent;
+        new.min_acr = self.min_acr;
+        new.subject_type = self.subject_type;
+        new.jwks_uri = self.jwks_uri;
+        new.backchannel_logout_uri = self.backchannel_logout_uri;
+        if let Some(file) = self.jwks_file {
+            let text = std::fs::read_to_string(&file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
+            new.jwks = Some(serde_json::from_str(&text).map_err(|e| fail(format!("{}: {e}", file.display())))?);
+        }
+        Ok(new)
+    }
 }
 
 /// A command's failure: the message for the operator and the exit code.
@@ -156,6 +240,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             reset_password(config, &national_id, &email)
         }
         Command::Clients { command } => clients_command(config, command),
+        Command::Keys { command } => keys_command(config, command),
     }
 }
 
@@ -287,7 +372,17 @@ fn reset_password(config: Config, national_id: &str, email: &str) -> Result<(), 
 fn print_client(c: &clients::Client) {
     println!("client_id:                  {}", c.client_id);
     println!("name:                       {}", c.client_name);
-    println!("type:                       {}", if c.public { "public" } else { "confidential" });
+    println!("token_endpoint_auth_method: {}", c.token_endpoint_auth_method);
+    println!("grant_types:                {}", c.grant_types.join(" "));
+    println!("scope:                      {}", c.scope.join(" "));
+    println!("subject_type:               {}", c.subject_type);
+    println!("consent:                    {}", if c.consent_required { "required" } else { "pre-approved" });
+    if let Some(acr) = &c.min_acr {
+        println!("min_acr:                    {acr}");
+    }
+    if let Some(uri) = &c.backchannel_logout_uri {
+        println!("backchannel_logout_uri:     {uri}");
+    }
     println!("redirect_uris:              {}", c.redirect_uris.join(" "));
     println!("post_logout_redirect_uris:  {}", c.post_logout_redirect_uris.join(" "));
     println!("id_token_signed_response_alg: {}", c.id_token_signed_response_alg);
@@ -299,14 +394,8 @@ fn clients_command(config: Config, command: ClientsCommand) -> Result<(), Failur
     let now = now();
     match command {
         ClientsCommand::Create(a) => {
-            let new = NewClient {
-                client_id: a.client_id,
-                name: a.name,
-                redirect_uris: a.redirect_uris,
-                post_logout_redirect_uris: a.post_logout_redirect_uris,
-                public: a.public,
-                id_token_alg: a.id_token_alg,
-            };
+            let json = a.json;
+            let new = (*a).into_new_client()?;
             let (client, secret) = clients::create(&mut conn, new, now).map_err(|e| match e {
                 ClientError::Infra(e) => e.into(),
                 e => fail(e.to_string()),
@@ -322,7 +411,7 @@ fn clients_command(config: Config, command: ClientsCommand) -> Result<(), Failur
                 },
                 now,
             )?;
-            if a.json {
+            if json {
                 let mut v = serde_json::to_value(&client).map_err(|e| fail(e.to_string()))?;
                 if let Some(s) = &secret {
                     v["client_secret"] = serde_json::json!(s);
@@ -380,6 +469,33 @@ fn clients_command(config: Config, command: ClientsCommand) -> Result<(), Failur
             println!("client {client_id} deleted");
             Ok(())
         }
+        ClientsCommand::IssueRegistrationToken { ttl, json } => {
+            let issued = registration::issue_initial_access_token(&mut conn, ttl, now)?;
+            audit::record(
+                &mut conn,
+                Event {
+                    event: "registration_token.issue",
+                    outcome: "success",
+                    actor: Some("cli"),
+                    detail: format!("expires at {}", issued.expires_at),
+                    ..Default::default()
+                },
+                now,
+            )?;
+            if json {
+                let v = serde_json::json!({ "initial_access_token": issued.token, "expires_at": issued.expires_at });
+                println!("{v}");
+            } else {
+                let expires = std::time::UNIX_EPOCH + std::time::Duration::from_secs(issued.expires_at.max(0) as u64);
+                println!("initial_access_token:       {}", issued.token);
+                println!(
+                    "expires_at:                 {}",
+                    humantime_serde::re::humantime::format_rfc3339_seconds(expires)
+                );
+                println!("(single use: send it as `Authorization: Bearer …` to POST /register; shown this once)");
+            }
+            Ok(())
+        }
     }
 }
 
@@ -405,11 +521,8 @@ fn load_demo(config: Config) -> Result<(), Failure> {
             &mut conn,
             NewClient {
                 client_id: Some(DEMO_CLIENT_ID.into()),
-                name: "Relying party example / 範例應用系統".into(),
-                redirect_uris: vec!["http://127.0.0.1:8081/callback".into()],
                 post_logout_redirect_uris: vec!["http://127.0.0.1:8081/".into()],
-                public: false,
-                id_token_alg: "ES256".into(),
+                ..NewClient::new("Relying party example / 範例應用系統", vec!["http://127.0.0.1:8081/callback".into()])
             },
             now,
         )
@@ -443,4 +556,114 @@ fn load_demo(config: Config) -> Result<(), Failure> {
     }
     eprintln!("demo: the example application's credentials are in {}", file.display());
     Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// List the signing keys and where each is in its lifecycle (next, active, retiring, expired).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new signing key: published at once, signing after `keys.activation_delay`; the
+    /// key it replaces stays published until the tokens it signed have expired.
+    Rotate {
+        /// ES256, RS256 or all.
+        #[arg(long, default_value = "all", ignore_case = true,
+              value_parser = clap::builder::PossibleValuesParser::new(["ES256", "RS256", "all"]))]
+        alg: String,
+        /// Emergency rotation: the new key signs at once (relying parties that cached the JWKS
+        /// fetch it again on the unknown key id).
+        #[arg(long)]
+        now: bool,
+    },
+}
+
+/// An epoch time as RFC 3339 (UTC, whole seconds).
+fn timestamp(t: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(t).unwrap_or(0));
+    humantime_serde::re::humantime::format_rfc3339_seconds(at).to_string()
+}
+
+fn keys_command(config: Config, command: KeysCommand) -> Result<(), Failure> {
+    use crate::oidc::keys::{self, KeyPolicy};
+    let policy = KeyPolicy::from_config(&config);
+    let core = Core::open(config)?;
+    let mut conn = core.db.get()?;
+    let now = now();
+    match command {
+        KeysCommand::List { json } => {
+            let all = keys::list(&mut conn, policy.retention, now)?;
+            if json {
+                println!("{}", serde_json::to_string(&all).map_err(|e| fail(e.to_string()))?);
+            } else {
+                let opt = |t: Option<i64>| t.map(timestamp).unwrap_or_else(|| "-".into());
+                let row = |c: [&str; 7]| {
+                    format!(
+                        "{:<16}  {:<5}  {:<8}  {:<20}  {:<20}  {:<20}  {}",
+                        c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+                    )
+                };
+                println!("{}", row(["kid", "alg", "state", "created", "activates", "retires", "unpublished"]));
+                for k in all {
+                    println!(
+                        "{}",
+                        row([
+                            &k.kid,
+                            &k.alg,
+                            k.state.as_str(),
+                            &timestamp(k.created_at),
+                            &timestamp(k.activates_at),
+                            &opt(k.retired_at),
+                            &opt(k.unpublished_at),
+                        ])
+                    );
+                }
+            }
+            Ok(())
+        }
+        KeysCommand::Rotate { alg, now: at_once } => {
+            let algs: Vec<&str> = if alg.eq_ignore_ascii_case("all") {
+                keys::ALGORITHMS.to_vec()
+            } else {
+                keys::ALGORITHMS.iter().copied().filter(|a| a.eq_ignore_ascii_case(&alg)).collect()
+            };
+            let activates_at = if at_once { now } else { now.saturating_add(policy.activation_delay) };
+            for alg in algs {
+                let r = keys::rotate(&mut conn, &core.protector, alg, activates_at, now)?;
+                let mut detail = format!(
+                    "{alg}: new key {} signs from {}{}",
+                    r.key.kid,
+                    timestamp(activates_at),
+                    if at_once { " (at once)" } else { "" }
+                );
+                if let Some(old) = &r.replaces {
+                    detail.push_str(&format!(
+                        "; replaces {old}, published until {}",
+                        timestamp(activates_at.saturating_add(policy.retention))
+                    ));
+                }
+                if !r.withdrawn.is_empty() {
+                    detail.push_str(&format!("; withdrew pending {}", r.withdrawn.join(" ")));
+                }
+                audit::record(
+                    &mut conn,
+                    Event {
+                        event: "key.rotate",
+                        outcome: "success",
+                        actor: Some("cli"),
+                        detail: detail.clone(),
+                        ..Default::default()
+                    },
+                    now,
+                )?;
+                println!("{detail}");
+            }
+            let removed = keys::delete_expired(&mut conn, policy.retention, now)?;
+            if !removed.is_empty() {
+                println!("removed expired keys: {}", removed.join(" "));
+            }
+            Ok(())
+        }
+    }
 }

@@ -27,6 +27,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub login: LoginConfig,
     pub tokens: TokenConfig,
+    pub keys: KeysConfig,
     pub log: LogConfig,
 }
 
@@ -104,10 +105,28 @@ pub struct TokenConfig {
     pub id_token_ttl: Duration,
     #[serde(with = "humantime_serde")]
     pub access_token_ttl: Duration,
+    /// Lifetime of a refresh token (`offline_access`); each use rotates it.
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
     /// Lifetime of an authorization code; the specification asks for at most ten minutes,
     /// we keep it at one.
     #[serde(with = "humantime_serde")]
     pub code_ttl: Duration,
+}
+
+/// Signing-key rotation (see `oidc::keys`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// How long a key made by `idp keys rotate` is published before it signs, so every node
+    /// has loaded it and relying parties' cached JWKS (`/jwks` is cached 60 s) contain it
+    /// before the first token signed with it arrives.
+    #[serde(with = "humantime_serde")]
+    pub activation_delay: Duration,
+    /// How often each node reloads the keys from the database, to pick up rotations made by
+    /// the CLI or another node.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,6 +150,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             login: LoginConfig::default(),
             tokens: TokenConfig::default(),
+            keys: KeysConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -186,8 +206,15 @@ impl Default for TokenConfig {
         Self {
             id_token_ttl: Duration::from_secs(3600),
             access_token_ttl: Duration::from_secs(3600),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             code_ttl: Duration::from_secs(60),
         }
+    }
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self { activation_delay: Duration::from_secs(10 * 60), reload_interval: Duration::from_secs(30) }
     }
 }
 
@@ -257,6 +284,16 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad("log.level", "must be a filter such as info or idp=debug");
         }
+        if self.keys.reload_interval < Duration::from_secs(1) {
+            return bad("keys.reload_interval", "must be at least 1 s");
+        }
+        // A new key must be in every node's JWKS, and in what caches hold, before it signs.
+        if self.keys.activation_delay < self.keys.reload_interval.saturating_add(Duration::from_secs(60)) {
+            return bad(
+                "keys.activation_delay",
+                "must be at least keys.reload_interval + 60 s (the JWKS cache lifetime)",
+            );
+        }
         if self.tokens.code_ttl.is_zero() || self.tokens.code_ttl > Duration::from_secs(600) {
             return bad("tokens.code_ttl", "must be between 1 s and 10 min");
         }
@@ -267,6 +304,7 @@ impl Config {
             ("login.throttle_window", self.login.throttle_window),
             ("tokens.id_token_ttl", self.tokens.id_token_ttl),
             ("tokens.access_token_ttl", self.tokens.access_token_ttl),
+            ("tokens.refresh_token_ttl", self.tokens.refresh_token_ttl),
         ] {
             if d.is_zero() {
                 return bad(key, "must be longer than zero");

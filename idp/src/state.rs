@@ -7,7 +7,8 @@ use crate::config::Config;
 use crate::crypto::DataProtector;
 use crate::error::{now, InfraError};
 use crate::mail::Mailer;
-use crate::oidc::keys::KeySet;
+use crate::oidc::client_auth::ClientCache;
+use crate::oidc::keys::{self, KeyPolicy, KeySet};
 use crate::store::db::Db;
 use crate::store::ephemeral::Ephemeral;
 use crate::templates::Templates;
@@ -23,6 +24,10 @@ pub struct AppState {
     pub mailer: Mailer,
     pub templates: Arc<Templates>,
     pub throttle: Throttle,
+    /// Recently used clients and their key sets, so the token endpoint rarely asks the database.
+    pub client_cache: Arc<ClientCache>,
+    /// Outgoing HTTP: client key sets (`jwks_uri`) and back-channel logout.
+    pub http: reqwest::Client,
 }
 
 /// The parts the CLI needs (no ephemeral store, no keys).
@@ -55,7 +60,10 @@ impl AppState {
         let Core { config, db, protector, mailer } = core;
         let protector = Arc::new(protector);
         let p = protector.clone();
-        let keys = db.run(move |c| KeySet::load_or_generate(c, &p, now())).await?;
+        let policy = KeyPolicy::from_config(&config);
+        let keys = Arc::new(db.run(move |c| KeySet::load_or_generate(c, &p, policy, now())).await?);
+        // Rotations are made by the CLI, possibly on another node: every node reloads.
+        keys::spawn_reloader(&keys, db.clone(), protector.clone(), config.keys.reload_interval);
         let eph = Ephemeral::open(&config.cache.url, &config.cache.key_prefix).await?;
         let throttle = Throttle {
             per_account: config.login.max_failures_per_account,
@@ -67,10 +75,17 @@ impl AppState {
             db,
             eph,
             protector,
-            keys: Arc::new(keys),
+            keys,
             mailer,
             templates: Arc::new(Templates::new()?),
             throttle,
+            client_cache: Arc::new(ClientCache::default()),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .map_err(|e| InfraError::Internal(format!("HTTP client: {e}")))?,
         })
     }
 }

@@ -58,7 +58,8 @@ impl Lang {
     }
 }
 
-const PAGES: [(&str, &str); 8] = [
+const PAGES: [(&str, &str); 9] = [
+    ("consent", include_str!("../../templates/consent.hbs")),
     ("layout", include_str!("../../templates/layout.hbs")),
     ("login", include_str!("../../templates/login.hbs")),
     ("activate", include_str!("../../templates/activate.hbs")),

@@ -43,9 +43,17 @@ pub async fn start_transaction(state: &AppState, req: &AuthRequest) -> Result<St
     Ok(tx)
 }
 
+/// Forgets a finished transaction.
+pub async fn end_transaction(state: &AppState, tx: &str) {
+    let _ = state.eph.delete(&tx_key(tx)).await;
+}
+
 /// Reads the login transaction named in a form or query, if any. `Err` means it was named but
 /// has expired.
-async fn load_transaction(state: &AppState, tx: Option<&str>) -> Result<Option<AuthRequest>, Result<InfraError, ()>> {
+pub async fn load_transaction(
+    state: &AppState,
+    tx: Option<&str>,
+) -> Result<Option<AuthRequest>, Result<InfraError, ()>> {
     let Some(tx) = tx.filter(|t| !t.is_empty()) else { return Ok(None) };
     if tx.len() > 64 {
         return Err(Err(()));
@@ -203,8 +211,15 @@ pub async fn login_submit(
             let session_cookie = cookie(&state, SESSION_COOKIE, token, None);
             let mut resp = match auth {
                 Some(auth) => {
-                    let _ = state.eph.delete(&tx_key(&tx)).await;
-                    super::oidc::finish_authorization(&state, lang, &auth, &sess, StatusCode::SEE_OTHER).await?
+                    end_transaction(&state, &tx).await;
+                    let client = state
+                        .client_cache
+                        .get(&state, &auth.client_id)
+                        .await
+                        .map_err(|e| internal(&state, lang, e))?
+                        .ok_or_else(|| page(&state, lang, StatusCode::BAD_REQUEST, "err_client_unknown", None))?;
+                    super::authorize::continue_authorization(&state, lang, &auth, &client, &sess, StatusCode::SEE_OTHER)
+                        .await?
                 }
                 None => HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).finish(),
             };

@@ -1,11 +1,13 @@
 //! Thin HTTP handlers grouped by surface. They translate requests into domain calls and the
 //! results back into pages, redirects or JSON; the protocol and identity logic lives elsewhere.
 
+pub mod authorize;
 pub mod csrf;
 pub mod errors;
 pub mod login;
 pub mod oidc;
 pub mod pages;
+pub mod registration;
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::{web, HttpRequest};
@@ -24,10 +26,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/jwks").route(web::get().to(oidc::jwks)))
         .service(
             web::resource("/authorize")
-                .route(web::get().to(oidc::authorize_get))
-                .route(web::post().to(oidc::authorize_post)),
+                .route(web::get().to(authorize::authorize_get))
+                .route(web::post().to(authorize::authorize_post)),
+        )
+        .service(
+            web::resource("/consent")
+                .route(web::get().to(authorize::consent_page))
+                .route(web::post().to(authorize::consent_submit)),
         )
         .service(web::resource("/token").route(web::post().to(oidc::token)))
+        .service(web::resource("/introspect").route(web::post().to(oidc::introspect)))
+        .service(web::resource("/revoke").route(web::post().to(oidc::revoke)))
+        .service(web::resource("/register").route(web::post().to(registration::register)))
+        .service(
+            web::resource("/register/{client_id}")
+                .route(web::get().to(registration::read))
+                .route(web::put().to(registration::update))
+                .route(web::delete().to(registration::delete)),
+        )
         .service(web::resource("/userinfo").route(web::get().to(oidc::userinfo)).route(web::post().to(oidc::userinfo)))
         .service(
             web::resource("/logout").route(web::get().to(oidc::logout_get)).route(web::post().to(oidc::logout_post)),

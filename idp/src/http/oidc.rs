@@ -1,4 +1,5 @@
-//! OpenID Connect endpoints.
+//! OpenID Connect endpoints other than authorization: discovery, keys, token, introspection,
+//! revocation, userinfo and logout.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -6,20 +7,21 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map};
 
+use super::authorize::current_session;
 use super::errors::{bearer, bearer_required, internal, invalid_client, oauth, page, Failure};
 use super::pages::render;
 use super::{audit_request, client_address, csrf, lang_of, removal, SESSION_COOKIE};
-use crate::accounts::{self, AccountState, PersonStatus};
+use crate::accounts::{self, PersonStatus};
 use crate::audit::{self, Event};
-use crate::authn::session::{self, Session};
+use crate::authn::session;
 use crate::error::{now, InfraError};
-use crate::oidc::authorize::{self, AuthRequest, AuthorizeError, CodeGrant};
-use crate::oidc::clients::{self, Client};
+use crate::oidc::authorize;
+use crate::oidc::client_auth::BasicCredentials;
 use crate::oidc::params::Params;
-use crate::oidc::token::{self, AccessGrant, BasicCredentials, TokenError};
-use crate::oidc::{claims, discovery as disc};
+use crate::oidc::subject::subject_for;
+use crate::oidc::token::{self, TokenError};
+use crate::oidc::{access, backchannel, claims, discovery as disc, introspection};
 use crate::state::AppState;
-use crate::templates::Lang;
 
 fn json_no_store(body: serde_json::Value) -> HttpResponse {
     HttpResponse::Ok()
@@ -47,135 +49,6 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .body(state.keys.jwks().to_string())
 }
 
-pub async fn authorize_get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
-    authorize(state, req, web::Bytes::new(), false).await
-}
-
-pub async fn authorize_post(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, Failure> {
-    authorize(state, req, body, true).await
-}
-
-/// The live session of the request's cookie whose person may still sign in.
-async fn current_session(state: &AppState, req: &HttpRequest) -> Result<Option<Session>, InfraError> {
-    let Some(cookie) = req.cookie(SESSION_COOKIE) else { return Ok(None) };
-    let token = cookie.value().to_string();
-    if token.len() > 64 {
-        return Ok(None);
-    }
-    let protector = state.protector.clone();
-    state
-        .db
-        .run(move |c| -> Result<_, InfraError> {
-            let Some(s) = session::find(c, &token, now())? else { return Ok(None) };
-            let Some(a) = accounts::account_by_id(c, &s.account_id)? else { return Ok(None) };
-            if a.state != AccountState::Active {
-                return Ok(None);
-            }
-            let p = accounts::person_by_id(c, &protector, &a.person_id)?;
-            Ok(p.filter(|p| p.status == PersonStatus::Active).map(|_| s))
-        })
-        .await
-}
-
-async fn authorize(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-    post: bool,
-) -> Result<HttpResponse, Failure> {
-    let raw: &[u8] = if post { &body } else { req.query_string().as_bytes() };
-    let lang0 = lang_of(&req, None);
-    let params = Params::parse(raw)
-        .map_err(|e| page(&state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", Some(e.to_string())))?;
-    let lang = lang_of(&req, params.get("ui_locales").ok().flatten());
-    let show = |e: AuthorizeError| match e {
-        AuthorizeError::Page { key, detail } => Err(page(&state, lang, StatusCode::BAD_REQUEST, key, Some(detail))),
-        AuthorizeError::Redirect { redirect_uri, state: st, error, description } => {
-            let url =
-                authorize::error_redirect(&redirect_uri, st.as_deref(), error, &description, &state.config.issuer);
-            Ok(HttpResponse::Found().insert_header((header::LOCATION, url)).finish())
-        }
-    };
-    let target = match authorize::target(&params) {
-        Ok(t) => t,
-        Err(e) => return show(e),
-    };
-    let id = target.client_id.to_string();
-    let client: Option<Client> =
-        state.db.run(move |c| clients::get(c, &id)).await.map_err(|e| internal(&state, lang, e))?;
-    let Some(client) = client else {
-        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_client_unknown", None));
-    };
-    let auth = match authorize::validate(&params, &client) {
-        Ok(a) => a,
-        Err(e) => return show(e),
-    };
-    let session = current_session(&state, &req).await.map_err(|e| internal(&state, lang, e))?;
-    let fresh_enough = |s: &Session| auth.max_age.is_none_or(|m| now() - s.auth_time <= m);
-    let force_login = auth.prompt.iter().any(|p| p == "login");
-    match session {
-        Some(s) if !force_login && fresh_enough(&s) => {
-            finish_authorization(&state, lang, &auth, &s, StatusCode::FOUND).await
-        }
-        _ if auth.prompt.iter().any(|p| p == "none") => {
-            let url = authorize::error_redirect(
-                &auth.redirect_uri,
-                auth.state.as_deref(),
-                "login_required",
-                "the person is not signed in",
-                &state.config.issuer,
-            );
-            Ok(HttpResponse::Found().insert_header((header::LOCATION, url)).finish())
-        }
-        _ => {
-            let tx = super::login::start_transaction(&state, &auth).await.map_err(|e| internal(&state, lang, e))?;
-            Ok(HttpResponse::Found().insert_header((header::LOCATION, format!("/login?tx={tx}"))).finish())
-        }
-    }
-}
-
-/// Issues a code for a signed-in person and redirects back to the client.
-pub async fn finish_authorization(
-    state: &AppState,
-    lang: Lang,
-    auth: &AuthRequest,
-    session: &Session,
-    status: StatusCode,
-) -> Result<HttpResponse, Failure> {
-    let grant = CodeGrant {
-        client_id: auth.client_id.clone(),
-        redirect_uri: auth.redirect_uri.clone(),
-        account_id: session.account_id.clone(),
-        sid: session.sid.clone(),
-        auth_time: session.auth_time,
-        acr: session.acr.clone(),
-        amr: session.amr.clone(),
-        nonce: auth.nonce.clone(),
-        scope: auth.scope.clone(),
-        code_challenge: auth.code_challenge.clone(),
-    };
-    let (code, key) = authorize::new_code();
-    state
-        .eph
-        .put_json(&key, &grant, state.config.tokens.code_ttl)
-        .await
-        .map_err(|e| internal(state, lang, e.into()))?;
-    let mut pairs = vec![("code", code.as_str())];
-    if let Some(s) = &auth.state {
-        pairs.push(("state", s));
-    }
-    pairs.push(("iss", &state.config.issuer));
-    let url = authorize::redirect_with(&auth.redirect_uri, &pairs);
-    Ok(HttpResponse::build(status)
-        .insert_header((header::LOCATION, url))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish())
-}
-
 /// Decodes `Authorization: Basic` client credentials (RFC 6749 §2.3.1: form-encoded, then base64).
 fn basic_credentials(req: &HttpRequest) -> BasicCredentials {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -200,35 +73,70 @@ fn is_form(req: &HttpRequest) -> bool {
     })
 }
 
-/// `POST /token`
-pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
-    if !is_form(&req) {
+/// The form body of a back-end endpoint, or the RFC 6749 error for a malformed one.
+fn form_params(req: &HttpRequest, body: &[u8]) -> Result<Params, Failure> {
+    if !is_form(req) {
         return Err(oauth(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the body must be application/x-www-form-urlencoded",
         ));
     }
-    let params = Params::parse(&body).map_err(|e| oauth(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()))?;
-    match token::exchange(&state, &params, basic_credentials(&req)).await {
-        Ok(body) => Ok(json_no_store(body)),
-        Err(TokenError::InvalidClient { description, basic }) => {
-            audit_request(&state, "token.client_auth", "failure", None, client_address(&req)).await;
-            Err(invalid_client(&description, basic))
+    Params::parse(body).map_err(|e| oauth(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()))
+}
+
+/// Turns a token-endpoint-style error into its response (RFC 6749 §5.2).
+async fn token_failure(state: &AppState, req: &HttpRequest, e: TokenError) -> Failure {
+    match e {
+        TokenError::InvalidClient { description, basic } => {
+            audit_request(state, "token.client_auth", "failure", None, client_address(req)).await;
+            invalid_client(&description, basic)
         }
-        Err(TokenError::Server(e)) => {
+        TokenError::Server(e) => {
             tracing::error!(error = %e, "token endpoint");
-            Err(oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error"))
+            oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
         }
-        Err(e) => {
+        e => {
             let description = match &e {
-                TokenError::InvalidRequest(d) | TokenError::InvalidGrant(d) | TokenError::UnauthorizedClient(d) => {
-                    d.clone()
-                }
+                TokenError::InvalidRequest(d)
+                | TokenError::InvalidGrant(d)
+                | TokenError::InvalidScope(d)
+                | TokenError::UnauthorizedClient(d) => d.clone(),
                 _ => "grant_type is not supported".into(),
             };
-            Err(oauth(StatusCode::BAD_REQUEST, e.code(), &description))
+            oauth(StatusCode::BAD_REQUEST, e.code(), &description)
         }
+    }
+}
+
+/// `POST /token`
+pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
+    let params = form_params(&req, &body)?;
+    match token::exchange(&state, &params, basic_credentials(&req)).await {
+        Ok(body) => Ok(json_no_store(body)),
+        Err(e) => Err(token_failure(&state, &req, e).await),
+    }
+}
+
+/// `POST /introspect` (RFC 7662)
+pub async fn introspect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Failure> {
+    let params = form_params(&req, &body)?;
+    match introspection::introspect(&state, &params, basic_credentials(&req)).await {
+        Ok(body) => Ok(json_no_store(body)),
+        Err(e) => Err(token_failure(&state, &req, e).await),
+    }
+}
+
+/// `POST /revoke` (RFC 7009)
+pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
+    let params = form_params(&req, &body)?;
+    match introspection::revoke(&state, &params, basic_credentials(&req)).await {
+        Ok(()) => Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).finish()),
+        Err(e) => Err(token_failure(&state, &req, e).await),
     }
 }
 
@@ -254,36 +162,36 @@ pub async fn userinfo(state: web::Data<AppState>, req: HttpRequest, body: web::B
         (None, None) => return Err(bearer_required()),
     };
     let invalid = || bearer(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is invalid or expired");
-    if token.len() > 512 {
-        return Err(invalid());
+    let server = |e: InfraError| {
+        tracing::error!(error = %e, "userinfo");
+        oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+    };
+    let claims = access::verify(&state, &token, now()).await.map_err(server)?.ok_or_else(invalid)?;
+    let Some(account_id) = claims.account.clone() else {
+        // A client_credentials token speaks for no person.
+        return Err(bearer(StatusCode::FORBIDDEN, "insufficient_scope", "this token does not represent a person"));
+    };
+    if !claims.scopes().iter().any(|s| s == "openid") {
+        return Err(bearer(StatusCode::FORBIDDEN, "insufficient_scope", "the openid scope is required"));
     }
-    let grant: AccessGrant = state
-        .eph
-        .get_json(&token::access_key(&token))
-        .await
-        .map_err(|_| oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error"))?
-        .ok_or_else(invalid)?;
-    if grant.exp <= now() {
-        return Err(invalid());
-    }
+    let client = state.client_cache.get(&state, &claims.client_id).await.map_err(server)?.ok_or_else(invalid)?;
     let protector = state.protector.clone();
-    let claims = state
+    let scope = claims.scopes();
+    let body = state
         .db
         .run(move |c| -> Result<_, InfraError> {
-            let Some(a) = accounts::account_by_id(c, &grant.account_id)? else { return Ok(None) };
+            let Some(a) = accounts::account_by_id(c, &account_id)? else { return Ok(None) };
             let Some(p) = accounts::person_by_id(c, &protector, &a.person_id)? else { return Ok(None) };
             if p.status != PersonStatus::Active {
                 return Ok(None);
             }
-            claims::userinfo(c, &a, &p, &grant.scope).map(Some)
+            let sub = subject_for(&protector, &client, &a.id);
+            claims::userinfo(c, &sub, &a, &p, &scope).map(Some)
         })
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "userinfo");
-            oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
-        })?
+        .map_err(server)?
         .ok_or_else(invalid)?;
-    Ok(json_no_store(claims))
+    Ok(json_no_store(body))
 }
 
 pub async fn logout_get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
@@ -357,7 +265,7 @@ async fn logout(
                 Some("client_id or id_token_hint is required".into()),
             ));
         };
-        let client = state.db.run(move |c| clients::get(c, &id)).await.map_err(|e| internal(&state, lang, e))?;
+        let client = state.client_cache.get(&state, &id).await.map_err(|e| internal(&state, lang, e))?;
         if !client.is_some_and(|c| c.has_post_logout_redirect_uri(uri)) {
             return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_post_logout_redirect_uri", None));
         }
@@ -369,7 +277,11 @@ async fn logout(
     let session_token = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
     let current = current_session(&state, &req).await.map_err(|e| internal(&state, lang, e))?;
     let hint_matches = match (&hint, &current) {
-        (Some(h), Some(s)) => h["sub"].as_str() == Some(s.account_id.as_str()),
+        (Some(h), Some(s)) => {
+            let aud = h["aud"].as_str().unwrap_or("").to_string();
+            let client = state.client_cache.get(&state, &aud).await.map_err(|e| internal(&state, lang, e))?;
+            client.is_some_and(|c| h["sub"].as_str() == Some(subject_for(&state.protector, &c, &s.account_id).as_str()))
+        }
         (Some(_), None) => true,
         _ => false,
     };
@@ -384,16 +296,23 @@ async fn logout(
     }
     if let Some(token) = session_token.filter(|t| t.len() <= 64) {
         let addr = client_address(&req);
-        state
+        let ended = state
             .db
-            .run(move |c| -> Result<(), InfraError> {
-                if let Some(s) = session::end(c, &token)? {
+            .run(move |c| -> Result<_, InfraError> {
+                let ended = session::end(c, &token)?;
+                if let Some(s) = &ended {
                     audit::record(c, Event::own("logout", "success", &s.account_id, &addr), now())?;
                 }
-                Ok(())
+                Ok(ended)
             })
             .await
             .map_err(|e| internal(&state, lang, e))?;
+        if let Some(s) = ended {
+            // Delivery happens in the background; the person is not kept waiting.
+            if let Err(e) = backchannel::notify(&state, &s.sid).await {
+                tracing::error!(error = %e, "back-channel logout");
+            }
+        }
     }
     let clear = removal(&state, SESSION_COOKIE);
     match post_logout {

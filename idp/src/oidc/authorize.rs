@@ -8,7 +8,8 @@ use super::params::{ParamError, Params};
 use crate::crypto::{random_token, sha256_b64};
 
 /// Scopes this provider understands; others are ignored, as RFC 6749 §3.3 allows.
-pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "agency", "roles"];
+pub const SUPPORTED_SCOPES: [&str; 7] =
+    ["openid", "profile", "email", "agency", "roles", "national_id", "offline_access"];
 
 /// A validated authorization request, kept in the login transaction while the person signs in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,6 +24,22 @@ pub struct AuthRequest {
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
     pub ui_locales: Option<String>,
+    /// `query` or `form_post`.
+    #[serde(default)]
+    pub response_mode: String,
+    /// Requested assurance levels, in order of preference (voluntary).
+    #[serde(default)]
+    pub acr_values: Vec<String>,
+    /// An ID token the client sent as a hint of who should be signed in.
+    #[serde(default)]
+    pub id_token_hint: Option<String>,
+}
+
+impl AuthRequest {
+    /// Whether the response goes back as an auto-submitted form.
+    pub fn form_post(&self) -> bool {
+        self.response_mode == "form_post"
+    }
 }
 
 /// A failed request: either shown as a page (the redirect URI is not trusted) or sent back.
@@ -31,7 +48,7 @@ pub enum AuthorizeError {
     /// Shown to the person; `key` is a page message.
     Page { key: &'static str, detail: String },
     /// Returned to the client's redirect URI.
-    Redirect { redirect_uri: String, state: Option<String>, error: &'static str, description: String },
+    Redirect { redirect_uri: String, state: Option<String>, error: &'static str, description: String, form_post: bool },
 }
 
 /// The parameters that decide whether errors may be redirected.
@@ -70,11 +87,14 @@ pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, Authori
         Err(e) => return Err(AuthorizeError::Page { key: "err_bad_request", detail: e.to_string() }),
     };
     let state = params.get("state").ok().flatten().map(str::to_string);
+    let response_mode = params.get("response_mode").ok().flatten().unwrap_or("query").to_string();
+    let form_post = response_mode == "form_post";
     let fail = |error: &'static str, description: String| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.clone(),
         state: state.clone(),
         error,
         description,
+        form_post,
     };
     if let Some(dup) = params.first_duplicate() {
         return Err(fail("invalid_request", format!("parameter `{dup}` is repeated")));
@@ -91,19 +111,22 @@ pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, Authori
         Some("code") => {}
         Some(_) => return Err(fail("unsupported_response_type", "only response_type=code is supported".into())),
     }
-    match get("response_mode") {
-        None | Some("query") => {}
-        Some(_) => return Err(fail("invalid_request", "only response_mode=query is supported".into())),
+    if !matches!(response_mode.as_str(), "query" | "form_post") {
+        return Err(fail("invalid_request", "response_mode must be query or form_post".into()));
     }
     let requested: Vec<&str> = get("scope").unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
     if !requested.contains(&"openid") {
         return Err(fail("invalid_scope", "the openid scope is required".into()));
     }
+    // Scopes the client may not have (or that do not exist) are left out, not refused.
     let mut scope: Vec<String> = Vec::new();
     for s in SUPPORTED_SCOPES {
-        if requested.contains(&s) {
+        if requested.contains(&s) && client.allows_scope(s) {
             scope.push(s.to_string());
         }
+    }
+    if !scope.iter().any(|s| s == "openid") {
+        return Err(fail("invalid_scope", "this client may not use the openid scope".into()));
     }
     let code_challenge = match (get("code_challenge"), get("code_challenge_method")) {
         (None, None) => None,
@@ -147,6 +170,9 @@ pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, Authori
         max_age,
         login_hint: get("login_hint").map(str::to_string),
         ui_locales: get("ui_locales").map(str::to_string),
+        response_mode,
+        acr_values: get("acr_values").unwrap_or("").split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        id_token_hint: get("id_token_hint").map(str::to_string),
     })
 }
 

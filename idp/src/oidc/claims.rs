@@ -9,10 +9,19 @@ use crate::store::db::schema::agencies;
 use crate::store::db::DbConn;
 
 /// The claims of the userinfo response for the granted scopes.
-pub fn userinfo(conn: &mut DbConn, account: &Account, person: &Person, scope: &[String]) -> Result<Value, InfraError> {
+///
+/// `sub` is the subject as this client sees it (public or pairwise). The `national_id` claim is
+/// released only when the scope was granted, which only clients allowed it can obtain.
+pub fn userinfo(
+    conn: &mut DbConn,
+    sub: &str,
+    account: &Account,
+    person: &Person,
+    scope: &[String],
+) -> Result<Value, InfraError> {
     let has = |s: &str| scope.iter().any(|x| x == s);
     let mut claims = Map::new();
-    claims.insert("sub".into(), json!(account.id));
+    claims.insert("sub".into(), json!(sub));
     if has("profile") {
         claims.insert("name".into(), json!(person.name));
         if let Some(name) = &account.account_name {
@@ -42,6 +51,9 @@ pub fn userinfo(conn: &mut DbConn, account: &Account, person: &Person, scope: &[
     }
     if has("roles") {
         claims.insert("roles".into(), json!(roles::roles(person)));
+    }
+    if has("national_id") {
+        claims.insert("national_id".into(), json!(person.national_id.expose()));
     }
     Ok(Value::Object(claims))
 }

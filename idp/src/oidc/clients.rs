@@ -1,6 +1,7 @@
-//! Relying applications registered by operators.
+//! Relying applications registered by operators (CLI) or by dynamic registration.
 
 use diesel::prelude::*;
+use serde_json::Value;
 
 use crate::crypto::{constant_time_eq, random_token, sha256_b64};
 use crate::error::InfraError;
@@ -8,20 +9,56 @@ use crate::store::db::models::ClientRow;
 use crate::store::db::schema::clients;
 use crate::store::db::DbConn;
 
-/// A registered client.
+use super::authorize::SUPPORTED_SCOPES;
+
+/// Grant types a client may be allowed.
+pub const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+/// Client authentication methods at the token, introspection and revocation endpoints.
+pub const AUTH_METHODS: [&str; 4] = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
+
+/// A registered client. Field names follow RFC 7591 so the JSON form is the registration
+/// response's.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Client {
     pub client_id: String,
     pub client_name: String,
     /// Public clients (browser or native apps) have no secret and must use PKCE.
+    #[serde(skip)]
     pub public: bool,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
-    /// `ES256` (default) or `RS256`.
     pub id_token_signed_response_alg: String,
+    pub token_endpoint_auth_method: String,
+    pub grant_types: Vec<String>,
+    /// The scopes this client may be granted (space-separated in JSON).
+    #[serde(serialize_with = "space_separated")]
+    pub scope: Vec<String>,
+    pub subject_type: String,
+    /// Whether people must approve this client (`false` for first-party applications).
+    #[serde(skip)]
+    pub consent_required: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_acr_values: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub backchannel_logout_session_required: bool,
+    #[serde(skip)]
+    pub min_acr: Option<String>,
     #[serde(skip)]
     secret_hash: Option<String>,
+    #[serde(skip)]
+    registration_token_hash: Option<String>,
+    #[serde(rename = "client_id_issued_at")]
     pub created_at: i64,
+}
+
+fn space_separated<S: serde::Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&v.join(" "))
 }
 
 impl Client {
@@ -29,6 +66,19 @@ impl Client {
     /// a fast hash is enough and keeps the token endpoint fast.
     pub fn secret_matches(&self, presented: &str) -> bool {
         match &self.secret_hash {
+            Some(h) => constant_time_eq(sha256_b64(presented.as_bytes()).as_bytes(), h.as_bytes()),
+            None => false,
+        }
+    }
+
+    /// Whether the client authenticates with a shared secret.
+    pub fn has_secret(&self) -> bool {
+        self.secret_hash.is_some()
+    }
+
+    /// Checks an RFC 7592 registration access token.
+    pub fn registration_token_matches(&self, presented: &str) -> bool {
+        match &self.registration_token_hash {
             Some(h) => constant_time_eq(sha256_b64(presented.as_bytes()).as_bytes(), h.as_bytes()),
             None => false,
         }
@@ -42,39 +92,104 @@ impl Client {
     pub fn has_post_logout_redirect_uri(&self, uri: &str) -> bool {
         self.post_logout_redirect_uris.iter().any(|r| r == uri)
     }
+
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+
+    pub fn allows_scope(&self, scope: &str) -> bool {
+        self.scope.iter().any(|s| s == scope)
+    }
+
+    /// The sector of a pairwise client: the host all its redirect URIs share.
+    pub fn sector(&self) -> Option<String> {
+        self.redirect_uris.first().and_then(|u| url::Url::parse(u).ok()).and_then(|u| u.host_str().map(str::to_string))
+    }
+}
+
+fn json_list(s: &str, id: &str) -> Result<Vec<String>, InfraError> {
+    serde_json::from_str::<Vec<String>>(s).map_err(|e| InfraError::Internal(format!("client {id}: {e}")))
 }
 
 impl TryFrom<ClientRow> for Client {
     type Error = InfraError;
     fn try_from(r: ClientRow) -> Result<Self, InfraError> {
-        let list = |s: &str| {
-            serde_json::from_str::<Vec<String>>(s).map_err(|e| InfraError::Internal(format!("client {}: {e}", r.id)))
+        let jwks = match &r.jwks {
+            Some(j) => {
+                Some(serde_json::from_str(j).map_err(|e| InfraError::Internal(format!("client {}: {e}", r.id)))?)
+            }
+            None => None,
         };
         Ok(Self {
-            redirect_uris: list(&r.redirect_uris)?,
-            post_logout_redirect_uris: list(&r.post_logout_redirect_uris)?,
-            client_id: r.id,
-            client_name: r.name,
+            redirect_uris: json_list(&r.redirect_uris, &r.id)?,
+            post_logout_redirect_uris: json_list(&r.post_logout_redirect_uris, &r.id)?,
+            grant_types: json_list(&r.grant_types, &r.id)?,
+            scope: r.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
             public: r.kind == "public",
             id_token_signed_response_alg: r.id_token_alg,
+            token_endpoint_auth_method: r.token_endpoint_auth_method,
+            subject_type: r.subject_type,
+            consent_required: r.consent == "required",
+            default_acr_values: r.min_acr.clone().map(|a| vec![a]),
+            min_acr: r.min_acr,
+            jwks,
+            jwks_uri: r.jwks_uri,
+            backchannel_logout_session_required: r.backchannel_logout_uri.is_some(),
+            backchannel_logout_uri: r.backchannel_logout_uri,
             secret_hash: r.secret_hash,
+            registration_token_hash: r.registration_token_hash,
+            client_id: r.id,
+            client_name: r.name,
             created_at: r.created_at,
         })
     }
 }
 
-/// What an operator asks for.
+/// What an operator (or a registration request) asks for.
 #[derive(Debug, Clone)]
 pub struct NewClient {
     pub client_id: Option<String>,
     pub name: String,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
-    pub public: bool,
     pub id_token_alg: String,
+    pub token_endpoint_auth_method: String,
+    pub grant_types: Vec<String>,
+    pub scope: Vec<String>,
+    pub subject_type: String,
+    pub consent_required: bool,
+    pub min_acr: Option<String>,
+    pub jwks: Option<Value>,
+    pub jwks_uri: Option<String>,
+    pub backchannel_logout_uri: Option<String>,
 }
 
-/// Why a client was not created.
+impl NewClient {
+    /// A confidential first-party code-flow client with every default.
+    pub fn new(name: &str, redirect_uris: Vec<String>) -> Self {
+        Self {
+            client_id: None,
+            name: name.into(),
+            redirect_uris,
+            post_logout_redirect_uris: vec![],
+            id_token_alg: "ES256".into(),
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            scope: ["openid", "profile", "email", "agency", "roles", "offline_access"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            subject_type: "public".into(),
+            consent_required: false,
+            min_acr: None,
+            jwks: None,
+            jwks_uri: None,
+            backchannel_logout_uri: None,
+        }
+    }
+}
+
+/// Why a client was not created; the codes are RFC 7591's.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("invalid_redirect_uri: {0}")]
@@ -107,13 +222,33 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     }
 }
 
-/// Registers a client; returns it and, for confidential clients, the secret (shown once).
-pub fn create(conn: &mut DbConn, new: NewClient, now: i64) -> Result<(Client, Option<String>), ClientError> {
+/// Checks metadata and builds the row (without id, secret or times).
+fn validate(new: &NewClient) -> Result<(), ClientError> {
+    let meta = |m: String| Err(ClientError::Metadata(m));
     let name = new.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(ClientError::Metadata("the name must be 1–200 characters".into()));
+        return meta("client_name must be 1–200 characters".into());
     }
-    if new.redirect_uris.is_empty() {
+    for g in &new.grant_types {
+        if !GRANT_TYPES.contains(&g.as_str()) {
+            return meta(format!("grant type `{g}` is not supported"));
+        }
+    }
+    if new.grant_types.is_empty() {
+        return meta("at least one grant type is required".into());
+    }
+    if !AUTH_METHODS.contains(&new.token_endpoint_auth_method.as_str()) {
+        return meta(format!("token_endpoint_auth_method `{}` is not supported", new.token_endpoint_auth_method));
+    }
+    let public = new.token_endpoint_auth_method == "none";
+    if public && new.grant_types.iter().any(|g| g == "client_credentials") {
+        return meta("public clients cannot use client_credentials".into());
+    }
+    let code_flow = new.grant_types.iter().any(|g| g == "authorization_code");
+    if new.grant_types.iter().any(|g| g == "refresh_token") && !code_flow {
+        return meta("refresh_token needs authorization_code".into());
+    }
+    if code_flow && new.redirect_uris.is_empty() {
         return Err(ClientError::RedirectUri("at least one redirect URI is required".into()));
     }
     for uri in &new.redirect_uris {
@@ -122,30 +257,94 @@ pub fn create(conn: &mut DbConn, new: NewClient, now: i64) -> Result<(Client, Op
     for uri in &new.post_logout_redirect_uris {
         check_redirect_uri(uri).map_err(|e| ClientError::Metadata(format!("post_logout_redirect_uri {e}")))?;
     }
-    if !matches!(new.id_token_alg.as_str(), "ES256" | "RS256") {
-        return Err(ClientError::Metadata("the ID token algorithm must be ES256 or RS256".into()));
+    if let Some(uri) = &new.backchannel_logout_uri {
+        check_redirect_uri(uri).map_err(|e| ClientError::Metadata(format!("backchannel_logout_uri {e}")))?;
     }
-    let id = match new.client_id {
+    if !matches!(new.id_token_alg.as_str(), "ES256" | "RS256") {
+        return meta("id_token_signed_response_alg must be ES256 or RS256".into());
+    }
+    for s in &new.scope {
+        if !SUPPORTED_SCOPES.contains(&s.as_str()) {
+            return meta(format!("scope `{s}` is not supported"));
+        }
+    }
+    match new.subject_type.as_str() {
+        "public" => {}
+        "pairwise" => {
+            let hosts: std::collections::HashSet<_> = new
+                .redirect_uris
+                .iter()
+                .filter_map(|u| url::Url::parse(u).ok()?.host_str().map(str::to_string))
+                .collect();
+            if hosts.len() != 1 {
+                return meta("pairwise clients need redirect URIs on one host".into());
+            }
+        }
+        other => return meta(format!("subject_type `{other}` is not supported")),
+    }
+    if let Some(acr) = &new.min_acr {
+        if !super::ACR_VALUES.contains(&acr.as_str()) {
+            return meta(format!("acr `{acr}` is not supported"));
+        }
+    }
+    if new.token_endpoint_auth_method == "private_key_jwt" {
+        match (&new.jwks, &new.jwks_uri) {
+            (Some(_), Some(_)) => return meta("give jwks or jwks_uri, not both".into()),
+            (None, None) => return meta("private_key_jwt needs jwks or jwks_uri".into()),
+            (Some(jwks), None) => {
+                if serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(jwks.clone()).is_err() {
+                    return meta("jwks is not a JWK set".into());
+                }
+            }
+            (None, Some(uri)) => {
+                if !uri.starts_with("https://") && check_redirect_uri(uri).is_err() {
+                    return meta("jwks_uri must be https".into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, InfraError> {
+    serde_json::to_string(v).map_err(|e| InfraError::Internal(e.to_string()))
+}
+
+/// Registers a client; returns it and, for secret-based clients, the secret (shown once).
+pub fn create(conn: &mut DbConn, new: NewClient, now: i64) -> Result<(Client, Option<String>), ClientError> {
+    validate(&new)?;
+    let id = match &new.client_id {
         Some(id) => {
             if id.is_empty() || id.len() > 100 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
             {
                 return Err(ClientError::Metadata("a client id must be 1–100 letters, digits, `.`, `_` or `-`".into()));
             }
-            id
+            id.clone()
         }
         None => random_token(16),
     };
-    let secret = (!new.public).then(|| random_token(32));
+    let public = new.token_endpoint_auth_method == "none";
+    let secret = new.token_endpoint_auth_method.starts_with("client_secret").then(|| random_token(32));
     let row = ClientRow {
         id: id.clone(),
-        name: name.to_string(),
+        name: new.name.trim().to_string(),
         secret_hash: secret.as_deref().map(|s| sha256_b64(s.as_bytes())),
-        kind: if new.public { "public" } else { "confidential" }.into(),
-        redirect_uris: serde_json::to_string(&new.redirect_uris).map_err(|e| InfraError::Internal(e.to_string()))?,
-        post_logout_redirect_uris: serde_json::to_string(&new.post_logout_redirect_uris)
-            .map_err(|e| InfraError::Internal(e.to_string()))?,
+        kind: if public { "public" } else { "confidential" }.into(),
+        redirect_uris: to_json(&new.redirect_uris)?,
+        post_logout_redirect_uris: to_json(&new.post_logout_redirect_uris)?,
         id_token_alg: new.id_token_alg,
         created_at: now,
+        token_endpoint_auth_method: new.token_endpoint_auth_method,
+        grant_types: to_json(&new.grant_types)?,
+        scope: new.scope.join(" "),
+        subject_type: new.subject_type,
+        consent: if new.consent_required { "required" } else { "pre-approved" }.into(),
+        min_acr: new.min_acr,
+        jwks: new.jwks.as_ref().map(to_json).transpose()?,
+        jwks_uri: new.jwks_uri,
+        backchannel_logout_uri: new.backchannel_logout_uri,
+        registration_token_hash: None,
+        updated_at: now,
     };
     match diesel::insert_into(clients::table).values(&row).execute(conn) {
         Ok(_) => {}
@@ -155,6 +354,42 @@ pub fn create(conn: &mut DbConn, new: NewClient, now: i64) -> Result<(Client, Op
         Err(e) => return Err(InfraError::from(e).into()),
     }
     Ok((row.try_into()?, secret))
+}
+
+/// Gives a client a registration access token (RFC 7592); returns the token, shown once.
+pub fn issue_registration_access_token(conn: &mut DbConn, id: &str) -> Result<String, InfraError> {
+    let token = random_token(32);
+    diesel::update(clients::table.find(id))
+        .set(clients::registration_token_hash.eq(sha256_b64(token.as_bytes())))
+        .execute(conn)?;
+    Ok(token)
+}
+
+/// Replaces a client's metadata (RFC 7592 PUT); the id, secret and registration token stay.
+pub fn replace(conn: &mut DbConn, id: &str, new: NewClient, now: i64) -> Result<Client, ClientError> {
+    validate(&new)?;
+    let existing = get(conn, id)?.ok_or_else(|| ClientError::Metadata("unknown client".into()))?;
+    if existing.token_endpoint_auth_method != new.token_endpoint_auth_method {
+        return Err(ClientError::Metadata("token_endpoint_auth_method cannot change".into()));
+    }
+    diesel::update(clients::table.find(id))
+        .set((
+            clients::name.eq(new.name.trim()),
+            clients::redirect_uris.eq(to_json(&new.redirect_uris)?),
+            clients::post_logout_redirect_uris.eq(to_json(&new.post_logout_redirect_uris)?),
+            clients::id_token_alg.eq(&new.id_token_alg),
+            clients::grant_types.eq(to_json(&new.grant_types)?),
+            clients::scope.eq(new.scope.join(" ")),
+            clients::subject_type.eq(&new.subject_type),
+            clients::min_acr.eq(&new.min_acr),
+            clients::jwks.eq(new.jwks.as_ref().map(to_json).transpose()?),
+            clients::jwks_uri.eq(&new.jwks_uri),
+            clients::backchannel_logout_uri.eq(&new.backchannel_logout_uri),
+            clients::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .map_err(InfraError::from)?;
+    get(conn, id)?.ok_or_else(|| ClientError::Metadata("unknown client".into()))
 }
 
 /// A client by id.
@@ -175,5 +410,8 @@ pub fn list(conn: &mut DbConn) -> Result<Vec<Client>, InfraError> {
 
 /// Removes a client; returns whether it existed.
 pub fn delete(conn: &mut DbConn, id: &str) -> Result<bool, InfraError> {
+    use crate::store::db::schema::{consents, refresh_tokens};
+    diesel::delete(consents::table.filter(consents::client_id.eq(id))).execute(conn)?;
+    diesel::delete(refresh_tokens::table.filter(refresh_tokens::client_id.eq(id))).execute(conn)?;
     Ok(diesel::delete(clients::table.find(id)).execute(conn)? > 0)
 }

@@ -1,13 +1,31 @@
 //! The OpenID Connect protocol, free of HTTP-framework types: discovery, the authorization
 //! request, codes, the token exchange, userinfo claims and logout.
 
+pub mod access;
 pub mod authorize;
+pub mod backchannel;
 pub mod claims;
+pub mod client_auth;
 pub mod clients;
+pub mod consent;
 pub mod discovery;
+pub mod introspection;
 pub mod keys;
 pub mod params;
+pub mod refresh;
+pub mod registration;
+pub mod subject;
 pub mod token;
 
-/// The authentication context classes this provider can assert today.
+/// Assurance of a password or one-time-password sign-in.
 pub const ACR_PASSWORD: &str = "loa-1";
+/// Assurance of a smart-card sign-in (card and PIN).
+pub const ACR_CARD: &str = "loa-2";
+/// Every assurance level, weakest first.
+pub const ACR_VALUES: [&str; 2] = [ACR_PASSWORD, ACR_CARD];
+
+/// Whether `have` is at least as strong as `want`.
+pub fn acr_satisfies(have: &str, want: &str) -> bool {
+    let rank = |a: &str| ACR_VALUES.iter().position(|x| *x == a);
+    matches!((rank(have), rank(want)), (Some(h), Some(w)) if h >= w)
+}

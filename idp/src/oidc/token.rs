@@ -1,4 +1,5 @@
-//! The token endpoint: client authentication and the authorization-code exchange.
+//! The token endpoint: `authorization_code`, `refresh_token` (rotation, reuse detection) and
+//! `client_credentials`.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -6,11 +7,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::access::{self, AccessClaims};
 use super::authorize::{code_key, CodeGrant};
-use super::clients::{self, Client};
+use super::client_auth::{self, BasicCredentials, ClientAuthError};
+use super::clients::Client;
 use super::params::Params;
+use super::refresh::{self, Redeem, RefreshGrant};
+use super::subject::subject_for;
 use crate::accounts::{self, PersonStatus};
-use crate::crypto::{constant_time_eq, random_token, sha256_b64};
+use crate::audit::{self, Event};
+use crate::crypto::{constant_time_eq, random_token};
 use crate::error::{now, InfraError};
 use crate::state::AppState;
 
@@ -23,12 +29,24 @@ pub enum TokenError {
     InvalidClient { description: String, basic: bool },
     #[error("invalid_grant: {0}")]
     InvalidGrant(String),
+    #[error("invalid_scope: {0}")]
+    InvalidScope(String),
     #[error("unauthorized_client: {0}")]
     UnauthorizedClient(String),
     #[error("unsupported_grant_type")]
     UnsupportedGrantType,
     #[error(transparent)]
     Server(#[from] InfraError),
+}
+
+impl From<ClientAuthError> for TokenError {
+    fn from(e: ClientAuthError) -> Self {
+        match e {
+            ClientAuthError::InvalidRequest(d) => TokenError::InvalidRequest(d),
+            ClientAuthError::InvalidClient { description, basic } => TokenError::InvalidClient { description, basic },
+            ClientAuthError::Infra(e) => TokenError::Server(e),
+        }
+    }
 }
 
 impl TokenError {
@@ -38,6 +56,7 @@ impl TokenError {
             TokenError::InvalidRequest(_) => "invalid_request",
             TokenError::InvalidClient { .. } => "invalid_client",
             TokenError::InvalidGrant(_) => "invalid_grant",
+            TokenError::InvalidScope(_) => "invalid_scope",
             TokenError::UnauthorizedClient(_) => "unauthorized_client",
             TokenError::UnsupportedGrantType => "unsupported_grant_type",
             TokenError::Server(_) => "server_error",
@@ -45,61 +64,18 @@ impl TokenError {
     }
 }
 
-/// What an access token stands for; stored under the token's hash until it expires.
+/// What a redeemed code issued, kept after redemption so a replay can revoke it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AccessGrant {
-    pub account_id: String,
-    pub client_id: String,
-    pub scope: Vec<String>,
-    pub sid: String,
-    pub exp: i64,
+struct Redeemed {
+    client_id: String,
+    account_id: String,
+    jti: String,
+    exp: i64,
+    family_id: Option<String>,
 }
 
-/// The store key of an access token.
-pub fn access_key(token: &str) -> String {
-    format!("at:{}", sha256_b64(token.as_bytes()))
-}
-
-/// Credentials from an `Authorization: Basic` header, already decoded; `Err` if malformed.
-pub type BasicCredentials = Option<Result<(String, String), ()>>;
-
-/// Authenticates the client by `client_secret_basic`, `client_secret_post` or, for public
-/// clients, `none`. Exactly one method may be used.
-pub async fn authenticate_client(
-    state: &AppState,
-    params: &Params,
-    basic: BasicCredentials,
-) -> Result<Client, TokenError> {
-    let invalid = |d: &str, basic: bool| TokenError::InvalidClient { description: d.into(), basic };
-    let body_id = params.get("client_id").map_err(|e| TokenError::InvalidRequest(e.to_string()))?;
-    let body_secret = params.get("client_secret").map_err(|e| TokenError::InvalidRequest(e.to_string()))?;
-    let (client_id, secret, basic_used) = match basic {
-        Some(Err(())) => return Err(invalid("the Authorization header is malformed", true)),
-        Some(Ok((id, secret))) => {
-            if body_secret.is_some() {
-                return Err(TokenError::InvalidRequest("use one client authentication method only".into()));
-            }
-            if body_id.is_some_and(|b| b != id) {
-                return Err(TokenError::InvalidRequest("client_id does not match the Authorization header".into()));
-            }
-            (id, Some(secret), true)
-        }
-        None => match body_id {
-            Some(id) => (id.to_string(), body_secret.map(str::to_string), false),
-            None => return Err(invalid("client authentication is required", false)),
-        },
-    };
-    let id = client_id.clone();
-    let client = state.db.run(move |c| clients::get(c, &id)).await?;
-    let Some(client) = client else {
-        return Err(invalid("unknown client or wrong secret", basic_used));
-    };
-    match (client.public, secret) {
-        (true, None) => Ok(client),
-        (true, Some(_)) => Err(invalid("public clients have no secret", basic_used)),
-        (false, Some(s)) if client.secret_matches(&s) => Ok(client),
-        (false, _) => Err(invalid("unknown client or wrong secret", basic_used)),
-    }
+fn redeemed_key(code: &str) -> String {
+    format!("redeemed:{}", code_key(code))
 }
 
 /// Handles a token request.
@@ -108,11 +84,18 @@ pub async fn exchange(state: &AppState, params: &Params, basic: BasicCredentials
         return Err(TokenError::InvalidRequest(format!("parameter `{dup}` is repeated")));
     }
     let grant_type = params.get("grant_type").ok().flatten();
-    let client = authenticate_client(state, params, basic).await?;
+    let client = client_auth::authenticate(state, params, basic, "/token").await?;
+    let grant_type = grant_type.ok_or_else(|| TokenError::InvalidRequest("grant_type is missing".into()))?;
+    if !super::clients::GRANT_TYPES.contains(&grant_type) {
+        return Err(TokenError::UnsupportedGrantType);
+    }
+    if !client.allows_grant(grant_type) {
+        return Err(TokenError::UnauthorizedClient(format!("this client may not use {grant_type}")));
+    }
     match grant_type {
-        None => Err(TokenError::InvalidRequest("grant_type is missing".into())),
-        Some("authorization_code") => authorization_code(state, params, &client).await,
-        Some(_) => Err(TokenError::UnsupportedGrantType),
+        "authorization_code" => authorization_code(state, params, &client).await,
+        "refresh_token" => refresh_token(state, params, &client).await,
+        _ => client_credentials(state, params, &client).await,
     }
 }
 
@@ -122,12 +105,10 @@ async fn authorization_code(state: &AppState, params: &Params, client: &Client) 
     let redirect_uri =
         get("redirect_uri").ok_or_else(|| TokenError::InvalidRequest("redirect_uri is missing".into()))?;
     // Taken atomically: a second redemption, here or on another node, finds nothing.
-    let grant: CodeGrant = state
-        .eph
-        .take_json(&code_key(code))
-        .await
-        .map_err(InfraError::from)?
-        .ok_or_else(|| TokenError::InvalidGrant("the code is invalid, expired or already used".into()))?;
+    let Some(grant): Option<CodeGrant> = state.eph.take_json(&code_key(code)).await.map_err(InfraError::from)? else {
+        replayed_code(state, code).await?;
+        return Err(TokenError::InvalidGrant("the code is invalid, expired or already used".into()));
+    };
     if grant.client_id != client.client_id {
         return Err(TokenError::InvalidGrant("the code was issued to another client".into()));
     }
@@ -148,61 +129,251 @@ async fn authorization_code(state: &AppState, params: &Params, client: &Client) 
         }
         (None, None) => {}
     }
-    let account_id = grant.account_id.clone();
+    ensure_active(state, &grant.account_id).await?;
+    let now = now();
+    let session = SessionFacts {
+        account_id: grant.account_id.clone(),
+        sid: grant.sid.clone(),
+        auth_time: grant.auth_time,
+        acr: grant.acr.clone(),
+        amr: grant.amr.clone(),
+    };
+    let family = (grant.scope.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token"))
+        .then(|| random_token(16));
+    let issued =
+        issue_user_tokens(state, client, &session, &grant.scope, grant.nonce.as_deref(), family.clone(), now).await?;
+    let redeemed = Redeemed {
+        client_id: client.client_id.clone(),
+        account_id: grant.account_id.clone(),
+        jti: issued.jti.clone(),
+        exp: issued.exp,
+        family_id: family,
+    };
+    state
+        .eph
+        .put_json(&redeemed_key(code), &redeemed, state.config.tokens.access_token_ttl)
+        .await
+        .map_err(InfraError::from)?;
+    Ok(issued.body)
+}
+
+/// A code presented again: revoke what its first redemption issued (RFC 6749 §4.1.2).
+async fn replayed_code(state: &AppState, code: &str) -> Result<(), InfraError> {
+    let Some(r): Option<Redeemed> = state.eph.take_json(&redeemed_key(code)).await? else { return Ok(()) };
+    let now = now();
+    access::revoke(state, &r.jti, r.exp, now).await?;
+    let family = r.family_id.clone();
+    state
+        .db
+        .run(move |c| -> Result<(), InfraError> {
+            if let Some(f) = &family {
+                refresh::revoke_family(c, f, now)?;
+            }
+            audit::record(
+                c,
+                Event {
+                    event: "token.code_replay",
+                    outcome: "revoked",
+                    account_id: Some(&r.account_id),
+                    client_id: Some(&r.client_id),
+                    detail: "an authorization code was presented twice; its tokens were revoked".into(),
+                    ..Default::default()
+                },
+                now,
+            )
+        })
+        .await
+}
+
+async fn ensure_active(state: &AppState, account_id: &str) -> Result<(), TokenError> {
+    let id = account_id.to_string();
     let protector = state.protector.clone();
     let person = state
         .db
         .run(move |c| -> Result<_, InfraError> {
-            let Some(account) = accounts::account_by_id(c, &account_id)? else { return Ok(None) };
+            let Some(account) = accounts::account_by_id(c, &id)? else { return Ok(None) };
             accounts::person_by_id(c, &protector, &account.person_id)
         })
         .await?;
-    if !person.is_some_and(|p| p.status == PersonStatus::Active) {
-        return Err(TokenError::InvalidGrant("the account can no longer sign in".into()));
+    if person.is_some_and(|p| p.status == PersonStatus::Active) {
+        Ok(())
+    } else {
+        Err(TokenError::InvalidGrant("the account can no longer sign in".into()))
     }
-    issue_tokens(state, client, &grant).await
 }
 
-/// Issues the access token and ID token for a redeemed code.
-async fn issue_tokens(state: &AppState, client: &Client, grant: &CodeGrant) -> Result<Value, TokenError> {
+async fn refresh_token(state: &AppState, params: &Params, client: &Client) -> Result<Value, TokenError> {
+    let token = params
+        .get("refresh_token")
+        .ok()
+        .flatten()
+        .ok_or_else(|| TokenError::InvalidRequest("refresh_token is missing".into()))?;
+    let (token, client_id) = (token.to_string(), client.client_id.clone());
     let now = now();
-    let at_ttl = state.config.tokens.access_token_ttl.as_secs() as i64;
-    let access_token = random_token(32);
-    let access = AccessGrant {
-        account_id: grant.account_id.clone(),
-        client_id: client.client_id.clone(),
-        scope: grant.scope.clone(),
-        sid: grant.sid.clone(),
-        exp: now + at_ttl,
+    let outcome = state.db.run(move |c| refresh::redeem(c, &token, &client_id, now)).await?;
+    let grant = match outcome {
+        Redeem::Ok(g) => g,
+        Redeem::Invalid => {
+            return Err(TokenError::InvalidGrant("the refresh token is invalid, expired or revoked".into()))
+        }
+        Redeem::Reused { family_id: _, account_id } => {
+            let client_id = client.client_id.clone();
+            state
+                .db
+                .run(move |c| {
+                    audit::record(
+                        c,
+                        Event {
+                            event: "token.refresh_reuse",
+                            outcome: "family_revoked",
+                            account_id: Some(&account_id),
+                            client_id: Some(&client_id),
+                            detail: "a used refresh token was presented; its family was revoked".into(),
+                            ..Default::default()
+                        },
+                        now,
+                    )
+                })
+                .await?;
+            return Err(TokenError::InvalidGrant("the refresh token was already used".into()));
+        }
     };
-    state
-        .eph
-        .put_json(&access_key(&access_token), &access, state.config.tokens.access_token_ttl)
-        .await
-        .map_err(InfraError::from)?;
+    // A narrower scope may be asked for, never a wider one (RFC 6749 §6).
+    let scope = match params.get("scope").ok().flatten() {
+        None => grant.scope.clone(),
+        Some(s) => {
+            let asked: Vec<String> = s.split(' ').filter(|x| !x.is_empty()).map(str::to_string).collect();
+            if asked.iter().any(|a| !grant.scope.contains(a)) {
+                return Err(TokenError::InvalidScope("the scope exceeds what was granted".into()));
+            }
+            asked
+        }
+    };
+    ensure_active(state, &grant.account_id).await?;
+    let session = SessionFacts {
+        account_id: grant.account_id.clone(),
+        sid: grant.sid.clone(),
+        auth_time: grant.auth_time,
+        acr: grant.acr.clone(),
+        amr: grant.amr.clone(),
+    };
+    let issued = issue_user_tokens(state, client, &session, &scope, None, Some(grant.family_id.clone()), now).await?;
+    Ok(issued.body)
+}
+
+async fn client_credentials(state: &AppState, params: &Params, client: &Client) -> Result<Value, TokenError> {
+    let asked: Vec<&str> =
+        params.get("scope").ok().flatten().unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
+    for s in &asked {
+        if matches!(*s, "openid" | "offline_access") || !client.allows_scope(s) {
+            return Err(TokenError::InvalidScope(format!("scope `{s}` is not available to this client")));
+        }
+    }
+    let now = now();
+    let ttl = state.config.tokens.access_token_ttl.as_secs() as i64;
+    let claims = AccessClaims {
+        iss: state.config.issuer.clone(),
+        sub: client.client_id.clone(),
+        aud: state.config.issuer.clone(),
+        client_id: client.client_id.clone(),
+        scope: asked.join(" "),
+        jti: random_token(16),
+        iat: now,
+        exp: now + ttl,
+        account: None,
+        auth_time: None,
+        acr: None,
+        sid: None,
+    };
+    let token = access::sign(state, &claims)?;
+    let mut body = json!({ "access_token": token, "token_type": "Bearer", "expires_in": ttl });
+    if !asked.is_empty() {
+        body["scope"] = json!(claims.scope);
+    }
+    Ok(body)
+}
+
+/// The facts of the sign-in behind a token.
+struct SessionFacts {
+    account_id: String,
+    sid: String,
+    auth_time: i64,
+    acr: String,
+    amr: Vec<String>,
+}
+
+struct Issued {
+    body: Value,
+    jti: String,
+    exp: i64,
+}
+
+/// Issues the access token, ID token and (for a family) the next refresh token.
+async fn issue_user_tokens(
+    state: &AppState,
+    client: &Client,
+    s: &SessionFacts,
+    scope: &[String],
+    nonce: Option<&str>,
+    family: Option<String>,
+    now: i64,
+) -> Result<Issued, TokenError> {
+    let at_ttl = state.config.tokens.access_token_ttl.as_secs() as i64;
+    let sub = subject_for(&state.protector, client, &s.account_id);
+    let claims = AccessClaims {
+        iss: state.config.issuer.clone(),
+        sub: sub.clone(),
+        aud: state.config.issuer.clone(),
+        client_id: client.client_id.clone(),
+        scope: scope.join(" "),
+        jti: random_token(16),
+        iat: now,
+        exp: now + at_ttl,
+        account: Some(s.account_id.clone()),
+        auth_time: Some(s.auth_time),
+        acr: Some(s.acr.clone()),
+        sid: Some(s.sid.clone()),
+    };
+    let access_token = access::sign(state, &claims)?;
     let digest = Sha256::digest(access_token.as_bytes());
-    let mut claims = json!({
+    let mut id_claims = json!({
         "iss": state.config.issuer,
-        "sub": grant.account_id,
+        "sub": sub,
         "aud": client.client_id,
         "azp": client.client_id,
         "iat": now,
         "exp": now + state.config.tokens.id_token_ttl.as_secs() as i64,
-        "auth_time": grant.auth_time,
-        "acr": grant.acr,
-        "amr": grant.amr,
-        "sid": grant.sid,
+        "auth_time": s.auth_time,
+        "acr": s.acr,
+        "amr": s.amr,
+        "sid": s.sid,
         "at_hash": URL_SAFE_NO_PAD.encode(&digest[..16]),
     });
-    if let Some(nonce) = &grant.nonce {
-        claims["nonce"] = json!(nonce);
+    if let Some(nonce) = nonce {
+        id_claims["nonce"] = json!(nonce);
     }
-    let id_token = state.keys.sign(&client.id_token_signed_response_alg, Some("JWT"), &claims)?;
-    Ok(json!({
+    let id_token = state.keys.sign(&client.id_token_signed_response_alg, Some("JWT"), &id_claims)?;
+    let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": at_ttl,
         "id_token": id_token,
-        "scope": grant.scope.join(" "),
-    }))
+        "scope": scope.join(" "),
+    });
+    if let Some(family_id) = family {
+        let grant = RefreshGrant {
+            family_id,
+            account_id: s.account_id.clone(),
+            client_id: client.client_id.clone(),
+            scope: scope.to_vec(),
+            sid: s.sid.clone(),
+            auth_time: s.auth_time,
+            acr: s.acr.clone(),
+            amr: s.amr.clone(),
+            expires_at: now + state.config.tokens.refresh_token_ttl.as_secs() as i64,
+        };
+        let rt = state.db.run(move |c| refresh::issue(c, &grant, now)).await?;
+        body["refresh_token"] = json!(rt);
+    }
+    Ok(Issued { body, jti: claims.jti, exp: claims.exp })
 }

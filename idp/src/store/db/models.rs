@@ -65,6 +65,53 @@ pub struct ClientRow {
     pub post_logout_redirect_uris: String,
     pub id_token_alg: String,
     pub created_at: i64,
+    pub token_endpoint_auth_method: String,
+    pub grant_types: String,
+    pub scope: String,
+    pub subject_type: String,
+    pub consent: String,
+    pub min_acr: Option<String>,
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub backchannel_logout_uri: Option<String>,
+    pub registration_token_hash: Option<String>,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = consents)]
+pub struct ConsentRow {
+    pub account_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshTokenRow {
+    pub id: String,
+    pub family_id: String,
+    pub account_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub sid: String,
+    pub auth_time: i64,
+    pub acr: String,
+    pub amr: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = session_clients)]
+pub struct SessionClientRow {
+    pub sid: String,
+    pub client_id: String,
+    pub account_id: String,
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -88,7 +135,10 @@ pub struct SigningKeyRow {
     pub private_sealed: String,
     pub public_jwk: String,
     pub created_at: i64,
+    /// When the key stopped (or will stop) signing: its successor's activation.
     pub retired_at: Option<i64>,
+    /// When the key starts signing; published from `created_at`, before it signs.
+    pub activates_at: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

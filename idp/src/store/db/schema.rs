@@ -60,6 +60,62 @@ diesel::table! {
         post_logout_redirect_uris -> Text,
         id_token_alg -> Text,
         created_at -> BigInt,
+        token_endpoint_auth_method -> Text,
+        grant_types -> Text,
+        scope -> Text,
+        subject_type -> Text,
+        consent -> Text,
+        min_acr -> Nullable<Text>,
+        jwks -> Nullable<Text>,
+        jwks_uri -> Nullable<Text>,
+        backchannel_logout_uri -> Nullable<Text>,
+        registration_token_hash -> Nullable<Text>,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    consents (account_id, client_id) {
+        account_id -> Text,
+        client_id -> Text,
+        scope -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Text,
+        family_id -> Text,
+        account_id -> Text,
+        client_id -> Text,
+        scope -> Text,
+        sid -> Text,
+        auth_time -> BigInt,
+        acr -> Text,
+        amr -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    session_clients (sid, client_id) {
+        sid -> Text,
+        client_id -> Text,
+        account_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    registration_tokens (id) {
+        id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
     }
 }
 
@@ -84,6 +140,7 @@ diesel::table! {
         public_jwk -> Text,
         created_at -> BigInt,
         retired_at -> Nullable<BigInt>,
+        activates_at -> BigInt,
     }
 }
 

@@ -1,0 +1,93 @@
+//! Back-channel logout (OpenID Connect Back-Channel Logout 1.0): when an SSO session ends, every
+//! client that received tokens in it and registered a `backchannel_logout_uri` gets a signed
+//! logout token, retried with back-off when it cannot be delivered.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use serde_json::json;
+
+use super::subject::subject_for;
+use crate::crypto::random_token;
+use crate::error::{now, InfraError};
+use crate::state::AppState;
+use crate::store::db::models::SessionClientRow;
+use crate::store::db::schema::session_clients;
+use crate::store::db::DbConn;
+
+/// The event that marks a logout token.
+pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// Delays between delivery attempts.
+const RETRIES: [u64; 3] = [1, 4, 16];
+
+/// Remembers that a client received tokens in a session.
+pub fn record(conn: &mut DbConn, sid: &str, client_id: &str, account_id: &str, now: i64) -> Result<(), InfraError> {
+    let exists: i64 = session_clients::table.find((sid, client_id)).count().get_result(conn)?;
+    if exists == 0 {
+        let row = SessionClientRow {
+            sid: sid.into(),
+            client_id: client_id.into(),
+            account_id: account_id.into(),
+            created_at: now,
+        };
+        match diesel::insert_into(session_clients::table).values(&row).execute(conn) {
+            Ok(_)
+            | Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Sends logout tokens for an ended session, in the background; returns how many are on their way.
+pub async fn notify(state: &AppState, sid: &str) -> Result<usize, InfraError> {
+    let key = sid.to_string();
+    let rows: Vec<SessionClientRow> = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            let rows = session_clients::table
+                .filter(session_clients::sid.eq(&key))
+                .select(SessionClientRow::as_select())
+                .load(c)?;
+            diesel::delete(session_clients::table.filter(session_clients::sid.eq(&key))).execute(c)?;
+            Ok(rows)
+        })
+        .await?;
+    let mut sent = 0;
+    for row in rows {
+        let Some(client) = state.client_cache.get(state, &row.client_id).await? else { continue };
+        let Some(uri) = client.backchannel_logout_uri.clone() else { continue };
+        let now = now();
+        let claims = json!({
+            "iss": state.config.issuer,
+            "aud": client.client_id,
+            "iat": now,
+            "exp": now + 120,
+            "jti": random_token(16),
+            "sub": subject_for(&state.protector, &client, &row.account_id),
+            "sid": row.sid,
+            "events": { EVENT: {} },
+        });
+        let token = state.keys.sign(&client.id_token_signed_response_alg, Some("logout+jwt"), &claims)?;
+        let http = state.http.clone();
+        let client_id = client.client_id.clone();
+        tokio::spawn(async move {
+            for (attempt, delay) in std::iter::once(0).chain(RETRIES).enumerate() {
+                tokio::time::sleep(Duration::from_secs(delay)).await;
+                let result = http.post(&uri).form(&[("logout_token", token.as_str())]).send().await;
+                match result {
+                    Ok(r) if r.status().is_success() => return,
+                    Ok(r) => {
+                        tracing::warn!(client = %client_id, status = r.status().as_u16(), attempt, "back-channel logout refused")
+                    }
+                    Err(e) => {
+                        tracing::warn!(client = %client_id, error = %e, attempt, "back-channel logout not delivered")
+                    }
+                }
+            }
+            tracing::error!(client = %client_id, "back-channel logout given up after retries");
+        });
+        sent += 1;
+    }
+    Ok(sent)
+}

@@ -1,0 +1,238 @@
+//! Client authentication at the token, introspection and revocation endpoints:
+//! `client_secret_basic`, `client_secret_post`, `private_key_jwt` (RFC 7523, with `jti` replay
+//! refused) and `none` for public clients. Exactly one method per request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use super::clients::{self, Client};
+use super::params::Params;
+use crate::error::{now, InfraError};
+use crate::state::AppState;
+
+/// The assertion type of `private_key_jwt`.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// How long a looked-up client is reused before asking the database again. Client changes made
+/// on another node (or by the CLI) take effect within this time.
+const CLIENT_CACHE_TTL: Duration = Duration::from_secs(5);
+/// How long a fetched `jwks_uri` document is reused.
+const JWKS_CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// Caches of clients and client key sets, so the token endpoint rarely touches the database.
+#[derive(Default)]
+pub struct ClientCache {
+    clients: RwLock<HashMap<String, (Arc<Client>, Instant)>>,
+    jwks: RwLock<HashMap<String, (Arc<JwkSet>, Instant)>>,
+}
+
+impl ClientCache {
+    /// A client by id, from the cache or the database.
+    pub async fn get(&self, state: &AppState, id: &str) -> Result<Option<Arc<Client>>, InfraError> {
+        if let Ok(map) = self.clients.read() {
+            if let Some((c, at)) = map.get(id) {
+                if at.elapsed() < CLIENT_CACHE_TTL {
+                    return Ok(Some(c.clone()));
+                }
+            }
+        }
+        let key = id.to_string();
+        let found = state.db.run(move |c| clients::get(c, &key)).await?.map(Arc::new);
+        if let (Some(c), Ok(mut map)) = (&found, self.clients.write()) {
+            if map.len() > 10_000 {
+                map.clear();
+            }
+            map.insert(id.to_string(), (c.clone(), Instant::now()));
+        }
+        Ok(found)
+    }
+
+    /// Forgets a client (after a change made by this node).
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut map) = self.clients.write() {
+            map.remove(id);
+        }
+    }
+
+    async fn jwks_for(&self, state: &AppState, client: &Client) -> Option<Arc<JwkSet>> {
+        if let Some(jwks) = &client.jwks {
+            return serde_json::from_value(jwks.clone()).ok().map(Arc::new);
+        }
+        let uri = client.jwks_uri.as_ref()?;
+        if let Ok(map) = self.jwks.read() {
+            if let Some((set, at)) = map.get(uri) {
+                if at.elapsed() < JWKS_CACHE_TTL {
+                    return Some(set.clone());
+                }
+            }
+        }
+        let response = state.http.get(uri).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let bytes = response.bytes().await.ok()?;
+        if bytes.len() > 64 * 1024 {
+            return None;
+        }
+        let set: Arc<JwkSet> = Arc::new(serde_json::from_slice(&bytes).ok()?);
+        if let Ok(mut map) = self.jwks.write() {
+            map.insert(uri.clone(), (set.clone(), Instant::now()));
+        }
+        Some(set)
+    }
+}
+
+/// Why client authentication failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientAuthError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{description}")]
+    InvalidClient { description: String, basic: bool },
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// Credentials from an `Authorization: Basic` header, already decoded; `Err` if malformed.
+pub type BasicCredentials = Option<Result<(String, String), ()>>;
+
+fn invalid(d: &str, basic: bool) -> ClientAuthError {
+    ClientAuthError::InvalidClient { description: d.into(), basic }
+}
+
+/// Authenticates the client of a token, introspection or revocation request.
+pub async fn authenticate(
+    state: &AppState,
+    params: &Params,
+    basic: BasicCredentials,
+    endpoint: &str,
+) -> Result<Arc<Client>, ClientAuthError> {
+    let get = |n: &str| params.get(n).map_err(|e| ClientAuthError::InvalidRequest(e.to_string()));
+    let body_id = get("client_id")?;
+    let body_secret = get("client_secret")?;
+    let assertion_type = get("client_assertion_type")?;
+    let assertion = get("client_assertion")?;
+    let methods = usize::from(basic.is_some()) + usize::from(body_secret.is_some()) + usize::from(assertion.is_some());
+    if methods > 1 {
+        return Err(ClientAuthError::InvalidRequest("use one client authentication method only".into()));
+    }
+    if let Some(assertion) = assertion {
+        if assertion_type != Some(JWT_BEARER) {
+            return Err(ClientAuthError::InvalidRequest("client_assertion_type must be jwt-bearer".into()));
+        }
+        return private_key_jwt(state, assertion, body_id, endpoint).await;
+    }
+    let (client_id, secret, basic_used) = match basic {
+        Some(Err(())) => return Err(invalid("the Authorization header is malformed", true)),
+        Some(Ok((id, secret))) => {
+            if body_id.is_some_and(|b| b != id) {
+                return Err(ClientAuthError::InvalidRequest(
+                    "client_id does not match the Authorization header".into(),
+                ));
+            }
+            (id, Some(secret), true)
+        }
+        None => match body_id {
+            Some(id) => (id.to_string(), body_secret.map(str::to_string), false),
+            None => return Err(invalid("client authentication is required", false)),
+        },
+    };
+    let Some(client) = state.client_cache.get(state, &client_id).await? else {
+        return Err(invalid("unknown client or wrong credentials", basic_used));
+    };
+    match (client.token_endpoint_auth_method.as_str(), secret) {
+        ("none", None) => Ok(client),
+        ("client_secret_basic" | "client_secret_post", Some(s)) if client.secret_matches(&s) => Ok(client),
+        _ => Err(invalid("unknown client or wrong credentials", basic_used)),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AssertionClaims {
+    iss: String,
+    sub: String,
+    exp: i64,
+    jti: Option<String>,
+}
+
+async fn private_key_jwt(
+    state: &AppState,
+    assertion: &str,
+    body_id: Option<&str>,
+    endpoint: &str,
+) -> Result<Arc<Client>, ClientAuthError> {
+    let bad = |d: &str| invalid(d, false);
+    let header = jsonwebtoken::decode_header(assertion).map_err(|_| bad("client_assertion is not a JWT"))?;
+    if !matches!(header.alg, Algorithm::RS256 | Algorithm::PS256 | Algorithm::ES256) {
+        return Err(bad("client_assertion algorithm is not allowed"));
+    }
+    // The issuer names the client; read it before verifying to find the keys.
+    let unverified: AssertionClaims = {
+        let mut v = Validation::new(header.alg);
+        v.insecure_disable_signature_validation();
+        v.validate_aud = false;
+        v.validate_exp = false;
+        jsonwebtoken::decode(assertion, &DecodingKey::from_secret(&[]), &v)
+            .map_err(|_| bad("client_assertion claims are malformed"))?
+            .claims
+    };
+    if body_id.is_some_and(|b| b != unverified.iss) {
+        return Err(ClientAuthError::InvalidRequest("client_id does not match the assertion".into()));
+    }
+    let Some(client) = state.client_cache.get(state, &unverified.iss).await? else {
+        return Err(bad("unknown client or wrong credentials"));
+    };
+    if client.token_endpoint_auth_method != "private_key_jwt" {
+        return Err(bad("this client does not use private_key_jwt"));
+    }
+    let jwks =
+        state.client_cache.jwks_for(state, &client).await.ok_or_else(|| bad("the client's keys are unavailable"))?;
+    let candidates: Vec<_> = jwks
+        .keys
+        .iter()
+        .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
+        .filter_map(|k| DecodingKey::from_jwk(k).ok())
+        .collect();
+    let base = state.config.base();
+    let mut validation = Validation::new(header.alg);
+    validation.set_issuer(&[client.client_id.as_str()]);
+    validation.set_audience(&[
+        base.to_string(),
+        state.config.issuer.clone(),
+        format!("{base}{endpoint}"),
+        format!("{base}/token"),
+    ]);
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    validation.leeway = 30;
+    let verified = candidates
+        .iter()
+        .find_map(|k| jsonwebtoken::decode::<AssertionClaims>(assertion, k, &validation).ok())
+        .ok_or_else(|| bad("client_assertion signature, audience or expiry is invalid"))?
+        .claims;
+    if verified.sub != client.client_id {
+        return Err(bad("client_assertion sub must be the client id"));
+    }
+    let now = now();
+    if verified.exp > now + 600 {
+        return Err(bad("client_assertion lives too long"));
+    }
+    let jti = verified
+        .jti
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .ok_or_else(|| bad("client_assertion jti is required"))?;
+    // Replay: a jti may be used once while its assertion is valid.
+    let key = format!("jti:{}:{}", client.client_id, crate::crypto::sha256_b64(jti.as_bytes()));
+    let seen = state
+        .eph
+        .incr(&key, Duration::from_secs((verified.exp - now).max(1) as u64 + 60))
+        .await
+        .map_err(InfraError::from)?;
+    if seen > 1 {
+        return Err(bad("client_assertion jti was already used"));
+    }
+    Ok(client)
+}

@@ -1,0 +1,106 @@
+//! Token introspection (RFC 7662) and revocation (RFC 7009). Both require client
+//! authentication; a client may revoke only its own tokens.
+
+use serde_json::{json, Value};
+
+use super::access;
+use super::client_auth::{self, BasicCredentials};
+use super::params::Params;
+use super::refresh;
+use super::token::TokenError;
+use crate::accounts::{self, PersonStatus};
+use crate::error::{now, InfraError};
+use crate::state::AppState;
+
+/// Whether the person behind a token may still use it.
+async fn account_active(state: &AppState, account_id: &str) -> Result<bool, InfraError> {
+    let id = account_id.to_string();
+    let protector = state.protector.clone();
+    let person = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            let Some(a) = accounts::account_by_id(c, &id)? else { return Ok(None) };
+            accounts::person_by_id(c, &protector, &a.person_id)
+        })
+        .await?;
+    Ok(person.is_some_and(|p| p.status == PersonStatus::Active))
+}
+
+/// `POST /introspect`.
+pub async fn introspect(state: &AppState, params: &Params, basic: BasicCredentials) -> Result<Value, TokenError> {
+    if let Some(dup) = params.first_duplicate() {
+        return Err(TokenError::InvalidRequest(format!("parameter `{dup}` is repeated")));
+    }
+    let client = client_auth::authenticate(state, params, basic, "/introspect").await?;
+    if client.token_endpoint_auth_method == "none" {
+        return Err(TokenError::UnauthorizedClient("public clients cannot introspect".into()));
+    }
+    let token =
+        params.get("token").ok().flatten().ok_or_else(|| TokenError::InvalidRequest("token is missing".into()))?;
+    let hint = params.get("token_type_hint").ok().flatten();
+    let now = now();
+    let inactive = json!({ "active": false });
+    if hint != Some("refresh_token") {
+        if let Some(c) = access::verify(state, token, now).await? {
+            if let Some(account) = &c.account {
+                if !account_active(state, account).await? {
+                    return Ok(inactive);
+                }
+            }
+            let mut v = json!({
+                "active": true, "token_type": "Bearer", "scope": c.scope, "client_id": c.client_id,
+                "sub": c.sub, "aud": c.aud, "iss": c.iss, "exp": c.exp, "iat": c.iat, "jti": c.jti,
+            });
+            if let Some(acr) = c.acr {
+                v["acr"] = json!(acr);
+            }
+            if let Some(t) = c.auth_time {
+                v["auth_time"] = json!(t);
+            }
+            return Ok(v);
+        }
+    }
+    let t = token.to_string();
+    let row = state.db.run(move |c| refresh::find(c, &t)).await?;
+    if let Some(r) = row {
+        let live = r.used_at.is_none() && r.revoked_at.is_none() && r.expires_at > now;
+        if live && account_active(state, &r.account_id).await? {
+            let client = state.client_cache.get(state, &r.client_id).await?;
+            let sub = client
+                .map(|c| super::subject::subject_for(&state.protector, &c, &r.account_id))
+                .unwrap_or_else(|| r.account_id.clone());
+            return Ok(json!({
+                "active": true, "token_type": "refresh_token", "scope": r.scope, "client_id": r.client_id,
+                "sub": sub, "iss": state.config.issuer, "exp": r.expires_at, "iat": r.created_at,
+            }));
+        }
+    }
+    Ok(inactive)
+}
+
+/// `POST /revoke`. Unknown tokens are answered with success, as RFC 7009 §2.2 asks.
+pub async fn revoke(state: &AppState, params: &Params, basic: BasicCredentials) -> Result<(), TokenError> {
+    if let Some(dup) = params.first_duplicate() {
+        return Err(TokenError::InvalidRequest(format!("parameter `{dup}` is repeated")));
+    }
+    let client = client_auth::authenticate(state, params, basic, "/revoke").await?;
+    let token =
+        params.get("token").ok().flatten().ok_or_else(|| TokenError::InvalidRequest("token is missing".into()))?;
+    let now = now();
+    if let Some(c) = access::verify(state, token, now).await? {
+        if c.client_id != client.client_id {
+            return Err(TokenError::UnauthorizedClient("the token was issued to another client".into()));
+        }
+        access::revoke(state, &c.jti, c.exp, now).await?;
+        return Ok(());
+    }
+    let t = token.to_string();
+    let row = state.db.run(move |c| refresh::find(c, &t)).await?;
+    if let Some(r) = row {
+        if r.client_id != client.client_id {
+            return Err(TokenError::UnauthorizedClient("the token was issued to another client".into()));
+        }
+        state.db.run(move |c| refresh::revoke_family(c, &r.family_id, now)).await?;
+    }
+    Ok(())
+}

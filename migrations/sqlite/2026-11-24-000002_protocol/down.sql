@@ -1,0 +1,15 @@
+DROP TABLE registration_tokens;
+DROP TABLE session_clients;
+DROP TABLE refresh_tokens;
+DROP TABLE consents;
+ALTER TABLE clients DROP COLUMN updated_at;
+ALTER TABLE clients DROP COLUMN registration_token_hash;
+ALTER TABLE clients DROP COLUMN backchannel_logout_uri;
+ALTER TABLE clients DROP COLUMN jwks_uri;
+ALTER TABLE clients DROP COLUMN jwks;
+ALTER TABLE clients DROP COLUMN min_acr;
+ALTER TABLE clients DROP COLUMN consent;
+ALTER TABLE clients DROP COLUMN subject_type;
+ALTER TABLE clients DROP COLUMN scope;
+ALTER TABLE clients DROP COLUMN grant_types;
+ALTER TABLE clients DROP COLUMN token_endpoint_auth_method;
