@@ -160,6 +160,18 @@ pub struct CreateClient {
     /// Back-channel logout endpoint of the client.
     #[arg(long)]
     pub backchannel_logout_uri: Option<String>,
+    /// Who may use it: everyone (default), hr-staff, or agency:CODE[,CODE].
+    #[arg(long, default_value = "everyone")]
+    pub audience: String,
+    /// Portal (應用系統) category, e.g. "B. 人事資料服務"; without one the portal does not list it.
+    #[arg(long)]
+    pub portal_category: Option<String>,
+    /// Portal description.
+    #[arg(long)]
+    pub portal_description: Option<String>,
+    /// Portal link (the application's start page).
+    #[arg(long)]
+    pub portal_url: Option<String>,
     /// Print a JSON object with `client_id` and `client_secret` (RFC 7591 names).
     #[arg(long)]
     pub json: bool,
@@ -188,6 +200,12 @@ impl CreateClient {
         new.subject_type = self.subject_type;
         new.jwks_uri = self.jwks_uri;
         new.backchannel_logout_uri = self.backchannel_logout_uri;
+        new.audience = clients::Audience::parse(&self.audience).map_err(fail)?;
+        new.portal = clients::Portal {
+            category: self.portal_category,
+            description: self.portal_description,
+            url: self.portal_url,
+        };
         if let Some(file) = self.jwks_file {
             let text = std::fs::read_to_string(&file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
             new.jwks = Some(serde_json::from_str(&text).map_err(|e| fail(format!("{}: {e}", file.display())))?);

@@ -17,3 +17,44 @@ pub fn roles(p: &Person) -> Vec<&'static str> {
     }
     roles
 }
+
+/// Roles an operator can grant; the others come from the register.
+pub const GRANTABLE: [&str; 2] = ["helpdesk", "operator"];
+
+/// Grants a role to an account (idempotent).
+pub fn grant(
+    conn: &mut crate::store::db::DbConn,
+    account_id: &str,
+    role: &str,
+    by: &str,
+    now: i64,
+) -> Result<(), crate::error::InfraError> {
+    use crate::store::db::models::AccountRoleRow;
+    use crate::store::db::schema::account_roles;
+    use diesel::prelude::*;
+    let exists: i64 = account_roles::table.find((account_id, role)).count().get_result(conn)?;
+    if exists == 0 {
+        let row =
+            AccountRoleRow { account_id: account_id.into(), role: role.into(), granted_by: by.into(), granted_at: now };
+        diesel::insert_into(account_roles::table).values(&row).execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Withdraws a granted role; returns whether it was held.
+pub fn revoke(
+    conn: &mut crate::store::db::DbConn,
+    account_id: &str,
+    role: &str,
+) -> Result<bool, crate::error::InfraError> {
+    use crate::store::db::schema::account_roles;
+    use diesel::prelude::*;
+    Ok(diesel::delete(account_roles::table.find((account_id, role))).execute(conn)? > 0)
+}
+
+/// The roles granted to an account.
+pub fn granted(conn: &mut crate::store::db::DbConn, account_id: &str) -> Result<Vec<String>, crate::error::InfraError> {
+    use crate::store::db::schema::account_roles;
+    use diesel::prelude::*;
+    Ok(account_roles::table.filter(account_roles::account_id.eq(account_id)).select(account_roles::role).load(conn)?)
+}

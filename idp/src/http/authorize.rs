@@ -13,7 +13,7 @@ use crate::authn::session::{self, Session};
 use crate::crypto::random_token;
 use crate::error::{now, InfraError};
 use crate::oidc::authorize::{self, AuthRequest, AuthorizeError, CodeGrant};
-use crate::oidc::clients::Client;
+use crate::oidc::clients::{Audience, Client};
 use crate::oidc::params::Params;
 use crate::oidc::subject::subject_for;
 use crate::oidc::{acr_satisfies, backchannel, consent};
@@ -112,7 +112,7 @@ async fn authorize(
         Err(e) => return show(&state, lang, e),
     };
     let client = state.client_cache.get(&state, target.client_id).await.map_err(|e| internal(&state, lang, e))?;
-    let Some(client) = client else {
+    let Some(client) = client.filter(|c| !c.disabled) else {
         return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_client_unknown", None));
     };
     let auth = match authorize::validate(&params, &client) {
@@ -180,6 +180,25 @@ pub async fn continue_authorization(
     session: &Session,
     status: StatusCode,
 ) -> Result<HttpResponse, Failure> {
+    if client.audience != Audience::Everyone {
+        let (id, protector) = (session.account_id.clone(), state.protector.clone());
+        let person = state
+            .db
+            .run(move |c| -> Result<_, InfraError> {
+                let Some(a) = accounts::account_by_id(c, &id)? else { return Ok(None) };
+                accounts::person_by_id(c, &protector, &a.person_id)
+            })
+            .await
+            .map_err(|e| internal(state, lang, e))?;
+        if !person.is_some_and(|p| client.audience.admits(&p)) {
+            return Ok(error_response(
+                state,
+                auth,
+                "access_denied",
+                "this application is not available to this person",
+            ));
+        }
+    }
     if let Some(min) = &client.min_acr {
         if !acr_satisfies(&session.acr, min) {
             return Ok(error_response(

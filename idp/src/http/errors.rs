@@ -19,6 +19,7 @@ pub struct Failure {
     body: String,
     content_type: &'static str,
     www_authenticate: Option<String>,
+    location: Option<String>,
 }
 
 impl fmt::Display for Failure {
@@ -38,7 +39,23 @@ impl ResponseError for Failure {
         if let Some(w) = &self.www_authenticate {
             r.insert_header((header::WWW_AUTHENTICATE, w.clone()));
         }
+        if let Some(l) = &self.location {
+            r.insert_header((header::LOCATION, l.clone()));
+        }
         r.body(self.body.clone())
+    }
+}
+
+impl Failure {
+    /// Ends the request with a redirect (e.g. to the sign-in page).
+    pub fn redirect(location: &str) -> Self {
+        Failure {
+            status: StatusCode::SEE_OTHER,
+            body: String::new(),
+            content_type: "text/plain",
+            www_authenticate: None,
+            location: Some(location.to_string()),
+        }
     }
 }
 
@@ -51,7 +68,7 @@ pub fn page(state: &AppState, lang: Lang, status: StatusCode, key: &str, detail:
     }
     let body =
         state.templates.render("error", lang, "error_title", ctx).unwrap_or_else(|_| state.templates.text(lang, key));
-    Failure { status, body, content_type: "text/html; charset=utf-8", www_authenticate: None }
+    Failure { status, body, content_type: "text/html; charset=utf-8", www_authenticate: None, location: None }
 }
 
 /// A 500 page for an infrastructure failure.
@@ -63,7 +80,7 @@ pub fn internal(state: &AppState, lang: Lang, e: InfraError) -> Failure {
 /// An OAuth error as JSON (RFC 6749 §5.2).
 pub fn oauth(status: StatusCode, error: &str, description: &str) -> Failure {
     let body = json!({ "error": error, "error_description": description }).to_string();
-    Failure { status, body, content_type: "application/json", www_authenticate: None }
+    Failure { status, body, content_type: "application/json", www_authenticate: None, location: None }
 }
 
 /// `invalid_client` with the challenge RFC 6749 asks for when Basic was used.

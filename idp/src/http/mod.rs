@@ -7,6 +7,7 @@ pub mod errors;
 pub mod login;
 pub mod oidc;
 pub mod pages;
+pub mod viewer;
 pub mod registration;
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};

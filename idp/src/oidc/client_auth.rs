@@ -141,7 +141,7 @@ pub async fn authenticate(
             None => return Err(invalid("client authentication is required", false)),
         },
     };
-    let Some(client) = state.client_cache.get(state, &client_id).await? else {
+    let Some(client) = state.client_cache.get(state, &client_id).await?.filter(|c| !c.disabled) else {
         return Err(invalid("unknown client or wrong credentials", basic_used));
     };
     match (client.token_endpoint_auth_method.as_str(), secret) {
@@ -183,7 +183,7 @@ async fn private_key_jwt(
     if body_id.is_some_and(|b| b != unverified.iss) {
         return Err(ClientAuthError::InvalidRequest("client_id does not match the assertion".into()));
     }
-    let Some(client) = state.client_cache.get(state, &unverified.iss).await? else {
+    let Some(client) = state.client_cache.get(state, &unverified.iss).await?.filter(|c| !c.disabled) else {
         return Err(bad("unknown client or wrong credentials"));
     };
     if client.token_endpoint_auth_method != "private_key_jwt" {

@@ -49,12 +49,80 @@ pub struct Client {
     pub backchannel_logout_session_required: bool,
     #[serde(skip)]
     pub min_acr: Option<String>,
+    /// Who may use the application: `everyone`, `hr-staff`, or `agency:CODE[,CODE]`.
+    #[serde(skip)]
+    pub audience: Audience,
+    /// How the portal (應用系統) lists it: category, description and link.
+    #[serde(skip)]
+    pub portal: Portal,
+    /// A disabled client can neither start sign-ins nor redeem anything.
+    #[serde(skip)]
+    pub disabled: bool,
     #[serde(skip)]
     secret_hash: Option<String>,
     #[serde(skip)]
     registration_token_hash: Option<String>,
     #[serde(rename = "client_id_issued_at")]
     pub created_at: i64,
+}
+
+/// Who may use a client.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Audience {
+    #[default]
+    Everyone,
+    HrStaff,
+    Agencies(Vec<String>),
+}
+
+impl Audience {
+    /// Parses `everyone`, `hr-staff` or `agency:CODE[,CODE]`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "everyone" => Ok(Self::Everyone),
+            "hr-staff" => Ok(Self::HrStaff),
+            other => match other.strip_prefix("agency:") {
+                Some(list) => {
+                    let codes: Vec<String> =
+                        list.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
+                    if codes.is_empty()
+                        || codes.iter().any(|c| c.len() > 20 || !c.bytes().all(|b| b.is_ascii_alphanumeric()))
+                    {
+                        return Err(format!("audience `{s}`: agency codes are letters and digits"));
+                    }
+                    Ok(Self::Agencies(codes))
+                }
+                None => Err(format!("audience `{s}` must be everyone, hr-staff or agency:CODE[,CODE]")),
+            },
+        }
+    }
+
+    pub fn as_string(&self) -> String {
+        match self {
+            Self::Everyone => "everyone".into(),
+            Self::HrStaff => "hr-staff".into(),
+            Self::Agencies(c) => format!("agency:{}", c.join(",")),
+        }
+    }
+
+    /// Whether a person may use the client.
+    pub fn admits(&self, person: &crate::accounts::Person) -> bool {
+        match self {
+            Self::Everyone => true,
+            Self::HrStaff => crate::accounts::roles::is_hr_staff(person),
+            Self::Agencies(codes) => codes.iter().any(|c| *c == person.agency_code),
+        }
+    }
+}
+
+/// Portal presentation of a client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Portal {
+    /// e.g. `A. 人事資料填報及考核`; clients without a category are not listed.
+    pub category: Option<String>,
+    pub description: Option<String>,
+    /// Where the portal links to (the application's own start page).
+    pub url: Option<String>,
 }
 
 fn space_separated<S: serde::Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
@@ -132,6 +200,9 @@ impl TryFrom<ClientRow> for Client {
             consent_required: r.consent == "required",
             default_acr_values: r.min_acr.clone().map(|a| vec![a]),
             min_acr: r.min_acr,
+            audience: Audience::parse(&r.audience).unwrap_or(Audience::HrStaff),
+            portal: Portal { category: r.portal_category, description: r.portal_description, url: r.portal_url },
+            disabled: r.disabled_at.is_some(),
             jwks,
             jwks_uri: r.jwks_uri,
             backchannel_logout_session_required: r.backchannel_logout_uri.is_some(),
@@ -162,6 +233,8 @@ pub struct NewClient {
     pub jwks: Option<Value>,
     pub jwks_uri: Option<String>,
     pub backchannel_logout_uri: Option<String>,
+    pub audience: Audience,
+    pub portal: Portal,
 }
 
 impl NewClient {
@@ -185,6 +258,8 @@ impl NewClient {
             jwks: None,
             jwks_uri: None,
             backchannel_logout_uri: None,
+            audience: Audience::Everyone,
+            portal: Portal::default(),
         }
     }
 }
@@ -256,6 +331,16 @@ fn validate(new: &NewClient) -> Result<(), ClientError> {
     }
     for uri in &new.post_logout_redirect_uris {
         check_redirect_uri(uri).map_err(|e| ClientError::Metadata(format!("post_logout_redirect_uri {e}")))?;
+    }
+    if let Some(uri) = &new.portal.url {
+        check_redirect_uri(uri).map_err(|e| ClientError::Metadata(format!("portal url {e}")))?;
+    }
+    for (what, v, max) in
+        [("portal category", &new.portal.category, 100), ("portal description", &new.portal.description, 500)]
+    {
+        if v.as_ref().is_some_and(|v| v.chars().count() > max) {
+            return meta(format!("{what} may be at most {max} characters"));
+        }
     }
     if let Some(uri) = &new.backchannel_logout_uri {
         check_redirect_uri(uri).map_err(|e| ClientError::Metadata(format!("backchannel_logout_uri {e}")))?;
@@ -345,6 +430,11 @@ pub fn create(conn: &mut DbConn, new: NewClient, now: i64) -> Result<(Client, Op
         backchannel_logout_uri: new.backchannel_logout_uri,
         registration_token_hash: None,
         updated_at: now,
+        audience: new.audience.as_string(),
+        portal_category: new.portal.category,
+        portal_description: new.portal.description,
+        portal_url: new.portal.url,
+        disabled_at: None,
     };
     match diesel::insert_into(clients::table).values(&row).execute(conn) {
         Ok(_) => {}
@@ -385,6 +475,10 @@ pub fn replace(conn: &mut DbConn, id: &str, new: NewClient, now: i64) -> Result<
             clients::jwks.eq(new.jwks.as_ref().map(to_json).transpose()?),
             clients::jwks_uri.eq(&new.jwks_uri),
             clients::backchannel_logout_uri.eq(&new.backchannel_logout_uri),
+            clients::audience.eq(new.audience.as_string()),
+            clients::portal_category.eq(&new.portal.category),
+            clients::portal_description.eq(&new.portal.description),
+            clients::portal_url.eq(&new.portal.url),
             clients::updated_at.eq(now),
         ))
         .execute(conn)
@@ -414,4 +508,26 @@ pub fn delete(conn: &mut DbConn, id: &str) -> Result<bool, InfraError> {
     diesel::delete(consents::table.filter(consents::client_id.eq(id))).execute(conn)?;
     diesel::delete(refresh_tokens::table.filter(refresh_tokens::client_id.eq(id))).execute(conn)?;
     Ok(diesel::delete(clients::table.find(id)).execute(conn)? > 0)
+}
+
+/// Disables or re-enables a client; returns whether it exists.
+pub fn set_disabled(conn: &mut DbConn, id: &str, disabled: bool, now: i64) -> Result<bool, InfraError> {
+    let at = disabled.then_some(now);
+    Ok(diesel::update(clients::table.find(id))
+        .set((clients::disabled_at.eq(at), clients::updated_at.eq(now)))
+        .execute(conn)?
+        > 0)
+}
+
+/// Replaces a client's secret; returns the new one (shown once), or `None` for clients without.
+pub fn rotate_secret(conn: &mut DbConn, id: &str, now: i64) -> Result<Option<String>, InfraError> {
+    let Some(client) = get(conn, id)? else { return Ok(None) };
+    if !client.has_secret() {
+        return Ok(None);
+    }
+    let secret = random_token(32);
+    diesel::update(clients::table.find(id))
+        .set((clients::secret_hash.eq(sha256_b64(secret.as_bytes())), clients::updated_at.eq(now)))
+        .execute(conn)?;
+    Ok(Some(secret))
 }

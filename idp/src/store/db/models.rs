@@ -76,6 +76,11 @@ pub struct ClientRow {
     pub backchannel_logout_uri: Option<String>,
     pub registration_token_hash: Option<String>,
     pub updated_at: i64,
+    pub audience: String,
+    pub portal_category: Option<String>,
+    pub portal_description: Option<String>,
+    pub portal_url: Option<String>,
+    pub disabled_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -153,4 +158,26 @@ pub struct AuditRow {
     pub client_id: Option<String>,
     pub address: Option<String>,
     pub detail: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = account_roles)]
+pub struct AccountRoleRow {
+    pub account_id: String,
+    pub role: String,
+    pub granted_by: String,
+    pub granted_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = announcements)]
+pub struct AnnouncementRow {
+    pub id: String,
+    pub title: String,
+    pub body: String,
+    pub published_at: i64,
+    pub expires_at: Option<i64>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
 }

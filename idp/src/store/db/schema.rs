@@ -71,6 +71,33 @@ diesel::table! {
         backchannel_logout_uri -> Nullable<Text>,
         registration_token_hash -> Nullable<Text>,
         updated_at -> BigInt,
+        audience -> Text,
+        portal_category -> Nullable<Text>,
+        portal_description -> Nullable<Text>,
+        portal_url -> Nullable<Text>,
+        disabled_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    account_roles (account_id, role) {
+        account_id -> Text,
+        role -> Text,
+        granted_by -> Text,
+        granted_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    announcements (id) {
+        id -> Text,
+        title -> Text,
+        body -> Text,
+        published_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        created_by -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
     }
 }
 

@@ -1,0 +1,72 @@
+//! Who is looking at a page: the signed-in person with their account, register entry and roles.
+//! Every portal, HR and operator page starts here.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse};
+
+use super::authorize::current_session;
+use super::errors::{internal, page, Failure};
+use crate::accounts::{self, roles, Account, Person};
+use crate::authn::session::Session;
+use crate::error::InfraError;
+use crate::state::AppState;
+use crate::templates::Lang;
+
+/// The signed-in person.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub session: Session,
+    pub account: Account,
+    pub person: Person,
+    /// `employee`, `hr_staff` (from the register) and granted roles (`helpdesk`, `operator`).
+    pub roles: Vec<String>,
+}
+
+impl Viewer {
+    pub fn has(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// The signed-in person, if any (an active account of an active person with a live session).
+pub async fn viewer(state: &AppState, req: &HttpRequest) -> Result<Option<Viewer>, InfraError> {
+    let Some(session) = current_session(state, req).await? else { return Ok(None) };
+    let (id, protector) = (session.account_id.clone(), state.protector.clone());
+    let found = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            let Some(account) = accounts::account_by_id(c, &id)? else { return Ok(None) };
+            let Some(person) = accounts::person_by_id(c, &protector, &account.person_id)? else { return Ok(None) };
+            let granted = roles::granted(c, &account.id)?;
+            Ok(Some((account, person, granted)))
+        })
+        .await?;
+    Ok(found.map(|(account, person, granted)| {
+        let mut all: Vec<String> = roles::roles(&person).into_iter().map(str::to_string).collect();
+        all.extend(granted);
+        Viewer { session, account, person, roles: all }
+    }))
+}
+
+/// The signed-in person, or a redirect to the sign-in page (which comes back to `back_to`).
+pub async fn require_signed_in(state: &AppState, req: &HttpRequest, lang: Lang) -> Result<Viewer, Failure> {
+    match viewer(state, req).await.map_err(|e| internal(state, lang, e))? {
+        Some(v) => Ok(v),
+        None => Err(Failure::redirect("/login")),
+    }
+}
+
+/// The signed-in person holding one of `roles`, or 403.
+pub async fn require_role(state: &AppState, req: &HttpRequest, lang: Lang, any_of: &[&str]) -> Result<Viewer, Failure> {
+    let v = require_signed_in(state, req, lang).await?;
+    if any_of.iter().any(|r| v.has(r)) {
+        Ok(v)
+    } else {
+        Err(page(state, lang, StatusCode::FORBIDDEN, "err_forbidden", None))
+    }
+}
+
+/// A plain redirect response (used after successful form posts).
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location.to_string())).finish()
+}
