@@ -1,0 +1,348 @@
+//! Card sign-in over the signed-challenge channel: the page gets a fresh challenge, the local
+//! card component signs it with the card after the PIN (the PIN never reaches us), and the page
+//! posts the CMS signature back. Then the certificate is validated, and a bound card signs its
+//! holder in at `loa-2`; an unbound one leads to the identify step (first-login binding).
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map};
+
+use super::errors::{internal, page, Failure};
+use super::login::{begin_activation, load_transaction, open_session, SignIn};
+use super::pages::render;
+use super::{audit_request, client_address, cookie, csrf, lang_of, removal};
+use crate::accounts::binding::{self, CertificateOwnership, IdentifyError, PresentedCard};
+use crate::accounts::{self, AccountState, PersonStatus};
+use crate::authn::card::challenge;
+use crate::authn::card::validate::{CardError, CardKind};
+use crate::crypto::random_token;
+use crate::error::{now, InfraError};
+use crate::oidc::authorize::AuthRequest;
+use crate::oidc::params::Params;
+use crate::oidc::ACR_CARD;
+use crate::state::AppState;
+use crate::templates::Lang;
+
+/// A challenge lives this long (seconds); it is also single use.
+const CHALLENGE_TTL: u64 = 300;
+const PENDING_COOKIE: &str = "idp_card";
+
+fn challenge_key(id: &str) -> String {
+    format!("cardch:{id}")
+}
+
+fn pending_key(token: &str) -> String {
+    format!("cardpending:{token}")
+}
+
+/// A validated but unbound card waiting for the identify step.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingCard {
+    card: PresentedCard,
+    tx: Option<String>,
+}
+
+/// `GET /card/challenge`: a fresh, single-use challenge for the card component to sign.
+pub async fn new_challenge(state: web::Data<AppState>) -> Result<HttpResponse, Failure> {
+    if state.card.is_none() {
+        return Ok(HttpResponse::NotFound().json(json!({ "error": "card sign-in is not configured" })));
+    }
+    let id = random_token(16);
+    let text = format!("idp-card-login:{}:{}", state.config.issuer, random_token(24));
+    state
+        .eph
+        .put(&challenge_key(&id), text.as_bytes(), std::time::Duration::from_secs(CHALLENGE_TTL))
+        .await
+        .map_err(|e| internal(&state, Lang::ZhTw, e.into()))?;
+    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({ "id": id, "challenge": text })))
+}
+
+/// The seeds' message for an error the card component reported (PKI.md's codes).
+fn component_error_key(ret_code: &str, last_error: &str) -> &'static str {
+    // The component answers JSON numbers (decimal); its documentation writes them in hex.
+    let number = |s: &str| {
+        let s = s.trim().to_ascii_lowercase();
+        match s.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => s.parse::<i64>().ok().map(|n| (n as u64) & 0xffff_ffff),
+        }
+    };
+    match (number(ret_code), number(last_error)) {
+        (Some(0x7610_0006), Some(0xa4)) => "err_card_locked",
+        (Some(0x7610_0006), _) => "err_card_pin",
+        (Some(0x7610_000c), _) => "err_card_no_certificate",
+        (Some(0x7650_0001 | 0x7650_0002), _) => "err_card_invalid",
+        _ => "err_card_component",
+    }
+}
+
+fn card_error_key(e: &CardError) -> &'static str {
+    match e {
+        CardError::TestCertificate => "err_card_test",
+        CardError::UnknownAgency { .. } => "err_card_unknown_agency",
+        CardError::Invalid(_) => "err_card_invalid",
+    }
+}
+
+/// `POST /card/login`: the signed challenge (or the component's error) from the login page.
+pub async fn card_login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Failure> {
+    let lang0 = lang_of(&req, None);
+    let form =
+        Params::parse(&body).map_err(|_| page(&state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", None))?;
+    if !csrf::verify(&req, form.get("csrf_token").ok().flatten()) {
+        return Err(page(&state, lang0, StatusCode::FORBIDDEN, "err_csrf", None));
+    }
+    let field = |n: &str| form.get(n).ok().flatten().unwrap_or("").to_string();
+    let tx = field("tx");
+    let tx_opt = (!tx.is_empty()).then_some(tx.as_str());
+    let auth = load_transaction(&state, tx_opt).await.map_err(|e| match e {
+        Ok(e) => internal(&state, lang0, e),
+        Err(()) => page(&state, lang0, StatusCode::BAD_REQUEST, "err_tx", None),
+    })?;
+    let lang = lang_of(&req, auth.as_ref().and_then(|a| a.ui_locales.as_deref()));
+    let Some(validator) = state.card.clone() else {
+        return Err(page(&state, lang, StatusCode::NOT_FOUND, "err_card_disabled", None));
+    };
+    let address = client_address(&req);
+    let refuse = |status: StatusCode, key: &'static str, outcome: &'static str, detail: Option<String>| {
+        let state = state.clone();
+        let address = address.clone();
+        async move {
+            audit_request(&state, "login.card", outcome, None, address).await;
+            page(&state, lang, status, key, detail)
+        }
+    };
+    // The component reports PIN errors itself; show the seeds' wording and unlock guidance.
+    let ret_code = field("ret_code");
+    if !ret_code.is_empty() && ret_code != "0" {
+        let key = component_error_key(&ret_code, &field("last_error"));
+        return Err(refuse(StatusCode::UNAUTHORIZED, key, "component_error", None).await);
+    }
+    let id = field("challenge_id");
+    if id.is_empty() || id.len() > 64 {
+        return Err(refuse(StatusCode::BAD_REQUEST, "err_card_challenge", "no_challenge", None).await);
+    }
+    // Taken once: a replayed signature finds no challenge.
+    let Some(text) = state.eph.take(&challenge_key(&id)).await.map_err(|e| internal(&state, lang, e.into()))? else {
+        return Err(refuse(StatusCode::BAD_REQUEST, "err_card_challenge", "stale_challenge", None).await);
+    };
+    let Ok(cms) = STANDARD.decode(field("signature").trim()) else {
+        return Err(refuse(StatusCode::BAD_REQUEST, "err_card_signature", "malformed_signature", None).await);
+    };
+    let signed = match challenge::verify(&cms, &text) {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(
+                refuse(StatusCode::BAD_REQUEST, "err_card_signature", "bad_signature", Some(e.to_string())).await
+            )
+        }
+    };
+    // The agency table maps the agency OID a certificate carries to an agency code.
+    let agencies: Vec<(String, Option<String>)> = state
+        .db
+        .run(|c| -> Result<_, InfraError> {
+            use crate::store::db::schema::agencies;
+            use diesel::prelude::*;
+            Ok(agencies::table.select((agencies::code, agencies::oid)).load(c)?)
+        })
+        .await
+        .map_err(|e| internal(&state, lang, e))?;
+    let intermediates: Vec<rustls_pki_types::CertificateDer<'_>> =
+        signed.others.iter().map(|d| rustls_pki_types::CertificateDer::from(d.as_slice())).collect();
+    let validated = validator.validate(&signed.signer, &intermediates, now(), |oid| {
+        agencies.iter().find(|(_, o)| o.as_deref() == Some(oid)).map(|(code, _)| code.clone())
+    });
+    let card = match validated {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::info!(reason = %e, "card refused");
+            let outcome = match &e {
+                CardError::TestCertificate => "test_certificate",
+                CardError::UnknownAgency { .. } => "unknown_agency",
+                CardError::Invalid(_) => "invalid_certificate",
+            };
+            return Err(refuse(StatusCode::FORBIDDEN, card_error_key(&e), outcome, None).await);
+        }
+    };
+    let presented = PresentedCard::from_validated(&card);
+    let p = presented.clone();
+    let bound =
+        state.db.run(move |c| binding::bound_account(c, &p, now())).await.map_err(|e| internal(&state, lang, e))?;
+    match bound {
+        Some(account_id) => sign_in_bound(&state, &req, lang, &account_id, &presented, auth, tx_opt, card.kind).await,
+        None => {
+            // 找不到對應的憑證資訊: identify first, then bind.
+            let token = random_token(32);
+            let pending = PendingCard { card: presented, tx: tx_opt.map(str::to_string) };
+            state
+                .eph
+                .put_json(&pending_key(&token), &pending, state.config.login.transaction_ttl)
+                .await
+                .map_err(|e| internal(&state, lang, e.into()))?;
+            Ok(HttpResponse::SeeOther()
+                .insert_header(("Location", format!("/card/identify?ui_locales={}", lang.tag())))
+                .cookie(cookie(
+                    &state,
+                    PENDING_COOKIE,
+                    token,
+                    Some(state.config.login.transaction_ttl.as_secs() as i64),
+                ))
+                .finish())
+        }
+    }
+}
+
+/// Signs in the holder of a bound card (or sends a never-activated account to activation).
+#[allow(clippy::too_many_arguments)]
+async fn sign_in_bound(
+    state: &AppState,
+    req: &HttpRequest,
+    lang: Lang,
+    account_id: &str,
+    card: &PresentedCard,
+    auth: Option<AuthRequest>,
+    tx: Option<&str>,
+    kind: CardKind,
+) -> Result<HttpResponse, Failure> {
+    let (id, protector) = (account_id.to_string(), state.protector.clone());
+    let found = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            let Some(a) = accounts::account_by_id(c, &id)? else { return Ok(None) };
+            let p = accounts::person_by_id(c, &protector, &a.person_id)?;
+            Ok(p.map(|p| (a, p)))
+        })
+        .await
+        .map_err(|e| internal(state, lang, e))?;
+    let address = client_address(req);
+    let Some((account, person)) = found else {
+        return Err(page(state, lang, StatusCode::FORBIDDEN, "err_card_invalid", None));
+    };
+    if person.status == PersonStatus::Separated {
+        audit_request(state, "login.card", "separated", Some(account.id.clone()), address).await;
+        return Err(page(state, lang, StatusCode::FORBIDDEN, "err_separated", None));
+    }
+    if account.state == AccountState::Pending {
+        return begin_activation(state, lang, &account.id, tx, "login.card", &address).await;
+    }
+    let acting = match kind {
+        CardKind::Agency => card.agency_code.as_deref(),
+        CardKind::Citizen => None,
+    };
+    let sign_in = SignIn {
+        account_id: &account.id,
+        acr: ACR_CARD,
+        amr: &["sc", "pin"],
+        acting_agency: acting,
+        event: "login.card",
+    };
+    open_session(state, req, lang, sign_in, auth, tx).await
+}
+
+async fn pending_card(state: &AppState, req: &HttpRequest) -> Result<Option<(String, PendingCard)>, InfraError> {
+    let Some(c) = req.cookie(PENDING_COOKIE) else { return Ok(None) };
+    let token = c.value().to_string();
+    if token.len() > 64 {
+        return Ok(None);
+    }
+    Ok(state.eph.get_json::<PendingCard>(&pending_key(&token)).await?.map(|p| (token, p)))
+}
+
+fn identify_form(
+    state: &AppState,
+    req: &HttpRequest,
+    lang: Lang,
+    status: StatusCode,
+    agency: bool,
+    identifier: &str,
+    error_key: Option<&str>,
+) -> Result<HttpResponse, Failure> {
+    let (csrf, csrf_cookie) = csrf::token(state, req);
+    let mut ctx = Map::new();
+    ctx.insert("csrf".into(), json!(csrf));
+    ctx.insert("identifier".into(), json!(identifier));
+    ctx.insert("agency".into(), json!(agency));
+    if let Some(k) = error_key {
+        ctx.insert("error_key".into(), json!(k));
+    }
+    render(state, lang, status, "card_identify", "card_identify_title", ctx, csrf_cookie.into_iter().collect())
+}
+
+/// `GET /card/identify`: 找不到對應的憑證資訊 — type your custom account or national ID.
+pub async fn identify_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
+    let lang = lang_of(&req, None);
+    match pending_card(&state, &req).await.map_err(|e| internal(&state, lang, e))? {
+        Some((_, p)) => identify_form(&state, &req, lang, StatusCode::OK, p.card.is_agency(), "", None),
+        None => Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_tx", None)),
+    }
+}
+
+/// `POST /card/identify`: checks the register in the seeds' order and binds the card.
+pub async fn identify_submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Failure> {
+    let lang = lang_of(&req, None);
+    let form =
+        Params::parse(&body).map_err(|_| page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None))?;
+    if !csrf::verify(&req, form.get("csrf_token").ok().flatten()) {
+        return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
+    }
+    let Some((token, pending)) = pending_card(&state, &req).await.map_err(|e| internal(&state, lang, e))? else {
+        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_tx", None));
+    };
+    let identifier = form.get("identifier").ok().flatten().unwrap_or("").trim().to_string();
+    let agency = pending.card.is_agency();
+    if identifier.is_empty() || identifier.chars().count() > 64 {
+        return identify_form(
+            &state,
+            &req,
+            lang,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            agency,
+            &identifier,
+            Some("err_identify_not_in_register"),
+        );
+    }
+    let (card, protector, ident) = (pending.card.clone(), state.protector.clone(), identifier.clone());
+    let result = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            Ok(binding::identify_and_bind(c, &protector, &CertificateOwnership, &card, &ident, now()))
+        })
+        .await
+        .map_err(|e| internal(&state, lang, e))?;
+    let address = client_address(&req);
+    let (account, _) = match result {
+        Ok(found) => found,
+        Err(IdentifyError::Infra(e)) => return Err(internal(&state, lang, e)),
+        Err(e) => {
+            let (key, outcome) = match e {
+                IdentifyError::NotInRegister => ("err_identify_not_in_register", "not_in_register"),
+                IdentifyError::Separated => ("err_separated", "separated"),
+                IdentifyError::NotOwner => ("err_identify_not_owner", "not_owner"),
+                IdentifyError::NotHrStaff => ("err_identify_not_hr", "not_hr_staff"),
+                _ => ("err_card_bound_elsewhere", "bound_elsewhere"),
+            };
+            audit_request(&state, "card.bind", outcome, None, address).await;
+            return identify_form(&state, &req, lang, StatusCode::FORBIDDEN, agency, &identifier, Some(key));
+        }
+    };
+    let _ = state.eph.delete(&pending_key(&token)).await;
+    audit_request(&state, "card.bind", "success", Some(account.id.clone()), address.clone()).await;
+    let auth = load_transaction(&state, pending.tx.as_deref()).await.ok().flatten();
+    let kind = if agency { CardKind::Agency } else { CardKind::Citizen };
+    let mut resp =
+        sign_in_bound(&state, &req, lang, &account.id, &pending.card, auth, pending.tx.as_deref(), kind).await?;
+    resp.add_cookie(&removal(&state, PENDING_COOKIE))
+        .map_err(|e| internal(&state, lang, InfraError::Internal(e.to_string())))?;
+    Ok(resp)
+}

@@ -1,0 +1,190 @@
+//! Headless Chromium walks the real pages with the card simulator: the login page's script asks
+//! the simulated local card component to sign the server's challenge after the PIN, exactly as
+//! with a real card, then the person identifies, activates, and later signs in with the card
+//! alone. Screenshots go to `target/screenshots/` (CI artifacts, not committed).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::harness::*;
+
+const PW: &str = "Civil-Service-2026";
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A workspace binary, built on demand so the test does not depend on build order.
+fn workspace_binary(package: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo).args(["build", "-q", "-p", package]).status().unwrap();
+    assert!(status.success(), "building {package} failed");
+    dir.join(package)
+}
+
+fn screenshots() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().parent().unwrap().join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn wait_for_url(c: &fantoccini::Client, part: &str) -> String {
+    for _ in 0..100 {
+        let url = c.current_url().await.unwrap().to_string();
+        if url.contains(part) {
+            return url;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = c.source().await.unwrap_or_default();
+    panic!("the browser never reached {part}: at {} showing {body}", c.current_url().await.unwrap());
+}
+
+/// Waits until the page shows `needle` (pages load after clicks and redirects).
+async fn wait_for_text(c: &fantoccini::Client, needle: &str) -> String {
+    for _ in 0..100 {
+        if let Ok(source) = c.source().await {
+            if source.contains(needle) {
+                return source;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the page never showed {needle}: {}", c.source().await.unwrap_or_default());
+}
+
+#[tokio::test]
+async fn a_person_signs_in_with_the_card_component_in_a_real_browser() {
+    // Only plain http to chromedriver is spoken, but the client library wants a TLS provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let chromium =
+        ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| std::path::Path::new(p).exists());
+    let chromium = chromium
+        .expect("browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)");
+    // The test PKI and the simulator's software card.
+    let pki = tempfile::tempdir().unwrap();
+    let m = idp::authn::card::pki_fixtures::generate_with(
+        pki.path(),
+        &idp::authn::card::pki_fixtures::FixtureOptions::fast(),
+    )
+    .unwrap();
+    let list = |files: &[String]| {
+        format!(
+            "[{}]",
+            files.iter().map(|f| format!("\"{}\"", pki.path().join(f).display())).collect::<Vec<_>>().join(",")
+        )
+    };
+    let sim_port = free_port();
+    let component = format!("http://127.0.0.1:{sim_port}");
+    let (anchors, agency, crls) = (list(&m.citizen_trust_anchors), list(&m.agency_trust_anchors), list(&m.crl_files));
+    let mut idp = Idp::with_env(&[
+        ("IDP_CERTIFICATES__CITIZEN_TRUST_ANCHORS", anchors.as_str()),
+        ("IDP_CERTIFICATES__AGENCY_TRUST_ANCHORS", agency.as_str()),
+        ("IDP_CERTIFICATES__CRL_FILES", crls.as_str()),
+        ("IDP_CERTIFICATES__COMPONENT_URL", component.as_str()),
+    ]);
+    idp.import_register();
+    idp.start().await;
+    let card = pki.path().join(idp::authn::card::pki_fixtures::CITIZEN_WANG);
+    let _sim = Kill(
+        Command::new(workspace_binary("card-simulator"))
+            .args(["--bind", &format!("127.0.0.1:{sim_port}"), "--card"])
+            .arg(&card)
+            .args(["--pin", "123456"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let driver_port = free_port();
+    let _driver = Kill(
+        Command::new("chromedriver")
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver) must be installed"),
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let caps = json!({ "goog:chromeOptions": { "binary": chromium, "prefs": { "intl.accept_languages": "zh-TW,zh" }, "args": [
+        "--lang=zh-TW",
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+        "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1024,900",
+        format!("--user-data-dir={}", profile.path().display())
+    ]}});
+    let caps = caps.as_object().unwrap().clone();
+    let mut client = None;
+    for _ in 0..50 {
+        match ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{driver_port}"))
+            .await
+        {
+            Ok(c) => {
+                client = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let c = client.expect("chromedriver did not start");
+    let shots = screenshots();
+    let shot = |name: &'static str| {
+        let c = c.clone();
+        let path = shots.join(name);
+        async move {
+            if let Ok(png) = c.screenshot().await {
+                let _ = std::fs::write(path, png);
+            }
+        }
+    };
+
+    // First card sign-in: PIN into the page, the component signs, the IdP asks who we are.
+    c.goto(&format!("{}/login", idp.base)).await.unwrap();
+    shot("card-01-login.png").await;
+    c.find(Locator::Id("pin")).await.unwrap().send_keys("123456").await.unwrap();
+    c.find(Locator::Id("card-login")).await.unwrap().click().await.unwrap();
+    wait_for_url(&c, "/card/identify").await;
+    shot("card-02-identify.png").await;
+    c.find(Locator::Id("identifier")).await.unwrap().send_keys(MING).await.unwrap();
+    c.find(Locator::Css("form[action='/card/identify'] button")).await.unwrap().click().await.unwrap();
+    // Never activated: set custom account, e-mail and password.
+    wait_for_url(&c, "/activate").await;
+    c.find(Locator::Id("account")).await.unwrap().send_keys("ming.wang").await.unwrap();
+    let email = c.find(Locator::Id("email")).await.unwrap();
+    email.clear().await.unwrap();
+    email.send_keys("ming@example.gov.tw").await.unwrap();
+    c.find(Locator::Id("password")).await.unwrap().send_keys(PW).await.unwrap();
+    c.find(Locator::Id("password_confirm")).await.unwrap().send_keys(PW).await.unwrap();
+    shot("card-03-activate.png").await;
+    c.find(Locator::Css("form[action='/activate'] button")).await.unwrap().click().await.unwrap();
+    wait_for_text(&c, "請重新登入").await;
+    // Later: the card alone signs the person in.
+    c.goto(&format!("{}/login", idp.base)).await.unwrap();
+    c.find(Locator::Id("pin")).await.unwrap().send_keys("123456").await.unwrap();
+    c.find(Locator::Id("card-login")).await.unwrap().click().await.unwrap();
+    wait_for_text(&c, "王小明").await;
+    shot("card-04-signed-in.png").await;
+    // A wrong PIN gets the seeds' guidance.
+    c.goto(&format!("{}/login", idp.base)).await.unwrap();
+    c.find(Locator::Id("pin")).await.unwrap().send_keys("654321").await.unwrap();
+    c.find(Locator::Id("card-login")).await.unwrap().click().await.unwrap();
+    wait_for_text(&c, "連續錯誤3次將會鎖卡").await;
+    shot("card-05-wrong-pin.png").await;
+    c.close().await.unwrap();
+}
