@@ -1,0 +1,376 @@
+//! Client applications: list, create (secret shown once), edit, rotate the secret (shown once),
+//! disable or enable, delete. Changes take effect on this node at once and on the others within
+//! their few-second client cache.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use diesel::prelude::*;
+use serde_json::{json, Map, Value};
+
+use super::{field, Operator};
+use crate::error::{now, InfraError};
+use crate::oidc::clients::{self, Audience, Client, ClientError, NewClient, Portal};
+use crate::oidc::params::Params;
+use crate::state::AppState;
+use crate::store::db::schema;
+
+/// The seeds' categories, offered as suggestions in the form.
+const SEED_CATEGORIES: [&str; 4] =
+    ["A.人事資料填報及考核", "B.人事資料服務", "D.其他人事總處業務", "非人事總處機關及系統"];
+
+/// The client form as typed, so a refused form comes back with what the operator wrote.
+#[derive(Debug, Clone, Default)]
+struct ClientForm {
+    client_id: String,
+    name: String,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    audience: String,
+    agency_codes: String,
+    portal_category: String,
+    portal_description: String,
+    portal_url: String,
+    scope: String,
+    consent_required: bool,
+    auth_method: String,
+}
+
+fn lines(s: &str) -> Vec<String> {
+    s.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
+fn opt(s: &str) -> Option<String> {
+    (!s.trim().is_empty()).then(|| s.trim().to_string())
+}
+
+impl ClientForm {
+    fn read(p: &Params) -> Self {
+        Self {
+            client_id: field(p, "client_id"),
+            name: field(p, "name"),
+            redirect_uris: field(p, "redirect_uris"),
+            post_logout_redirect_uris: field(p, "post_logout_redirect_uris"),
+            audience: field(p, "audience"),
+            agency_codes: field(p, "agency_codes"),
+            portal_category: field(p, "portal_category"),
+            portal_description: field(p, "portal_description"),
+            portal_url: field(p, "portal_url"),
+            scope: field(p, "scope"),
+            consent_required: field(p, "consent_required") == "1",
+            auth_method: field(p, "token_endpoint_auth_method"),
+        }
+    }
+
+    fn of(c: &Client) -> Self {
+        let (audience, agency_codes) = match &c.audience {
+            Audience::Everyone => ("everyone".into(), String::new()),
+            Audience::HrStaff => ("hr-staff".into(), String::new()),
+            Audience::Agencies(codes) => ("agency".into(), codes.join(",")),
+        };
+        Self {
+            client_id: c.client_id.clone(),
+            name: c.client_name.clone(),
+            redirect_uris: c.redirect_uris.join("\n"),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.join("\n"),
+            audience,
+            agency_codes,
+            portal_category: c.portal.category.clone().unwrap_or_default(),
+            portal_description: c.portal.description.clone().unwrap_or_default(),
+            portal_url: c.portal.url.clone().unwrap_or_default(),
+            scope: c.scope.join(" "),
+            consent_required: c.consent_required,
+            auth_method: c.token_endpoint_auth_method.clone(),
+        }
+    }
+
+    fn audience(&self) -> Result<Audience, ClientError> {
+        let text = match self.audience.as_str() {
+            "agency" => format!("agency:{}", self.agency_codes),
+            other => other.to_string(),
+        };
+        Audience::parse(&text).map_err(ClientError::Metadata)
+    }
+
+    /// The metadata for `clients::create`, or for `clients::replace` on top of `existing`
+    /// (whose protocol settings — algorithms, grants, keys — this form does not edit).
+    fn to_new(&self, existing: Option<&Client>) -> Result<NewClient, ClientError> {
+        let mut n = NewClient::new(&self.name, lines(&self.redirect_uris));
+        if let Some(e) = existing {
+            n.id_token_alg = e.id_token_signed_response_alg.clone();
+            n.token_endpoint_auth_method = e.token_endpoint_auth_method.clone();
+            n.grant_types = e.grant_types.clone();
+            n.subject_type = e.subject_type.clone();
+            n.min_acr = e.min_acr.clone();
+            n.jwks = e.jwks.clone();
+            n.jwks_uri = e.jwks_uri.clone();
+            n.backchannel_logout_uri = e.backchannel_logout_uri.clone();
+        } else {
+            n.client_id = opt(&self.client_id);
+            match self.auth_method.as_str() {
+                "" | "client_secret_basic" => {}
+                m @ ("client_secret_post" | "none") => n.token_endpoint_auth_method = m.into(),
+                other => return Err(ClientError::Metadata(format!("token_endpoint_auth_method `{other}`"))),
+            }
+        }
+        n.post_logout_redirect_uris = lines(&self.post_logout_redirect_uris);
+        if !self.scope.is_empty() {
+            n.scope = self.scope.split_whitespace().map(str::to_string).collect();
+        }
+        n.consent_required = self.consent_required;
+        n.audience = self.audience()?;
+        n.portal = Portal {
+            category: opt(&self.portal_category),
+            description: opt(&self.portal_description),
+            url: opt(&self.portal_url),
+        };
+        Ok(n)
+    }
+
+    fn context(&self, ctx: &mut Map<String, Value>) {
+        ctx.insert(
+            "form".into(),
+            json!({
+                "client_id": self.client_id,
+                "name": self.name,
+                "redirect_uris": self.redirect_uris,
+                "post_logout_redirect_uris": self.post_logout_redirect_uris,
+                "aud_everyone": self.audience == "everyone" || self.audience.is_empty(),
+                "aud_hr_staff": self.audience == "hr-staff",
+                "aud_agency": self.audience == "agency",
+                "agency_codes": self.agency_codes,
+                "portal_category": self.portal_category,
+                "portal_description": self.portal_description,
+                "portal_url": self.portal_url,
+                "scope": self.scope,
+                "consent_required": self.consent_required,
+                "auth_post": self.auth_method == "client_secret_post",
+                "auth_none": self.auth_method == "none",
+            }),
+        );
+        ctx.insert("categories".into(), json!(SEED_CATEGORIES));
+    }
+}
+
+fn client_id_of(req: &HttpRequest) -> String {
+    req.match_info().get("id").unwrap_or("").to_string()
+}
+
+async fn load(state: &AppState, op: &Operator, id: &str) -> Result<Client, actix_web::Error> {
+    let key = id.to_string();
+    match state.db.run(move |c| clients::get(c, &key)).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(op.not_found(state).into()),
+        Err(e) => Err(op.internal(state, e).into()),
+    }
+}
+
+fn summary(c: &Client) -> Value {
+    json!({
+        "client_id": c.client_id,
+        "name": c.client_name,
+        "audience": c.audience.as_string(),
+        "category": c.portal.category,
+        "disabled": c.disabled,
+        "public": c.public,
+    })
+}
+
+/// `GET /admin/clients`.
+pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+    let op = Operator::of(&state, &req).await?;
+    let all = state.db.run(clients::list).await.map_err(|e| op.internal(&state, e))?;
+    let mut ctx = Map::new();
+    ctx.insert("clients".into(), Value::Array(all.iter().map(summary).collect()));
+    Ok(op.show(&state, &req, StatusCode::OK, "admin_clients", "admin_clients_title", ctx)?)
+}
+
+/// `GET /admin/clients/new`.
+pub async fn new_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+    let op = Operator::of(&state, &req).await?;
+    let mut ctx = Map::new();
+    let form = ClientForm { scope: NewClient::new("", vec![]).scope.join(" "), ..Default::default() };
+    form.context(&mut ctx);
+    Ok(op.show(&state, &req, StatusCode::OK, "admin_client_form", "admin_client_new_title", ctx)?)
+}
+
+fn refused(
+    state: &AppState,
+    req: &HttpRequest,
+    op: &Operator,
+    form: &ClientForm,
+    editing: Option<&Client>,
+    e: ClientError,
+) -> Result<HttpResponse, actix_web::Error> {
+    if let ClientError::Infra(e) = e {
+        return Err(op.internal(state, e).into());
+    }
+    let mut ctx = Map::new();
+    form.context(&mut ctx);
+    ctx.insert("error_key".into(), json!("err_client_invalid"));
+    ctx.insert("detail".into(), json!(e.to_string()));
+    let title = match editing {
+        Some(c) => {
+            ctx.insert("editing".into(), summary(c));
+            "admin_client_edit_title"
+        }
+        None => "admin_client_new_title",
+    };
+    Ok(op.show(state, req, StatusCode::UNPROCESSABLE_ENTITY, "admin_client_form", title, ctx)?)
+}
+
+/// `POST /admin/clients`: creates a client and shows its secret this once.
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, actix_web::Error> {
+    let op = Operator::of(&state, &req).await?;
+    let p = op.form(&state, &req, &body)?;
+    let form = ClientForm::read(&p);
+    let new = match form.to_new(None) {
+        Ok(n) => n,
+        Err(e) => return refused(&state, &req, &op, &form, None, e),
+    };
+    // The database error and the refusal travel separately: `Db::run` wants an `InfraError`.
+    let created = state
+        .db
+        .run(move |c| -> Result<_, InfraError> { Ok(clients::create(c, new, now())) })
+        .await
+        .map_err(|e| op.internal(&state, e))?;
+    let (client, secret) = match created {
+        Ok(done) => done,
+        Err(e) => return refused(&state, &req, &op, &form, None, e),
+    };
+    op.audit(&state, "client.create", "success", Some(client.client_id.clone()), client.audience.as_string()).await?;
+    let mut ctx = Map::new();
+    ctx.insert("client".into(), summary(&client));
+    ctx.insert("secret".into(), json!(secret));
+    ctx.insert("notice_key".into(), json!("admin_client_created"));
+    Ok(op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_client_created", ctx)?)
+}
+
+/// `GET /admin/clients/{id}`.
+pub async fn edit_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+    let op = Operator::of(&state, &req).await?;
+    let client = load(&state, &op, &client_id_of(&req)).await?;
+    let mut ctx = Map::new();
+    ClientForm::of(&client).context(&mut ctx);
+    ctx.insert("editing".into(), summary(&client));
+    Ok(op.show(&state, &req, StatusCode::OK, "admin_client_form", "admin_client_edit_title", ctx)?)
+}
+
+/// `POST /admin/clients/{id}`: saves the edited metadata.
+pub async fn update(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, actix_web::Error> {
+    let op = Operator::of(&state, &req).await?;
+    let p = op.form(&state, &req, &body)?;
+    let existing = load(&state, &op, &client_id_of(&req)).await?;
+    let form = ClientForm::read(&p);
+    let new = match form.to_new(Some(&existing)) {
+        Ok(n) => n,
+        Err(e) => return refused(&state, &req, &op, &form, Some(&existing), e),
+    };
+    let id = existing.client_id.clone();
+    let consent = if new.consent_required { "required" } else { "pre-approved" };
+    let saved = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            if let Err(e) = clients::replace(c, &id, new, now()) {
+                return Ok(Err(e));
+            }
+            // `replace` follows RFC 7592, which has no consent setting; operators have one.
+            diesel::update(schema::clients::table.find(&id)).set(schema::clients::consent.eq(consent)).execute(c)?;
+            Ok(Ok(()))
+        })
+        .await
+        .map_err(|e| op.internal(&state, e))?;
+    if let Err(e) = saved {
+        return refused(&state, &req, &op, &form, Some(&existing), e);
+    }
+    state.client_cache.forget(&existing.client_id);
+    op.audit(&state, "client.update", "success", Some(existing.client_id.clone()), String::new()).await?;
+    Ok(super::super::viewer::see_other(&format!("/admin/clients/{}", existing.client_id)))
+}
+
+/// `POST /admin/clients/{id}/secret`: a new secret, shown once; the old one stops working.
+pub async fn rotate_secret(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, actix_web::Error> {
+    let op = Operator::of(&state, &req).await?;
+    op.form(&state, &req, &body)?;
+    let client = load(&state, &op, &client_id_of(&req)).await?;
+    let id = client.client_id.clone();
+    let secret =
+        state.db.run(move |c| clients::rotate_secret(c, &id, now())).await.map_err(|e| op.internal(&state, e))?;
+    state.client_cache.forget(&client.client_id);
+    let outcome = if secret.is_some() { "success" } else { "no_secret" };
+    op.audit(&state, "client.rotate_secret", outcome, Some(client.client_id.clone()), String::new()).await?;
+    let mut ctx = Map::new();
+    ctx.insert("client".into(), summary(&client));
+    ctx.insert("secret".into(), json!(secret));
+    Ok(op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_secret_rotated", ctx)?)
+}
+
+/// `POST /admin/clients/{id}/state` with `disabled=1` or `0`.
+pub async fn set_state(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, actix_web::Error> {
+    let op = Operator::of(&state, &req).await?;
+    let p = op.form(&state, &req, &body)?;
+    let disable = field(&p, "disabled") == "1";
+    let id = client_id_of(&req);
+    let key = id.clone();
+    let found = state
+        .db
+        .run(move |c| clients::set_disabled(c, &key, disable, now()))
+        .await
+        .map_err(|e| op.internal(&state, e))?;
+    if !found {
+        return Err(op.not_found(&state).into());
+    }
+    state.client_cache.forget(&id);
+    let event = if disable { "client.disable" } else { "client.enable" };
+    op.audit(&state, event, "success", Some(id.clone()), String::new()).await?;
+    Ok(super::super::viewer::see_other(&format!("/admin/clients/{id}")))
+}
+
+/// `POST /admin/clients/{id}/delete` with `confirm=1`.
+pub async fn delete(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, actix_web::Error> {
+    let op = Operator::of(&state, &req).await?;
+    let p = op.form(&state, &req, &body)?;
+    let id = client_id_of(&req);
+    if field(&p, "confirm") != "1" {
+        let client = load(&state, &op, &id).await?;
+        let mut ctx = Map::new();
+        ClientForm::of(&client).context(&mut ctx);
+        ctx.insert("editing".into(), summary(&client));
+        ctx.insert("error_key".into(), json!("err_confirm_delete"));
+        return Ok(op.show(
+            &state,
+            &req,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "admin_client_form",
+            "admin_client_edit_title",
+            ctx,
+        )?);
+    }
+    let key = id.clone();
+    let found = state.db.run(move |c| clients::delete(c, &key)).await.map_err(|e| op.internal(&state, e))?;
+    if !found {
+        return Err(op.not_found(&state).into());
+    }
+    state.client_cache.forget(&id);
+    op.audit(&state, "client.delete", "success", Some(id), String::new()).await?;
+    Ok(super::super::viewer::see_other("/admin/clients"))
+}

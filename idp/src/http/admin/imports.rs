@@ -1,0 +1,111 @@
+//! Register and agency imports from the operator pages: the CSV is pasted into a form (no
+//! JavaScript, no upload component), checked and applied exactly as `idp personnel import` /
+//! `idp agencies import` do — all or nothing, with every problem reported by line number.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use super::Operator;
+use crate::accounts::register::{self, ImportError, AGENCY_COLUMNS, PERSONNEL_COLUMNS};
+use crate::error::{now, InfraError};
+use crate::http::csrf;
+use crate::state::AppState;
+
+/// The largest import form accepted; bigger registers go through `idp personnel import`.
+pub const MAX_FORM_BYTES: usize = 32 * 1024 * 1024;
+
+fn headers(ctx: &mut Map<String, Value>) {
+    ctx.insert("agency_header".into(), json!(AGENCY_COLUMNS.join(",")));
+    ctx.insert("personnel_header".into(), json!(PERSONNEL_COLUMNS.join(",")));
+}
+
+/// `GET /admin/imports`.
+pub async fn form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+    let op = Operator::of(&state, &req).await?;
+    let mut ctx = Map::new();
+    headers(&mut ctx);
+    Ok(op.show(&state, &req, StatusCode::OK, "admin_imports", "admin_imports_title", ctx)?)
+}
+
+/// `POST /admin/imports/{agencies|personnel}` with `csv`.
+pub async fn submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    let op = Operator::of(&state, &req).await?;
+    // The body is read only now, after the role check, so that nobody but an operator can make
+    // the server take in a large upload.
+    let Ok(body) = payload.to_bytes_limited(MAX_FORM_BYTES).await else {
+        let page = crate::http::errors::page(&state, op.lang, StatusCode::PAYLOAD_TOO_LARGE, "err_too_large", None);
+        return Err(page.into());
+    };
+    let body = body?;
+    let personnel = match req.match_info().get("kind") {
+        Some("personnel") => true,
+        Some("agencies") => false,
+        _ => return Err(op.not_found(&state).into()),
+    };
+    // Parsed here rather than with `Params`, whose per-value limit suits protocol parameters,
+    // not files.
+    let mut token = None;
+    let mut csv = None;
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "csrf_token" => token = Some(v.into_owned()),
+            "csv" => csv = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    if !csrf::verify(&req, token.as_deref()) {
+        return Err(crate::http::errors::page(&state, op.lang, StatusCode::FORBIDDEN, "err_csrf", None).into());
+    }
+    let bytes = csv.unwrap_or_default().replace("\r\n", "\n").into_bytes();
+    let protector = state.protector.clone();
+    let result = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            let at = now();
+            Ok(if personnel {
+                register::import_personnel(c, &protector, &bytes, at)
+            } else {
+                register::import_agencies(c, &bytes, at)
+            })
+        })
+        .await
+        .map_err(|e| op.internal(&state, e))?;
+    let event = if personnel { "personnel.import" } else { "agencies.import" };
+    let mut ctx = Map::new();
+    ctx.insert("kind_key".into(), json!(if personnel { "admin_import_personnel" } else { "admin_import_agencies" }));
+    headers(&mut ctx);
+    match result {
+        Ok(r) => {
+            let detail = format!(
+                "inserted {}, updated {}, unchanged {}, separated {}",
+                r.inserted, r.updated, r.unchanged, r.separated
+            );
+            op.audit(&state, event, "success", None, detail).await?;
+            ctx.insert(
+                "report".into(),
+                json!({ "inserted": r.inserted, "updated": r.updated, "unchanged": r.unchanged, "separated": r.separated }),
+            );
+            Ok(op.show(&state, &req, StatusCode::OK, "admin_import_report", "admin_import_done", ctx)?)
+        }
+        Err(ImportError::Invalid(errors)) => {
+            op.audit(&state, event, "rejected", None, format!("{} problem(s)", errors.len())).await?;
+            let list: Vec<Value> = errors.iter().map(|e| json!({ "line": e.line, "message": e.message })).collect();
+            ctx.insert("problems".into(), Value::Array(list));
+            ctx.insert("error_key".into(), json!("err_import_rejected"));
+            Ok(op.show(
+                &state,
+                &req,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "admin_import_report",
+                "admin_import_rejected",
+                ctx,
+            )?)
+        }
+        Err(ImportError::Infra(e)) => Err(op.internal(&state, e).into()),
+    }
+}

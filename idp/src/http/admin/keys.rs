@@ -1,0 +1,99 @@
+//! Signing keys: the same list and rotation as `idp keys list` / `idp keys rotate`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use super::{field, Operator};
+use crate::error::{now, InfraError};
+use crate::oidc::keys::{self, KeyPolicy};
+use crate::portal::taipei;
+use crate::state::AppState;
+
+async fn page(
+    state: &AppState,
+    req: &HttpRequest,
+    op: &Operator,
+    notices: Vec<String>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let policy = KeyPolicy::from_config(&state.config);
+    let all = state.db.run(move |c| keys::list(c, policy.retention, now())).await.map_err(|e| op.internal(state, e))?;
+    let opt = |t: Option<i64>| t.map(taipei::format).unwrap_or_else(|| "—".into());
+    let rows: Vec<Value> = all
+        .iter()
+        .map(|k| {
+            json!({
+                "kid": k.kid,
+                "alg": k.alg,
+                "state": k.state.as_str(),
+                "state_key": format!("key_state_{}", k.state.as_str()),
+                "created": taipei::format(k.created_at),
+                "activates": taipei::format(k.activates_at),
+                "retires": opt(k.retired_at),
+                "unpublished": opt(k.unpublished_at),
+            })
+        })
+        .collect();
+    let mut ctx = Map::new();
+    ctx.insert("keys".into(), Value::Array(rows));
+    ctx.insert("notices".into(), json!(notices));
+    ctx.insert("delay_minutes".into(), json!(policy.activation_delay / 60));
+    Ok(op.show(state, req, StatusCode::OK, "admin_keys", "admin_keys_title", ctx)?)
+}
+
+/// `GET /admin/keys`.
+pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+    let op = Operator::of(&state, &req).await?;
+    page(&state, &req, &op, vec![]).await
+}
+
+/// `POST /admin/keys/rotate` with `alg` (`ES256`, `RS256` or `all`) and optionally `now=1`
+/// (emergency: the new key signs at once).
+pub async fn rotate(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, actix_web::Error> {
+    let op = Operator::of(&state, &req).await?;
+    let p = op.form(&state, &req, &body)?;
+    let alg = field(&p, "alg");
+    let algs: Vec<&'static str> = match alg.as_str() {
+        "" | "all" => keys::ALGORITHMS.to_vec(),
+        a => keys::ALGORITHMS.iter().copied().filter(|k| *k == a).collect(),
+    };
+    if algs.is_empty() {
+        return Err(crate::http::errors::page(&state, op.lang, StatusCode::BAD_REQUEST, "err_bad_request", None).into());
+    }
+    let at_once = field(&p, "now") == "1";
+    let policy = KeyPolicy::from_config(&state.config);
+    let (protector, keyset) = (state.protector.clone(), state.keys.clone());
+    let details = state
+        .db
+        .run(move |c| -> Result<Vec<String>, InfraError> {
+            let t = now();
+            let activates_at = if at_once { t } else { t.saturating_add(policy.activation_delay) };
+            let mut details = Vec::new();
+            for alg in algs {
+                let r = keys::rotate(c, &protector, alg, activates_at, t)?;
+                let mut d = format!("{alg}: new key {} signs from {}", r.key.kid, taipei::format(activates_at));
+                if let Some(old) = &r.replaces {
+                    d.push_str(&format!("; replaces {old}"));
+                }
+                if !r.withdrawn.is_empty() {
+                    d.push_str(&format!("; withdrew pending {}", r.withdrawn.join(" ")));
+                }
+                details.push(d);
+            }
+            keys::delete_expired(c, policy.retention, t)?;
+            // This node publishes the new key at once; the others on their next reload.
+            keyset.reload(c, &protector, t)?;
+            Ok(details)
+        })
+        .await
+        .map_err(|e| op.internal(&state, e))?;
+    for d in &details {
+        op.audit(&state, "key.rotate", "success", None, format!("{d}{}", if at_once { " (at once)" } else { "" }))
+            .await?;
+    }
+    page(&state, &req, &op, details).await
+}

@@ -1,0 +1,184 @@
+//! Operator pages (`/admin/…`, role `operator`): clients, registration tokens, announcements,
+//! register and agency imports, signing keys and the audit log. Every change an operator makes
+//! here is audited with their account id and address, like the CLI's changes are with `cli`.
+
+mod announcements;
+mod audit_log;
+mod clients;
+mod imports;
+mod keys;
+mod tokens;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use super::errors::{internal, page, Failure};
+use super::pages::render;
+use super::viewer::{require_signed_in, Viewer};
+use super::{client_address, csrf, lang_of};
+use crate::audit::{self, Event};
+use crate::error::now;
+use crate::oidc::params::Params;
+use crate::state::AppState;
+use crate::templates::Lang;
+
+/// Routes of the operator pages.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/admin").route(web::get().to(index)))
+        .service(
+            web::resource("/admin/clients").route(web::get().to(clients::list)).route(web::post().to(clients::create)),
+        )
+        .service(web::resource("/admin/clients/new").route(web::get().to(clients::new_form)))
+        .service(
+            web::resource("/admin/clients/{id}")
+                .route(web::get().to(clients::edit_form))
+                .route(web::post().to(clients::update)),
+        )
+        .service(web::resource("/admin/clients/{id}/secret").route(web::post().to(clients::rotate_secret)))
+        .service(web::resource("/admin/clients/{id}/state").route(web::post().to(clients::set_state)))
+        .service(web::resource("/admin/clients/{id}/delete").route(web::post().to(clients::delete)))
+        .service(
+            web::resource("/admin/registration-tokens")
+                .route(web::get().to(tokens::form))
+                .route(web::post().to(tokens::issue)),
+        )
+        .service(
+            web::resource("/admin/announcements")
+                .route(web::get().to(announcements::list))
+                .route(web::post().to(announcements::create)),
+        )
+        .service(
+            web::resource("/admin/announcements/{id}")
+                .route(web::get().to(announcements::edit_form))
+                .route(web::post().to(announcements::update)),
+        )
+        .service(web::resource("/admin/announcements/{id}/expire").route(web::post().to(announcements::expire)))
+        .service(web::resource("/admin/imports").route(web::get().to(imports::form)))
+        .service(
+            // Reads its own (larger) body after the role check: pasted register files exceed
+            // the site's usual form limit.
+            web::resource("/admin/imports/{kind}").route(web::post().to(imports::submit)),
+        )
+        .service(web::resource("/admin/keys").route(web::get().to(keys::list)))
+        .service(web::resource("/admin/keys/rotate").route(web::post().to(keys::rotate)))
+        .service(web::resource("/admin/audit").route(web::get().to(audit_log::search)));
+}
+
+/// The signed-in operator behind a request, with the page language and their address.
+pub(crate) struct Operator {
+    pub viewer: Viewer,
+    pub lang: Lang,
+    pub address: String,
+}
+
+impl Operator {
+    /// The operator, or the sign-in page, or 403 (audited: probing the operator pages is worth
+    /// knowing about).
+    pub async fn of(state: &AppState, req: &HttpRequest) -> Result<Self, Failure> {
+        let lang = lang_of(req, None);
+        let viewer = require_signed_in(state, req, lang).await?;
+        let address = client_address(req);
+        if !viewer.has("operator") {
+            let (id, addr, path) = (viewer.account.id.clone(), address.clone(), req.path().chars().take(100).collect());
+            let recorded = state
+                .db
+                .run(move |c| {
+                    let e = Event {
+                        event: "admin.access",
+                        outcome: "forbidden",
+                        actor: Some(&id),
+                        account_id: Some(&id),
+                        address: Some(&addr),
+                        detail: path,
+                        ..Default::default()
+                    };
+                    audit::record(c, e, now())
+                })
+                .await;
+            if let Err(e) = recorded {
+                tracing::error!(error = %e, "audit event not recorded");
+            }
+            return Err(page(state, lang, StatusCode::FORBIDDEN, "err_forbidden", None));
+        }
+        Ok(Self { viewer, lang, address })
+    }
+
+    /// Records what the operator did. Details carry ids and counts, never personal data.
+    pub async fn audit(
+        &self,
+        state: &AppState,
+        event: &'static str,
+        outcome: &'static str,
+        client_id: Option<String>,
+        detail: String,
+    ) -> Result<(), Failure> {
+        let (actor, address) = (self.viewer.account.id.clone(), self.address.clone());
+        state
+            .db
+            .run(move |c| {
+                let e = Event {
+                    event,
+                    outcome,
+                    actor: Some(&actor),
+                    client_id: client_id.as_deref(),
+                    address: Some(&address),
+                    detail,
+                    ..Default::default()
+                };
+                audit::record(c, e, now())
+            })
+            .await
+            .map_err(|e| internal(state, self.lang, e))
+    }
+
+    /// Renders an operator page: the CSRF token for its forms, the navigation, the wide layout.
+    pub fn show(
+        &self,
+        state: &AppState,
+        req: &HttpRequest,
+        status: StatusCode,
+        template: &str,
+        title_key: &str,
+        mut ctx: Map<String, Value>,
+    ) -> Result<HttpResponse, Failure> {
+        let (token, cookie) = csrf::token(state, req);
+        ctx.insert("csrf".into(), json!(token));
+        ctx.insert("nav".into(), self.viewer.nav());
+        ctx.insert("wide".into(), json!(true));
+        render(state, self.lang, status, template, title_key, ctx, cookie.into_iter().collect())
+    }
+
+    /// A posted form, after its CSRF token has been checked.
+    pub fn form(&self, state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Params, Failure> {
+        let p = Params::parse(body)
+            .map_err(|e| page(state, self.lang, StatusCode::BAD_REQUEST, "err_bad_request", Some(e.to_string())))?;
+        if let Some(d) = p.first_duplicate() {
+            let detail = format!("parameter `{d}` is repeated");
+            return Err(page(state, self.lang, StatusCode::BAD_REQUEST, "err_bad_request", Some(detail)));
+        }
+        if !csrf::verify(req, p.get("csrf_token").ok().flatten()) {
+            return Err(page(state, self.lang, StatusCode::FORBIDDEN, "err_csrf", None));
+        }
+        Ok(p)
+    }
+
+    pub fn not_found(&self, state: &AppState) -> Failure {
+        page(state, self.lang, StatusCode::NOT_FOUND, "err_not_found", None)
+    }
+
+    pub fn internal(&self, state: &AppState, e: crate::error::InfraError) -> Failure {
+        internal(state, self.lang, e)
+    }
+}
+
+/// A form field, trimmed; absent, empty and repeated all read as "".
+pub(crate) fn field(p: &Params, name: &str) -> String {
+    p.get(name).ok().flatten().unwrap_or("").trim().to_string()
+}
+
+/// `GET /admin`: what operators can do here.
+async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
+    let op = Operator::of(&state, &req).await?;
+    op.show(&state, &req, StatusCode::OK, "admin_index", "admin_title", Map::new())
+}

@@ -1,0 +1,44 @@
+//! Initial access tokens for dynamic client registration, shown once (only their hash is kept).
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map};
+
+use super::{field, Operator};
+use crate::error::now;
+use crate::oidc::registration;
+use crate::state::AppState;
+
+/// The lifetimes offered, in hours; the last is the longest allowed (30 days).
+const TTL_HOURS: [u64; 4] = [1, 24, 168, 720];
+
+/// `GET /admin/registration-tokens`.
+pub async fn form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+    let op = Operator::of(&state, &req).await?;
+    Ok(op.show(&state, &req, StatusCode::OK, "admin_registration_tokens", "admin_tokens_title", Map::new())?)
+}
+
+/// `POST /admin/registration-tokens` with `ttl_hours`.
+pub async fn issue(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, actix_web::Error> {
+    let op = Operator::of(&state, &req).await?;
+    let p = op.form(&state, &req, &body)?;
+    let hours = field(&p, "ttl_hours").parse::<u64>().ok().filter(|h| TTL_HOURS.contains(h)).unwrap_or(24);
+    let ttl = Duration::from_secs(hours * 3600);
+    let issued = state
+        .db
+        .run(move |c| registration::issue_initial_access_token(c, ttl, now()))
+        .await
+        .map_err(|e| op.internal(&state, e))?;
+    let expires = crate::portal::taipei::format(issued.expires_at);
+    op.audit(&state, "registration_token.issue", "success", None, format!("expires at {}", issued.expires_at)).await?;
+    let mut ctx = Map::new();
+    ctx.insert("token".into(), json!(issued.token));
+    ctx.insert("expires".into(), json!(expires));
+    Ok(op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_token_issued", ctx)?)
+}

@@ -1,0 +1,422 @@
+//! 權限與兼辦管理 → 重設員工密碼: HR staff reset the passwords of their own agency's employees,
+//! the helpdesk anyone's, as seed 001 §2–3 describe: search by national ID, the employee with a
+//! required e-mail field, a confirmation step, then a one-time password is mailed and never
+//! shown. Every attempt, allowed or refused, is audited with who, whom and from where.
+//!
+//! The forms carry the register entry's opaque id between steps, never the national ID, and
+//! every step checks the permission again: a hidden field is only a hint of what was shown.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use super::errors::{internal, page, Failure};
+use super::pages::render;
+use super::viewer::{require_signed_in, see_other, Viewer};
+use super::{client_address, csrf, lang_of};
+use crate::accounts::one_time::{self, IssueError, IssueRequest};
+use crate::accounts::{self, self_service, Person, PersonStatus};
+use crate::audit::{self, Event};
+use crate::error::{now, InfraError};
+use crate::national_id::NationalId;
+use crate::oidc::params::Params;
+use crate::state::AppState;
+use crate::templates::Lang;
+
+/// The search page; also where every other step's GET leads back to.
+const START: &str = "/hr/reset-password";
+
+/// The routes of this page.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource(START).route(web::get().to(search_page)))
+        // The short address the site navigation links to.
+        .service(web::resource("/hr/reset").route(web::get().to(back)))
+        .service(web::resource("/hr/reset-password/search").route(web::post().to(search)).route(web::get().to(back)))
+        .service(web::resource("/hr/reset-password/confirm").route(web::post().to(confirm)).route(web::get().to(back)))
+        .service(web::resource("/hr/reset-password/issue").route(web::post().to(issue)).route(web::get().to(back)));
+}
+
+/// Why a reset is refused. Each has its own message, so the HR user knows what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The caller is neither HR staff nor helpdesk.
+    NotAuthorised,
+    /// HR staff asked for someone of another agency.
+    OtherAgency,
+    /// The person is separated: no password for people not in service.
+    Separated,
+    /// No one with this national ID is in the register.
+    NotInRegister,
+}
+
+impl Refusal {
+    fn key(self) -> &'static str {
+        match self {
+            Refusal::NotAuthorised => "hr_err_not_authorised",
+            Refusal::OtherAgency => "hr_err_other_agency",
+            Refusal::Separated => "hr_err_separated",
+            Refusal::NotInRegister => "hr_err_not_in_register",
+        }
+    }
+
+    /// The audit outcome.
+    fn outcome(self) -> &'static str {
+        match self {
+            Refusal::NotAuthorised => "forbidden",
+            Refusal::OtherAgency => "other_agency",
+            Refusal::Separated => "separated",
+            Refusal::NotInRegister => "not_in_register",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            Refusal::NotInRegister => StatusCode::NOT_FOUND,
+            _ => StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+/// Whose passwords a signed-in person may reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Authority<'a> {
+    /// The helpdesk: anyone in the register.
+    Anyone,
+    /// HR staff (and, with the card work, agency-card sessions): employees of this agency.
+    Agency(&'a str),
+}
+
+/// The viewer's authority to reset passwords, if any. The one place that decides who may use
+/// this page; agency-card sessions will be added here.
+fn authority(viewer: &Viewer) -> Option<Authority<'_>> {
+    if viewer.has("helpdesk") {
+        Some(Authority::Anyone)
+    } else if let Some(agency) = viewer.session.acting_agency.as_deref() {
+        // An agency-card session acts for the agency on the card (seeds 001 §2 (2)).
+        Some(Authority::Agency(agency))
+    } else if viewer.has("hr_staff") {
+        Some(Authority::Agency(&viewer.person.agency_code))
+    } else {
+        None
+    }
+}
+
+/// Whether `viewer` may reset `target`'s password. The agency is checked before the status, so
+/// HR staff learn nothing about another agency's people beyond that they are not theirs.
+pub fn may_reset(viewer: &Viewer, target: &Person) -> Result<(), Refusal> {
+    match authority(viewer) {
+        None => return Err(Refusal::NotAuthorised),
+        Some(Authority::Agency(code)) if target.agency_code != code => return Err(Refusal::OtherAgency),
+        Some(_) => {}
+    }
+    if target.status == PersonStatus::Separated {
+        return Err(Refusal::Separated);
+    }
+    Ok(())
+}
+
+/// The role the viewer acted in, for the audit detail.
+fn acting_as(viewer: &Viewer) -> &'static str {
+    match authority(viewer) {
+        Some(Authority::Anyone) => "helpdesk",
+        Some(Authority::Agency(_)) if viewer.session.acting_agency.is_some() => "agency_card",
+        Some(Authority::Agency(_)) => "hr_staff",
+        None => "none",
+    }
+}
+
+/// Records one attempt: who (the viewer's account), whom (the account if there is one, and the
+/// masked national ID in the detail), from where, and how it ended.
+async fn record(
+    state: &AppState,
+    viewer: &Viewer,
+    address: &str,
+    outcome: &'static str,
+    target_account: Option<String>,
+    target: Option<&NationalId>,
+) {
+    let (actor, address) = (viewer.account.id.clone(), address.to_string());
+    let detail = match target {
+        Some(nid) => format!("for {nid} as {}", acting_as(viewer)),
+        None => format!("as {}", acting_as(viewer)),
+    };
+    let recorded = state
+        .db
+        .run(move |c| {
+            let e = Event {
+                event: "password.reset",
+                outcome,
+                actor: Some(&actor),
+                account_id: target_account.as_deref(),
+                address: Some(&address),
+                detail,
+                ..Default::default()
+            };
+            audit::record(c, e, now())
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "audit event not recorded");
+    }
+}
+
+/// The signed-in viewer who may use this page at all; others get 403 (audited).
+async fn begin(state: &AppState, req: &HttpRequest, lang: Lang) -> Result<Viewer, Failure> {
+    let viewer = require_signed_in(state, req, lang).await?;
+    if authority(&viewer).is_none() {
+        record(state, &viewer, &client_address(req), Refusal::NotAuthorised.outcome(), None, None).await;
+        return Err(page(state, lang, StatusCode::FORBIDDEN, Refusal::NotAuthorised.key(), None));
+    }
+    Ok(viewer)
+}
+
+/// The form body with its CSRF token checked.
+fn form(state: &AppState, req: &HttpRequest, lang: Lang, body: &[u8]) -> Result<Params, Failure> {
+    let Ok(params) = Params::parse(body) else {
+        return Err(page(state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
+    };
+    if !csrf::verify(req, params.get("csrf_token").ok().flatten()) {
+        return Err(page(state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
+    }
+    Ok(params)
+}
+
+fn field(params: &Params, name: &str) -> String {
+    params.get(name).ok().flatten().unwrap_or("").trim().to_string()
+}
+
+/// A page of this flow with the CSRF token and the site navigation in it.
+fn show(
+    state: &AppState,
+    req: &HttpRequest,
+    lang: Lang,
+    viewer: &Viewer,
+    status: StatusCode,
+    template: &str,
+    mut ctx: Map<String, Value>,
+) -> Result<HttpResponse, Failure> {
+    let (token, cookie) = csrf::token(state, req);
+    ctx.insert("csrf".into(), json!(token));
+    ctx.insert("nav".into(), viewer.nav());
+    ctx.insert("switch_query".into(), json!(format!("ui_locales={}", other(lang))));
+    render(state, lang, status, template, "hr_reset_title", ctx, cookie.into_iter().collect())
+}
+
+fn other(lang: Lang) -> &'static str {
+    if lang == Lang::ZhTw {
+        "en"
+    } else {
+        "zh-TW"
+    }
+}
+
+/// The search form, with an optional message.
+fn search_form(
+    state: &AppState,
+    req: &HttpRequest,
+    lang: Lang,
+    viewer: &Viewer,
+    status: StatusCode,
+    error_key: Option<&str>,
+) -> Result<HttpResponse, Failure> {
+    let mut ctx = Map::new();
+    if let Some(k) = error_key {
+        ctx.insert("error_key".into(), json!(k));
+    }
+    show(state, req, lang, viewer, status, "hr_reset", ctx)
+}
+
+/// A register entry as the HR user sees it: national ID masked, agency by name.
+struct Target {
+    person: Person,
+    account_id: Option<String>,
+    agency_name: String,
+}
+
+impl Target {
+    fn context(&self, email: &str) -> Map<String, Value> {
+        let mut ctx = Map::new();
+        ctx.insert("person_id".into(), json!(self.person.id));
+        ctx.insert("name".into(), json!(self.person.name));
+        ctx.insert("national_id".into(), json!(self.person.national_id.to_string()));
+        ctx.insert("agency".into(), json!(self.agency_name));
+        ctx.insert("unit".into(), json!(self.person.unit));
+        ctx.insert("email".into(), json!(email));
+        ctx
+    }
+}
+
+/// Looks a register entry up by national ID or by its id.
+async fn find(state: &AppState, by: Lookup) -> Result<Option<Target>, InfraError> {
+    let protector = state.protector.clone();
+    state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            let person = match by {
+                Lookup::NationalId(nid) => accounts::person_by_national_id(c, &protector, &nid)?,
+                Lookup::Id(id) => accounts::person_by_id(c, &protector, &id)?,
+            };
+            let Some(person) = person else { return Ok(None) };
+            let account_id = accounts::account_of_person(c, &person.id)?.map(|a| a.id);
+            let agency_name =
+                self_service::agency_name(c, &person.agency_code)?.unwrap_or_else(|| person.agency_code.clone());
+            Ok(Some(Target { person, account_id, agency_name }))
+        })
+        .await
+}
+
+enum Lookup {
+    NationalId(NationalId),
+    Id(String),
+}
+
+/// Finds the target named by a form's `person` field and checks the viewer may reset it;
+/// `Err` is the answer to give instead: a refusal (audited) is the search form and its message.
+async fn checked_target(
+    state: &AppState,
+    req: &HttpRequest,
+    lang: Lang,
+    viewer: &Viewer,
+    person_id: String,
+) -> Result<Target, Result<HttpResponse, Failure>> {
+    let address = client_address(req);
+    if person_id.is_empty() || person_id.len() > 64 {
+        return Err(Err(page(state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None)));
+    }
+    let target = find(state, Lookup::Id(person_id)).await.map_err(|e| Err(internal(state, lang, e)))?;
+    let Some(target) = target else {
+        record(state, viewer, &address, Refusal::NotInRegister.outcome(), None, None).await;
+        return Err(refusal_page(state, req, lang, viewer, Refusal::NotInRegister));
+    };
+    if let Err(r) = may_reset(viewer, &target.person) {
+        record(state, viewer, &address, r.outcome(), target.account_id.clone(), Some(&target.person.national_id)).await;
+        return Err(refusal_page(state, req, lang, viewer, r));
+    }
+    Ok(target)
+}
+
+/// A refusal: the search form again, with the refusal's message and status.
+fn refusal_page(
+    state: &AppState,
+    req: &HttpRequest,
+    lang: Lang,
+    viewer: &Viewer,
+    r: Refusal,
+) -> Result<HttpResponse, Failure> {
+    search_form(state, req, lang, viewer, r.status(), Some(r.key()))
+}
+
+/// `GET /hr/reset-password`: the search form.
+pub async fn search_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
+    let lang = lang_of(&req, None);
+    let viewer = begin(&state, &req, lang).await?;
+    search_form(&state, &req, lang, &viewer, StatusCode::OK, None)
+}
+
+/// `GET` on a step: the steps are form posts, so a bookmarked or language-switched step starts over.
+async fn back(req: HttpRequest) -> HttpResponse {
+    let lang = lang_of(&req, None);
+    see_other(&format!("{START}?ui_locales={}", lang.tag()))
+}
+
+/// `POST /hr/reset-password/search`: finds the employee and shows them with the e-mail field.
+pub async fn search(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
+    let lang = lang_of(&req, None);
+    let viewer = begin(&state, &req, lang).await?;
+    let params = form(&state, &req, lang, &body)?;
+    let address = client_address(&req);
+    let Ok(nid) = NationalId::parse(&field(&params, "national_id")) else {
+        record(&state, &viewer, &address, "invalid_national_id", None, None).await;
+        return search_form(&state, &req, lang, &viewer, StatusCode::UNPROCESSABLE_ENTITY, Some("hr_err_national_id"));
+    };
+    let target = find(&state, Lookup::NationalId(nid.clone())).await.map_err(|e| internal(&state, lang, e))?;
+    let Some(target) = target else {
+        record(&state, &viewer, &address, Refusal::NotInRegister.outcome(), None, Some(&nid)).await;
+        return refusal_page(&state, &req, lang, &viewer, Refusal::NotInRegister);
+    };
+    if let Err(r) = may_reset(&viewer, &target.person) {
+        record(&state, &viewer, &address, r.outcome(), target.account_id.clone(), Some(&nid)).await;
+        return refusal_page(&state, &req, lang, &viewer, r);
+    }
+    // Looking someone up is itself access to personal data: audited too.
+    record(&state, &viewer, &address, "found", target.account_id.clone(), Some(&nid)).await;
+    let ctx = target.context(&target.person.email);
+    show(&state, &req, lang, &viewer, StatusCode::OK, "hr_reset_found", ctx)
+}
+
+/// `POST /hr/reset-password/confirm`: the confirmation step (確定 / 取消) before anything changes.
+pub async fn confirm(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
+    let lang = lang_of(&req, None);
+    let viewer = begin(&state, &req, lang).await?;
+    let params = form(&state, &req, lang, &body)?;
+    let target = match checked_target(&state, &req, lang, &viewer, field(&params, "person")).await {
+        Ok(t) => t,
+        Err(answer) => return answer,
+    };
+    let email = field(&params, "email");
+    if crate::accounts::activation::check_email(&email).is_err() {
+        let mut ctx = target.context(&email);
+        ctx.insert("error_key".into(), json!("err_email_invalid"));
+        return show(&state, &req, lang, &viewer, StatusCode::UNPROCESSABLE_ENTITY, "hr_reset_found", ctx);
+    }
+    show(&state, &req, lang, &viewer, StatusCode::OK, "hr_reset_confirm", target.context(&email))
+}
+
+/// `POST /hr/reset-password/issue`: issues and mails the one-time password, never showing it.
+pub async fn issue(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
+    let lang = lang_of(&req, None);
+    let viewer = begin(&state, &req, lang).await?;
+    let params = form(&state, &req, lang, &body)?;
+    let target = match checked_target(&state, &req, lang, &viewer, field(&params, "person")).await {
+        Ok(t) => t,
+        Err(answer) => return answer,
+    };
+    let email = field(&params, "email");
+    let address = client_address(&req);
+    let (protector, mailer) = (state.protector.clone(), state.mailer.clone());
+    let (nid, to, by) = (target.person.national_id.clone(), email.clone(), viewer.account.id.clone());
+    let ttl = state.config.login.one_time_password_ttl.as_secs() as i64;
+    let issued = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            let request = IssueRequest { national_id: &nid, email: &to, issued_by: &by, ttl_secs: ttl };
+            Ok(one_time::issue(c, &protector, &mailer, &request, now()))
+        })
+        .await
+        .map_err(|e| internal(&state, lang, e))?;
+    let nid = &target.person.national_id;
+    match issued {
+        Ok(issued) => {
+            record(&state, &viewer, &address, "success", Some(issued.account.id.clone()), Some(nid)).await;
+            let mut ctx = target.context(email.trim());
+            ctx.insert("hours".into(), json!(ttl / 3600));
+            show(&state, &req, lang, &viewer, StatusCode::OK, "hr_reset_done", ctx)
+        }
+        Err(IssueError::BadEmail(_)) => {
+            record(&state, &viewer, &address, "bad_email", target.account_id.clone(), Some(nid)).await;
+            let mut ctx = target.context(&email);
+            ctx.insert("error_key".into(), json!("err_email_invalid"));
+            show(&state, &req, lang, &viewer, StatusCode::UNPROCESSABLE_ENTITY, "hr_reset_found", ctx)
+        }
+        Err(IssueError::Infra(InfraError::Mail(e))) => {
+            // Nothing was stored (the transaction rolled back): say so, and let them try again.
+            tracing::warn!(error = %e, "one-time password not delivered");
+            record(&state, &viewer, &address, "mail_failed", target.account_id.clone(), Some(nid)).await;
+            let mut ctx = target.context(&email);
+            ctx.insert("error_key".into(), json!("hr_err_mail"));
+            show(&state, &req, lang, &viewer, StatusCode::BAD_GATEWAY, "hr_reset_found", ctx)
+        }
+        Err(IssueError::NotInRegister) => {
+            record(&state, &viewer, &address, Refusal::NotInRegister.outcome(), None, Some(nid)).await;
+            refusal_page(&state, &req, lang, &viewer, Refusal::NotInRegister)
+        }
+        Err(IssueError::Separated) => {
+            record(&state, &viewer, &address, Refusal::Separated.outcome(), target.account_id.clone(), Some(nid)).await;
+            refusal_page(&state, &req, lang, &viewer, Refusal::Separated)
+        }
+        Err(IssueError::Infra(e)) => {
+            record(&state, &viewer, &address, "error", target.account_id.clone(), Some(nid)).await;
+            Err(internal(&state, lang, e))
+        }
+    }
+}

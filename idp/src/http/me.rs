@@ -1,0 +1,430 @@
+//! 我的專區: the signed-in person's own area — profile from the register, custom account and
+//! e-mail, password, sessions and connected applications. One page with one form per action;
+//! each form posts to its own path and comes back to the page (post/redirect/get), or re-shows
+//! the page with the message when the input is refused.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use super::errors::{internal, page, Failure};
+use super::pages::render;
+use super::viewer::{require_signed_in, see_other, Viewer};
+use super::{client_address, csrf, lang_of};
+use crate::accounts::activation::ActivateError;
+use crate::accounts::self_service::{self, EndSessions, PasswordChangeError};
+use crate::audit::{self, Event};
+use crate::error::{now, InfraError};
+use crate::oidc::backchannel;
+use crate::oidc::params::Params;
+use crate::state::AppState;
+use crate::templates::Lang;
+
+const PAGE: &str = "/me";
+
+/// The routes of 我的專區.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource(PAGE).route(web::get().to(me_page)))
+        .service(web::resource("/me/account").route(web::post().to(change_account)).route(web::get().to(back)))
+        .service(web::resource("/me/password").route(web::post().to(change_password)).route(web::get().to(back)))
+        .service(web::resource("/me/sessions/end").route(web::post().to(end_sessions)).route(web::get().to(back)))
+        .service(web::resource("/me/apps/revoke").route(web::post().to(revoke_app)).route(web::get().to(back)));
+}
+
+/// Messages shown after a successful action, by the `done` query value. Only these keys can
+/// be shown, so the query cannot put arbitrary text on the page.
+const DONE: [(&str, &str); 4] = [
+    ("account", "me_done_account"),
+    ("password", "me_done_password"),
+    ("sessions", "me_done_sessions"),
+    ("app", "me_done_app"),
+];
+
+fn other(lang: Lang) -> &'static str {
+    if lang == Lang::ZhTw {
+        "en"
+    } else {
+        "zh-TW"
+    }
+}
+
+/// An epoch time as Taiwan's local time (UTC+8, no daylight saving), as people there read it.
+fn local_time(t: i64) -> String {
+    let taiwan = time::UtcOffset::from_hms(8, 0, 0).unwrap_or(time::UtcOffset::UTC);
+    match time::OffsetDateTime::from_unix_timestamp(t) {
+        Ok(at) => {
+            let at = at.to_offset(taiwan);
+            format!("{:04}-{:02}-{:02} {:02}:{:02}", at.year(), u8::from(at.month()), at.day(), at.hour(), at.minute())
+        }
+        Err(_) => "-".into(),
+    }
+}
+
+/// Where a form sends the person back to, keeping the language.
+fn done(lang: Lang, what: &str) -> HttpResponse {
+    see_other(&format!("{PAGE}?done={what}&ui_locales={}", lang.tag()))
+}
+
+/// What the page needs besides the viewer.
+struct Data {
+    agency_name: String,
+    sessions: Vec<self_service::SessionInfo>,
+    apps: Vec<self_service::ConnectedApp>,
+}
+
+async fn load(state: &AppState, viewer: &Viewer) -> Result<Data, InfraError> {
+    let (account_id, agency) = (viewer.account.id.clone(), viewer.person.agency_code.clone());
+    state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            let now = now();
+            Ok(Data {
+                agency_name: self_service::agency_name(c, &agency)?.unwrap_or(agency),
+                sessions: self_service::sessions_of(c, &account_id, now)?,
+                apps: self_service::connected_apps(c, &account_id, now)?,
+            })
+        })
+        .await
+}
+
+/// Method names for the sessions list.
+fn method_key(amr: &[String]) -> &'static str {
+    if amr.iter().any(|m| m == "sc") {
+        "me_method_card"
+    } else if amr.iter().any(|m| m == "otp") {
+        "me_method_otp"
+    } else {
+        "me_method_password"
+    }
+}
+
+/// Renders 我的專區 with the forms' current values and an optional message.
+#[allow(clippy::too_many_arguments)]
+async fn show(
+    state: &AppState,
+    req: &HttpRequest,
+    lang: Lang,
+    viewer: &Viewer,
+    status: StatusCode,
+    account_value: Option<&str>,
+    email_value: Option<&str>,
+    error_key: Option<&str>,
+) -> Result<HttpResponse, Failure> {
+    let data = load(state, viewer).await.map_err(|e| internal(state, lang, e))?;
+    let (token, cookie) = csrf::token(state, req);
+    let p = &viewer.person;
+    let a = &viewer.account;
+    let mut ctx = Map::new();
+    ctx.insert("csrf".into(), json!(token));
+    ctx.insert("nav".into(), viewer.nav());
+    ctx.insert("wide".into(), json!(true));
+    ctx.insert("switch_query".into(), json!(format!("ui_locales={}", other(lang))));
+    ctx.insert("name".into(), json!(p.name));
+    ctx.insert("national_id".into(), json!(p.national_id.to_string()));
+    ctx.insert("agency".into(), json!(data.agency_name));
+    ctx.insert("unit".into(), json!(p.unit));
+    let account_name = a.account_name.clone().unwrap_or_default();
+    let email = a.email.clone().unwrap_or_else(|| p.email.clone());
+    ctx.insert("account".into(), json!(account_value.unwrap_or(&account_name)));
+    ctx.insert("email".into(), json!(email_value.unwrap_or(&email)));
+    let t = |k: &str| state.templates.text(lang, k);
+    let sessions: Vec<Value> = data
+        .sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "sid": s.sid,
+                "created": local_time(s.created_at),
+                "expires": local_time(s.expires_at),
+                "method": t(method_key(&s.amr)),
+                "current": s.sid == viewer.session.sid,
+            })
+        })
+        .collect();
+    ctx.insert("has_other_sessions".into(), json!(data.sessions.iter().any(|s| s.sid != viewer.session.sid)));
+    ctx.insert("sessions".into(), Value::Array(sessions));
+    let apps: Vec<Value> = data
+        .apps
+        .iter()
+        .map(|app| {
+            let scopes: Vec<String> = app
+                .consented_scope
+                .iter()
+                .filter(|s| s.as_str() != "openid")
+                .map(|s| t(&format!("scope_{s}")))
+                .collect();
+            json!({
+                "client_id": app.client_id,
+                "name": app.name.clone().unwrap_or_else(|| app.client_id.clone()),
+                "scopes": scopes.join("、"),
+                "consented": !app.consented_scope.is_empty(),
+                "tokens": app.live_tokens,
+            })
+        })
+        .collect();
+    ctx.insert("apps".into(), Value::Array(apps));
+    if let Some(k) = error_key {
+        ctx.insert("error_key".into(), json!(k));
+    } else if let Some(key) = done_key(req) {
+        ctx.insert("notice".into(), json!(t(key)));
+    }
+    render(state, lang, status, "me", "me_title", ctx, cookie.into_iter().collect())
+}
+
+fn done_key(req: &HttpRequest) -> Option<&'static str> {
+    let q = Params::parse(req.query_string().as_bytes()).ok()?;
+    let what = q.get("done").ok().flatten()?;
+    DONE.iter().find(|(k, _)| *k == what).map(|(_, v)| *v)
+}
+
+/// The form body with its CSRF token checked.
+fn form(state: &AppState, req: &HttpRequest, lang: Lang, body: &[u8]) -> Result<Params, Failure> {
+    let Ok(params) = Params::parse(body) else {
+        return Err(page(state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
+    };
+    if !csrf::verify(req, params.get("csrf_token").ok().flatten()) {
+        return Err(page(state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
+    }
+    Ok(params)
+}
+
+fn field(params: &Params, name: &str) -> String {
+    params.get(name).ok().flatten().unwrap_or("").to_string()
+}
+
+/// Records an event the person caused on their own account.
+async fn record(
+    state: &AppState,
+    viewer: &Viewer,
+    req: &HttpRequest,
+    event: &'static str,
+    outcome: &'static str,
+    detail: String,
+) {
+    let (id, address) = (viewer.account.id.clone(), client_address(req));
+    let recorded = state
+        .db
+        .run(move |c| {
+            let e = Event { detail, ..Event::own(event, outcome, &id, &address) };
+            audit::record(c, e, now())
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "audit event not recorded");
+    }
+}
+
+/// `GET /me`.
+pub async fn me_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
+    let lang = lang_of(&req, None);
+    let viewer = require_signed_in(&state, &req, lang).await?;
+    show(&state, &req, lang, &viewer, StatusCode::OK, None, None, None).await
+}
+
+/// `GET` on a form's path (a bookmark, the language link): back to the page.
+async fn back(req: HttpRequest) -> HttpResponse {
+    let lang = lang_of(&req, None);
+    see_other(&format!("{PAGE}?ui_locales={}", lang.tag()))
+}
+
+/// `POST /me/account`: a new custom account and e-mail, under the activation rules.
+pub async fn change_account(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Failure> {
+    let lang = lang_of(&req, None);
+    let viewer = require_signed_in(&state, &req, lang).await?;
+    let params = form(&state, &req, lang, &body)?;
+    let (account, email) = (field(&params, "account"), field(&params, "email"));
+    let id = viewer.account.id.clone();
+    let (a, e) = (account.clone(), email.clone());
+    let result = state
+        .db
+        .run(move |c| -> Result<_, InfraError> { Ok(self_service::change_account(c, &id, &a, &e, now())) })
+        .await
+        .map_err(|e| internal(&state, lang, e))?;
+    match result {
+        Ok(()) => {
+            let mut changed = vec![];
+            if viewer.account.account_name.as_deref() != Some(account.trim()) {
+                changed.push("account name");
+            }
+            if viewer.account.email.as_deref() != Some(email.trim()) {
+                changed.push("e-mail");
+            }
+            let detail =
+                if changed.is_empty() { "nothing changed".into() } else { format!("{} changed", changed.join(", ")) };
+            record(&state, &viewer, &req, "account.change", "success", detail).await;
+            Ok(done(lang, "account"))
+        }
+        Err(ActivateError::Rule(rule)) => {
+            let key = rule.key();
+            show(
+                &state,
+                &req,
+                lang,
+                &viewer,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(&account),
+                Some(&email),
+                Some(&key),
+            )
+            .await
+        }
+        Err(ActivateError::Infra(e)) => Err(internal(&state, lang, e)),
+    }
+}
+
+/// `POST /me/password`: the current password, then the new one twice.
+pub async fn change_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Failure> {
+    let lang = lang_of(&req, None);
+    let viewer = require_signed_in(&state, &req, lang).await?;
+    let params = form(&state, &req, lang, &body)?;
+    let address = client_address(&req);
+    // Guessing the current password from a borrowed session is throttled like sign-in.
+    let throttle_key = format!("me:{}", viewer.account.id);
+    let blocked = state
+        .throttle
+        .is_blocked(&state.eph, &throttle_key, &address)
+        .await
+        .map_err(|e| internal(&state, lang, e.into()))?;
+    if blocked {
+        record(&state, &viewer, &req, "account.password_change", "throttled", String::new()).await;
+        return show(&state, &req, lang, &viewer, StatusCode::TOO_MANY_REQUESTS, None, None, Some("err_throttled"))
+            .await;
+    }
+    let (current, new, confirm) =
+        (field(&params, "current_password"), field(&params, "password"), field(&params, "password_confirm"));
+    if current.chars().count() > 128 {
+        return show(
+            &state,
+            &req,
+            lang,
+            &viewer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            None,
+            Some("me_err_current_password"),
+        )
+        .await;
+    }
+    let (account, person) = (viewer.account.clone(), viewer.person.clone());
+    let result = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            Ok(self_service::change_password(c, &account, &person, &current, &new, &confirm, now()))
+        })
+        .await
+        .map_err(|e| internal(&state, lang, e))?;
+    match result {
+        Ok(()) => {
+            let _ = state.throttle.record_success(&state.eph, &throttle_key).await;
+            record(&state, &viewer, &req, "account.password_change", "success", String::new()).await;
+            Ok(done(lang, "password"))
+        }
+        Err(PasswordChangeError::WrongCurrent) => {
+            state
+                .throttle
+                .record_failure(&state.eph, &throttle_key, &address)
+                .await
+                .map_err(|e| internal(&state, lang, e.into()))?;
+            record(&state, &viewer, &req, "account.password_change", "wrong_password", String::new()).await;
+            show(
+                &state,
+                &req,
+                lang,
+                &viewer,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                None,
+                Some("me_err_current_password"),
+            )
+            .await
+        }
+        Err(PasswordChangeError::Rule(rule)) => {
+            let key = rule.key();
+            show(&state, &req, lang, &viewer, StatusCode::UNPROCESSABLE_ENTITY, None, None, Some(&key)).await
+        }
+        Err(PasswordChangeError::Infra(e)) => Err(internal(&state, lang, e)),
+    }
+}
+
+/// `POST /me/sessions/end`: `sid` ends one session, `all=others` every other one. Each ended
+/// session's applications are told through back-channel logout.
+pub async fn end_sessions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Failure> {
+    let lang = lang_of(&req, None);
+    let viewer = require_signed_in(&state, &req, lang).await?;
+    let params = form(&state, &req, lang, &body)?;
+    let sid = field(&params, "sid");
+    let current = viewer.session.sid.clone();
+    let (id, all) = (viewer.account.id.clone(), field(&params, "all") == "others");
+    if !all && (sid.is_empty() || sid.len() > 64) {
+        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
+    }
+    let ended = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            let which = if all { EndSessions::AllExcept(&current) } else { EndSessions::One(&sid) };
+            self_service::end_sessions(c, &id, which)
+        })
+        .await
+        .map_err(|e| internal(&state, lang, e))?;
+    record(&state, &viewer, &req, "session.end", "success", format!("{} session(s) ended", ended.len())).await;
+    for sid in &ended {
+        if let Err(e) = backchannel::notify(&state, sid).await {
+            tracing::error!(error = %e, "back-channel logout");
+        }
+    }
+    // Ending the session in use is signing out: the sign-in page, not a page that needs one.
+    if ended.contains(&viewer.session.sid) {
+        return Ok(see_other(&format!("/login?ui_locales={}", lang.tag())));
+    }
+    Ok(done(lang, "sessions"))
+}
+
+/// `POST /me/apps/revoke`: withdraws consent and revokes the application's refresh tokens.
+pub async fn revoke_app(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Failure> {
+    let lang = lang_of(&req, None);
+    let viewer = require_signed_in(&state, &req, lang).await?;
+    let params = form(&state, &req, lang, &body)?;
+    let client_id = field(&params, "client_id");
+    if client_id.is_empty() || client_id.len() > 256 {
+        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
+    }
+    let (id, client) = (viewer.account.id.clone(), client_id.clone());
+    let gone = state
+        .db
+        .run(move |c| -> Result<_, InfraError> { self_service::disconnect_app(c, &id, &client, now()) })
+        .await
+        .map_err(|e| internal(&state, lang, e))?;
+    let (account_id, address) = (viewer.account.id.clone(), client_address(&req));
+    let detail = format!("consent withdrawn: {}, refresh tokens revoked: {}", gone.consent, gone.refresh_tokens);
+    let recorded = state
+        .db
+        .run(move |c| {
+            let e = Event {
+                client_id: Some(&client_id),
+                detail,
+                ..Event::own("consent.revoke", "success", &account_id, &address)
+            };
+            audit::record(c, e, now())
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "audit event not recorded");
+    }
+    Ok(done(lang, "app"))
+}
