@@ -58,6 +58,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Development tools (test data; never for production).
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -74,6 +79,20 @@ pub enum UsersCommand {
         national_id: String,
         #[arg(long)]
         email: String,
+    },
+    /// Grant a role to a person in the register (their account is created if needed).
+    Grant {
+        #[arg(long)]
+        national_id: String,
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::accounts::roles::GRANTABLE))]
+        role: String,
+    },
+    /// Withdraw a granted role.
+    RevokeRole {
+        #[arg(long)]
+        national_id: String,
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::accounts::roles::GRANTABLE))]
+        role: String,
     },
 }
 
@@ -257,8 +276,15 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Users { command: UsersCommand::ResetPassword { national_id, email } } => {
             reset_password(config, &national_id, &email)
         }
+        Command::Users { command: UsersCommand::Grant { national_id, role } } => {
+            role_command(config, &national_id, &role, true)
+        }
+        Command::Users { command: UsersCommand::RevokeRole { national_id, role } } => {
+            role_command(config, &national_id, &role, false)
+        }
         Command::Clients { command } => clients_command(config, command),
         Command::Keys { command } => keys_command(config, command),
+        Command::Dev { command: DevCommand::Pki { out } } => dev_pki(&out),
     }
 }
 
@@ -385,6 +411,76 @@ fn reset_password(config: Config, national_id: &str, email: &str) -> Result<(), 
             Err(fail(e.to_string()))
         }
     }
+}
+
+/// `idp users grant` / `revoke-role`: the helpdesk and operator roles are not in the register,
+/// so an operator grants them by national ID; the account is created (pending) if the person
+/// never signed in, so the role is there at their first sign-in. Audited as `role.grant` /
+/// `role.revoke`, the national ID only masked.
+fn role_command(config: Config, national_id: &str, role: &str, grant: bool) -> Result<(), Failure> {
+    use crate::accounts::{self, roles};
+    let nid = NationalId::parse(national_id).map_err(|e| fail(format!("--national-id: {e}")))?;
+    let core = Core::open(config)?;
+    let mut conn = core.db.get()?;
+    let now = now();
+    let event = if grant { "role.grant" } else { "role.revoke" };
+    let Some(person) = accounts::person_by_national_id(&mut conn, &core.protector, &nid)? else {
+        let e = Event {
+            event,
+            outcome: "not_in_register",
+            actor: Some("cli"),
+            detail: format!("{role} for {nid}"),
+            ..Default::default()
+        };
+        audit::record(&mut conn, e, now)?;
+        return Err(fail(format!("no one with national ID {nid} is in the personnel register")));
+    };
+    if grant && person.status == accounts::PersonStatus::Separated {
+        let e = Event {
+            event,
+            outcome: "separated",
+            actor: Some("cli"),
+            detail: format!("{role} for {nid}"),
+            ..Default::default()
+        };
+        audit::record(&mut conn, e, now)?;
+        return Err(fail(format!("{nid} is separated (not in service); no role can be granted")));
+    }
+    let (account, changed) = if grant {
+        let account = accounts::ensure_account(&mut conn, &person, now)?;
+        let held = roles::granted(&mut conn, &account.id)?.iter().any(|r| r == role);
+        roles::grant(&mut conn, &account.id, role, "cli", now)?;
+        (Some(account), !held)
+    } else {
+        match accounts::account_of_person(&mut conn, &person.id)? {
+            Some(account) => {
+                let held = roles::revoke(&mut conn, &account.id, role)?;
+                (Some(account), held)
+            }
+            None => (None, false),
+        }
+    };
+    let outcome = match (grant, changed) {
+        (_, true) => "success",
+        (true, false) => "already_held",
+        (false, false) => "not_held",
+    };
+    let e = Event {
+        event,
+        outcome,
+        actor: Some("cli"),
+        account_id: account.as_ref().map(|a| a.id.as_str()),
+        detail: format!("{role} for {nid}"),
+        ..Default::default()
+    };
+    audit::record(&mut conn, e, now)?;
+    match (grant, changed) {
+        (true, true) => println!("role {role} granted to {nid}"),
+        (true, false) => println!("{nid} already holds role {role}"),
+        (false, true) => println!("role {role} withdrawn from {nid}"),
+        (false, false) => println!("{nid} does not hold role {role}; nothing changed"),
+    }
+    Ok(())
 }
 
 fn print_client(c: &clients::Client) {
@@ -684,4 +780,32 @@ fn keys_command(config: Config, command: KeysCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DevCommand {
+    /// Write a test PKI shaped like Taiwan's government PKI (citizen, agency and test CAs, people's
+    /// and agencies' certificates, CRLs, manifest.json) into DIR. Private keys are unprotected.
+    Pki {
+        /// Output directory (created if needed; files of the same names are overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `idp dev pki`: generates the card test PKI and lists what it wrote.
+fn dev_pki(out: &std::path::Path) -> Result<(), Failure> {
+    let manifest = crate::authn::card::pki_fixtures::generate(out).map_err(|e| fail(e.to_string()))?;
+    let mut stdout = std::io::stdout().lock();
+    for entry in &manifest.files {
+        let _ = writeln!(stdout, "{:<42} {}", entry.file, entry.description);
+    }
+    let _ = writeln!(
+        stdout,
+        "wrote {} files and {} to {}",
+        manifest.files.len(),
+        crate::authn::card::pki_fixtures::MANIFEST,
+        out.display()
+    );
+    Ok(())
 }

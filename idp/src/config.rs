@@ -29,6 +29,45 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub keys: KeysConfig,
     pub log: LogConfig,
+    pub certificates: CertificatesConfig,
+}
+
+/// Card sign-in: which certificate authorities to trust for which card kind, and revocation.
+/// With no anchors configured, card sign-in is off and the login page does not offer it.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CertificatesConfig {
+    /// PEM files of the citizen-certificate CAs (every current MOICA generation).
+    pub citizen_trust_anchors: Vec<PathBuf>,
+    /// PEM files of the agency-certificate CAs (GCA).
+    pub agency_trust_anchors: Vec<PathBuf>,
+    /// PEM files of further CA certificates for path building.
+    pub intermediates: Vec<PathBuf>,
+    /// CRL files (DER or PEM) of the issuing CAs.
+    pub crl_files: Vec<PathBuf>,
+    /// `strict` (default: a missing or stale CRL refuses the login) or `best-effort`.
+    pub revocation: String,
+    /// Policy OIDs that mark a test certificate, besides the GTestCA issuer name.
+    pub test_policy_oids: Vec<String>,
+    /// Origin of the local card component the login page talks to; empty means
+    /// `http://localhost:61161` (HiPKI Local Sign Server).
+    pub component_url: String,
+}
+
+impl CertificatesConfig {
+    /// The local card component's origin.
+    pub fn component_url(&self) -> &str {
+        if self.component_url.is_empty() {
+            "http://localhost:61161"
+        } else {
+            self.component_url.trim_end_matches('/')
+        }
+    }
+
+    /// Whether card sign-in is configured at all.
+    pub fn enabled(&self) -> bool {
+        !self.citizen_trust_anchors.is_empty() || !self.agency_trust_anchors.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +191,7 @@ impl Default for Config {
             tokens: TokenConfig::default(),
             keys: KeysConfig::default(),
             log: LogConfig::default(),
+            certificates: CertificatesConfig::default(),
         }
     }
 }
@@ -277,6 +317,9 @@ impl Config {
         }
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             return bad("mail.from", "must be a mail address such as Name <user@example.org>");
+        }
+        if !matches!(self.certificates.revocation.as_str(), "" | "strict" | "best-effort") {
+            return bad("certificates.revocation", "must be strict or best-effort");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format", "must be text or json");

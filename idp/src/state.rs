@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::authn::card::validate::{CardValidator, RevocationMode, TrustSettings};
 use crate::authn::throttle::Throttle;
 use crate::config::Config;
 use crate::crypto::DataProtector;
@@ -28,6 +29,30 @@ pub struct AppState {
     pub client_cache: Arc<ClientCache>,
     /// Outgoing HTTP: client key sets (`jwks_uri`) and back-channel logout.
     pub http: reqwest::Client,
+    /// Card certificate validation, when trust anchors are configured.
+    pub card: Option<Arc<CardValidator>>,
+}
+
+/// Builds the card validator from `certificates.*`; `None` when no anchor is configured.
+pub fn card_validator(config: &Config) -> Result<Option<CardValidator>, InfraError> {
+    let c = &config.certificates;
+    if !c.enabled() {
+        return Ok(None);
+    }
+    fn refs(v: &[std::path::PathBuf]) -> Vec<&std::path::Path> {
+        v.iter().map(|p| p.as_path()).collect()
+    }
+    let mut settings = TrustSettings::load_files(
+        &refs(&c.citizen_trust_anchors),
+        &refs(&c.agency_trust_anchors),
+        &refs(&c.intermediates),
+        &refs(&c.crl_files),
+    )
+    .map_err(|e| InfraError::Internal(format!("certificates: {e}")))?;
+    settings.revocation =
+        if c.revocation == "best-effort" { RevocationMode::BestEffort } else { RevocationMode::Required };
+    settings.test_policy_oids = c.test_policy_oids.clone();
+    CardValidator::new(settings).map(Some).map_err(|e| InfraError::Internal(format!("certificates: {e}")))
 }
 
 /// The parts the CLI needs (no ephemeral store, no keys).
@@ -70,7 +95,9 @@ impl AppState {
             per_address: config.login.max_failures_per_address,
             window: config.login.throttle_window,
         };
+        let card = card_validator(&config)?.map(Arc::new);
         Ok(Self {
+            card,
             config: Arc::new(config),
             db,
             eph,

@@ -58,7 +58,8 @@ impl Lang {
     }
 }
 
-const PAGES: [(&str, &str); 9] = [
+const PAGES: [(&str, &str); 27] = [
+    ("card_identify", include_str!("../../templates/card_identify.hbs")),
     ("consent", include_str!("../../templates/consent.hbs")),
     ("layout", include_str!("../../templates/layout.hbs")),
     ("login", include_str!("../../templates/login.hbs")),
@@ -68,7 +69,27 @@ const PAGES: [(&str, &str); 9] = [
     ("logout", include_str!("../../templates/logout.hbs")),
     ("logged_out", include_str!("../../templates/logged_out.hbs")),
     ("home", include_str!("../../templates/home.hbs")),
+    ("apps", include_str!("../../templates/apps.hbs")),
+    ("admin_index", include_str!("../../templates/admin_index.hbs")),
+    ("admin_clients", include_str!("../../templates/admin_clients.hbs")),
+    ("admin_client_form", include_str!("../../templates/admin_client_form.hbs")),
+    ("admin_secret", include_str!("../../templates/admin_secret.hbs")),
+    ("admin_registration_tokens", include_str!("../../templates/admin_registration_tokens.hbs")),
+    ("admin_announcements", include_str!("../../templates/admin_announcements.hbs")),
+    ("admin_announcement_form", include_str!("../../templates/admin_announcement_form.hbs")),
+    ("admin_imports", include_str!("../../templates/admin_imports.hbs")),
+    ("admin_import_report", include_str!("../../templates/admin_import_report.hbs")),
+    ("admin_keys", include_str!("../../templates/admin_keys.hbs")),
+    ("admin_audit", include_str!("../../templates/admin_audit.hbs")),
+    ("hr_reset", include_str!("../../templates/hr_reset.hbs")),
+    ("hr_reset_found", include_str!("../../templates/hr_reset_found.hbs")),
+    ("hr_reset_confirm", include_str!("../../templates/hr_reset_confirm.hbs")),
+    ("hr_reset_done", include_str!("../../templates/hr_reset_done.hbs")),
+    ("me", include_str!("../../templates/me.hbs")),
 ];
+
+/// The card sign-in script, served at `/static/card.js`.
+pub const CARD_JS: &str = include_str!("../../templates/static/card.js");
 
 /// The stylesheet, served at `/static/style.css`.
 pub const STYLE_CSS: &str = include_str!("../../templates/static/style.css");

@@ -65,7 +65,14 @@ impl ActivationError {
 
 /// Checks the form's rules that need no database.
 pub fn check(form: &ActivationForm, person: &Person) -> Result<(), ActivationError> {
-    let account = form.account.trim();
+    check_account(&form.account)?;
+    check_email(&form.email)?;
+    check_password(&form.password, &form.password_confirm, &form.account, &form.email, person)
+}
+
+/// The custom-account rule, shared by activation and 我的專區 so the two can never disagree.
+pub fn check_account(account: &str) -> Result<(), ActivationError> {
+    let account = account.trim();
     let len = account.chars().count();
     if !(4..=32).contains(&len) || !account.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
         return Err(ActivationError::AccountFormat);
@@ -73,11 +80,30 @@ pub fn check(form: &ActivationForm, person: &Person) -> Result<(), ActivationErr
     if NationalId::looks_like(account) {
         return Err(ActivationError::AccountLikeNationalId);
     }
-    let email = form.email.trim();
+    Ok(())
+}
+
+/// The e-mail rule, shared by activation and 我的專區.
+pub fn check_email(email: &str) -> Result<(), ActivationError> {
+    let email = email.trim();
     if email.len() > 254 || email.parse::<lettre::Address>().is_err() {
         return Err(ActivationError::EmailInvalid);
     }
-    let pw = &form.password;
+    Ok(())
+}
+
+/// The password rules (length, not personal, not common, typed twice the same), shared by
+/// activation and the password change in 我的專區; `account` and `email` are the ones the
+/// password must differ from.
+pub fn check_password(
+    password: &str,
+    confirm: &str,
+    account: &str,
+    email: &str,
+    person: &Person,
+) -> Result<(), ActivationError> {
+    let (account, email) = (account.trim(), email.trim());
+    let pw = password;
     let chars = pw.chars().count();
     if chars < MIN_PASSWORD_CHARS {
         return Err(ActivationError::PasswordTooShort);
@@ -96,10 +122,20 @@ pub fn check(form: &ActivationForm, person: &Person) -> Result<(), ActivationErr
     if distinct.len() < 4 || COMMON_PASSWORDS.lines().any(|c| c.trim() == lower) {
         return Err(ActivationError::PasswordCommon);
     }
-    if pw != &form.password_confirm {
+    if pw != confirm {
         return Err(ActivationError::PasswordMismatch);
     }
     Ok(())
+}
+
+/// Whether another account already uses this custom account (compared case-insensitively).
+pub fn account_taken(conn: &mut DbConn, account: &str, except_account_id: &str) -> Result<bool, InfraError> {
+    let taken: i64 = accounts::table
+        .filter(accounts::account_name_key.eq(account.trim().to_lowercase()))
+        .filter(accounts::id.ne(except_account_id))
+        .count()
+        .get_result(conn)?;
+    Ok(taken > 0)
 }
 
 /// Why activation did not happen.
@@ -122,13 +158,7 @@ pub fn activate(
     check(form, person)?;
     let account = form.account.trim();
     let key = account.to_lowercase();
-    let taken: i64 = accounts::table
-        .filter(accounts::account_name_key.eq(&key))
-        .filter(accounts::id.ne(account_id))
-        .count()
-        .get_result(conn)
-        .map_err(InfraError::from)?;
-    if taken > 0 {
+    if account_taken(conn, account, account_id)? {
         return Err(ActivationError::AccountTaken.into());
     }
     let hash = hash_password(&form.password)?;

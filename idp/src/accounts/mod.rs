@@ -2,9 +2,11 @@
 //! activation, and one-time passwords.
 
 pub mod activation;
+pub mod binding;
 pub mod one_time;
 pub mod register;
 pub mod roles;
+pub mod self_service;
 
 use diesel::prelude::*;
 

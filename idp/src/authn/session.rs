@@ -19,6 +19,8 @@ pub struct Session {
     pub acr: String,
     pub amr: Vec<String>,
     pub expires_at: i64,
+    /// For a session opened with an agency card: the agency it acts for.
+    pub acting_agency: Option<String>,
 }
 
 impl From<SessionRow> for Session {
@@ -30,6 +32,7 @@ impl From<SessionRow> for Session {
             acr: r.acr,
             amr: serde_json::from_str(&r.amr).unwrap_or_default(),
             expires_at: r.expires_at,
+            acting_agency: r.acting_agency,
         }
     }
 }
@@ -43,6 +46,19 @@ pub fn create(
     now: i64,
     ttl_secs: i64,
 ) -> Result<(String, Session), InfraError> {
+    create_acting(conn, account_id, acr, amr, None, now, ttl_secs)
+}
+
+/// Opens a session, optionally acting for an agency (agency-card sign-in).
+pub fn create_acting(
+    conn: &mut DbConn,
+    account_id: &str,
+    acr: &str,
+    amr: &[&str],
+    acting_agency: Option<&str>,
+    now: i64,
+    ttl_secs: i64,
+) -> Result<(String, Session), InfraError> {
     let token = random_token(32);
     let row = SessionRow {
         id: sha256_b64(token.as_bytes()),
@@ -53,6 +69,7 @@ pub fn create(
         amr: serde_json::to_string(amr).map_err(|e| InfraError::Internal(e.to_string()))?,
         created_at: now,
         expires_at: now + ttl_secs,
+        acting_agency: acting_agency.map(str::to_string),
     };
     diesel::insert_into(sessions::table).values(&row).execute(conn)?;
     Ok((token, row.into()))

@@ -200,6 +200,14 @@ pub async fn continue_authorization(
         }
     }
     if let Some(min) = &client.min_acr {
+        let interactive = !auth.prompt.iter().any(|p| p == "none");
+        if !acr_satisfies(&session.acr, min) && interactive && state.card.is_some() {
+            // Step-up: the person signs in again with a card; the request continues after.
+            let tx = super::login::start_transaction(state, auth).await.map_err(|e| internal(state, lang, e))?;
+            return Ok(HttpResponse::build(status)
+                .insert_header((header::LOCATION, format!("/login?tx={tx}&card=required")))
+                .finish());
+        }
         if !acr_satisfies(&session.acr, min) {
             return Ok(error_response(
                 state,

@@ -87,6 +87,12 @@ fn login_form(
         None => format!("ui_locales={}", if lang == Lang::ZhTw { "en" } else { "zh-TW" }),
     };
     ctx.insert("switch_query".into(), json!(switch));
+    if state.card.is_some() {
+        ctx.insert("card_enabled".into(), json!(true));
+        ctx.insert("card_component".into(), json!(state.config.certificates.component_url()));
+        let q = url::form_urlencoded::parse(req.query_string().as_bytes()).any(|(k, v)| k == "card" && v == "required");
+        ctx.insert("card_required".into(), json!(q));
+    }
     render(state, lang, status, "login", "login_title", ctx, csrf_cookie.into_iter().collect())
 }
 
@@ -172,62 +178,109 @@ pub async fn login_submit(
         }
         Ok(LoginOutcome::MustActivate { account, .. }) => {
             let _ = state.throttle.record_success(&state.eph, &username).await;
-            let token = random_token(32);
-            let pending = PendingActivation { account_id: account.id.clone(), tx: tx_opt.map(str::to_string) };
-            state
-                .eph
-                .put_json(&activation_key(&token), &pending, state.config.login.transaction_ttl)
-                .await
-                .map_err(|e| internal(&state, lang, e.into()))?;
-            let (id, addr) = (account.id.clone(), address.clone());
-            state
-                .db
-                .run(move |c| audit::record(c, Event::own("login.one_time_password", "success", &id, &addr), now()))
-                .await
-                .map_err(|e| internal(&state, lang, e))?;
-            let ttl = state.config.login.transaction_ttl.as_secs() as i64;
-            Ok(HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, format!("/activate?ui_locales={}", lang.tag())))
-                .cookie(cookie(&state, ACTIVATION_COOKIE, token, Some(ttl)))
-                .finish())
+            begin_activation(&state, lang, &account.id, tx_opt, "login.one_time_password", &address).await
         }
         Ok(LoginOutcome::SignedIn { account, .. }) => {
             let _ = state.throttle.record_success(&state.eph, &username).await;
-            let old = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
-            let ttl = state.config.login.session_ttl.as_secs() as i64;
-            let (id, addr) = (account.id.clone(), address.clone());
-            let (token, sess) = state
-                .db
-                .run(move |c| -> Result<_, InfraError> {
-                    if let Some(old) = old {
-                        session::end(c, &old)?;
-                    }
-                    let created = session::create(c, &id, ACR_PASSWORD, &["pwd"], now(), ttl)?;
-                    audit::record(c, Event::own("login.password", "success", &id, &addr), now())?;
-                    Ok(created)
-                })
-                .await
-                .map_err(|e| internal(&state, lang, e))?;
-            let session_cookie = cookie(&state, SESSION_COOKIE, token, None);
-            let mut resp = match auth {
-                Some(auth) => {
-                    end_transaction(&state, &tx).await;
-                    let client = state
-                        .client_cache
-                        .get(&state, &auth.client_id)
-                        .await
-                        .map_err(|e| internal(&state, lang, e))?
-                        .ok_or_else(|| page(&state, lang, StatusCode::BAD_REQUEST, "err_client_unknown", None))?;
-                    super::authorize::continue_authorization(&state, lang, &auth, &client, &sess, StatusCode::SEE_OTHER)
-                        .await?
-                }
-                None => HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).finish(),
+            let opened = SignIn {
+                account_id: &account.id,
+                acr: ACR_PASSWORD,
+                amr: &["pwd"],
+                acting_agency: None,
+                event: "login.password",
             };
-            resp.add_cookie(&session_cookie)
-                .map_err(|e| internal(&state, lang, InfraError::Internal(e.to_string())))?;
-            Ok(resp)
+            open_session(&state, &req, lang, opened, auth, tx_opt).await
         }
     }
+}
+
+/// Sends a person whose account was never activated to the activation form.
+pub async fn begin_activation(
+    state: &AppState,
+    lang: Lang,
+    account_id: &str,
+    tx: Option<&str>,
+    event: &'static str,
+    address: &str,
+) -> Result<HttpResponse, Failure> {
+    let token = random_token(32);
+    let pending = PendingActivation { account_id: account_id.to_string(), tx: tx.map(str::to_string) };
+    state
+        .eph
+        .put_json(&activation_key(&token), &pending, state.config.login.transaction_ttl)
+        .await
+        .map_err(|e| internal(state, lang, e.into()))?;
+    let (id, addr) = (account_id.to_string(), address.to_string());
+    state
+        .db
+        .run(move |c| audit::record(c, Event::own(event, "success", &id, &addr), now()))
+        .await
+        .map_err(|e| internal(state, lang, e))?;
+    let ttl = state.config.login.transaction_ttl.as_secs() as i64;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/activate?ui_locales={}", lang.tag())))
+        .cookie(cookie(state, ACTIVATION_COOKIE, token, Some(ttl)))
+        .finish())
+}
+
+/// A successful sign-in, as every method reports it.
+pub struct SignIn<'a> {
+    pub account_id: &'a str,
+    pub acr: &'a str,
+    pub amr: &'a [&'a str],
+    /// For agency-card sessions: the agency the session acts for.
+    pub acting_agency: Option<&'a str>,
+    /// The audit event, e.g. `login.password` or `login.card`.
+    pub event: &'static str,
+}
+
+/// Opens a new SSO session (ending any previous one of this browser: no session fixation),
+/// then continues the authorization request, or goes home.
+pub async fn open_session(
+    state: &AppState,
+    req: &HttpRequest,
+    lang: Lang,
+    sign_in: SignIn<'_>,
+    auth: Option<AuthRequest>,
+    tx: Option<&str>,
+) -> Result<HttpResponse, Failure> {
+    let old = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+    let ttl = state.config.login.session_ttl.as_secs() as i64;
+    let (id, addr) = (sign_in.account_id.to_string(), client_address(req));
+    let (acr, amr, event) =
+        (sign_in.acr.to_string(), sign_in.amr.iter().map(|s| s.to_string()).collect::<Vec<_>>(), sign_in.event);
+    let acting = sign_in.acting_agency.map(str::to_string);
+    let (token, sess) = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            if let Some(old) = old {
+                session::end(c, &old)?;
+            }
+            let amr: Vec<&str> = amr.iter().map(String::as_str).collect();
+            let created = session::create_acting(c, &id, &acr, &amr, acting.as_deref(), now(), ttl)?;
+            audit::record(c, Event::own(event, "success", &id, &addr), now())?;
+            Ok(created)
+        })
+        .await
+        .map_err(|e| internal(state, lang, e))?;
+    let session_cookie = cookie(state, SESSION_COOKIE, token, None);
+    let mut resp = match auth {
+        Some(auth) => {
+            if let Some(tx) = tx {
+                end_transaction(state, tx).await;
+            }
+            let client = state
+                .client_cache
+                .get(state, &auth.client_id)
+                .await
+                .map_err(|e| internal(state, lang, e))?
+                .ok_or_else(|| page(state, lang, StatusCode::BAD_REQUEST, "err_client_unknown", None))?;
+            super::authorize::continue_authorization(state, lang, &auth, &client, &sess, StatusCode::SEE_OTHER).await?
+        }
+        None => HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).finish(),
+    };
+    resp.add_cookie(&session_cookie).map_err(|e| internal(state, lang, InfraError::Internal(e.to_string())))?;
+    Ok(resp)
 }
 
 async fn pending_activation(

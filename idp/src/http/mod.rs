@@ -1,14 +1,19 @@
 //! Thin HTTP handlers grouped by surface. They translate requests into domain calls and the
 //! results back into pages, redirects or JSON; the protocol and identity logic lives elsewhere.
 
+pub mod admin;
 pub mod authorize;
+pub mod card;
 pub mod csrf;
 pub mod errors;
+pub mod hr;
 pub mod login;
+pub mod me;
 pub mod oidc;
 pub mod pages;
-pub mod viewer;
+pub mod portal;
 pub mod registration;
+pub mod viewer;
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::{web, HttpRequest};
@@ -58,9 +63,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(login::activate_submit)),
         )
         .service(web::resource("/").route(web::get().to(pages::home)))
+        .service(web::resource("/apps").route(web::get().to(portal::apps)))
+        .configure(admin::routes)
         .service(web::resource("/static/style.css").route(web::get().to(pages::style)))
+        .service(web::resource("/static/card.js").route(web::get().to(pages::card_js)))
+        .service(web::resource("/card/challenge").route(web::get().to(card::new_challenge)))
+        .service(web::resource("/card/login").route(web::post().to(card::card_login)))
+        .service(
+            web::resource("/card/identify")
+                .route(web::get().to(card::identify_page))
+                .route(web::post().to(card::identify_submit)),
+        )
         .service(web::resource("/healthz").route(web::get().to(pages::healthz)))
-        .service(web::resource("/readyz").route(web::get().to(pages::readyz)));
+        .service(web::resource("/readyz").route(web::get().to(pages::readyz)))
+        .configure(hr::routes)
+        .configure(me::routes);
 }
 
 /// The page language for a request: `ui_locales` in the query, else `Accept-Language`.

@@ -37,7 +37,7 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .body(disc::document(&state.config.issuer).to_string())
+        .body(disc::document(&state.config.issuer, state.card.is_some()).to_string())
 }
 
 /// `GET /jwks`

@@ -6,9 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::errors::{internal, Failure};
-use super::{lang_of, SESSION_COOKIE};
-use crate::accounts;
-use crate::authn::session;
+use super::lang_of;
 use crate::error::{now, InfraError};
 use crate::state::AppState;
 use crate::templates::{Lang, STYLE_CSS};
@@ -32,28 +30,37 @@ pub fn render(
     Ok(r.body(body))
 }
 
-/// Home: who is signed in, if anyone.
+/// Home: the figures and 最新公告 for everyone; for a signed-in person also who they are and
+/// the navigation their roles open. Everything comes from the database, so every node agrees.
 pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
     let mut ctx = Map::new();
-    if let Some(cookie) = req.cookie(SESSION_COOKIE) {
-        let token = cookie.value().to_string();
-        let protector = state.protector.clone();
-        let found = state
-            .db
-            .run(move |c| -> Result<_, InfraError> {
-                let Some(s) = session::find(c, &token, now())? else { return Ok(None) };
-                let Some(a) = accounts::account_by_id(c, &s.account_id)? else { return Ok(None) };
-                let p = accounts::person_by_id(c, &protector, &a.person_id)?;
-                Ok(p.map(|p| (a, p)))
-            })
-            .await
-            .map_err(|e| internal(&state, lang, e))?;
-        if let Some((account, person)) = found {
-            ctx.insert("name".into(), json!(person.name));
-            ctx.insert("account_name".into(), json!(account.account_name));
-        }
+    if let Some(v) = super::viewer::viewer(&state, &req).await.map_err(|e| internal(&state, lang, e))? {
+        ctx.insert("name".into(), json!(v.person.name));
+        ctx.insert("account_name".into(), json!(v.account.account_name));
+        ctx.insert("nav".into(), v.nav());
     }
+    let at = now();
+    let (figures, live) = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            Ok((crate::portal::figures(c, at)?, crate::portal::live_announcements(c, at, 20)?))
+        })
+        .await
+        .map_err(|e| internal(&state, lang, e))?;
+    ctx.insert("figures".into(), json!({ "online": figures.online, "today": figures.today, "total": figures.total }));
+    let announcements: Vec<Value> = live
+        .into_iter()
+        .map(|a| {
+            json!({
+                "title": a.title,
+                "body": a.body,
+                "published": crate::portal::taipei::format(a.published_at),
+                "published_iso": format!("{}+08:00", crate::portal::taipei::format_input(a.published_at)),
+            })
+        })
+        .collect();
+    ctx.insert("announcements".into(), Value::Array(announcements));
     render(&state, lang, StatusCode::OK, "home", "home_title", ctx, vec![])
 }
 
@@ -62,6 +69,15 @@ pub async fn style() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(STYLE_CSS)
+}
+
+/// The login page's card script: gets a challenge, asks the local card component to sign it
+/// (popup + postMessage, as government sites do), posts the signature back.
+pub async fn card_js() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(crate::templates::CARD_JS)
 }
 
 /// Liveness: the process answers.

@@ -26,6 +26,16 @@ impl Viewer {
     pub fn has(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
+
+    /// The `nav` context of `layout.hbs`: the site navigation a signed-in person gets on every
+    /// page, with the links their roles open (the pages themselves check the roles again).
+    pub fn nav(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.person.name,
+            "hr": self.has("hr_staff") || self.has("helpdesk") || self.has("agency_card"),
+            "operator": self.has("operator"),
+        })
+    }
 }
 
 /// The signed-in person, if any (an active account of an active person with a live session).
@@ -44,6 +54,10 @@ pub async fn viewer(state: &AppState, req: &HttpRequest) -> Result<Option<Viewer
     Ok(found.map(|(account, person, granted)| {
         let mut all: Vec<String> = roles::roles(&person).into_iter().map(str::to_string).collect();
         all.extend(granted);
+        if session.acting_agency.is_some() {
+            // Signed in with an agency card: acts for that agency (password resets).
+            all.push("agency_card".into());
+        }
         Viewer { session, account, person, roles: all }
     }))
 }

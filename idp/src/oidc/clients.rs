@@ -110,7 +110,7 @@ impl Audience {
         match self {
             Self::Everyone => true,
             Self::HrStaff => crate::accounts::roles::is_hr_staff(person),
-            Self::Agencies(codes) => codes.iter().any(|c| *c == person.agency_code),
+            Self::Agencies(codes) => codes.contains(&person.agency_code),
         }
     }
 }

@@ -6,7 +6,10 @@ use super::authorize::SUPPORTED_SCOPES;
 use super::clients::{AUTH_METHODS, GRANT_TYPES};
 
 /// Builds `/.well-known/openid-configuration` for an issuer.
-pub fn document(issuer: &str) -> Value {
+///
+/// `loa-2` is listed only when card sign-in is configured, since only a card reaches it.
+pub fn document(issuer: &str, card_sign_in: bool) -> Value {
+    let acr: &[&str] = if card_sign_in { &super::ACR_VALUES } else { &[super::ACR_PASSWORD] };
     let base = issuer.trim_end_matches('/');
     let signing = ["ES256", "RS256"];
     json!({
@@ -33,8 +36,7 @@ pub fn document(issuer: &str) -> Value {
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256"],
         "code_challenge_methods_supported": ["S256"],
-        // Only what a person can reach today: card sign-in (loa-2) is added with the card channels.
-        "acr_values_supported": [super::ACR_PASSWORD],
+        "acr_values_supported": acr,
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "at_hash",
             "name", "preferred_username", "email", "email_verified", "agency_code", "agency_name", "unit", "roles",

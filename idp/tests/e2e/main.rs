@@ -1,11 +1,17 @@
 //! End-to-end tests: the real `idp` binary, driven over HTTP and through its CLI.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
+mod browser;
+mod card;
 mod cli;
 mod conformance;
 mod harness;
+mod hr;
 mod keys;
 mod login;
+mod me;
 mod oidc_flow;
+mod portal;
 mod registration;
 mod relying_party;

@@ -130,6 +130,7 @@ pub struct SessionRow {
     pub amr: String,
     pub created_at: i64,
     pub expires_at: i64,
+    pub acting_agency: Option<String>,
 }
 
 #[derive(Clone, Queryable, Selectable, Insertable)]
@@ -180,4 +181,19 @@ pub struct AnnouncementRow {
     pub created_by: String,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = card_bindings)]
+pub struct CardBindingRow {
+    pub id: String,
+    pub account_id: String,
+    pub kind: String,
+    pub issuer: String,
+    pub serial: String,
+    pub spki_sha256: String,
+    pub subject: String,
+    pub agency_code: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
 }

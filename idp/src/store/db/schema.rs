@@ -156,6 +156,22 @@ diesel::table! {
         amr -> Text,
         created_at -> BigInt,
         expires_at -> BigInt,
+        acting_agency -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    card_bindings (id) {
+        id -> Text,
+        account_id -> Text,
+        kind -> Text,
+        issuer -> Text,
+        serial -> Text,
+        spki_sha256 -> Text,
+        subject -> Text,
+        agency_code -> Nullable<Text>,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
     }
 }
 
