@@ -172,6 +172,9 @@ pub async fn card_login(
         }
     };
     let presented = PresentedCard::from_validated(&card);
+    if field("purpose") == "bind" {
+        return bind_to_viewer(&state, &req, lang, presented).await;
+    }
     let p = presented.clone();
     let bound =
         state.db.run(move |c| binding::bound_account(c, &p, now())).await.map_err(|e| internal(&state, lang, e))?;
@@ -345,4 +348,62 @@ pub async fn identify_submit(
     resp.add_cookie(&removal(&state, PENDING_COOKIE))
         .map_err(|e| internal(&state, lang, InfraError::Internal(e.to_string())))?;
     Ok(resp)
+}
+
+/// 方法二: a signed-in person binds a card from 我的專區, with the same ownership checks as the
+/// identify step (against their own register entry).
+async fn bind_to_viewer(
+    state: &AppState,
+    req: &HttpRequest,
+    lang: Lang,
+    card: PresentedCard,
+) -> Result<HttpResponse, Failure> {
+    let viewer = super::viewer::require_signed_in(state, req, lang).await?;
+    let address = client_address(req);
+    let refusal = if card.is_agency() && !crate::accounts::roles::is_hr_staff(&viewer.person) {
+        Some(("err_identify_not_hr", "not_hr_staff"))
+    } else if !binding::OwnershipCheck::is_owner(&CertificateOwnership, &card, &viewer.person) {
+        Some(("err_identify_not_owner", "not_owner"))
+    } else {
+        None
+    };
+    if let Some((key, outcome)) = refusal {
+        audit_request(state, "card.bind", outcome, Some(viewer.account.id.clone()), address).await;
+        return Err(page(state, lang, StatusCode::FORBIDDEN, key, None));
+    }
+    let id = viewer.account.id.clone();
+    let result = state
+        .db
+        .run(move |c| -> Result<_, InfraError> { Ok(binding::bind(c, &id, &card, now())) })
+        .await
+        .map_err(|e| internal(state, lang, e))?;
+    match result {
+        Ok(()) => {
+            audit_request(state, "card.bind", "success", Some(viewer.account.id.clone()), address).await;
+            Ok(super::viewer::see_other(&format!("/me?ui_locales={}", lang.tag())))
+        }
+        Err(IdentifyError::Infra(e)) => Err(internal(state, lang, e)),
+        Err(_) => {
+            audit_request(state, "card.bind", "bound_elsewhere", Some(viewer.account.id.clone()), address).await;
+            Err(page(state, lang, StatusCode::CONFLICT, "err_card_bound_elsewhere", None))
+        }
+    }
+}
+
+/// `POST /me/cards/unbind`: removes one of the signed-in person's bound cards.
+pub async fn unbind(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
+    let lang = lang_of(&req, None);
+    let viewer = super::viewer::require_signed_in(&state, &req, lang).await?;
+    let form =
+        Params::parse(&body).map_err(|_| page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None))?;
+    if !csrf::verify(&req, form.get("csrf_token").ok().flatten()) {
+        return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
+    }
+    let binding_id = form.get("binding").ok().flatten().unwrap_or("").to_string();
+    let id = viewer.account.id.clone();
+    let removed =
+        state.db.run(move |c| binding::unbind(c, &id, &binding_id)).await.map_err(|e| internal(&state, lang, e))?;
+    let outcome = if removed { "success" } else { "not_found" };
+    audit_request(&state, "card.unbind", outcome, Some(viewer.account.id.clone()), client_address(&req)).await;
+    Ok(super::viewer::see_other(&format!("/me?ui_locales={}", lang.tag())))
 }

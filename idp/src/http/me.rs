@@ -28,7 +28,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/me/account").route(web::post().to(change_account)).route(web::get().to(back)))
         .service(web::resource("/me/password").route(web::post().to(change_password)).route(web::get().to(back)))
         .service(web::resource("/me/sessions/end").route(web::post().to(end_sessions)).route(web::get().to(back)))
-        .service(web::resource("/me/apps/revoke").route(web::post().to(revoke_app)).route(web::get().to(back)));
+        .service(web::resource("/me/apps/revoke").route(web::post().to(revoke_app)).route(web::get().to(back)))
+        .service(
+            web::resource("/me/cards/unbind").route(web::post().to(super::card::unbind)).route(web::get().to(back)),
+        );
 }
 
 /// Messages shown after a successful action, by the `done` query value. Only these keys can
@@ -141,6 +144,29 @@ async fn show(
             })
         })
         .collect();
+    let account_id = viewer.account.id.clone();
+    let cards = state
+        .db
+        .run(move |c| crate::accounts::binding::list(c, &account_id))
+        .await
+        .map_err(|e| internal(state, lang, e))?;
+    let cards: Vec<Value> = cards
+        .iter()
+        .map(|b| {
+            json!({
+                "id": b.id,
+                "kind": t(if b.kind == "agency" { "me_card_agency" } else { "me_card_citizen" }),
+                "subject": b.subject,
+                "created": local_time(b.created_at),
+                "last_used": b.last_used_at.map(local_time),
+            })
+        })
+        .collect();
+    ctx.insert("cards".into(), Value::Array(cards));
+    if state.card.is_some() {
+        ctx.insert("card_enabled".into(), json!(true));
+        ctx.insert("card_component".into(), json!(state.config.certificates.component_url()));
+    }
     ctx.insert("has_other_sessions".into(), json!(data.sessions.iter().any(|s| s.sid != viewer.session.sid)));
     ctx.insert("sessions".into(), Value::Array(sessions));
     let apps: Vec<Value> = data

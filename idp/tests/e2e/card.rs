@@ -296,3 +296,51 @@ async fn step_up_asks_a_password_session_for_a_card_before_a_loa_2_client_gets_a
     assert_eq!(claims["acr"], "loa-2");
     assert_eq!(claims["amr"], serde_json::json!(["sc", "pin"]));
 }
+
+#[tokio::test]
+async fn a_signed_in_person_binds_a_card_from_my_area_and_unbinds_it() {
+    let w = card_world().await;
+    w.idp.activate(MING, "ming.wang", PW).await;
+    let b = Browser::new(&w.idp.base);
+    assert_eq!(b.sign_in_at("/login", "ming.wang", PW).await.status, 303);
+    let me = b.get("/me").await;
+    assert!(me.body.contains("綁定憑證") && me.body.contains("/static/card.js"));
+    // Someone else's card is refused: the ownership check is against the signed-in person.
+    let csrf = me.input("csrf_token").unwrap();
+    let bind = |cert: &'static str| {
+        let (w, b, csrf) = (&w, &b, csrf.clone());
+        async move {
+            let ch: Value =
+                b.http.get(format!("{}/card/challenge", w.idp.base)).send().await.unwrap().json().await.unwrap();
+            let key = cert.replace(".pem", ".key.pem");
+            let cms = sign_pkcs7(&w.der(cert), &w.der(&key), ch["challenge"].as_str().unwrap().as_bytes()).unwrap();
+            let sig = base64::engine::general_purpose::STANDARD.encode(cms);
+            b.post(
+                "/card/login",
+                &[
+                    ("csrf_token", &csrf),
+                    ("purpose", "bind"),
+                    ("challenge_id", ch["id"].as_str().unwrap()),
+                    ("signature", &sig),
+                ],
+            )
+            .await
+        }
+    };
+    let r = bind(pki_fixtures::CITIZEN_LI).await;
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("並非同一個使用者"));
+    let r = bind(pki_fixtures::CITIZEN_WANG).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let me = b.get("/me").await;
+    assert!(me.body.contains("自然人憑證") && me.body.contains("解除綁定"));
+    // The bound card now signs in alone.
+    let other = Browser::new(&w.idp.base);
+    assert_eq!(w.card_login(&other, pki_fixtures::CITIZEN_WANG, "").await.location.as_deref(), Some("/"));
+    // Unbind: the card is unknown again.
+    let binding = me.input("binding").unwrap();
+    let csrf = me.input("csrf_token").unwrap();
+    assert_eq!(b.post("/me/cards/unbind", &[("csrf_token", &csrf), ("binding", &binding)]).await.status, 303);
+    let third = Browser::new(&w.idp.base);
+    assert!(w.card_login(&third, pki_fixtures::CITIZEN_WANG, "").await.location.unwrap().starts_with("/card/identify"));
+}

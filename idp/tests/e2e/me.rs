@@ -44,15 +44,16 @@ async fn the_profile_comes_from_the_register_with_the_national_id_masked() {
         assert!(page.body.contains(text), "{text} on the page: {}", page.body);
     }
     assert!(!page.body.contains(MING), "the full national ID never appears");
-    // Cards: a labelled section that says binding is not available yet, and nothing else.
-    assert!(page.body.contains("已綁定的憑證") && page.body.contains("憑證綁定功能尚未開放"));
+    // Cards: a labelled section listing bound cards (none yet); binding needs card sign-in
+    // configured, which this instance has not, so no card script either.
+    assert!(page.body.contains("已綁定的憑證") && page.body.contains("尚未綁定任何憑證"));
     // Every input has a label.
     for id in ["account", "email", "current_password", "password", "password_confirm"] {
         assert!(page.body.contains(&format!("<label for=\"{id}\">")), "label for {id}");
     }
     assert!(!page.body.contains("<script"), "no JavaScript");
     let en = b.get("/me?ui_locales=en").await;
-    assert!(en.body.contains("My area") && en.body.contains("Binding certificate cards is not available yet"));
+    assert!(en.body.contains("My area") && en.body.contains("No card is bound yet"));
     // Not signed in: to the sign-in page.
     assert_eq!(Browser::new(&idp.base).get("/me").await.location.as_deref(), Some("/login"));
 }
