@@ -110,39 +110,8 @@ async fn a_person_signs_in_with_the_card_component_in_a_real_browser() {
             .spawn()
             .unwrap(),
     );
-    let driver_port = free_port();
-    let _driver = Kill(
-        Command::new("chromedriver")
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (Debian package chromium-driver) must be installed"),
-    );
-    let profile = tempfile::tempdir().unwrap();
-    let caps = json!({ "goog:chromeOptions": { "binary": chromium, "prefs": { "intl.accept_languages": "zh-TW,zh" }, "args": [
-        "--lang=zh-TW",
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-        "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1024,900",
-        format!("--user-data-dir={}", profile.path().display())
-    ]}});
-    let caps = caps.as_object().unwrap().clone();
-    let mut client = None;
-    for _ in 0..50 {
-        match ClientBuilder::rustls()
-            .unwrap()
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{driver_port}"))
-            .await
-        {
-            Ok(c) => {
-                client = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-    let c = client.expect("chromedriver did not start");
+    let chrome = Chrome::start(chromium).await;
+    let c = chrome.client.clone();
     let shots = screenshots();
     let shot = |name: &'static str| {
         let c = c.clone();
@@ -186,5 +155,148 @@ async fn a_person_signs_in_with_the_card_component_in_a_real_browser() {
     c.find(Locator::Id("card-login")).await.unwrap().click().await.unwrap();
     wait_for_text(&c, "連續錯誤3次將會鎖卡").await;
     shot("card-05-wrong-pin.png").await;
+    c.close().await.unwrap();
+}
+
+/// The installed Chromium; the browser tests need it (Debian: chromium, chromium-driver).
+fn chromium_path() -> &'static str {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+}
+
+/// Headless Chromium under chromedriver, in Traditional Chinese, with a fresh profile.
+struct Chrome {
+    client: fantoccini::Client,
+    _driver: Kill,
+    _profile: tempfile::TempDir,
+}
+
+impl Chrome {
+    async fn start(chromium: &str) -> Self {
+        // Only plain http to chromedriver is spoken, but the client library wants a TLS provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let driver_port = free_port();
+        let _driver = Kill(
+            Command::new("chromedriver")
+                .arg(format!("--port={driver_port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver (Debian package chromium-driver) must be installed"),
+        );
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({ "goog:chromeOptions": { "binary": chromium, "prefs": { "intl.accept_languages": "zh-TW,zh" }, "args": [
+            "--lang=zh-TW",
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+            "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1024,900",
+            format!("--user-data-dir={}", profile.path().display())
+        ]}});
+        let caps = caps.as_object().unwrap().clone();
+        let mut client = None;
+        for _ in 0..50 {
+            match ClientBuilder::rustls()
+                .unwrap()
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{driver_port}"))
+                .await
+            {
+                Ok(c) => {
+                    client = Some(c);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        let client = client.expect("chromedriver did not start");
+        Chrome { client, _driver, _profile: profile }
+    }
+}
+
+/// Signs in through the login form.
+async fn sign_in(c: &fantoccini::Client, base: &str, username: &str, password: &str) {
+    c.goto(&format!("{base}/login")).await.unwrap();
+    c.find(Locator::Id("username")).await.unwrap().send_keys(username).await.unwrap();
+    c.find(Locator::Id("password")).await.unwrap().send_keys(password).await.unwrap();
+    c.find(Locator::Css("form[action='/login'] button")).await.unwrap().click().await.unwrap();
+}
+
+async fn visit(c: &fantoccini::Client, url: &str, expect: &str, shot: std::path::PathBuf) {
+    c.goto(url).await.unwrap();
+    wait_for_text(c, expect).await;
+    if let Ok(png) = c.screenshot().await {
+        let _ = std::fs::write(shot, png);
+    }
+}
+
+#[tokio::test]
+async fn an_employee_hr_staff_and_an_operator_walk_their_pages_in_a_real_browser() {
+    let chromium = chromium_path();
+    let mut idp = Idp::new();
+    idp.import_register();
+    idp.cli_ok(&["users", "grant", "--national-id", MEIHUA, "--role", "operator"]);
+    idp.cli_ok(&[
+        "clients",
+        "create",
+        "--name",
+        "公務人員個人資料服務網(MyData)",
+        "--redirect-uri",
+        "https://mydata.example.gov.tw/cb",
+        "--portal-category",
+        "B. 人事資料服務",
+        "--portal-url",
+        "https://mydata.example.gov.tw/",
+        "--portal-description",
+        "個人資料查詢",
+    ]);
+    idp.cli_ok(&[
+        "clients",
+        "create",
+        "--name",
+        "WebHR人力資源管理資訊系統",
+        "--redirect-uri",
+        "https://webhr.example.gov.tw/cb",
+        "--audience",
+        "hr-staff",
+        "--portal-category",
+        "A. 人事資料填報及考核",
+        "--portal-url",
+        "https://webhr.example.gov.tw/",
+    ]);
+    idp.start().await;
+    idp.activate(MING, "ming.wang", PW).await;
+    idp.activate(MEIHUA, "meihua.li", PW).await;
+    let shots = screenshots();
+
+    // The employee: home, 應用系統 (no HR-only application), 我的專區.
+    let chrome = Chrome::start(chromium).await;
+    let c = chrome.client.clone();
+    sign_in(&c, &idp.base, "ming.wang", PW).await;
+    wait_for_text(&c, "王小明").await;
+    visit(&c, &format!("{}/", idp.base), "目前線上人數", shots.join("employee-01-home.png")).await;
+    visit(&c, &format!("{}/apps", idp.base), "MyData", shots.join("employee-02-apps.png")).await;
+    assert!(!c.source().await.unwrap().contains("WebHR"), "HR-only applications are hidden from employees");
+    visit(&c, &format!("{}/me", idp.base), "我的專區", shots.join("employee-03-me.png")).await;
+    assert!(!c.source().await.unwrap().contains(MING), "the national ID is masked");
+    c.close().await.unwrap();
+
+    // HR staff and operator: the HR-only application, the reset page for a colleague, the operator pages.
+    let chrome = Chrome::start(chromium).await;
+    let c = chrome.client.clone();
+    sign_in(&c, &idp.base, "meihua.li", PW).await;
+    wait_for_text(&c, "李美華").await;
+    visit(&c, &format!("{}/apps", idp.base), "WebHR", shots.join("hr-01-apps.png")).await;
+    visit(&c, &format!("{}/hr/reset-password", idp.base), "重設員工密碼", shots.join("hr-02-reset.png")).await;
+    c.find(Locator::Id("national_id")).await.unwrap().send_keys(MING).await.unwrap();
+    c.find(Locator::Css("form[action^='/hr/reset-password/search'] button")).await.unwrap().click().await.unwrap();
+    wait_for_text(&c, "王小明").await;
+    if let Ok(png) = c.screenshot().await {
+        let _ = std::fs::write(shots.join("hr-03-found.png"), png);
+    }
+    visit(&c, &format!("{}/admin", idp.base), "系統管理", shots.join("operator-01-admin.png")).await;
+    visit(&c, &format!("{}/admin/clients", idp.base), "MyData", shots.join("operator-02-clients.png")).await;
+    visit(&c, &format!("{}/admin/audit", idp.base), "login.password", shots.join("operator-03-audit.png")).await;
+    assert!(!c.source().await.unwrap().contains(MING), "the audit log never shows a full national ID");
     c.close().await.unwrap();
 }
