@@ -49,6 +49,10 @@ pub struct CertificatesConfig {
     pub revocation: String,
     /// Policy OIDs that mark a test certificate, besides the GTestCA issuer name.
     pub test_policy_oids: Vec<String>,
+    /// NHI's health-card verification service; empty means health-card sign-in is off.
+    pub health_verifier_url: String,
+    /// Origin of NHI's local health-card component the login page gets the card token from.
+    pub health_component_url: String,
     /// Origin of the local card component the login page talks to; empty means
     /// `http://localhost:61161` (HiPKI Local Sign Server).
     pub component_url: String,
@@ -62,6 +66,11 @@ impl CertificatesConfig {
         } else {
             self.component_url.trim_end_matches('/')
         }
+    }
+
+    /// Whether health-card sign-in is configured.
+    pub fn health_enabled(&self) -> bool {
+        !self.health_verifier_url.is_empty()
     }
 
     /// Whether card sign-in is configured at all.
@@ -317,6 +326,14 @@ impl Config {
         }
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             return bad("mail.from", "must be a mail address such as Name <user@example.org>");
+        }
+        for (key, v) in [
+            ("certificates.health_verifier_url", &self.certificates.health_verifier_url),
+            ("certificates.health_component_url", &self.certificates.health_component_url),
+        ] {
+            if !v.is_empty() && url::Url::parse(v).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
+                return bad(key, "must be an http(s) URL");
+            }
         }
         if !matches!(self.certificates.revocation.as_str(), "" | "strict" | "best-effort") {
             return bad("certificates.revocation", "must be strict or best-effort");

@@ -45,3 +45,25 @@
     popup = window.open(component + "/popupForm", "cardcomponent", "height=200,width=200");
   });
 })();
+
+// Health-insurance card: NHI's local component gives a card token; the IdP asks NHI's
+// verification service whose card it is.
+(function () {
+  "use strict";
+  var form = document.getElementById("health-form");
+  var button = document.getElementById("health-login");
+  if (!form || !button) { return; }
+  var component = form.getAttribute("data-component");
+  button.addEventListener("click", function () {
+    fetch(component + "/token")
+      .then(function (r) { return r.json(); })
+      .then(function (answer) {
+        form.querySelector("[name=card_token]").value = answer.card_token || "";
+        form.submit();
+      })
+      .catch(function () {
+        form.querySelector("[name=card_token]").value = "";
+        form.submit();
+      });
+  });
+})();

@@ -32,6 +32,10 @@ pub struct PresentedCard {
     pub last_four: Option<String>,
     /// Agency certificates: the agency code the certificate's agency OID maps to.
     pub agency_code: Option<String>,
+    /// Health cards: the keyed index of the national ID the verification service vouched for
+    /// (never the national ID itself, which must not sit in the ephemeral store).
+    #[serde(default)]
+    pub national_id_index: Option<String>,
 }
 
 impl PresentedCard {
@@ -50,6 +54,22 @@ impl PresentedCard {
             holder_name: p.subject_cn.clone(),
             last_four: p.directory.national_id_last_four.clone(),
             agency_code: card.agency_code.clone(),
+            national_id_index: None,
+        }
+    }
+
+    /// A health-insurance card as NHI's verification service vouched for it.
+    pub fn health(card_number: &str, national_id_index: String) -> Self {
+        Self {
+            kind: "health".into(),
+            issuer: "nhi".into(),
+            serial: card_number.to_string(),
+            spki_sha256: crate::crypto::sha256_b64(format!("nhi:{card_number}").as_bytes()),
+            subject: format!("健保卡 {}", mask_card_number(card_number)),
+            holder_name: None,
+            last_four: None,
+            agency_code: None,
+            national_id_index: Some(national_id_index),
         }
     }
 
@@ -94,6 +114,10 @@ pub struct CertificateOwnership;
 
 impl OwnershipCheck for CertificateOwnership {
     fn is_owner(&self, card: &PresentedCard, person: &Person) -> bool {
+        if card.kind == "health" {
+            // Checked against the full national ID in `identify_and_bind`, which holds the key.
+            return false;
+        }
         if card.is_agency() {
             return card.agency_code.as_deref() == Some(person.agency_code.as_str()) && roles::is_hr_staff(person);
         }
@@ -150,7 +174,15 @@ pub fn identify_and_bind(
         if card.is_agency() && !roles::is_hr_staff(&person) {
             return Err(IdentifyError::NotHrStaff);
         }
-        if !owner.is_owner(card, &person) {
+        let owns = match &card.national_id_index {
+            // Health cards: the verification service returned the full national ID.
+            Some(index) => crate::crypto::constant_time_eq(
+                protector.index(person.national_id.expose()).as_bytes(),
+                index.as_bytes(),
+            ),
+            None => owner.is_owner(card, &person),
+        };
+        if !owns {
             return Err(IdentifyError::NotOwner);
         }
         let account = ensure_account(conn, &person, now)?;
@@ -196,4 +228,10 @@ pub fn unbind(conn: &mut DbConn, account_id: &str, binding_id: &str) -> Result<b
     )
     .execute(conn)?
         > 0)
+}
+
+/// A card number shown in lists: the last four characters only.
+fn mask_card_number(n: &str) -> String {
+    let tail: String = n.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("****{tail}")
 }

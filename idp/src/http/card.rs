@@ -407,3 +407,78 @@ pub async fn unbind(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     audit_request(&state, "card.unbind", outcome, Some(viewer.account.id.clone()), client_address(&req)).await;
     Ok(super::viewer::see_other(&format!("/me?ui_locales={}", lang.tag())))
 }
+
+/// `POST /card/health`: a health-card token from NHI's local component. NHI's verification
+/// service says whose card it is; a bound card signs its holder in, an unbound one goes to the
+/// identify step (checked against the full national ID the service returned).
+pub async fn health_login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Failure> {
+    let lang0 = lang_of(&req, None);
+    let form =
+        Params::parse(&body).map_err(|_| page(&state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", None))?;
+    if !csrf::verify(&req, form.get("csrf_token").ok().flatten()) {
+        return Err(page(&state, lang0, StatusCode::FORBIDDEN, "err_csrf", None));
+    }
+    let field = |n: &str| form.get(n).ok().flatten().unwrap_or("").to_string();
+    let tx = field("tx");
+    let tx_opt = (!tx.is_empty()).then_some(tx.as_str());
+    let auth = load_transaction(&state, tx_opt).await.map_err(|e| match e {
+        Ok(e) => internal(&state, lang0, e),
+        Err(()) => page(&state, lang0, StatusCode::BAD_REQUEST, "err_tx", None),
+    })?;
+    let lang = lang_of(&req, auth.as_ref().and_then(|a| a.ui_locales.as_deref()));
+    if !state.config.certificates.health_enabled() {
+        return Err(page(&state, lang, StatusCode::NOT_FOUND, "err_card_disabled", None));
+    }
+    let address = client_address(&req);
+    let identity = crate::authn::card::health::verify(
+        &state.http,
+        &state.config.certificates.health_verifier_url,
+        &field("card_token"),
+    )
+    .await;
+    let identity = match identity {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::info!(reason = %e, "health card refused");
+            let (status, key, outcome) = match e {
+                crate::authn::card::health::HealthError::Refused => {
+                    (StatusCode::FORBIDDEN, "err_health_refused", "refused")
+                }
+                _ => (StatusCode::BAD_GATEWAY, "err_health_unavailable", "verifier_unavailable"),
+            };
+            audit_request(&state, "login.health_card", outcome, None, address).await;
+            return Err(page(&state, lang, status, key, None));
+        }
+    };
+    let presented = PresentedCard::health(&identity.card_number, state.protector.index(identity.national_id.expose()));
+    let p = presented.clone();
+    let bound =
+        state.db.run(move |c| binding::bound_account(c, &p, now())).await.map_err(|e| internal(&state, lang, e))?;
+    match bound {
+        Some(account_id) => {
+            sign_in_bound(&state, &req, lang, &account_id, &presented, auth, tx_opt, CardKind::Citizen).await
+        }
+        None => {
+            let token = random_token(32);
+            let pending = PendingCard { card: presented, tx: tx_opt.map(str::to_string) };
+            state
+                .eph
+                .put_json(&pending_key(&token), &pending, state.config.login.transaction_ttl)
+                .await
+                .map_err(|e| internal(&state, lang, e.into()))?;
+            Ok(HttpResponse::SeeOther()
+                .insert_header(("Location", format!("/card/identify?ui_locales={}", lang.tag())))
+                .cookie(cookie(
+                    &state,
+                    PENDING_COOKIE,
+                    token,
+                    Some(state.config.login.transaction_ttl.as_secs() as i64),
+                ))
+                .finish())
+        }
+    }
+}

@@ -87,6 +87,17 @@ fn login_form(
         None => format!("ui_locales={}", if lang == Lang::ZhTw { "en" } else { "zh-TW" }),
     };
     ctx.insert("switch_query".into(), json!(switch));
+    if state.card.is_some() || state.config.certificates.health_enabled() {
+        ctx.insert("card_script".into(), json!(true));
+    }
+    if state.config.certificates.health_enabled() {
+        ctx.insert("health_enabled".into(), json!(true));
+        let url = &state.config.certificates.health_component_url;
+        ctx.insert(
+            "health_component".into(),
+            json!(if url.is_empty() { "http://localhost:59001" } else { url.trim_end_matches('/') }),
+        );
+    }
     if state.card.is_some() {
         ctx.insert("card_enabled".into(), json!(true));
         ctx.insert("card_component".into(), json!(state.config.certificates.component_url()));

@@ -69,6 +69,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/static/card.js").route(web::get().to(pages::card_js)))
         .service(web::resource("/card/challenge").route(web::get().to(card::new_challenge)))
         .service(web::resource("/card/login").route(web::post().to(card::card_login)))
+        .service(web::resource("/card/health").route(web::post().to(card::health_login)))
         .service(
             web::resource("/card/identify")
                 .route(web::get().to(card::identify_page))

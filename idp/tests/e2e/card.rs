@@ -344,3 +344,75 @@ async fn a_signed_in_person_binds_a_card_from_my_area_and_unbinds_it() {
     let third = Browser::new(&w.idp.base);
     assert!(w.card_login(&third, pki_fixtures::CITIZEN_WANG, "").await.location.unwrap().starts_with("/card/identify"));
 }
+
+/// Starts the health-card simulator (component + verification service) for a national ID.
+fn health_simulator(nid: &str) -> (String, std::process::Child) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    assert!(std::process::Command::new(cargo)
+        .args(["build", "-q", "-p", "card-simulator"])
+        .status()
+        .unwrap()
+        .success());
+    let child = std::process::Command::new(dir.join("health-simulator"))
+        .args(["--bind", &format!("127.0.0.1:{port}"), "--national-id", nid])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    (format!("http://127.0.0.1:{port}"), child)
+}
+
+#[tokio::test]
+async fn health_cards_are_vouched_for_by_the_verification_service_and_bound_by_full_national_id() {
+    let (sim, mut child) = health_simulator(MING);
+    let verify_url = format!("{sim}/verify");
+    let mut idp = Idp::with_env(&[
+        ("IDP_CERTIFICATES__HEALTH_VERIFIER_URL", verify_url.as_str()),
+        ("IDP_CERTIFICATES__HEALTH_COMPONENT_URL", sim.as_str()),
+    ]);
+    idp.import_register();
+    idp.start().await;
+    idp.activate(MING, "ming.wang", PW).await;
+    let http = reqwest::Client::new();
+    let mut token = String::new();
+    for _ in 0..50 {
+        if let Ok(r) = http.get(format!("{sim}/token")).send().await {
+            token = r.json::<Value>().await.unwrap()["card_token"].as_str().unwrap().to_string();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let b = Browser::new(&idp.base);
+    let login = b.get("/login").await;
+    assert!(login.body.contains("健保卡登入"));
+    let csrf = login.input("csrf_token").unwrap();
+    // A token the page altered is refused by the service: never a login.
+    let r = b.post("/card/health", &[("csrf_token", &csrf), ("card_token", "forged")]).await;
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("健保卡驗證未通過"));
+    // Unbound: identify; someone else's identifier is not the card's owner.
+    let r = b.post("/card/health", &[("csrf_token", &csrf), ("card_token", &token)]).await;
+    assert!(r.location.unwrap().starts_with("/card/identify"));
+    let form = b.get("/card/identify").await;
+    let c2 = form.input("csrf_token").unwrap();
+    let r = b.post("/card/identify", &[("csrf_token", &c2), ("identifier", MEIHUA)]).await;
+    assert_eq!(r.status, 403);
+    let r = b.post("/card/identify", &[("csrf_token", &c2), ("identifier", "ming.wang")]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    // Bound: the card alone signs in, at loa-2.
+    let b2 = Browser::new(&idp.base);
+    let csrf = b2.get("/login").await.input("csrf_token").unwrap();
+    let r = b2.post("/card/health", &[("csrf_token", &csrf), ("card_token", &token)]).await;
+    assert_eq!(r.location.as_deref(), Some("/"));
+    // The service down: a clear error, never a login.
+    let _ = child.kill();
+    let _ = child.wait();
+    let b3 = Browser::new(&idp.base);
+    let csrf = b3.get("/login").await.input("csrf_token").unwrap();
+    let r = b3.post("/card/health", &[("csrf_token", &csrf), ("card_token", &token)]).await;
+    assert_eq!(r.status, 502);
+    assert!(r.body.contains("健保卡驗證服務暫時無法使用"));
+}

@@ -9,6 +9,7 @@
 //! The sign-in channels (TLS client certificate, signed challenge) build on these and come later.
 
 pub mod challenge;
+pub mod health;
 pub mod oids;
 pub mod pki_fixtures;
 pub mod profile;
