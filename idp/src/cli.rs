@@ -299,8 +299,15 @@ fn serve(config: Config, demo: bool) -> Result<(), Failure> {
         let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
         let state = AppState::build(config).await?;
         tracing::info!(%addr, issuer = %state.config.issuer, database = if state.config.database_url().starts_with("sqlite") { "sqlite" } else { "postgresql" }, shared_cache = state.eph.is_shared(), "listening");
+        let card_server = crate::http::card_tls::serve(state.clone())?;
         let server = crate::app::serve(state, listener).map_err(|e| fail(e.to_string()))?;
-        server.await.map_err(|e| fail(e.to_string()))
+        match card_server {
+            Some(card) => {
+                let (main, card) = tokio::join!(server, card);
+                main.and(card).map_err(|e| fail(e.to_string()))
+            }
+            None => server.await.map_err(|e| fail(e.to_string())),
+        }
     })
 }
 

@@ -30,6 +30,38 @@ pub struct Config {
     pub keys: KeysConfig,
     pub log: LogConfig,
     pub certificates: CertificatesConfig,
+    pub card_login: CardLoginConfig,
+}
+
+/// The TLS client-certificate channel of card sign-in: a separate listener that asks for a
+/// client certificate (the main site never does). Empty `bind` means the channel is off.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CardLoginConfig {
+    /// Address the TLS listener binds to, e.g. `127.0.0.1:8443`; empty means off.
+    pub bind: String,
+    /// PEM server certificate (chain) and private key; when both are empty a self-signed one
+    /// is generated into `<data_dir>/card-tls/` on first start.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The listener's base URL as browsers reach it; empty means `https://<bind>`.
+    pub public_url: String,
+}
+
+impl CardLoginConfig {
+    /// Whether the TLS listener is configured.
+    pub fn enabled(&self) -> bool {
+        !self.bind.is_empty()
+    }
+
+    /// The listener's base URL, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("https://{}", self.bind)
+        } else {
+            self.public_url.trim_end_matches('/').to_string()
+        }
+    }
 }
 
 /// Card sign-in: which certificate authorities to trust for which card kind, and revocation.
@@ -56,6 +88,9 @@ pub struct CertificatesConfig {
     /// Origin of the local card component the login page talks to; empty means
     /// `http://localhost:61161` (HiPKI Local Sign Server).
     pub component_url: String,
+    /// Addresses of TLS-terminating proxies allowed to forward a client certificate in a header
+    /// (`X-SSL-Client-Cert` or RFC 9440 `Client-Cert`) to `/card/proxy-login`.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl CertificatesConfig {
@@ -201,6 +236,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             log: LogConfig::default(),
             certificates: CertificatesConfig::default(),
+            card_login: CardLoginConfig::default(),
         }
     }
 }
@@ -337,6 +373,23 @@ impl Config {
         }
         if !matches!(self.certificates.revocation.as_str(), "" | "strict" | "best-effort") {
             return bad("certificates.revocation", "must be strict or best-effort");
+        }
+        if self.certificates.trusted_proxies.iter().any(|a| a.parse::<std::net::IpAddr>().is_err()) {
+            return bad("certificates.trusted_proxies", "must be a list of IP addresses");
+        }
+        let card = &self.card_login;
+        if card.enabled() && card.bind.parse::<std::net::SocketAddr>().is_err() {
+            return bad("card_login.bind", "must be an address such as 127.0.0.1:8443");
+        }
+        if card.cert_file.as_os_str().is_empty() != card.key_file.as_os_str().is_empty() {
+            return bad("card_login.cert_file", "card_login.cert_file and card_login.key_file go together");
+        }
+        if !card.public_url.is_empty()
+            && url::Url::parse(&card.public_url)
+                .map(|u| u.scheme() != "https" || u.query().is_some() || u.fragment().is_some())
+                .unwrap_or(true)
+        {
+            return bad("card_login.public_url", "must be an https URL without query or fragment");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format", "must be text or json");

@@ -79,7 +79,7 @@ fn component_error_key(ret_code: &str, last_error: &str) -> &'static str {
     }
 }
 
-fn card_error_key(e: &CardError) -> &'static str {
+pub(crate) fn card_error_key(e: &CardError) -> &'static str {
     match e {
         CardError::TestCertificate => "err_card_test",
         CardError::UnknownAgency { .. } => "err_card_unknown_agency",
@@ -144,7 +144,31 @@ pub async fn card_login(
             )
         }
     };
-    // The agency table maps the agency OID a certificate carries to an agency code.
+    let intermediates: Vec<rustls_pki_types::CertificateDer<'_>> =
+        signed.others.iter().map(|d| rustls_pki_types::CertificateDer::from(d.as_slice())).collect();
+    let card = match validate_card(&state, lang, &validator, &signed.signer, &intermediates).await? {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::info!(reason = %e, "card refused");
+            return Err(refuse(StatusCode::FORBIDDEN, card_error_key(&e), card_error_outcome(&e), None).await);
+        }
+    };
+    let presented = PresentedCard::from_validated(&card);
+    if field("purpose") == "bind" {
+        return bind_to_viewer(&state, &req, lang, presented).await;
+    }
+    continue_with_card(&state, &req, lang, presented, card.kind, auth, tx_opt).await
+}
+
+/// Validates a presented certificate chain (any channel); the agency table maps the agency OID
+/// a certificate carries to an agency code. The inner error is the card's refusal.
+pub(crate) async fn validate_card(
+    state: &AppState,
+    lang: Lang,
+    validator: &crate::authn::card::validate::CardValidator,
+    end_entity: &[u8],
+    intermediates: &[rustls_pki_types::CertificateDer<'_>],
+) -> Result<Result<crate::authn::card::validate::ValidatedCard, CardError>, Failure> {
     let agencies: Vec<(String, Option<String>)> = state
         .db
         .run(|c| -> Result<_, InfraError> {
@@ -153,33 +177,37 @@ pub async fn card_login(
             Ok(agencies::table.select((agencies::code, agencies::oid)).load(c)?)
         })
         .await
-        .map_err(|e| internal(&state, lang, e))?;
-    let intermediates: Vec<rustls_pki_types::CertificateDer<'_>> =
-        signed.others.iter().map(|d| rustls_pki_types::CertificateDer::from(d.as_slice())).collect();
-    let validated = validator.validate(&signed.signer, &intermediates, now(), |oid| {
+        .map_err(|e| internal(state, lang, e))?;
+    Ok(validator.validate(end_entity, intermediates, now(), |oid| {
         agencies.iter().find(|(_, o)| o.as_deref() == Some(oid)).map(|(code, _)| code.clone())
-    });
-    let card = match validated {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::info!(reason = %e, "card refused");
-            let outcome = match &e {
-                CardError::TestCertificate => "test_certificate",
-                CardError::UnknownAgency { .. } => "unknown_agency",
-                CardError::Invalid(_) => "invalid_certificate",
-            };
-            return Err(refuse(StatusCode::FORBIDDEN, card_error_key(&e), outcome, None).await);
-        }
-    };
-    let presented = PresentedCard::from_validated(&card);
-    if field("purpose") == "bind" {
-        return bind_to_viewer(&state, &req, lang, presented).await;
+    }))
+}
+
+/// The audit outcome of a refused certificate.
+pub(crate) fn card_error_outcome(e: &CardError) -> &'static str {
+    match e {
+        CardError::TestCertificate => "test_certificate",
+        CardError::UnknownAgency { .. } => "unknown_agency",
+        CardError::Invalid(_) => "invalid_certificate",
     }
+}
+
+/// After a card was validated (any channel): a bound card signs its holder in, an unbound one
+/// goes to the identify step.
+pub(crate) async fn continue_with_card(
+    state: &AppState,
+    req: &HttpRequest,
+    lang: Lang,
+    presented: PresentedCard,
+    kind: CardKind,
+    auth: Option<AuthRequest>,
+    tx_opt: Option<&str>,
+) -> Result<HttpResponse, Failure> {
     let p = presented.clone();
     let bound =
-        state.db.run(move |c| binding::bound_account(c, &p, now())).await.map_err(|e| internal(&state, lang, e))?;
+        state.db.run(move |c| binding::bound_account(c, &p, now())).await.map_err(|e| internal(state, lang, e))?;
     match bound {
-        Some(account_id) => sign_in_bound(&state, &req, lang, &account_id, &presented, auth, tx_opt, card.kind).await,
+        Some(account_id) => sign_in_bound(state, req, lang, &account_id, &presented, auth, tx_opt, kind).await,
         None => {
             // 找不到對應的憑證資訊: identify first, then bind.
             let token = random_token(32);
@@ -188,15 +216,10 @@ pub async fn card_login(
                 .eph
                 .put_json(&pending_key(&token), &pending, state.config.login.transaction_ttl)
                 .await
-                .map_err(|e| internal(&state, lang, e.into()))?;
+                .map_err(|e| internal(state, lang, e.into()))?;
             Ok(HttpResponse::SeeOther()
                 .insert_header(("Location", format!("/card/identify?ui_locales={}", lang.tag())))
-                .cookie(cookie(
-                    &state,
-                    PENDING_COOKIE,
-                    token,
-                    Some(state.config.login.transaction_ttl.as_secs() as i64),
-                ))
+                .cookie(cookie(state, PENDING_COOKIE, token, Some(state.config.login.transaction_ttl.as_secs() as i64)))
                 .finish())
         }
     }

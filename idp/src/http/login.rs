@@ -103,6 +103,20 @@ fn login_form(
         ctx.insert("card_component".into(), json!(state.config.certificates.component_url()));
         let q = url::form_urlencoded::parse(req.query_string().as_bytes()).any(|(k, v)| k == "card" && v == "required");
         ctx.insert("card_required".into(), json!(q));
+        if state.config.card_login.enabled() {
+            // `bind` ties the handoff back to this browser (a hash of its CSRF cookie).
+            let mut url = format!(
+                "{}/card/tls-login?ui_locales={}&bind={}",
+                state.config.card_login.public_url(),
+                lang.tag(),
+                crate::crypto::sha256_b64(csrf.as_bytes())
+            );
+            if let Some(tx) = tx {
+                url.push_str("&tx=");
+                url.extend(url::form_urlencoded::byte_serialize(tx.as_bytes()));
+            }
+            ctx.insert("card_tls_url".into(), json!(url));
+        }
     }
     render(state, lang, status, "login", "login_title", ctx, csrf_cookie.into_iter().collect())
 }

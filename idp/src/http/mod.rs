@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod authorize;
 pub mod card;
+pub mod card_tls;
 pub mod csrf;
 pub mod errors;
 pub mod hr;
@@ -70,6 +71,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/card/challenge").route(web::get().to(card::new_challenge)))
         .service(web::resource("/card/login").route(web::post().to(card::card_login)))
         .service(web::resource("/card/health").route(web::post().to(card::health_login)))
+        .service(web::resource("/card/handoff").route(web::get().to(card_tls::handoff)))
+        .service(web::resource("/card/proxy-login").route(web::get().to(card_tls::proxy_login)))
         .service(
             web::resource("/card/identify")
                 .route(web::get().to(card::identify_page))

@@ -4,6 +4,7 @@
 mod admin;
 mod browser;
 mod card;
+mod card_tls;
 mod cli;
 mod conformance;
 mod harness;
