@@ -288,7 +288,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn serve(config: Config, demo: bool) -> Result<(), Failure> {
+fn serve(mut config: Config, demo: bool) -> Result<(), Failure> {
+    if demo && !config.certificates.enabled() {
+        demo_pki(&mut config)?;
+    }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| fail(e.to_string()))?;
     runtime.block_on(async move {
         if demo {
@@ -622,6 +625,30 @@ fn clients_command(config: Config, command: ClientsCommand) -> Result<(), Failur
 
 /// The example application's client id in the demo.
 pub const DEMO_CLIENT_ID: &str = "relying-party-example";
+
+/// The demo trusts a test PKI made once in `<data_dir>/pki`, so card sign-in can be tried with
+/// the card simulator (`card-simulator --card <data_dir>/pki/citizen-A123456789.pem`).
+fn demo_pki(config: &mut Config) -> Result<(), Failure> {
+    use crate::authn::card::pki_fixtures::{self, FixtureOptions};
+    let dir = config.data_dir.join("pki");
+    let manifest_file = dir.join("manifest.json");
+    let manifest: pki_fixtures::Manifest = if manifest_file.exists() {
+        let text =
+            std::fs::read_to_string(&manifest_file).map_err(|e| fail(format!("{}: {e}", manifest_file.display())))?;
+        serde_json::from_str(&text).map_err(|e| fail(format!("{}: {e}", manifest_file.display())))?
+    } else {
+        std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+        pki_fixtures::generate_with(&dir, &FixtureOptions::fast()).map_err(|e| fail(e.to_string()))?
+    };
+    let paths = |files: &[String]| files.iter().map(|f| dir.join(f)).collect::<Vec<_>>();
+    config.certificates.citizen_trust_anchors = paths(&manifest.citizen_trust_anchors);
+    config.certificates.agency_trust_anchors = paths(&manifest.agency_trust_anchors);
+    config.certificates.crl_files = paths(&manifest.crl_files);
+    // Its CRLs are short-lived test data; a demo older than a week should still let people in.
+    config.certificates.revocation = "best-effort".into();
+    eprintln!("demo: card sign-in trusts the test PKI in {}", dir.display());
+    Ok(())
+}
 
 /// Loads the demo agency table, people and client; idempotent.
 fn load_demo(config: Config) -> Result<(), Failure> {
