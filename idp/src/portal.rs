@@ -105,7 +105,7 @@ pub fn all_announcements(conn: &mut DbConn) -> Result<Vec<AnnouncementRow>, Infr
 }
 
 pub fn announcement(conn: &mut DbConn, id: &str) -> Result<Option<AnnouncementRow>, InfraError> {
-    Ok(announcements::table.find(id).select(AnnouncementRow::as_select()).first(conn).optional()?)
+    Ok(announcements::table.find(id).select(AnnouncementRow::as_select()).get_result(conn).optional()?)
 }
 
 /// Creates an announcement; returns its id.

@@ -29,6 +29,8 @@ pub struct AppState {
     pub client_cache: Arc<ClientCache>,
     /// Outgoing HTTP: client key sets (`jwks_uri`) and back-channel logout.
     pub http: reqwest::Client,
+    /// The discovery document, serialized once: it only changes with the configuration.
+    pub discovery: Arc<String>,
     /// Card certificate validation, when trust anchors are configured.
     pub card: Option<Arc<CardValidator>>,
 }
@@ -96,7 +98,9 @@ impl AppState {
             window: config.login.throttle_window,
         };
         let card = card_validator(&config)?.map(Arc::new);
+        let discovery = Arc::new(crate::oidc::discovery::document(&config.issuer, card.is_some()).to_string());
         Ok(Self {
+            discovery,
             card,
             config: Arc::new(config),
             db,

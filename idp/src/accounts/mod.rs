@@ -124,7 +124,7 @@ pub fn person_by_national_id(
 
 /// Looks a person up by id.
 pub fn person_by_id(conn: &mut DbConn, protector: &DataProtector, id: &str) -> Result<Option<Person>, InfraError> {
-    let row = people::table.find(id).select(PersonRow::as_select()).first(conn).optional()?;
+    let row = people::table.find(id).select(PersonRow::as_select()).get_result(conn).optional()?;
     row.map(|r| Person::from_row(r, protector)).transpose()
 }
 
@@ -140,7 +140,7 @@ pub fn account_of_person(conn: &mut DbConn, person_id: &str) -> Result<Option<Ac
 
 /// An account by its opaque id.
 pub fn account_by_id(conn: &mut DbConn, id: &str) -> Result<Option<Account>, InfraError> {
-    Ok(accounts::table.find(id).select(AccountRow::as_select()).first(conn).optional()?.map(Account::from))
+    Ok(accounts::table.find(id).select(AccountRow::as_select()).get_result(conn).optional()?.map(Account::from))
 }
 
 /// Resolves what a person typed as "account or national ID" to their account and register

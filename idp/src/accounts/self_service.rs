@@ -18,7 +18,7 @@ use crate::store::db::DbConn;
 
 /// The agency's name from the agency table, for the profile; `None` if the code is unknown.
 pub fn agency_name(conn: &mut DbConn, code: &str) -> Result<Option<String>, InfraError> {
-    Ok(agencies::table.find(code).select(agencies::name).first(conn).optional()?)
+    Ok(agencies::table.find(code).select(agencies::name).get_result(conn).optional()?)
 }
 
 /// Changes the custom account and e-mail, under the same rules as activation.
@@ -184,7 +184,7 @@ pub fn connected_apps(conn: &mut DbConn, account_id: &str, now: i64) -> Result<V
             .live_tokens += 1;
     }
     for app in apps.values_mut() {
-        app.name = clients::table.find(&app.client_id).select(clients::name).first(conn).optional()?;
+        app.name = clients::table.find(&app.client_id).select(clients::name).get_result(conn).optional()?;
     }
     Ok(apps.into_values().collect())
 }

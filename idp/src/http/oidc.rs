@@ -20,7 +20,7 @@ use crate::oidc::client_auth::BasicCredentials;
 use crate::oidc::params::Params;
 use crate::oidc::subject::subject_for;
 use crate::oidc::token::{self, TokenError};
-use crate::oidc::{access, backchannel, claims, discovery as disc, introspection};
+use crate::oidc::{access, backchannel, claims, introspection};
 use crate::state::AppState;
 
 fn json_no_store(body: serde_json::Value) -> HttpResponse {
@@ -37,7 +37,7 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .body(disc::document(&state.config.issuer, state.card.is_some()).to_string())
+        .body(state.discovery.as_str().to_owned())
 }
 
 /// `GET /jwks`

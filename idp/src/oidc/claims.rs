@@ -42,7 +42,7 @@ pub fn userinfo(
     }
     if has("agency") {
         let name: Option<String> =
-            agencies::table.find(&person.agency_code).select(agencies::name).first(conn).optional()?;
+            agencies::table.find(&person.agency_code).select(agencies::name).get_result(conn).optional()?;
         claims.insert("agency_code".into(), json!(person.agency_code));
         if let Some(name) = name {
             claims.insert("agency_name".into(), json!(name));

@@ -10,7 +10,7 @@ use crate::store::db::DbConn;
 /// Whether the person already allowed every scope asked for.
 pub fn covers(conn: &mut DbConn, account_id: &str, client_id: &str, scope: &[String]) -> Result<bool, InfraError> {
     let row: Option<ConsentRow> =
-        consents::table.find((account_id, client_id)).select(ConsentRow::as_select()).first(conn).optional()?;
+        consents::table.find((account_id, client_id)).select(ConsentRow::as_select()).get_result(conn).optional()?;
     Ok(row.is_some_and(|r| {
         let granted: Vec<&str> = r.scope.split(' ').collect();
         scope.iter().all(|s| granted.contains(&s.as_str()))
@@ -27,7 +27,7 @@ pub fn grant(
 ) -> Result<(), InfraError> {
     conn.transaction(|conn| {
         let row: Option<ConsentRow> =
-            consents::table.find((account_id, client_id)).select(ConsentRow::as_select()).first(conn).optional()?;
+            consents::table.find((account_id, client_id)).select(ConsentRow::as_select()).get_result(conn).optional()?;
         let mut all: Vec<String> = row.map(|r| r.scope.split(' ').map(str::to_string).collect()).unwrap_or_default();
         for s in scope {
             if !all.contains(s) {

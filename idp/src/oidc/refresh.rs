@@ -79,7 +79,7 @@ pub fn redeem(conn: &mut DbConn, token: &str, client_id: &str, now: i64) -> Resu
     let id = sha256_b64(token.as_bytes());
     conn.transaction(|conn| {
         let row: Option<RefreshTokenRow> =
-            refresh_tokens::table.find(&id).select(RefreshTokenRow::as_select()).first(conn).optional()?;
+            refresh_tokens::table.find(&id).select(RefreshTokenRow::as_select()).get_result(conn).optional()?;
         let Some(row) = row else { return Ok(Redeem::Invalid) };
         if row.client_id != client_id || row.revoked_at.is_some() || row.expires_at <= now {
             return Ok(Redeem::Invalid);
