@@ -93,10 +93,10 @@ SERVER_PID=$!
 MAIL=$(ls -t "$IDP_DATA_DIR/outbox/"*.eml | head -n 1)
 OTP=$(sed -n 's/^[[:space:]]*一次性密碼: *//p' "$MAIL" | head -n 1 | tr -d '\r ')
 [ -n "$OTP" ] || { echo "no one-time password in $MAIL" >&2; exit 1; }
-export IDP_LOAD_USERNAME=loadtest01
-export IDP_LOAD_PASSWORD="Load-$(random 8)-Bench"
-IDP_LOAD_ONE_TIME_PASSWORD=$OTP "$LOAD" activate --base-url "$BASE" --username A123456789 \
-  --account "$IDP_LOAD_USERNAME" --email ming@example.gov.tw
+export LOADTEST_USERNAME=loadtest01
+export LOADTEST_PASSWORD="Load-$(random 8)-Bench"
+LOADTEST_ONE_TIME_PASSWORD=$OTP "$LOAD" activate --base-url "$BASE" --username A123456789 \
+  --account "$LOADTEST_USERNAME" --email ming@example.gov.tw
 
 # Busy share of all CPUs over one second, in percent, from /proc/stat.
 busy_pct() {

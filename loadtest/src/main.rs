@@ -108,11 +108,13 @@ struct RunArgs {
     /// Scopes of the SSO authorization request.
     #[arg(long, default_value = "openid profile email")]
     scope: String,
-    /// Account (custom account or national ID) for the SSO sessions.
-    #[arg(long, env = "IDP_LOAD_USERNAME")]
+    /// Account (custom account or national ID) for the SSO sessions. (The variables are not
+    /// named `IDP_…`: the idp refuses unknown `IDP_*` variables, and scripts export these next
+    /// to its own.)
+    #[arg(long, env = "LOADTEST_USERNAME")]
     username: Option<String>,
     /// Its password (prefer the environment variable: command lines are visible to others).
-    #[arg(long, env = "IDP_LOAD_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "LOADTEST_PASSWORD", hide_env_values = true)]
     password: Option<String>,
     /// Browser sessions for the SSO scenario; default: one per closed-loop worker.
     #[arg(long)]
@@ -135,7 +137,7 @@ struct ActivateArgs {
     /// National ID (or account) to sign in with.
     #[arg(long)]
     username: String,
-    #[arg(long, env = "IDP_LOAD_ONE_TIME_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "LOADTEST_ONE_TIME_PASSWORD", hide_env_values = true)]
     one_time_password: String,
     /// The custom account to choose.
     #[arg(long)]
@@ -143,7 +145,7 @@ struct ActivateArgs {
     #[arg(long)]
     email: String,
     /// The new password.
-    #[arg(long, env = "IDP_LOAD_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "LOADTEST_PASSWORD", hide_env_values = true)]
     password: String,
 }
 
@@ -223,17 +225,19 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
-/// Busy and total CPU time of the whole machine so far, from `/proc/stat` (busy = everything
-/// but idle and iowait), in clock ticks, and the number of CPUs.
-fn machine_ticks() -> Option<(u64, u64, usize)> {
+/// CPU time of the whole machine so far, from `/proc/stat`, in clock ticks: busy (everything
+/// but idle and iowait), interrupts (irq + softirq: loopback TCP is largely softirq work, which
+/// no process's own counters include), total; and the number of CPUs.
+fn machine_ticks() -> Option<(u64, u64, u64, usize)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().next()?.strip_prefix("cpu ")?;
     let v: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3)? + v.get(4)?;
+    let interrupts = v.get(5)? + v.get(6)?;
     let cpus =
         stat.lines().filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit)).count();
-    Some((total - idle, total, cpus.max(1)))
+    Some((total - idle, interrupts, total, cpus.max(1)))
 }
 
 /// Measures the CPU use of this tool, the server (if its pid is known) and the whole machine
@@ -242,7 +246,7 @@ struct CpuWatch {
     wall: Instant,
     tool: Option<f64>,
     server: Option<(String, f64)>,
-    machine: Option<(u64, u64, usize)>,
+    machine: Option<(u64, u64, u64, usize)>,
 }
 
 /// CPU use over a run, in percent of one core (machine: percent of all cores).
@@ -250,9 +254,13 @@ pub struct CpuUse {
     pub tool: Option<f64>,
     pub server: Option<f64>,
     pub machine: Option<f64>,
-    /// Everything but this tool and the server (a build, another test), in percent of one
-    /// core: figures taken while this is high are disturbed.
+    /// Interrupt handling (mostly the loopback network's softirq), in percent of one core.
+    pub interrupts: Option<f64>,
+    /// Everything but this tool, the server and interrupts (a build, another test), in
+    /// percent of one core: figures taken while this is high are disturbed.
     pub other: Option<f64>,
+    /// The wall-clock seconds the percentages are of.
+    pub wall_s: f64,
 }
 
 impl CpuWatch {
@@ -266,16 +274,19 @@ impl CpuWatch {
         let pct = |a: f64, b: f64| ((b - a) / wall * 1000.0).round() / 10.0;
         let tool = self.tool.zip(cpu_seconds("self")).map(|(a, b)| pct(a, b));
         let server = self.server.as_ref().and_then(|(p, a)| cpu_seconds(p).map(|b| pct(*a, b)));
-        let busy = self
-            .machine
-            .zip(machine_ticks())
-            .and_then(|((b0, t0, cpus), (b1, t1, _))| (t1 > t0).then(|| ((b1 - b0) as f64 / (t1 - t0) as f64, cpus)));
-        let machine = busy.map(|(f, _)| (f * 1000.0).round() / 10.0);
-        let other = busy
+        // Shares of all CPU time: busy, and interrupts; then in percent of one core.
+        let shares = self.machine.zip(machine_ticks()).and_then(|((b0, i0, t0, cpus), (b1, i1, t1, _))| {
+            let span = t1.checked_sub(t0).filter(|s| *s > 0)? as f64;
+            Some(((b1 - b0) as f64 / span, (i1 - i0) as f64 / span, cpus as f64))
+        });
+        let round = |v: f64| (v * 10.0).round() / 10.0;
+        let machine = shares.map(|(busy, _, _)| round(busy * 100.0));
+        let interrupts = shares.map(|(_, irq, cpus)| round(irq * cpus * 100.0));
+        let other = shares
             .zip(tool)
             .zip(server)
-            .map(|(((f, cpus), t), s)| ((f * cpus as f64 * 100.0 - t - s).max(0.0) * 10.0).round() / 10.0);
-        CpuUse { tool, server, machine, other }
+            .map(|(((busy, irq, cpus), t), s)| round(((busy - irq) * cpus * 100.0 - t - s).max(0.0)));
+        CpuUse { tool, server, machine, interrupts, other, wall_s: wall }
     }
 }
 
@@ -323,7 +334,7 @@ async fn run_scenarios(args: RunArgs, threads: usize) -> Result<()> {
             sessions: args.sessions.unwrap_or(args.concurrency).clamp(1, 4096),
         }),
         (Some(_), _, _) => {
-            bail!("--sso-client needs --username and --password (or IDP_LOAD_USERNAME, IDP_LOAD_PASSWORD)")
+            bail!("--sso-client needs --username and --password (or LOADTEST_USERNAME, LOADTEST_PASSWORD)")
         }
         (None, _, _) => None,
     };

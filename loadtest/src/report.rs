@@ -59,8 +59,15 @@ pub struct Row {
     pub server_cpu_pct: Option<f64>,
     /// CPU used by the whole machine, in percent of all its cores.
     pub machine_cpu_pct: Option<f64>,
+    /// Interrupt (softirq) time, in percent of one core: the loopback network's share.
+    pub interrupt_cpu_pct: Option<f64>,
     /// CPU used by other processes, in percent of one core (see `CpuUse::other`).
     pub other_cpu_pct: Option<f64>,
+    /// Server CPU time per successful iteration, µs: unlike throughput, hardly moved by other
+    /// processes sharing the machine, so the figure to compare between builds.
+    pub server_cpu_us_per_op: Option<f64>,
+    /// The same for this tool.
+    pub tool_cpu_us_per_op: Option<f64>,
 }
 
 impl Row {
@@ -77,7 +84,14 @@ impl Row {
         let secs = m.elapsed.as_secs_f64();
         let steps: serde_json::Map<String, Value> =
             step_names.iter().zip(&r.steps).map(|(n, h)| ((*n).to_string(), json!(Percentiles::of(h)))).collect();
+        // CPU use covers the whole run, warm-up included, so divide by every iteration.
+        let per_op = |pct: Option<f64>| {
+            let ops = (r.ok + r.warmup_ok) as f64;
+            pct.filter(|_| ops > 0.0).map(|p| (p / 100.0 * cpu.wall_s / ops * 1e6 * 10.0).round() / 10.0)
+        };
         Self {
+            server_cpu_us_per_op: per_op(cpu.server),
+            tool_cpu_us_per_op: per_op(cpu.tool),
             scenario: scenario.to_string(),
             mode,
             concurrency,
@@ -95,6 +109,7 @@ impl Row {
             tool_cpu_pct: cpu.tool,
             server_cpu_pct: cpu.server,
             machine_cpu_pct: cpu.machine,
+            interrupt_cpu_pct: cpu.interrupts,
             other_cpu_pct: cpu.other,
         }
     }
@@ -105,11 +120,22 @@ fn ms(us: u64) -> String {
 }
 
 /// The table: one line per run, latencies in milliseconds; `tool%`, `idp%` and `other%` (every
-/// other process) are percent of one core.
+/// other process) are percent of one core; `idp µs/op` is server CPU per iteration.
 pub fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<20} {:<14} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6}\n",
-        "scenario", "load", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "tool%", "idp%", "other%"
+        "{:<20} {:<14} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6} {:>9}\n",
+        "scenario",
+        "load",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "tool%",
+        "idp%",
+        "other%",
+        "idp µs/op"
     );
     for r in rows {
         let load = match (r.mode, r.concurrency, r.target_rate) {
@@ -123,7 +149,7 @@ pub fn table(rows: &[Row]) -> String {
         };
         let pct = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "{:<20} {:<14} {:>10.0} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6}\n",
+            "{:<20} {:<14} {:>10.0} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>6} {:>9}\n",
             r.scenario,
             load,
             r.requests_per_s,
@@ -134,7 +160,8 @@ pub fn table(rows: &[Row]) -> String {
             r.errors,
             pct(r.tool_cpu_pct),
             pct(r.server_cpu_pct),
-            pct(r.other_cpu_pct)
+            pct(r.other_cpu_pct),
+            r.server_cpu_us_per_op.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into())
         ));
     }
     out

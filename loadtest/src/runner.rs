@@ -44,6 +44,8 @@ pub struct Recorder {
     pub error_kinds: BTreeMap<String, u64>,
     /// When the last measured iteration finished.
     pub last_done: Option<Instant>,
+    /// Successful iterations during the warm-up (not in the figures, but they used CPU).
+    pub warmup_ok: u64,
 }
 
 impl Recorder {
@@ -56,6 +58,7 @@ impl Recorder {
             errors: 0,
             error_kinds: BTreeMap::new(),
             last_done: None,
+            warmup_ok: 0,
         }
     }
 
@@ -91,6 +94,7 @@ impl Recorder {
         }
         self.ok += other.ok;
         self.last_done = self.last_done.max(other.last_done);
+        self.warmup_ok += other.warmup_ok;
         self.errors += other.errors;
         for (k, v) in other.error_kinds {
             *self.error_kinds.entry(k).or_default() += v;
@@ -159,6 +163,8 @@ pub async fn run_closed(
                 let done = Instant::now();
                 if measured {
                     rec.record(&outcome, done, done - t0, &step_times);
+                } else if outcome.is_ok() {
+                    rec.warmup_ok += 1;
                 }
                 if outcome.is_err() {
                     let f = failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -254,12 +260,14 @@ pub async fn run_open(
                     if outcome.is_err() {
                         task_failures.fetch_add(1, Ordering::Relaxed);
                     }
+                    let mut rec = shared.lock().unwrap_or_else(|p| p.into_inner());
                     if measured {
-                        let mut rec = shared.lock().unwrap_or_else(|p| p.into_inner());
                         rec.record(&outcome, done, done - scheduled, &step_times);
                         if outcome.is_ok() {
                             rec.service.saturating_record(micros(done - sent));
                         }
+                    } else if outcome.is_ok() {
+                        rec.warmup_ok += 1;
                     }
                 });
                 i += 1;

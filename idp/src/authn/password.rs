@@ -84,8 +84,11 @@ pub fn sign_in(
         dummy_verify(password);
         return Err(LoginError::BadCredentials);
     };
-    let otp: Option<OneTimePasswordRow> =
-        one_time_passwords::table.find(&account.id).select(OneTimePasswordRow::as_select()).get_result(conn).optional()?;
+    let otp: Option<OneTimePasswordRow> = one_time_passwords::table
+        .find(&account.id)
+        .select(OneTimePasswordRow::as_select())
+        .get_result(conn)
+        .optional()?;
     if let Some(otp) = otp {
         if constant_time_eq(sha256_b64(password.as_bytes()).as_bytes(), otp.password_hash.as_bytes()) {
             if otp.expires_at <= now {

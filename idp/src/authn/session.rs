@@ -77,15 +77,19 @@ pub fn create_acting(
 
 /// The live session a cookie value points at.
 pub fn find(conn: &mut DbConn, token: &str, now: i64) -> Result<Option<Session>, InfraError> {
-    let row: Option<SessionRow> =
-        sessions::table.find(sha256_b64(token.as_bytes())).select(SessionRow::as_select()).get_result(conn).optional()?;
+    let row: Option<SessionRow> = sessions::table
+        .find(sha256_b64(token.as_bytes()))
+        .select(SessionRow::as_select())
+        .get_result(conn)
+        .optional()?;
     Ok(row.filter(|r| r.expires_at > now).map(Session::from))
 }
 
 /// Ends the session a cookie value points at; returns it if there was one.
 pub fn end(conn: &mut DbConn, token: &str) -> Result<Option<Session>, InfraError> {
     let id = sha256_b64(token.as_bytes());
-    let row: Option<SessionRow> = sessions::table.find(&id).select(SessionRow::as_select()).get_result(conn).optional()?;
+    let row: Option<SessionRow> =
+        sessions::table.find(&id).select(SessionRow::as_select()).get_result(conn).optional()?;
     diesel::delete(sessions::table.find(&id)).execute(conn)?;
     Ok(row.map(Session::from))
 }

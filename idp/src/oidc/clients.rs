@@ -488,7 +488,13 @@ pub fn replace(conn: &mut DbConn, id: &str, new: NewClient, now: i64) -> Result<
 
 /// A client by id.
 pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<Client>, InfraError> {
-    clients::table.find(id).select(ClientRow::as_select()).get_result(conn).optional()?.map(Client::try_from).transpose()
+    clients::table
+        .find(id)
+        .select(ClientRow::as_select())
+        .get_result(conn)
+        .optional()?
+        .map(Client::try_from)
+        .transpose()
 }
 
 /// Every client, oldest first.

@@ -26,8 +26,11 @@ pub fn grant(
     now: i64,
 ) -> Result<(), InfraError> {
     conn.transaction(|conn| {
-        let row: Option<ConsentRow> =
-            consents::table.find((account_id, client_id)).select(ConsentRow::as_select()).get_result(conn).optional()?;
+        let row: Option<ConsentRow> = consents::table
+            .find((account_id, client_id))
+            .select(ConsentRow::as_select())
+            .get_result(conn)
+            .optional()?;
         let mut all: Vec<String> = row.map(|r| r.scope.split(' ').map(str::to_string).collect()).unwrap_or_default();
         for s in scope {
             if !all.contains(s) {
