@@ -46,7 +46,7 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .body(state.keys.jwks().to_string())
+        .body(state.keys.jwks_body().as_str().to_owned())
 }
 
 /// Decodes `Authorization: Basic` client credentials (RFC 6749 §2.3.1: form-encoded, then base64).
