@@ -14,6 +14,7 @@ pub mod http;
 pub mod mail;
 pub mod national_id;
 pub mod oidc;
+pub mod outbound;
 pub mod portal;
 pub mod state;
 pub mod store;

@@ -74,10 +74,7 @@ impl ClientCache {
         if !response.status().is_success() {
             return None;
         }
-        let bytes = response.bytes().await.ok()?;
-        if bytes.len() > 64 * 1024 {
-            return None;
-        }
+        let bytes = crate::outbound::read_limited(response, 64 * 1024).await.ok()?;
         let set: Arc<JwkSet> = Arc::new(serde_json::from_slice(&bytes).ok()?);
         if let Ok(mut map) = self.jwks.write() {
             map.insert(uri.clone(), (set.clone(), Instant::now()));

@@ -28,6 +28,9 @@ pub enum HealthError {
     Malformed,
 }
 
+/// A larger answer than this is not the service's two-field object.
+const MAX_ANSWER_BYTES: usize = 16 * 1024;
+
 #[derive(Deserialize)]
 struct Answer {
     national_id: String,
@@ -51,7 +54,9 @@ pub async fn verify(http: &reqwest::Client, url: &str, card_token: &str) -> Resu
         400..=499 => return Err(HealthError::Refused),
         s => return Err(HealthError::Unavailable(format!("status {s}"))),
     }
-    let bytes = response.bytes().await.map_err(|e| HealthError::Unavailable(e.to_string()))?;
+    let bytes = crate::outbound::read_limited(response, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| HealthError::Unavailable(e.to_string()))?;
     let answer: Answer = serde_json::from_slice(&bytes).map_err(|_| HealthError::Malformed)?;
     let national_id = NationalId::parse(&answer.national_id).map_err(|_| HealthError::Malformed)?;
     let card_number = answer.card_number.trim().to_string();
