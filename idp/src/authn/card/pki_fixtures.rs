@@ -391,6 +391,57 @@ pub fn read_cert(dir: &Path, file: &str) -> Result<CertificateDer<'static>, Fixt
     CertificateDer::from_pem_file(&path).map_err(|e| FixtureError::Pem(format!("{}: {e}", path.display())))
 }
 
+/// Signs a CRL as the CA of `ca_cert_pem` with the PKCS#8 key `ca_key_pem`: issuer name and
+/// authority key identifier come from the certificate, the signature from the key. `revoked` holds
+/// serials (big-endian bytes) with their revocation times; times are Unix seconds. Used by the
+/// generator and by the CA simulator, which signs a fresh CRL on every download. The key is not
+/// matched against the certificate, so a CRL that names the right CA but does not verify can be
+/// made on purpose.
+pub fn sign_crl(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    revoked: &[(Vec<u8>, i64)],
+    this_update: i64,
+    next_update: i64,
+    number: u64,
+) -> Result<Vec<u8>, FixtureError> {
+    let key = KeyPair::from_pem(ca_key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, &key)?;
+    // The authority key identifier names the certificate's key (its subject key identifier), not
+    // the signing key: the two differ only in a deliberately bad CRL, which must still point at
+    // the right CA.
+    let cert_der = pem_to_der(ca_cert_pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&cert_der).map_err(|e| FixtureError::Pem(e.to_string()))?;
+    let key_identifier_method = cert
+        .iter_extensions()
+        .find_map(|ext| match ext.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => {
+                Some(KeyIdMethod::PreSpecified(id.0.to_vec()))
+            }
+            _ => None,
+        })
+        .unwrap_or(KeyIdMethod::Sha256);
+    let params = CertificateRevocationListParams {
+        this_update: time(this_update)?,
+        next_update: time(next_update)?,
+        crl_number: SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|(serial, at)| {
+                Ok(RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(serial),
+                    revocation_time: time(*at)?,
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<_, FixtureError>>()?,
+        key_identifier_method,
+    };
+    Ok(params.signed_by(&issuer)?.der().to_vec())
+}
+
 /// The name both MOICA generations (and the impostor) carry.
 fn moica_name() -> Result<DistinguishedName, FixtureError> {
     gov_ca_name(oids::OU_MOICA)
@@ -455,6 +506,7 @@ struct Ca {
     file: String,
     params: CertificateParams,
     key: KeyPair,
+    cert_pem: String,
 }
 
 impl Ca {
@@ -560,8 +612,9 @@ impl Generator<'_> {
             self.entry(file, if parent.is_some() { EntryKind::IssuingCa } else { EntryKind::RootCa }, description);
         entry.issuer = parent.map(|p| p.file.clone());
         entry.serial = params.serial_number.as_ref().map(|s| profile_hex(&s.to_bytes()));
-        self.write_pair(entry, &cert.pem(), &key)?;
-        Ok(Ca { file: file.into(), params, key })
+        let cert_pem = cert.pem();
+        self.write_pair(entry, &cert_pem, &key)?;
+        Ok(Ca { file: file.into(), params, key, cert_pem })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -679,26 +732,9 @@ impl Generator<'_> {
         description: &str,
     ) -> Result<(), FixtureError> {
         let now = self.options.now;
-        let params = CertificateRevocationListParams {
-            this_update: time(now - 3600)?,
-            next_update: time(now + CRL_LIFETIME_SECS)?,
-            crl_number: SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: revoked
-                .iter()
-                .map(|(serial, at)| {
-                    Ok(RevokedCertParams {
-                        serial_number: serial.clone(),
-                        revocation_time: time(*at)?,
-                        reason_code: Some(RevocationReason::KeyCompromise),
-                        invalidity_date: None,
-                    })
-                })
-                .collect::<Result<_, FixtureError>>()?,
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        let crl = params.signed_by(&ca.issuer())?;
-        write(&self.dir.join(file), crl.der())?;
+        let revoked: Vec<(Vec<u8>, i64)> = revoked.iter().map(|(serial, at)| (serial.to_bytes(), *at)).collect();
+        let crl = sign_crl(&ca.cert_pem, &ca.key.serialize_pem(), &revoked, now - 3600, now + CRL_LIFETIME_SECS, 1)?;
+        write(&self.dir.join(file), &crl)?;
         let mut entry = self.entry(file, EntryKind::Crl, description);
         entry.issuer = Some(ca.file.clone());
         self.files.push(entry);
@@ -882,6 +918,51 @@ mod tests {
         let (_, root) = X509Certificate::from_der(&root).unwrap();
         assert_ne!(test_root.subject().as_raw(), root.subject().as_raw());
         assert!(test_agency.issuer().to_string().contains("政府測試憑證管理中心"));
+    }
+
+    #[test]
+    fn card_fixtures_sign_crl_on_demand() {
+        use crate::authn::card::validate::{CardError, CardValidator, InvalidReason, TrustSettings};
+        use rustls_pki_types::CertificateRevocationListDer;
+        use x509_parser::prelude::*;
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = generate_with(dir.path(), &FixtureOptions::fast()).unwrap();
+        let now = manifest.generated_at;
+        let pem = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+        let key = |f: &str| pem(manifest.entry(f).unwrap().key_file.as_deref().unwrap());
+        let wang = read_cert(dir.path(), CITIZEN_WANG).unwrap();
+        let (_, parsed) = X509Certificate::from_der(&wang).unwrap();
+        let revoked = [(parsed.raw_serial().to_vec(), now - 60)];
+        let crl = sign_crl(&pem(MOICA_G2), &key(MOICA_G2), &revoked, now - 60, now + 3600, 7).unwrap();
+        // The right issuer, the right authority key, but another CA's signature.
+        let forged = sign_crl(&pem(MOICA_G2), &key(UNTRUSTED_CA), &revoked, now - 60, now + 3600, 8).unwrap();
+        let g2 = read_cert(dir.path(), MOICA_G2).unwrap();
+        let (_, g2) = X509Certificate::from_der(&g2).unwrap();
+        for der in [&crl, &forged] {
+            let (_, parsed) = CertificateRevocationList::from_der(der).unwrap();
+            assert_eq!(parsed.issuer().as_raw(), g2.subject().as_raw());
+            assert_eq!(parsed.iter_revoked_certificates().count(), 1);
+            assert_eq!(parsed.next_update().map(|t| t.timestamp()), Some(now + 3600));
+            let aki = parsed.extensions().iter().find_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+                _ => None,
+            });
+            let ski = g2.extensions().iter().find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            });
+            assert_eq!(aki, ski);
+        }
+        let validate = |crl: &[u8]| {
+            let settings = TrustSettings {
+                citizen_anchors: vec![read_cert(dir.path(), MOICA_G2).unwrap()],
+                crls: vec![CertificateRevocationListDer::from(crl.to_vec())],
+                ..Default::default()
+            };
+            CardValidator::new(settings).unwrap().validate(&wang, &[], now, |_| None)
+        };
+        assert_eq!(validate(&crl).unwrap_err(), CardError::Invalid(InvalidReason::Revoked));
+        assert!(matches!(validate(&forged), Err(CardError::Invalid(InvalidReason::CrlInvalid(_)))));
     }
 
     #[test]
