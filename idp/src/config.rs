@@ -66,7 +66,7 @@ impl CardLoginConfig {
 
 /// Card sign-in: which certificate authorities to trust for which card kind, and revocation.
 /// With no anchors configured, card sign-in is off and the login page does not offer it.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CertificatesConfig {
     /// PEM files of the citizen-certificate CAs (every current MOICA generation).
@@ -77,6 +77,28 @@ pub struct CertificatesConfig {
     pub intermediates: Vec<PathBuf>,
     /// CRL files (DER or PEM) of the issuing CAs.
     pub crl_files: Vec<PathBuf>,
+    /// CRL addresses (http or https) of the issuing CAs: downloaded at start and refreshed in the
+    /// background; the last good copy is kept under `<data_dir>/crl-cache` for restarts while the
+    /// CA's site is down.
+    pub crl_urls: Vec<String>,
+    /// How often the CRLs of `crl_urls` are fetched again; sooner when one reaches its
+    /// `nextUpdate`, and a failed download is retried after a tenth of this.
+    #[serde(with = "humantime_serde")]
+    pub crl_refresh_interval: Duration,
+    /// OCSP responders, each for the certificates that one issuing CA issued.
+    pub ocsp_responders: Vec<OcspResponderConfig>,
+    /// How long to wait for an OCSP responder or the ownership service.
+    #[serde(with = "humantime_serde")]
+    pub fetch_timeout: Duration,
+    /// How long one CRL download may take in all (complete CRLs are large).
+    #[serde(with = "humantime_serde")]
+    pub crl_download_timeout: Duration,
+    /// The certificate authority's online service that tells whether a certificate belongs to a
+    /// national ID; empty means the same-person check uses the certificate alone (name and the
+    /// last four characters of the national ID).
+    pub ownership_verifier_url: String,
+    /// File holding the bearer credential for `ownership_verifier_url` (deployment-specific).
+    pub ownership_verifier_token_file: PathBuf,
     /// `strict` (default: a missing or stale CRL refuses the login) or `best-effort`.
     pub revocation: String,
     /// Policy OIDs that mark a test certificate, besides the GTestCA issuer name.
@@ -91,6 +113,40 @@ pub struct CertificatesConfig {
     /// Addresses of TLS-terminating proxies allowed to forward a client certificate in a header
     /// (`X-SSL-Client-Cert` or RFC 9440 `Client-Cert`) to `/card/proxy-login`.
     pub trusted_proxies: Vec<String>,
+}
+
+/// One OCSP responder and the issuing CA it answers for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OcspResponderConfig {
+    /// PEM file of the issuing CA whose certificates this responder answers for.
+    pub issuer: PathBuf,
+    /// The responder's address, e.g. `http://ocsp.grca.nat.gov.tw/OCSP`.
+    pub url: String,
+}
+
+impl Default for CertificatesConfig {
+    fn default() -> Self {
+        CertificatesConfig {
+            citizen_trust_anchors: Vec::new(),
+            agency_trust_anchors: Vec::new(),
+            intermediates: Vec::new(),
+            crl_files: Vec::new(),
+            crl_urls: Vec::new(),
+            crl_refresh_interval: Duration::from_secs(3600),
+            ocsp_responders: Vec::new(),
+            fetch_timeout: Duration::from_secs(5),
+            crl_download_timeout: Duration::from_secs(120),
+            ownership_verifier_url: String::new(),
+            ownership_verifier_token_file: PathBuf::new(),
+            revocation: String::new(),
+            test_policy_oids: Vec::new(),
+            health_verifier_url: String::new(),
+            health_component_url: String::new(),
+            component_url: String::new(),
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 impl CertificatesConfig {
@@ -363,13 +419,38 @@ impl Config {
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             return bad("mail.from", "must be a mail address such as Name <user@example.org>");
         }
-        for (key, v) in [
-            ("certificates.health_verifier_url", &self.certificates.health_verifier_url),
-            ("certificates.health_component_url", &self.certificates.health_component_url),
-        ] {
+        let certs = &self.certificates;
+        let urls = [
+            ("certificates.health_verifier_url", &certs.health_verifier_url),
+            ("certificates.health_component_url", &certs.health_component_url),
+            ("certificates.ownership_verifier_url", &certs.ownership_verifier_url),
+        ]
+        .into_iter()
+        .chain(certs.crl_urls.iter().map(|u| ("certificates.crl_urls", u)))
+        .chain(certs.ocsp_responders.iter().map(|r| ("certificates.ocsp_responders.url", &r.url)));
+        for (key, v) in urls {
             if !v.is_empty() && url::Url::parse(v).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
                 return bad(key, "must be an http(s) URL");
             }
+        }
+        if certs.crl_urls.iter().any(String::is_empty) || certs.ocsp_responders.iter().any(|r| r.url.is_empty()) {
+            return bad("certificates.crl_urls", "addresses must not be empty");
+        }
+        if certs.crl_refresh_interval < Duration::from_secs(1) {
+            return bad("certificates.crl_refresh_interval", "must be at least 1s");
+        }
+        if certs.fetch_timeout < Duration::from_millis(100) || certs.fetch_timeout > Duration::from_secs(60) {
+            return bad("certificates.fetch_timeout", "must be between 100ms and 60s");
+        }
+        // The file itself is read when the server starts (its contents are a secret, not configuration).
+        if !certs.ownership_verifier_url.is_empty() && certs.ownership_verifier_token_file.as_os_str().is_empty() {
+            return bad(
+                "certificates.ownership_verifier_token_file",
+                "must name the bearer token file when certificates.ownership_verifier_url is set",
+            );
+        }
+        if certs.crl_download_timeout < Duration::from_secs(1) {
+            return bad("certificates.crl_download_timeout", "must be at least 1s");
         }
         if !matches!(self.certificates.revocation.as_str(), "" | "strict" | "best-effort") {
             return bad("certificates.revocation", "must be strict or best-effort");

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::authn::card::validate::{CardValidator, RevocationMode, TrustSettings};
+use crate::authn::card::trust::CardTrust;
 use crate::authn::throttle::Throttle;
 use crate::config::Config;
 use crate::crypto::DataProtector;
@@ -31,30 +31,10 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// The discovery document, serialized once: it only changes with the configuration.
     pub discovery: Arc<String>,
-    /// Card certificate validation, when trust anchors are configured.
-    pub card: Option<Arc<CardValidator>>,
-}
-
-/// Builds the card validator from `certificates.*`; `None` when no anchor is configured.
-pub fn card_validator(config: &Config) -> Result<Option<CardValidator>, InfraError> {
-    let c = &config.certificates;
-    if !c.enabled() {
-        return Ok(None);
-    }
-    fn refs(v: &[std::path::PathBuf]) -> Vec<&std::path::Path> {
-        v.iter().map(|p| p.as_path()).collect()
-    }
-    let mut settings = TrustSettings::load_files(
-        &refs(&c.citizen_trust_anchors),
-        &refs(&c.agency_trust_anchors),
-        &refs(&c.intermediates),
-        &refs(&c.crl_files),
-    )
-    .map_err(|e| InfraError::Internal(format!("certificates: {e}")))?;
-    settings.revocation =
-        if c.revocation == "best-effort" { RevocationMode::BestEffort } else { RevocationMode::Required };
-    settings.test_policy_oids = c.test_policy_oids.clone();
-    CardValidator::new(settings).map(Some).map_err(|e| InfraError::Internal(format!("certificates: {e}")))
+    /// Card certificate validation and revocation, when trust anchors are configured.
+    pub card: Option<Arc<CardTrust>>,
+    /// The certificate authority's online ownership service, when `certificates.ownership_verifier_url` is set.
+    pub ownership: Option<Arc<crate::accounts::ownership::OnlineOwnership>>,
 }
 
 /// The parts the CLI needs (no ephemeral store, no keys).
@@ -97,11 +77,25 @@ impl AppState {
             per_address: config.login.max_failures_per_address,
             window: config.login.throttle_window,
         };
-        let card = card_validator(&config)?.map(Arc::new);
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| InfraError::Internal(format!("HTTP client: {e}")))?;
+        let card = CardTrust::from_config(&config, http.clone())
+            .map_err(|e| InfraError::Internal(format!("certificates: {e}")))?
+            .map(Arc::new);
+        if let Some(card) = &card {
+            // Before serving: strict mode would refuse every card until the CRLs are in.
+            card.load_crls(&db).await;
+            card.spawn_refresher(db.clone());
+        }
         let discovery = Arc::new(crate::oidc::discovery::document(&config.issuer, card.is_some()).to_string());
         Ok(Self {
             discovery,
             card,
+            ownership: crate::accounts::ownership::OnlineOwnership::from_config(&config.certificates)?.map(Arc::new),
             config: Arc::new(config),
             db,
             eph,
@@ -111,12 +105,7 @@ impl AppState {
             templates: Arc::new(Templates::new()?),
             throttle,
             client_cache: Arc::new(ClientCache::default()),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(std::time::Duration::from_secs(5))
-                .timeout(std::time::Duration::from_secs(10))
-                .build()
-                .map_err(|e| InfraError::Internal(format!("HTTP client: {e}")))?,
+            http,
         })
     }
 }

@@ -4,10 +4,13 @@
 //! a renewed certificate for the same card key still signs its holder in. An unbound card leads
 //! to the identify step: the person types their custom account or national ID, which is checked
 //! against the register in the seeds' order — unknown, separated, not the certificate's owner.
+//! Where the certificate authority's online service is configured ([`super::ownership`]), it is
+//! asked between [`identify`] and [`bind_identified`]: outside any database transaction, so a
+//! slow service holds no connection or lock.
 
 use diesel::prelude::*;
 
-use super::{ensure_account, find_by_identifier, roles, Account, Person, PersonStatus};
+use super::{ensure_account, find_by_identifier, person_by_id, roles, Account, Person, PersonStatus};
 use crate::authn::card::profile::hex;
 use crate::authn::card::validate::{CardKind, ValidatedCard};
 use crate::crypto::{random_token, DataProtector};
@@ -36,6 +39,10 @@ pub struct PresentedCard {
     /// (never the national ID itself, which must not sit in the ephemeral store).
     #[serde(default)]
     pub national_id_index: Option<String>,
+    /// Certificate cards: the end-entity certificate (base64 DER), which the CA's online ownership
+    /// service needs; kept only while the person identifies themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 impl PresentedCard {
@@ -55,7 +62,15 @@ impl PresentedCard {
             last_four: p.directory.national_id_last_four.clone(),
             agency_code: card.agency_code.clone(),
             national_id_index: None,
+            certificate: None,
         }
+    }
+
+    /// Keeps the end-entity certificate (DER) for the online ownership check.
+    pub fn with_certificate(mut self, der: &[u8]) -> Self {
+        use base64::Engine;
+        self.certificate = Some(base64::engine::general_purpose::STANDARD.encode(der));
+        self
     }
 
     /// A health-insurance card as NHI's verification service vouched for it.
@@ -70,6 +85,7 @@ impl PresentedCard {
             last_four: None,
             agency_code: None,
             national_id_index: Some(national_id_index),
+            certificate: None,
         }
     }
 
@@ -101,29 +117,25 @@ pub fn bound_account(conn: &mut DbConn, card: &PresentedCard, now: i64) -> Resul
     Ok(Some(b.account_id))
 }
 
-/// Decides whether a register entry is the owner of a card. One interface, so the certificate
-/// authority's online verification service can be plugged in where a deployment has it.
-pub trait OwnershipCheck: Send + Sync {
-    fn is_owner(&self, card: &PresentedCard, person: &Person) -> bool;
-}
-
-/// The check the certificate itself allows: the name (CN) and the last four characters of the
-/// national ID it carries must both match the register entry. For agency cards: the person is
-/// HR staff of the agency the certificate stands for.
-pub struct CertificateOwnership;
-
-impl OwnershipCheck for CertificateOwnership {
-    fn is_owner(&self, card: &PresentedCard, person: &Person) -> bool {
-        if card.kind == "health" {
-            // Checked against the full national ID in `identify_and_bind`, which holds the key.
-            return false;
-        }
-        if card.is_agency() {
-            return card.agency_code.as_deref() == Some(person.agency_code.as_str()) && roles::is_hr_staff(person);
-        }
-        card.holder_name.as_deref() == Some(person.name.as_str())
-            && card.last_four.as_deref() == Some(person.national_id.last_four())
+/// The same-person check the card itself allows. Citizen certificates: the name (CN) and the last
+/// four characters of the national ID it carries must both match the register entry. Agency
+/// certificates: the person is HR staff of the agency the certificate stands for. Health cards:
+/// the full national ID NHI's service vouched for (kept as its keyed index) is the person's.
+pub fn card_matches(protector: &DataProtector, card: &PresentedCard, person: &Person) -> bool {
+    if let Some(index) = &card.national_id_index {
+        return crate::crypto::constant_time_eq(
+            protector.index(person.national_id.expose()).as_bytes(),
+            index.as_bytes(),
+        );
     }
+    if card.kind == "health" {
+        return false;
+    }
+    if card.is_agency() {
+        return card.agency_code.as_deref() == Some(person.agency_code.as_str()) && roles::is_hr_staff(person);
+    }
+    card.holder_name.as_deref() == Some(person.name.as_str())
+        && card.last_four.as_deref() == Some(person.national_id.last_four())
 }
 
 /// Why a card was not bound; each maps to the seeds' message.
@@ -154,37 +166,51 @@ impl From<diesel::result::Error> for IdentifyError {
     }
 }
 
-/// Checks `identifier` against the register in the seeds' order and, if the person owns the
-/// card, binds it (creating a pending account on a first identity proof), in one transaction.
-pub fn identify_and_bind(
+/// The checks on a register entry, in the seeds' order after the look-up: separated, (agency
+/// cards) not HR staff, not the card's owner.
+fn check_person(protector: &DataProtector, card: &PresentedCard, person: &Person) -> Result<(), IdentifyError> {
+    if person.status == PersonStatus::Separated {
+        return Err(IdentifyError::Separated);
+    }
+    if card.is_agency() && !roles::is_hr_staff(person) {
+        return Err(IdentifyError::NotHrStaff);
+    }
+    if !card_matches(protector, card, person) {
+        return Err(IdentifyError::NotOwner);
+    }
+    Ok(())
+}
+
+/// First half of the identify step: finds `identifier` in the register and runs the checks the
+/// IdP can make itself. Binds nothing, so the online service can be asked before [`bind_identified`].
+pub fn identify(
     conn: &mut DbConn,
     protector: &DataProtector,
-    owner: &dyn OwnershipCheck,
     card: &PresentedCard,
     identifier: &str,
+) -> Result<Person, IdentifyError> {
+    let Some((person, _)) = find_by_identifier(conn, protector, identifier)? else {
+        return Err(IdentifyError::NotInRegister);
+    };
+    check_person(protector, card, &person)?;
+    Ok(person)
+}
+
+/// Second half: binds the card to the person [`identify`] found (creating a pending account on a
+/// first identity proof), in one transaction so nothing is half-bound. The entry is read and
+/// checked again inside it, because the register may have changed while the service was asked.
+pub fn bind_identified(
+    conn: &mut DbConn,
+    protector: &DataProtector,
+    card: &PresentedCard,
+    person_id: &str,
     now: i64,
 ) -> Result<(Account, Person), IdentifyError> {
     conn.transaction(|conn| {
-        let Some((person, _)) = find_by_identifier(conn, protector, identifier)? else {
+        let Some(person) = person_by_id(conn, protector, person_id)? else {
             return Err(IdentifyError::NotInRegister);
         };
-        if person.status == PersonStatus::Separated {
-            return Err(IdentifyError::Separated);
-        }
-        if card.is_agency() && !roles::is_hr_staff(&person) {
-            return Err(IdentifyError::NotHrStaff);
-        }
-        let owns = match &card.national_id_index {
-            // Health cards: the verification service returned the full national ID.
-            Some(index) => crate::crypto::constant_time_eq(
-                protector.index(person.national_id.expose()).as_bytes(),
-                index.as_bytes(),
-            ),
-            None => owner.is_owner(card, &person),
-        };
-        if !owns {
-            return Err(IdentifyError::NotOwner);
-        }
+        check_person(protector, card, &person)?;
         let account = ensure_account(conn, &person, now)?;
         bind(conn, &account.id, card, now)?;
         Ok((account, person))

@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod binding;
 pub mod one_time;
+pub mod ownership;
 pub mod register;
 pub mod roles;
 pub mod self_service;

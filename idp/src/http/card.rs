@@ -14,9 +14,11 @@ use super::errors::{internal, page, Failure};
 use super::login::{begin_activation, load_transaction, open_session, SignIn};
 use super::pages::render;
 use super::{audit_request, client_address, cookie, csrf, lang_of, removal};
-use crate::accounts::binding::{self, CertificateOwnership, IdentifyError, PresentedCard};
-use crate::accounts::{self, AccountState, PersonStatus};
+use crate::accounts::binding::{self, IdentifyError, PresentedCard};
+use crate::accounts::ownership::OnlineOwnership;
+use crate::accounts::{self, AccountState, Person, PersonStatus};
 use crate::authn::card::challenge;
+use crate::authn::card::trust::CardTrust;
 use crate::authn::card::validate::{CardError, CardKind};
 use crate::crypto::random_token;
 use crate::error::{now, InfraError};
@@ -153,7 +155,7 @@ pub async fn card_login(
             return Err(refuse(StatusCode::FORBIDDEN, card_error_key(&e), card_error_outcome(&e), None).await);
         }
     };
-    let presented = PresentedCard::from_validated(&card);
+    let presented = PresentedCard::from_validated(&card).with_certificate(&signed.signer);
     if field("purpose") == "bind" {
         return bind_to_viewer(&state, &req, lang, presented).await;
     }
@@ -165,7 +167,7 @@ pub async fn card_login(
 pub(crate) async fn validate_card(
     state: &AppState,
     lang: Lang,
-    validator: &crate::authn::card::validate::CardValidator,
+    trust: &CardTrust,
     end_entity: &[u8],
     intermediates: &[rustls_pki_types::CertificateDer<'_>],
 ) -> Result<Result<crate::authn::card::validate::ValidatedCard, CardError>, Failure> {
@@ -178,9 +180,11 @@ pub(crate) async fn validate_card(
         })
         .await
         .map_err(|e| internal(state, lang, e))?;
-    Ok(validator.validate(end_entity, intermediates, now(), |oid| {
-        agencies.iter().find(|(_, o)| o.as_deref() == Some(oid)).map(|(code, _)| code.clone())
-    }))
+    Ok(trust
+        .check(end_entity, intermediates, now(), |oid| {
+            agencies.iter().find(|(_, o)| o.as_deref() == Some(oid)).map(|(code, _)| code.clone())
+        })
+        .await)
 }
 
 /// The audit outcome of a refused certificate.
@@ -339,27 +343,54 @@ pub async fn identify_submit(
         );
     }
     let (card, protector, ident) = (pending.card.clone(), state.protector.clone(), identifier.clone());
-    let result = state
+    let found = state
         .db
-        .run(move |c| -> Result<_, InfraError> {
-            Ok(binding::identify_and_bind(c, &protector, &CertificateOwnership, &card, &ident, now()))
-        })
+        .run(move |c| -> Result<_, InfraError> { Ok(binding::identify(c, &protector, &card, &ident)) })
         .await
         .map_err(|e| internal(&state, lang, e))?;
     let address = client_address(&req);
+    let refuse = |status: StatusCode, key: &'static str, outcome: &'static str| {
+        let (state, address) = (state.clone(), address.clone());
+        let identifier = identifier.clone();
+        let req = req.clone();
+        async move {
+            audit_request(&state, "card.bind", outcome, None, address).await;
+            identify_form(&state, &req, lang, status, agency, &identifier, Some(key))
+        }
+    };
+    let person = match found {
+        Ok(p) => p,
+        Err(IdentifyError::Infra(e)) => return Err(internal(&state, lang, e)),
+        Err(e) => {
+            let (key, outcome) = identify_refusal(&e);
+            return refuse(StatusCode::FORBIDDEN, key, outcome).await;
+        }
+    };
+    // Outside any database work: the service may be slow. The pending card stays either way, so
+    // the person can try again.
+    match check_online(&state, &pending.card, &person).await {
+        OnlineCheck::Confirmed => {}
+        OnlineCheck::NotOwner => {
+            return refuse(StatusCode::FORBIDDEN, "err_identify_not_owner", "not_owner_online").await;
+        }
+        OnlineCheck::Unavailable => {
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "err_ownership_unavailable", "ownership_unavailable").await;
+        }
+    }
+    let (card, protector, person_id) = (pending.card.clone(), state.protector.clone(), person.id.clone());
+    let result = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            Ok(binding::bind_identified(c, &protector, &card, &person_id, now()))
+        })
+        .await
+        .map_err(|e| internal(&state, lang, e))?;
     let (account, _) = match result {
         Ok(found) => found,
         Err(IdentifyError::Infra(e)) => return Err(internal(&state, lang, e)),
         Err(e) => {
-            let (key, outcome) = match e {
-                IdentifyError::NotInRegister => ("err_identify_not_in_register", "not_in_register"),
-                IdentifyError::Separated => ("err_separated", "separated"),
-                IdentifyError::NotOwner => ("err_identify_not_owner", "not_owner"),
-                IdentifyError::NotHrStaff => ("err_identify_not_hr", "not_hr_staff"),
-                _ => ("err_card_bound_elsewhere", "bound_elsewhere"),
-            };
-            audit_request(&state, "card.bind", outcome, None, address).await;
-            return identify_form(&state, &req, lang, StatusCode::FORBIDDEN, agency, &identifier, Some(key));
+            let (key, outcome) = identify_refusal(&e);
+            return refuse(StatusCode::FORBIDDEN, key, outcome).await;
         }
     };
     let _ = state.eph.delete(&pending_key(&token)).await;
@@ -373,6 +404,49 @@ pub async fn identify_submit(
     Ok(resp)
 }
 
+/// The seeds' message and the audit outcome for a refused identify step.
+fn identify_refusal(e: &IdentifyError) -> (&'static str, &'static str) {
+    match e {
+        IdentifyError::NotInRegister => ("err_identify_not_in_register", "not_in_register"),
+        IdentifyError::Separated => ("err_separated", "separated"),
+        IdentifyError::NotOwner => ("err_identify_not_owner", "not_owner"),
+        IdentifyError::NotHrStaff => ("err_identify_not_hr", "not_hr_staff"),
+        IdentifyError::BoundElsewhere | IdentifyError::Infra(_) => ("err_card_bound_elsewhere", "bound_elsewhere"),
+    }
+}
+
+/// What the certificate authority's online ownership service said.
+enum OnlineCheck {
+    /// The owner, or the service is off or does not apply to this card.
+    Confirmed,
+    NotOwner,
+    /// No usable answer: bind nothing and let the person retry later.
+    Unavailable,
+}
+
+/// Asks the CA's online ownership service (when configured, for citizen certificates) whether the
+/// card belongs to `person`. Runs after the local checks passed and before anything is bound.
+async fn check_online(state: &AppState, card: &PresentedCard, person: &Person) -> OnlineCheck {
+    let Some(service) = state.ownership.as_deref() else { return OnlineCheck::Confirmed };
+    if !OnlineOwnership::applies_to(card) {
+        return OnlineCheck::Confirmed;
+    }
+    let Some(certificate) = card.certificate.as_deref() else {
+        // A sign-in channel that did not keep the certificate cannot be checked; binding it
+        // unchecked would defeat the switch.
+        tracing::warn!("ownership check impossible: the certificate was not kept with the card");
+        return OnlineCheck::Unavailable;
+    };
+    match service.is_owner(&state.http, certificate, &person.national_id).await {
+        Ok(true) => OnlineCheck::Confirmed,
+        Ok(false) => OnlineCheck::NotOwner,
+        Err(e) => {
+            tracing::warn!(reason = %e, "ownership service unavailable");
+            OnlineCheck::Unavailable
+        }
+    }
+}
+
 /// 方法二: a signed-in person binds a card from 我的專區, with the same ownership checks as the
 /// identify step (against their own register entry).
 async fn bind_to_viewer(
@@ -384,15 +458,21 @@ async fn bind_to_viewer(
     let viewer = super::viewer::require_signed_in(state, req, lang).await?;
     let address = client_address(req);
     let refusal = if card.is_agency() && !crate::accounts::roles::is_hr_staff(&viewer.person) {
-        Some(("err_identify_not_hr", "not_hr_staff"))
-    } else if !binding::OwnershipCheck::is_owner(&CertificateOwnership, &card, &viewer.person) {
-        Some(("err_identify_not_owner", "not_owner"))
+        Some((StatusCode::FORBIDDEN, "err_identify_not_hr", "not_hr_staff"))
+    } else if !binding::card_matches(&state.protector, &card, &viewer.person) {
+        Some((StatusCode::FORBIDDEN, "err_identify_not_owner", "not_owner"))
     } else {
-        None
+        match check_online(state, &card, &viewer.person).await {
+            OnlineCheck::Confirmed => None,
+            OnlineCheck::NotOwner => Some((StatusCode::FORBIDDEN, "err_identify_not_owner", "not_owner_online")),
+            OnlineCheck::Unavailable => {
+                Some((StatusCode::SERVICE_UNAVAILABLE, "err_ownership_unavailable", "ownership_unavailable"))
+            }
+        }
     };
-    if let Some((key, outcome)) = refusal {
+    if let Some((status, key, outcome)) = refusal {
         audit_request(state, "card.bind", outcome, Some(viewer.account.id.clone()), address).await;
-        return Err(page(state, lang, StatusCode::FORBIDDEN, key, None));
+        return Err(page(state, lang, status, key, None));
     }
     let id = viewer.account.id.clone();
     let result = state

@@ -85,17 +85,7 @@ async fn operator_pages_refuse_everyone_else() {
     assert_eq!(r.status, 403);
     assert!(!ming.get("/").await.body.contains("href=\"/admin\""), "no link for non-operators");
     // The probes are on record.
-    let n: i64 = {
-        use idp::store::db::schema::audit_events;
-        let db = idp.db();
-        let mut c = db.get().unwrap();
-        audit_events::table
-            .filter(audit_events::event.eq("admin.access"))
-            .filter(audit_events::outcome.eq("forbidden"))
-            .count()
-            .get_result(&mut *c)
-            .unwrap()
-    };
+    let n = idp.audit_count("admin.access", "forbidden");
     assert!(n >= 8, "{n}");
 }
 

@@ -21,20 +21,6 @@ impl Drop for Kill {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A workspace binary, built on demand so the test does not depend on build order.
-fn workspace_binary(package: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo).args(["build", "-q", "-p", package]).status().unwrap();
-    assert!(status.success(), "building {package} failed");
-    dir.join(package)
-}
-
 fn screenshots() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().parent().unwrap().join("screenshots");

@@ -13,36 +13,52 @@ use crate::harness::*;
 const PW: &str = "Civil-Service-2026";
 
 /// A fresh test PKI (generated once per test) and an IdP that trusts it.
-struct CardWorld {
-    idp: Idp,
-    pki: PathBuf,
-    _pki_dir: tempfile::TempDir,
+pub(crate) struct CardWorld {
+    pub(crate) idp: Idp,
+    pub(crate) pki: PathBuf,
+    /// The PKI's folder, when this world owns it.
+    _pki_dir: Option<tempfile::TempDir>,
 }
 
-fn list(pki: &Path, files: &[String]) -> String {
+pub(crate) fn list(pki: &Path, files: &[String]) -> String {
     let quoted: Vec<String> = files.iter().map(|f| format!("\"{}\"", pki.join(f).display())).collect();
     format!("[{}]", quoted.join(","))
 }
 
-async fn card_world() -> CardWorld {
+/// A fresh test PKI. ECDSA keys keep the tests fast; the RSA profile is covered by the
+/// validator's own tests.
+pub(crate) fn test_pki() -> (tempfile::TempDir, pki_fixtures::Manifest) {
     let dir = tempfile::tempdir().unwrap();
-    let pki = dir.path().to_path_buf();
-    // ECDSA keys keep the test fast; the RSA profile is covered by the validator's own tests.
-    let m = pki_fixtures::generate_with(&pki, &pki_fixtures::FixtureOptions::fast()).unwrap();
-    let env = [
+    let m = pki_fixtures::generate_with(dir.path(), &pki_fixtures::FixtureOptions::fast()).unwrap();
+    (dir, m)
+}
+
+/// The test PKI with its CRL files.
+async fn card_world() -> CardWorld {
+    let (dir, m) = test_pki();
+    let crls = list(dir.path(), &m.crl_files);
+    let mut w = card_world_on(dir.path(), &m, &[("IDP_CERTIFICATES__CRL_FILES", crls)]).await;
+    w._pki_dir = Some(dir);
+    w
+}
+
+/// An IdP trusting the PKI in `dir`, with revocation configured by `revocation` (environment).
+pub(crate) async fn card_world_on(pki: &Path, m: &pki_fixtures::Manifest, revocation: &[(&str, String)]) -> CardWorld {
+    let pki = pki.to_path_buf();
+    let mut env = vec![
         ("IDP_CERTIFICATES__CITIZEN_TRUST_ANCHORS", list(&pki, &m.citizen_trust_anchors)),
         ("IDP_CERTIFICATES__AGENCY_TRUST_ANCHORS", list(&pki, &m.agency_trust_anchors)),
-        ("IDP_CERTIFICATES__CRL_FILES", list(&pki, &m.crl_files)),
     ];
+    env.extend(revocation.iter().map(|(k, v)| (*k, v.clone())));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut idp = Idp::with_env(&env);
     idp.import_register();
     idp.start().await;
-    CardWorld { idp, pki, _pki_dir: dir }
+    CardWorld { idp, pki, _pki_dir: None }
 }
 
 impl CardWorld {
-    fn der(&self, file: &str) -> Vec<u8> {
+    pub(crate) fn der(&self, file: &str) -> Vec<u8> {
         let text = std::fs::read_to_string(self.pki.join(file)).unwrap();
         if file.ends_with(".key.pem") {
             use rustls_pki_types::pem::PemObject;
@@ -55,25 +71,23 @@ impl CardWorld {
     }
 
     /// Plays the login page's script with a software card: challenge, CMS signature, post.
-    async fn card_login(&self, b: &Browser, cert: &str, tx: &str) -> Page {
+    pub(crate) async fn card_login(&self, b: &Browser, cert: &str, tx: &str) -> Page {
         let login = b.get(&if tx.is_empty() { "/login".to_string() } else { format!("/login?tx={tx}") }).await;
         let csrf = login.input("csrf_token").unwrap();
+        self.post_signed(b, cert, &[("csrf_token", &csrf), ("tx", tx), ("ret_code", "0")]).await
+    }
+
+    /// Signs a fresh challenge with a software card and posts it to `/card/login` with `fields`.
+    async fn post_signed(&self, b: &Browser, cert: &str, fields: &[(&str, &str)]) -> Page {
         let ch: Value =
             b.http.get(format!("{}/card/challenge", self.idp.base)).send().await.unwrap().json().await.unwrap();
         let key = cert.replace(".pem", ".key.pem");
         let cms = sign_pkcs7(&self.der(cert), &self.der(&key), ch["challenge"].as_str().unwrap().as_bytes()).unwrap();
         let sig = base64::engine::general_purpose::STANDARD.encode(cms);
-        b.post(
-            "/card/login",
-            &[
-                ("csrf_token", &csrf),
-                ("tx", tx),
-                ("challenge_id", ch["id"].as_str().unwrap()),
-                ("signature", &sig),
-                ("ret_code", "0"),
-            ],
-        )
-        .await
+        let mut form = fields.to_vec();
+        form.push(("challenge_id", ch["id"].as_str().unwrap()));
+        form.push(("signature", &sig));
+        b.post("/card/login", &form).await
     }
 
     async fn identify(&self, b: &Browser, identifier: &str) -> Page {
@@ -306,31 +320,10 @@ async fn a_signed_in_person_binds_a_card_from_my_area_and_unbinds_it() {
     let me = b.get("/me").await;
     assert!(me.body.contains("綁定憑證") && me.body.contains("/static/card.js"));
     // Someone else's card is refused: the ownership check is against the signed-in person.
-    let csrf = me.input("csrf_token").unwrap();
-    let bind = |cert: &'static str| {
-        let (w, b, csrf) = (&w, &b, csrf.clone());
-        async move {
-            let ch: Value =
-                b.http.get(format!("{}/card/challenge", w.idp.base)).send().await.unwrap().json().await.unwrap();
-            let key = cert.replace(".pem", ".key.pem");
-            let cms = sign_pkcs7(&w.der(cert), &w.der(&key), ch["challenge"].as_str().unwrap().as_bytes()).unwrap();
-            let sig = base64::engine::general_purpose::STANDARD.encode(cms);
-            b.post(
-                "/card/login",
-                &[
-                    ("csrf_token", &csrf),
-                    ("purpose", "bind"),
-                    ("challenge_id", ch["id"].as_str().unwrap()),
-                    ("signature", &sig),
-                ],
-            )
-            .await
-        }
-    };
-    let r = bind(pki_fixtures::CITIZEN_LI).await;
+    let r = w.bind_from_my_area(&b, pki_fixtures::CITIZEN_LI).await;
     assert_eq!(r.status, 403);
     assert!(r.body.contains("並非同一個使用者"));
-    let r = bind(pki_fixtures::CITIZEN_WANG).await;
+    let r = w.bind_from_my_area(&b, pki_fixtures::CITIZEN_WANG).await;
     assert_eq!(r.status, 303, "{}", r.body);
     let me = b.get("/me").await;
     assert!(me.body.contains("自然人憑證") && me.body.contains("解除綁定"));
@@ -348,15 +341,7 @@ async fn a_signed_in_person_binds_a_card_from_my_area_and_unbinds_it() {
 /// Starts the health-card simulator (component + verification service) for a national ID.
 fn health_simulator(nid: &str) -> (String, std::process::Child) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    assert!(std::process::Command::new(cargo)
-        .args(["build", "-q", "-p", "card-simulator"])
-        .status()
-        .unwrap()
-        .success());
-    let child = std::process::Command::new(dir.join("health-simulator"))
+    let child = std::process::Command::new(crate::harness::workspace_binary("health-simulator"))
         .args(["--bind", &format!("127.0.0.1:{port}"), "--national-id", nid])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -415,4 +400,163 @@ async fn health_cards_are_vouched_for_by_the_verification_service_and_bound_by_f
     let r = b3.post("/card/health", &[("csrf_token", &csrf), ("card_token", &token)]).await;
     assert_eq!(r.status, 502);
     assert!(r.body.contains("健保卡驗證服務暫時無法使用"));
+}
+
+/// Someone else with 王小明's name and the same last four national-ID characters: the certificate
+/// alone cannot tell them from the card's owner; only the CA's online service can.
+const NAMESAKE: &str = "A100036789";
+
+/// The CA simulator (for its ownership service) on `port`, answering from the test PKI's manifest.
+async fn ca_simulator(pki: &Path, port: u16, token: &str) -> crate::revocation::CaSim {
+    crate::revocation::CaSim::start_on(pki, port, &["--ownership-token", token]).await
+}
+
+/// A card world whose IdP asks the CA's ownership service on `port` with `token`.
+async fn ownership_world(port: u16, token: &str) -> CardWorld {
+    let (dir, m) = test_pki();
+    let token_file = dir.path().join("ownership-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let env = [
+        ("IDP_CERTIFICATES__CRL_FILES", list(dir.path(), &m.crl_files)),
+        ("IDP_CERTIFICATES__OWNERSHIP_VERIFIER_URL", format!("http://127.0.0.1:{port}/ownership/verify")),
+        ("IDP_CERTIFICATES__OWNERSHIP_VERIFIER_TOKEN_FILE", token_file.display().to_string()),
+        ("IDP_CERTIFICATES__FETCH_TIMEOUT", "2s".into()),
+    ];
+    let mut w = card_world_on(dir.path(), &m, &env).await;
+    w._pki_dir = Some(dir);
+    w
+}
+
+impl CardWorld {
+    fn bindings(&self) -> i64 {
+        use diesel::prelude::*;
+        use idp::store::db::schema::card_bindings::dsl::*;
+        card_bindings.count().get_result(&mut *self.idp.db().get().unwrap()).unwrap()
+    }
+
+    fn audited(&self, what: &str) -> i64 {
+        self.idp.audit_count("card.bind", what)
+    }
+
+    /// Adds the namesake to the register.
+    fn import_namesake(&self) {
+        let csv = format!(
+            "national_id,name,agency_code,unit,person_category,concurrent_duty,status,email\n\
+             {NAMESAKE},王小明,A21000000I,主計室,01,,active,namesake@example.gov.tw\n"
+        );
+        let file = self.idp.file("namesake.csv", csv.as_bytes());
+        self.idp.cli_ok(&["personnel", "import", &file]);
+    }
+
+    /// 方法二: binds a card from 我的專區 for the signed-in browser.
+    async fn bind_from_my_area(&self, b: &Browser, cert: &str) -> Page {
+        let csrf = b.get("/me").await.input("csrf_token").unwrap();
+        self.post_signed(b, cert, &[("csrf_token", &csrf), ("purpose", "bind")]).await
+    }
+}
+
+#[tokio::test]
+async fn ownership_confirmed_online_binds_the_card_and_signs_the_owner_in() {
+    let port = free_port();
+    let w = ownership_world(port, "ca-token").await;
+    let _sim = ca_simulator(&w.pki, port, "ca-token").await;
+    w.idp.activate(MING, "ming.wang", PW).await;
+    let b = Browser::new(&w.idp.base);
+    let r = w.card_login(&b, pki_fixtures::CITIZEN_WANG, "").await;
+    assert!(r.location.unwrap().starts_with("/card/identify"));
+    // The seeds' order still holds with the service on.
+    let r = w.identify(&b, "D123456780").await;
+    assert!(r.body.contains("不存在於本總處公務人力資料庫中"));
+    let r = w.identify(&b, CHIH).await;
+    assert!(r.body.contains("卸職狀態"));
+    let r = w.identify(&b, MEIHUA).await;
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("與自然人憑證擁有者並非同一個使用者"));
+    assert_eq!(w.audited("not_owner"), 1, "the local check refused 李美華 before the service was asked");
+    // The owner, confirmed by the service: bound and signed in.
+    let r = w.identify(&b, MING).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.location.as_deref(), Some("/"));
+    assert!(b.get("/").await.body.contains("王小明"));
+    assert_eq!(w.bindings(), 1);
+}
+
+#[tokio::test]
+async fn ownership_service_saying_not_owner_refuses_with_the_not_owner_page_and_binds_nothing() {
+    let port = free_port();
+    let w = ownership_world(port, "ca-token").await;
+    let _sim = ca_simulator(&w.pki, port, "ca-token").await;
+    w.import_namesake();
+    let b = Browser::new(&w.idp.base);
+    w.card_login(&b, pki_fixtures::CITIZEN_WANG, "").await;
+    // Same name and last four as the certificate: the local check passes, the CA says no.
+    let r = w.identify(&b, NAMESAKE).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("與自然人憑證擁有者並非同一個使用者"), "{}", r.body);
+    assert_eq!(w.bindings(), 0);
+    assert_eq!(w.audited("not_owner_online"), 1);
+    // The card is still waiting: the right person can identify.
+    let r = w.identify(&b, MING).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(r.location.unwrap().starts_with("/activate"));
+    assert_eq!(w.bindings(), 1);
+}
+
+#[tokio::test]
+async fn ownership_service_down_gives_503_binds_nothing_and_a_retry_works_once_it_is_up() {
+    // Nothing listens on the port yet.
+    let port = free_port();
+    let w = ownership_world(port, "ca-token").await;
+    let b = Browser::new(&w.idp.base);
+    w.card_login(&b, pki_fixtures::CITIZEN_WANG, "").await;
+    let r = w.identify(&b, MING).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("憑證所有人查驗服務暫時無法使用，請稍後再試。"), "{}", r.body);
+    assert_eq!(w.bindings(), 0);
+    assert_eq!(w.audited("ownership_unavailable"), 1);
+    // The service comes back: the same pending card is bound on retry.
+    let _sim = ca_simulator(&w.pki, port, "ca-token").await;
+    let r = w.identify(&b, MING).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(r.location.unwrap().starts_with("/activate"));
+    assert_eq!(w.bindings(), 1);
+}
+
+#[tokio::test]
+async fn ownership_service_refusing_the_token_is_treated_as_unavailable() {
+    let port = free_port();
+    let w = ownership_world(port, "not-the-right-token").await;
+    let _sim = ca_simulator(&w.pki, port, "ca-token").await;
+    let b = Browser::new(&w.idp.base);
+    w.card_login(&b, pki_fixtures::CITIZEN_WANG, "").await;
+    let r = w.identify(&b, MING).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("憑證所有人查驗服務暫時無法使用"));
+    assert_eq!(w.bindings(), 0);
+    assert_eq!(w.audited("ownership_unavailable"), 1);
+    let log = std::fs::read_to_string(w.idp.log_path()).unwrap();
+    assert!(!log.contains("not-the-right-token") && !log.contains(MING), "no token or national ID in the log");
+}
+
+#[tokio::test]
+async fn ownership_service_refuses_binding_from_my_area_for_someone_who_is_not_the_owner() {
+    let port = free_port();
+    let w = ownership_world(port, "ca-token").await;
+    let _sim = ca_simulator(&w.pki, port, "ca-token").await;
+    w.import_namesake();
+    w.idp.activate(NAMESAKE, "namesake", PW).await;
+    let b = Browser::new(&w.idp.base);
+    assert_eq!(b.sign_in_at("/login", "namesake", PW).await.status, 303);
+    let r = w.bind_from_my_area(&b, pki_fixtures::CITIZEN_WANG).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("並非同一個使用者"));
+    assert_eq!(w.bindings(), 0);
+    assert_eq!(w.audited("not_owner_online"), 1);
+    // The real owner binds the same card from their own 我的專區.
+    w.idp.activate(MING, "ming.wang", PW).await;
+    let owner = Browser::new(&w.idp.base);
+    assert_eq!(owner.sign_in_at("/login", "ming.wang", PW).await.status, 303);
+    let r = w.bind_from_my_area(&owner, pki_fixtures::CITIZEN_WANG).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(w.bindings(), 1);
 }

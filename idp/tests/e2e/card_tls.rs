@@ -22,10 +22,6 @@ fn list(pki: &Path, files: &[String]) -> String {
     format!("[{}]", quoted.join(","))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn tls_world(extra: &[(&str, &str)]) -> TlsWorld {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().to_path_buf();

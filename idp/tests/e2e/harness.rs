@@ -36,7 +36,7 @@ fn random_name() -> String {
     (0..12).map(|_| (b'a' + rng.gen_range(0..26)) as char).collect()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -170,6 +170,20 @@ impl Idp {
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| format!("sqlite://{}", self.dir.path().join("data").join("idp.sqlite3").display()));
         idp::store::db::Db::connect(&url, 1).unwrap()
+    }
+
+    /// How many audit events of a kind and outcome are on record.
+    pub fn audit_count(&self, event: &str, outcome: &str) -> i64 {
+        use diesel::prelude::*;
+        use idp::store::db::schema::audit_events;
+        let db = self.db();
+        let mut c = db.get().unwrap();
+        audit_events::table
+            .filter(audit_events::event.eq(event))
+            .filter(audit_events::outcome.eq(outcome))
+            .count()
+            .get_result(&mut *c)
+            .unwrap()
     }
 
     /// Creates a confidential client; returns (id, secret).
@@ -315,4 +329,14 @@ impl Browser {
 /// The value of a query parameter in a URL.
 pub fn query_param(url: &str, name: &str) -> Option<String> {
     url::Url::parse(url).ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// A workspace binary (a simulator), built on demand so a test does not depend on build order.
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo).args(["build", "-q", "-p", "card-simulator"]).status().unwrap();
+    assert!(status.success(), "building the simulators failed");
+    dir.join(name)
 }

@@ -16,3 +16,4 @@ mod oidc_flow;
 mod portal;
 mod registration;
 mod relying_party;
+mod revocation;

@@ -14,7 +14,9 @@
 //!    signature, so the right generation is found whatever order the anchors are in.
 //! 4. Validity at `now`, revocation from CRLs (webpki checks each CRL's signature with the issuing
 //!    CA's key and its `nextUpdate`), and an extended key usage, if present, allowing client
-//!    authentication — all during path building.
+//!    authentication — all during path building. Where the issuing CA has an OCSP responder, a
+//!    missing or stale CRL is not a refusal here: the result says so, and the caller
+//!    ([`super::trust`]) asks the responder and decides.
 //! 5. Key usage must include digitalSignature (the card's encryption certificate must not log in).
 //! 6. Per kind: a citizen certificate names a person; an agency certificate carries an agency OID
 //!    that the agency table knows ([`CardError::UnknownAgency`] otherwise).
@@ -71,6 +73,8 @@ pub enum RevocationStatus {
     Stale,
     /// Best-effort only: no CRL from the issuing CA was available.
     Unknown,
+    /// The issuing CA's OCSP responder answered "good".
+    OcspGood,
 }
 
 /// What configuration supplies, already read into memory.
@@ -89,6 +93,9 @@ pub struct TrustSettings {
     pub test_issuer_markers: Vec<String>,
     /// Policy OIDs that mark a test certificate (none is publicly known; PKI.md).
     pub test_policy_oids: Vec<String>,
+    /// Subject public keys (SPKI DER) of issuing CAs that have an OCSP responder: for their
+    /// certificates a missing or stale CRL defers to the responder instead of refusing.
+    pub ocsp_issuers: Vec<Vec<u8>>,
 }
 
 impl Default for TrustSettings {
@@ -101,6 +108,7 @@ impl Default for TrustSettings {
             revocation: RevocationMode::Required,
             test_issuer_markers: vec![oids::OU_GTESTCA.to_owned()],
             test_policy_oids: Vec::new(),
+            ocsp_issuers: Vec::new(),
         }
     }
 }
@@ -190,6 +198,10 @@ pub enum InvalidReason {
     CrlStale,
     #[error("the issuing CA's CRL is unusable: {0}")]
     CrlInvalid(String),
+    #[error("the issuing CA's OCSP responder does not know the certificate")]
+    OcspUnknown,
+    #[error("no current CRL and no usable OCSP answer: {0}")]
+    OcspUnavailable(String),
     #[error("key usage does not allow digital signatures")]
     KeyUsage,
     #[error("extended key usage does not allow client authentication")]
@@ -234,6 +246,9 @@ pub struct ValidatedCard {
     /// For agency cards: the agency code the agency OID maps to.
     pub agency_code: Option<String>,
     pub revocation: RevocationStatus,
+    /// The issuing CA's public key (SPKI DER), from the verified path: which OCSP responder, if
+    /// any, speaks for this certificate.
+    pub issuer_spki: Vec<u8>,
 }
 
 struct LoadedCrl {
@@ -266,6 +281,13 @@ pub struct CardValidator {
     revocation: RevocationMode,
     test_issuer_markers: Vec<String>,
     test_policy_oids: Vec<String>,
+    ocsp_issuers: Vec<Vec<u8>>,
+}
+
+/// What a verified chain says: how revocation was established and who issued the certificate.
+struct ChainResult {
+    revocation: RevocationStatus,
+    issuer_spki: Vec<u8>,
 }
 
 impl std::fmt::Debug for CardValidator {
@@ -337,7 +359,13 @@ impl CardValidator {
             revocation: settings.revocation,
             test_issuer_markers: settings.test_issuer_markers,
             test_policy_oids: settings.test_policy_oids,
+            ocsp_issuers: settings.ocsp_issuers,
         })
+    }
+
+    /// What to do when revocation status cannot be established.
+    pub fn revocation_mode(&self) -> RevocationMode {
+        self.revocation
     }
 
     /// Whether the certificate claims to be a test certificate (issuer marker or test policy).
@@ -375,7 +403,7 @@ impl CardValidator {
 
         let citizen = self.chain(&ee, &self.citizen, &intermediates, time, &crls);
         let agency = self.chain(&ee, &self.agency, &intermediates, time, &crls);
-        let (kind, mut revocation) = match (citizen, agency) {
+        let (kind, ChainResult { mut revocation, issuer_spki }) = match (citizen, agency) {
             (Ok(r), Err(_)) => (CardKind::Citizen, r),
             (Err(_), Ok(r)) => (CardKind::Agency, r),
             (Ok(_), Ok(_)) => return Err(InvalidReason::AmbiguousKind.into()),
@@ -418,7 +446,7 @@ impl CardValidator {
                 }
             }
         };
-        Ok(ValidatedCard { kind, profile, agency_code, revocation })
+        Ok(ValidatedCard { kind, profile, agency_code, revocation, issuer_spki })
     }
 
     /// The CRLs that can speak for this certificate, newest first: same issuer name and, when both
@@ -439,7 +467,9 @@ impl CardValidator {
         found
     }
 
-    /// Builds and verifies a path to one anchor set, with revocation per the mode.
+    /// Builds and verifies a path to one anchor set, with revocation per the mode. A missing,
+    /// non-covering or stale CRL is tolerated in best-effort mode, and for issuers with an OCSP
+    /// responder (the caller then asks it); a listed serial always refuses.
     fn chain(
         &self,
         ee: &EndEntityCert<'_>,
@@ -447,45 +477,46 @@ impl CardValidator {
         intermediates: &[CertificateDer<'_>],
         time: UnixTime,
         crls: &[&LoadedCrl],
-    ) -> Result<RevocationStatus, webpki::Error> {
+    ) -> Result<ChainResult, webpki::Error> {
         if anchors.is_empty() {
             return Err(webpki::Error::UnknownIssuer);
         }
         let best_effort = self.revocation == RevocationMode::BestEffort;
         let crl_refs: Vec<&CertRevocationList<'static>> = crls.iter().map(|c| &c.crl).collect();
-        let verify = |with_crls: bool| {
+        let verify = |with_crls: bool, expiration: ExpirationPolicy| {
             let revocation = if with_crls {
                 RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
                     b.with_depth(RevocationCheckDepth::EndEntity)
                         .with_status_policy(UnknownStatusPolicy::Deny)
-                        .with_expiration_policy(if best_effort {
-                            ExpirationPolicy::Ignore
-                        } else {
-                            ExpirationPolicy::Enforce
-                        })
+                        .with_expiration_policy(expiration)
                         .build()
                 })
             } else {
                 None
             };
-            ee.verify_for_usage(ALGORITHMS, anchors, intermediates, time, CardEku, revocation, None).map(|_| ())
+            ee.verify_for_usage(ALGORITHMS, anchors, intermediates, time, CardEku, revocation, None)
+                .map(|path| path.issuer_spki().as_ref().to_vec())
         };
-        if crl_refs.is_empty() {
-            verify(false)?;
-            return if best_effort {
-                Ok(RevocationStatus::Unknown)
-            } else {
-                Err(webpki::Error::UnknownRevocationStatus)
-            };
-        }
-        match verify(true) {
-            Ok(()) => Ok(RevocationStatus::Checked),
-            // A CRL from the issuer's name that does not cover this certificate (another partition).
-            Err(webpki::Error::UnknownRevocationStatus) if best_effort => {
-                verify(false)?;
-                Ok(RevocationStatus::Unknown)
+        let enforce = if best_effort { ExpirationPolicy::Ignore } else { ExpirationPolicy::Enforce };
+        let first = if crl_refs.is_empty() {
+            Err(webpki::Error::UnknownRevocationStatus)
+        } else {
+            verify(true, enforce).map(|issuer_spki| ChainResult { revocation: RevocationStatus::Checked, issuer_spki })
+        };
+        match first {
+            Err(e @ (webpki::Error::UnknownRevocationStatus | webpki::Error::CrlExpired { .. })) => {
+                // No CRL speaks for it, or (strict mode) the one that does is stale: find the
+                // path without it, then see whether anything else may decide.
+                let stale = matches!(e, webpki::Error::CrlExpired { .. });
+                let issuer_spki = if stale { verify(true, ExpirationPolicy::Ignore)? } else { verify(false, enforce)? };
+                if best_effort || self.ocsp_issuers.contains(&issuer_spki) {
+                    let revocation = if stale { RevocationStatus::Stale } else { RevocationStatus::Unknown };
+                    Ok(ChainResult { revocation, issuer_spki })
+                } else {
+                    Err(e)
+                }
             }
-            Err(e) => Err(e),
+            other => other,
         }
     }
 }
