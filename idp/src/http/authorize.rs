@@ -367,12 +367,8 @@ async fn consent_context(
     tx: &str,
 ) -> Result<(AuthRequest, std::sync::Arc<Client>, Session, Lang), Failure> {
     let lang0 = lang_of(req, None);
-    let auth = super::login::load_transaction(state, Some(tx))
-        .await
-        .map_err(|e| match e {
-            Ok(e) => internal(state, lang0, e),
-            Err(()) => page(state, lang0, StatusCode::BAD_REQUEST, "err_tx", None),
-        })?
+    let auth = super::login::transaction_or_page(state, lang0, Some(tx))
+        .await?
         .ok_or_else(|| page(state, lang0, StatusCode::BAD_REQUEST, "err_tx", None))?;
     let lang = lang_of(req, auth.ui_locales.as_deref());
     let session = current_session(state, req)

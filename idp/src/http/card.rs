@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map};
 
 use super::errors::{internal, page, Failure};
-use super::login::{begin_activation, load_transaction, open_session, SignIn};
+use super::login::{begin_activation, load_transaction, open_session, LoginForm, SignIn};
 use super::pages::render;
 use super::{audit_request, client_address, cookie, csrf, lang_of, removal};
 use crate::accounts::binding::{self, IdentifyError, PresentedCard};
@@ -95,20 +95,10 @@ pub async fn card_login(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
-    let lang0 = lang_of(&req, None);
-    let form =
-        Params::parse(&body).map_err(|_| page(&state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", None))?;
-    if !csrf::verify(&req, form.get("csrf_token").ok().flatten()) {
-        return Err(page(&state, lang0, StatusCode::FORBIDDEN, "err_csrf", None));
-    }
+    let LoginForm { form, auth, lang } = LoginForm::read(&state, &req, &body).await?;
     let field = |n: &str| form.get(n).ok().flatten().unwrap_or("").to_string();
     let tx = field("tx");
     let tx_opt = (!tx.is_empty()).then_some(tx.as_str());
-    let auth = load_transaction(&state, tx_opt).await.map_err(|e| match e {
-        Ok(e) => internal(&state, lang0, e),
-        Err(()) => page(&state, lang0, StatusCode::BAD_REQUEST, "err_tx", None),
-    })?;
-    let lang = lang_of(&req, auth.as_ref().and_then(|a| a.ui_locales.as_deref()));
     let Some(validator) = state.card.clone() else {
         return Err(page(&state, lang, StatusCode::NOT_FOUND, "err_card_disabled", None));
     };
@@ -519,20 +509,10 @@ pub async fn health_login(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
-    let lang0 = lang_of(&req, None);
-    let form =
-        Params::parse(&body).map_err(|_| page(&state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", None))?;
-    if !csrf::verify(&req, form.get("csrf_token").ok().flatten()) {
-        return Err(page(&state, lang0, StatusCode::FORBIDDEN, "err_csrf", None));
-    }
+    let LoginForm { form, auth, lang } = LoginForm::read(&state, &req, &body).await?;
     let field = |n: &str| form.get(n).ok().flatten().unwrap_or("").to_string();
     let tx = field("tx");
     let tx_opt = (!tx.is_empty()).then_some(tx.as_str());
-    let auth = load_transaction(&state, tx_opt).await.map_err(|e| match e {
-        Ok(e) => internal(&state, lang0, e),
-        Err(()) => page(&state, lang0, StatusCode::BAD_REQUEST, "err_tx", None),
-    })?;
-    let lang = lang_of(&req, auth.as_ref().and_then(|a| a.ui_locales.as_deref()));
     if !state.config.certificates.health_enabled() {
         return Err(page(&state, lang, StatusCode::NOT_FOUND, "err_card_disabled", None));
     }

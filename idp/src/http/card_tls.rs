@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::card::{card_error_key, card_error_outcome, continue_with_card, validate_card};
 use super::errors::{internal, page, Failure};
-use super::login::load_transaction;
+use super::login::transaction_or_page;
 use super::{audit_request, client_address, lang_of};
 use crate::accounts::binding::PresentedCard;
 use crate::authn::card::validate::{CardKind, TrustSettings};
@@ -244,10 +244,7 @@ async fn transaction(
     let lang0 = lang_of(req, None);
     let q = Params::parse(req.query_string().as_bytes()).unwrap_or_default();
     let tx = q.get("tx").ok().flatten().filter(|t| !t.is_empty()).map(str::to_string);
-    let auth = load_transaction(state, tx.as_deref()).await.map_err(|e| match e {
-        Ok(e) => internal(state, lang0, e),
-        Err(()) => page(state, lang0, StatusCode::BAD_REQUEST, "err_tx", None),
-    })?;
+    let auth = transaction_or_page(state, lang0, tx.as_deref()).await?;
     let lang = lang_of(req, auth.as_ref().and_then(|a| a.ui_locales.as_deref()));
     Ok((tx, auth, lang))
 }
@@ -317,10 +314,7 @@ pub async fn handoff(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
         audit_request(&state, "login.card", "handoff_other_browser", None, client_address(&req)).await;
         return Err(page(&state, lang0, StatusCode::BAD_REQUEST, "err_card_handoff", None));
     }
-    let auth = load_transaction(&state, h.tx.as_deref()).await.map_err(|e| match e {
-        Ok(e) => internal(&state, lang0, e),
-        Err(()) => page(&state, lang0, StatusCode::BAD_REQUEST, "err_tx", None),
-    })?;
+    let auth = transaction_or_page(&state, lang0, h.tx.as_deref()).await?;
     let lang = lang_of(&req, auth.as_ref().and_then(|a| a.ui_locales.as_deref()));
     continue_with_card(&state, &req, lang, h.card, h.kind, auth, h.tx.as_deref()).await
 }

@@ -65,6 +65,41 @@ pub async fn load_transaction(
     }
 }
 
+/// The login transaction `tx` names (none for a plain sign-in), or the page a person gets when it
+/// is gone or malformed (or storage failed).
+pub async fn transaction_or_page(
+    state: &AppState,
+    lang: Lang,
+    tx: Option<&str>,
+) -> Result<Option<AuthRequest>, Failure> {
+    load_transaction(state, tx).await.map_err(|e| match e {
+        Ok(e) => internal(state, lang, e),
+        Err(()) => page(state, lang, StatusCode::BAD_REQUEST, "err_tx", None),
+    })
+}
+
+/// A posted sign-in form (password or card): parsed, its CSRF token checked, with the login transaction it continues
+/// (if any) and the language that transaction asks for.
+pub struct LoginForm {
+    pub form: Params,
+    pub auth: Option<AuthRequest>,
+    pub lang: Lang,
+}
+
+impl LoginForm {
+    pub async fn read(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Self, Failure> {
+        let lang0 = lang_of(req, None);
+        let form =
+            Params::parse(body).map_err(|_| page(state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", None))?;
+        if !csrf::verify(req, form.get("csrf_token").ok().flatten()) {
+            return Err(page(state, lang0, StatusCode::FORBIDDEN, "err_csrf", None));
+        }
+        let auth = transaction_or_page(state, lang0, form.get("tx").ok().flatten()).await?;
+        let lang = lang_of(req, auth.as_ref().and_then(|a| a.ui_locales.as_deref()));
+        Ok(Self { form, auth, lang })
+    }
+}
+
 fn login_form(
     state: &AppState,
     req: &HttpRequest,
@@ -129,11 +164,7 @@ fn query(req: &HttpRequest) -> Params {
 pub async fn login_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let q = query(&req);
     let tx = q.get("tx").ok().flatten();
-    let auth = match load_transaction(&state, tx).await {
-        Ok(a) => a,
-        Err(Ok(e)) => return Err(internal(&state, lang_of(&req, None), e)),
-        Err(Err(())) => return Err(page(&state, lang_of(&req, None), StatusCode::BAD_REQUEST, "err_tx", None)),
-    };
+    let auth = transaction_or_page(&state, lang_of(&req, None), tx).await?;
     let lang = lang_of(&req, auth.as_ref().and_then(|a| a.ui_locales.as_deref()));
     let hint = auth.as_ref().and_then(|a| a.login_hint.clone()).unwrap_or_default();
     login_form(&state, &req, lang, StatusCode::OK, tx, &hint, None)
@@ -145,24 +176,10 @@ pub async fn login_submit(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
-    let mut lang = lang_of(&req, None);
-    let Ok(form) = Params::parse(&body) else {
-        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
-    };
+    let LoginForm { form, auth, lang } = LoginForm::read(&state, &req, &body).await?;
     let field = |n: &str| form.get(n).ok().flatten().unwrap_or("").to_string();
-    if !csrf::verify(&req, form.get("csrf_token").ok().flatten()) {
-        return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
-    }
     let tx = field("tx");
     let tx_opt = (!tx.is_empty()).then_some(tx.as_str());
-    let auth = match load_transaction(&state, tx_opt).await {
-        Ok(a) => a,
-        Err(Ok(e)) => return Err(internal(&state, lang, e)),
-        Err(Err(())) => return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_tx", None)),
-    };
-    if let Some(a) = &auth {
-        lang = lang_of(&req, a.ui_locales.as_deref());
-    }
     let username = field("username");
     let password = field("password");
     let address = client_address(&req);
