@@ -99,7 +99,7 @@ pub async fn card_login(
     let field = |n: &str| form.get(n).ok().flatten().unwrap_or("").to_string();
     let tx = field("tx");
     let tx_opt = (!tx.is_empty()).then_some(tx.as_str());
-    let Some(validator) = state.card.clone() else {
+    let Some(trust) = state.card.clone() else {
         return Err(page(&state, lang, StatusCode::NOT_FOUND, "err_card_disabled", None));
     };
     let address = client_address(&req);
@@ -138,7 +138,7 @@ pub async fn card_login(
     };
     let intermediates: Vec<rustls_pki_types::CertificateDer<'_>> =
         signed.others.iter().map(|d| rustls_pki_types::CertificateDer::from(d.as_slice())).collect();
-    let card = match validate_card(&state, lang, &validator, &signed.signer, &intermediates).await? {
+    let card = match validate_card(&state, lang, &trust, &signed.signer, &intermediates).await? {
         Ok(v) => v,
         Err(e) => {
             tracing::info!(reason = %e, "card refused");

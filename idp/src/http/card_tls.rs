@@ -256,14 +256,14 @@ async fn validate_chain(
     lang: Lang,
     chain: &[CertificateDer<'_>],
 ) -> Result<(PresentedCard, CardKind), Failure> {
-    let Some(validator) = state.card.clone() else {
+    let Some(trust) = state.card.clone() else {
         return Err(page(state, lang, StatusCode::NOT_FOUND, "err_card_disabled", None));
     };
     let Some((end_entity, intermediates)) = chain.split_first() else {
         audit_request(state, "login.card", "no_certificate", None, client_address(req)).await;
         return Err(page(state, lang, StatusCode::UNAUTHORIZED, "err_card_no_certificate", None));
     };
-    match validate_card(state, lang, &validator, end_entity.as_ref(), intermediates).await? {
+    match validate_card(state, lang, &trust, end_entity.as_ref(), intermediates).await? {
         Ok(card) => Ok((PresentedCard::from_validated(&card).with_certificate(end_entity.as_ref()), card.kind)),
         Err(e) => {
             tracing::info!(reason = %e, "card refused");
