@@ -144,6 +144,22 @@ pub fn account_by_id(conn: &mut DbConn, id: &str) -> Result<Option<Account>, Inf
     Ok(accounts::table.find(id).select(AccountRow::as_select()).get_result(conn).optional()?.map(Account::from))
 }
 
+/// An account with its register entry, in one query: every step of a sign-in (session check,
+/// token, userinfo) needs both, and on PostgreSQL each query is a network round trip.
+pub fn account_with_person(
+    conn: &mut DbConn,
+    protector: &DataProtector,
+    id: &str,
+) -> Result<Option<(Account, Person)>, InfraError> {
+    let row: Option<(AccountRow, PersonRow)> = accounts::table
+        .inner_join(people::table)
+        .filter(accounts::id.eq(id))
+        .select((AccountRow::as_select(), PersonRow::as_select()))
+        .get_result(conn)
+        .optional()?;
+    row.map(|(a, p)| Ok((Account::from(a), Person::from_row(p, protector)?))).transpose()
+}
+
 /// Resolves what a person typed as "account or national ID" to their account and register
 /// entry. National-ID-shaped input is looked up as a national ID (custom accounts can never
 /// have that shape), anything else as a custom account, case-insensitively.

@@ -34,6 +34,15 @@ pub async fn authorize_post(
 
 /// The live session of the request's cookie whose person may still sign in.
 pub async fn current_session(state: &AppState, req: &HttpRequest) -> Result<Option<Session>, InfraError> {
+    Ok(signed_in(state, req).await?.map(|(s, _, _)| s))
+}
+
+/// The live session of the request's cookie with its account and register entry (looked up
+/// together: every page that needs the session also needs who it is).
+pub async fn signed_in(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<Option<(Session, accounts::Account, accounts::Person)>, InfraError> {
     let Some(cookie) = req.cookie(SESSION_COOKIE) else { return Ok(None) };
     let token = cookie.value().to_string();
     if token.len() > 64 {
@@ -44,12 +53,8 @@ pub async fn current_session(state: &AppState, req: &HttpRequest) -> Result<Opti
         .db
         .run(move |c| -> Result<_, InfraError> {
             let Some(s) = session::find(c, &token, now())? else { return Ok(None) };
-            let Some(a) = accounts::account_by_id(c, &s.account_id)? else { return Ok(None) };
-            if a.state != AccountState::Active {
-                return Ok(None);
-            }
-            let p = accounts::person_by_id(c, &protector, &a.person_id)?;
-            Ok(p.filter(|p| p.status == PersonStatus::Active).map(|_| s))
+            let Some((a, p)) = accounts::account_with_person(c, &protector, &s.account_id)? else { return Ok(None) };
+            Ok((a.state == AccountState::Active && p.status == PersonStatus::Active).then_some((s, a, p)))
         })
         .await
 }
@@ -184,10 +189,7 @@ pub async fn continue_authorization(
         let (id, protector) = (session.account_id.clone(), state.protector.clone());
         let person = state
             .db
-            .run(move |c| -> Result<_, InfraError> {
-                let Some(a) = accounts::account_by_id(c, &id)? else { return Ok(None) };
-                accounts::person_by_id(c, &protector, &a.person_id)
-            })
+            .run(move |c| Ok::<_, InfraError>(accounts::account_with_person(c, &protector, &id)?.map(|(_, p)| p)))
             .await
             .map_err(|e| internal(state, lang, e))?;
         if !person.is_some_and(|p| client.audience.admits(&p)) {

@@ -234,11 +234,7 @@ async fn sign_in_bound(
     let (id, protector) = (account_id.to_string(), state.protector.clone());
     let found = state
         .db
-        .run(move |c| -> Result<_, InfraError> {
-            let Some(a) = accounts::account_by_id(c, &id)? else { return Ok(None) };
-            let p = accounts::person_by_id(c, &protector, &a.person_id)?;
-            Ok(p.map(|p| (a, p)))
-        })
+        .run(move |c| accounts::account_with_person(c, &protector, &id))
         .await
         .map_err(|e| internal(state, lang, e))?;
     let address = client_address(req);

@@ -367,9 +367,8 @@ pub async fn activate_page(state: web::Data<AppState>, req: HttpRequest) -> Resu
             let prefill = state
                 .db
                 .run(move |c| -> Result<_, InfraError> {
-                    let Some(a) = accounts::account_by_id(c, &id)? else { return Ok(None) };
-                    let p = accounts::person_by_id(c, &protector, &a.person_id)?;
-                    Ok(p.map(|p| (a.account_name.unwrap_or_default(), a.email.unwrap_or(p.email))))
+                    let found = accounts::account_with_person(c, &protector, &id)?;
+                    Ok(found.map(|(a, p)| (a.account_name.unwrap_or_default(), a.email.unwrap_or(p.email))))
                 })
                 .await
                 .map_err(|e| internal(&state, lang, e))?;
@@ -411,11 +410,8 @@ pub async fn activate_submit(
     let result = state
         .db
         .run(move |c| -> Result<Result<(), ActivateError>, InfraError> {
-            let Some(account) = accounts::account_by_id(c, &id)? else {
+            let Some((_, person)) = accounts::account_with_person(c, &protector, &id)? else {
                 return Ok(Err(ActivateError::Infra(InfraError::Internal("account vanished".into()))));
-            };
-            let Some(person) = accounts::person_by_id(c, &protector, &account.person_id)? else {
-                return Ok(Err(ActivateError::Infra(InfraError::Internal("person vanished".into()))));
             };
             let r = activation::activate(c, &id, &person, &form, now());
             if r.is_ok() {

@@ -180,8 +180,7 @@ pub async fn userinfo(state: web::Data<AppState>, req: HttpRequest, body: web::B
     let body = state
         .db
         .run(move |c| -> Result<_, InfraError> {
-            let Some(a) = accounts::account_by_id(c, &account_id)? else { return Ok(None) };
-            let Some(p) = accounts::person_by_id(c, &protector, &a.person_id)? else { return Ok(None) };
+            let Some((a, p)) = accounts::account_with_person(c, &protector, &account_id)? else { return Ok(None) };
             if p.status != PersonStatus::Active {
                 return Ok(None);
             }

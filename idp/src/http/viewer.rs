@@ -4,9 +4,9 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::authorize::current_session;
+use super::authorize::signed_in;
 use super::errors::{internal, page, Failure};
-use crate::accounts::{self, roles, Account, Person};
+use crate::accounts::{roles, Account, Person};
 use crate::authn::session::Session;
 use crate::error::InfraError;
 use crate::state::AppState;
@@ -40,26 +40,16 @@ impl Viewer {
 
 /// The signed-in person, if any (an active account of an active person with a live session).
 pub async fn viewer(state: &AppState, req: &HttpRequest) -> Result<Option<Viewer>, InfraError> {
-    let Some(session) = current_session(state, req).await? else { return Ok(None) };
-    let (id, protector) = (session.account_id.clone(), state.protector.clone());
-    let found = state
-        .db
-        .run(move |c| -> Result<_, InfraError> {
-            let Some(account) = accounts::account_by_id(c, &id)? else { return Ok(None) };
-            let Some(person) = accounts::person_by_id(c, &protector, &account.person_id)? else { return Ok(None) };
-            let granted = roles::granted(c, &account.id)?;
-            Ok(Some((account, person, granted)))
-        })
-        .await?;
-    Ok(found.map(|(account, person, granted)| {
-        let mut all: Vec<String> = roles::roles(&person).into_iter().map(str::to_string).collect();
-        all.extend(granted);
-        if session.acting_agency.is_some() {
-            // Signed in with an agency card: acts for that agency (password resets).
-            all.push("agency_card".into());
-        }
-        Viewer { session, account, person, roles: all }
-    }))
+    let Some((session, account, person)) = signed_in(state, req).await? else { return Ok(None) };
+    let id = account.id.clone();
+    let granted = state.db.run(move |c| roles::granted(c, &id)).await?;
+    let mut all: Vec<String> = roles::roles(&person).into_iter().map(str::to_string).collect();
+    all.extend(granted);
+    if session.acting_agency.is_some() {
+        // Signed in with an agency card: acts for that agency (password resets).
+        all.push("agency_card".into());
+    }
+    Ok(Some(Viewer { session, account, person, roles: all }))
 }
 
 /// The signed-in person, or a redirect to the sign-in page (which comes back to `back_to`).

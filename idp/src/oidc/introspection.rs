@@ -18,10 +18,7 @@ async fn account_active(state: &AppState, account_id: &str) -> Result<bool, Infr
     let protector = state.protector.clone();
     let person = state
         .db
-        .run(move |c| -> Result<_, InfraError> {
-            let Some(a) = accounts::account_by_id(c, &id)? else { return Ok(None) };
-            accounts::person_by_id(c, &protector, &a.person_id)
-        })
+        .run(move |c| Ok::<_, InfraError>(accounts::account_with_person(c, &protector, &id)?.map(|(_, p)| p)))
         .await?;
     Ok(person.is_some_and(|p| p.status == PersonStatus::Active))
 }

@@ -190,10 +190,7 @@ async fn ensure_active(state: &AppState, account_id: &str) -> Result<(), TokenEr
     let protector = state.protector.clone();
     let person = state
         .db
-        .run(move |c| -> Result<_, InfraError> {
-            let Some(account) = accounts::account_by_id(c, &id)? else { return Ok(None) };
-            accounts::person_by_id(c, &protector, &account.person_id)
-        })
+        .run(move |c| Ok::<_, InfraError>(accounts::account_with_person(c, &protector, &id)?.map(|(_, p)| p)))
         .await?;
     if person.is_some_and(|p| p.status == PersonStatus::Active) {
         Ok(())
