@@ -135,10 +135,10 @@ fn serial_hex(bytes: &[u8]) -> String {
 fn parse_hex(text: &str) -> Option<Vec<u8>> {
     let digits: String = text.trim().chars().filter(|c| *c != ':').collect();
     let digits = if digits.len() % 2 == 1 { format!("0{digits}") } else { digits };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if digits.is_empty() {
         return None;
     }
-    (0..digits.len()).step_by(2).map(|i| u8::from_str_radix(&digits[i..i + 2], 16).ok()).collect()
+    profile::unhex(&digits)
 }
 
 fn load(args: &Args) -> Result<Sim, String> {
@@ -290,7 +290,7 @@ async fn ocsp_post(sim: web::Data<Sim>, stem: web::Path<String>, body: web::Byte
 async fn ocsp_get(sim: web::Data<Sim>, req: HttpRequest) -> HttpResponse {
     let rest = req.uri().path().strip_prefix("/ocsp/").unwrap_or_default();
     let Some((stem, encoded)) = rest.split_once('/') else { return bad_request("no request in the URL") };
-    let text = percent_decode(encoded);
+    let text = percent_encoding::percent_decode_str(encoded).decode_utf8_lossy();
     let request = STANDARD.decode(text.trim()).or_else(|_| URL_SAFE.decode(text.trim()));
     match request {
         Ok(request) => ocsp_answer(&sim, stem, &request),
@@ -299,30 +299,6 @@ async fn ocsp_get(sim: web::Data<Sim>, req: HttpRequest) -> HttpResponse {
             ocsp_body(ocsp_responder::error_response(ErrorStatus::MalformedRequest))
         }
     }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match escaped {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Deserialize)]

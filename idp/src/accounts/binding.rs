@@ -40,13 +40,15 @@ pub struct PresentedCard {
     #[serde(default)]
     pub national_id_index: Option<String>,
     /// Certificate cards: the end-entity certificate (base64 DER), which the CA's online ownership
-    /// service needs; kept only while the person identifies themselves.
+    /// service needs; kept with the card by every channel, for as long as the card is pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
 }
 
 impl PresentedCard {
-    pub fn from_validated(card: &ValidatedCard) -> Self {
+    /// A validated certificate card; `der` is the end-entity certificate it was validated from.
+    pub fn from_validated(card: &ValidatedCard, der: &[u8]) -> Self {
+        use base64::Engine;
         let p = &card.profile;
         Self {
             kind: match card.kind {
@@ -62,15 +64,8 @@ impl PresentedCard {
             last_four: p.directory.national_id_last_four.clone(),
             agency_code: card.agency_code.clone(),
             national_id_index: None,
-            certificate: None,
+            certificate: Some(base64::engine::general_purpose::STANDARD.encode(der)),
         }
-    }
-
-    /// Keeps the end-entity certificate (DER) for the online ownership check.
-    pub fn with_certificate(mut self, der: &[u8]) -> Self {
-        use base64::Engine;
-        self.certificate = Some(base64::engine::general_purpose::STANDARD.encode(der));
-        self
     }
 
     /// A health-insurance card as NHI's verification service vouched for it.

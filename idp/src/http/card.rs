@@ -145,7 +145,7 @@ pub async fn card_login(
             return Err(refuse(StatusCode::FORBIDDEN, card_error_key(&e), card_error_outcome(&e), None).await);
         }
     };
-    let presented = PresentedCard::from_validated(&card).with_certificate(&signed.signer);
+    let presented = PresentedCard::from_validated(&card, &signed.signer);
     if field("purpose") == "bind" {
         return bind_to_viewer(&state, &req, lang, presented).await;
     }
@@ -418,8 +418,8 @@ async fn check_online(state: &AppState, card: &PresentedCard, person: &Person) -
         return OnlineCheck::Confirmed;
     }
     let Some(certificate) = card.certificate.as_deref() else {
-        // A sign-in channel that did not keep the certificate cannot be checked; binding it
-        // unchecked would defeat the switch.
+        // A card pending from before an upgrade carries no certificate; binding it unchecked
+        // would defeat the switch.
         tracing::warn!("ownership check impossible: the certificate was not kept with the card");
         return OnlineCheck::Unavailable;
     };

@@ -264,7 +264,7 @@ async fn validate_chain(
         return Err(page(state, lang, StatusCode::UNAUTHORIZED, "err_card_no_certificate", None));
     };
     match validate_card(state, lang, &trust, end_entity.as_ref(), intermediates).await? {
-        Ok(card) => Ok((PresentedCard::from_validated(&card).with_certificate(end_entity.as_ref()), card.kind)),
+        Ok(card) => Ok((PresentedCard::from_validated(&card, end_entity.as_ref()), card.kind)),
         Err(e) => {
             tracing::info!(reason = %e, "card refused");
             audit_request(state, "login.card", card_error_outcome(&e), None, client_address(req)).await;

@@ -197,26 +197,16 @@ async fn a_forwarded_certificate_is_accepted_only_from_a_trusted_proxy() {
     assert_eq!(r.status().as_u16(), 303);
     assert!(r.headers()["location"].to_str().unwrap().starts_with("/card/identify"));
     // nginx's escaped PEM.
-    let pem = std::fs::read_to_string(w.pki.join(pki_fixtures::CITIZEN_WANG)).unwrap();
-    let escaped: String = url::form_urlencoded::byte_serialize(pem.as_bytes()).collect::<String>().replace('+', "%20");
-    let r = b
-        .http
-        .get(format!("{}/card/proxy-login", w.idp.base))
-        .header("X-SSL-Client-Cert", &escaped)
-        .send()
-        .await
-        .unwrap();
+    let nginx = |file: &'static str| {
+        let pem = std::fs::read_to_string(w.pki.join(file)).unwrap();
+        let escaped: String =
+            url::form_urlencoded::byte_serialize(pem.as_bytes()).collect::<String>().replace('+', "%20");
+        b.http.get(format!("{}/card/proxy-login", w.idp.base)).header("X-SSL-Client-Cert", escaped).send()
+    };
+    let r = nginx(pki_fixtures::CITIZEN_WANG).await.unwrap();
     assert_eq!(r.status().as_u16(), 303);
     // Validated exactly like a direct one.
-    let pem = std::fs::read_to_string(w.pki.join(pki_fixtures::CITIZEN_WANG_EXPIRED)).unwrap();
-    let escaped: String = url::form_urlencoded::byte_serialize(pem.as_bytes()).collect::<String>().replace('+', "%20");
-    let r = b
-        .http
-        .get(format!("{}/card/proxy-login", w.idp.base))
-        .header("X-SSL-Client-Cert", &escaped)
-        .send()
-        .await
-        .unwrap();
+    let r = nginx(pki_fixtures::CITIZEN_WANG_EXPIRED).await.unwrap();
     assert_eq!(r.status().as_u16(), 403);
     assert!(r.text().await.unwrap().contains("插入之自然人憑證或機關憑證無效"));
 }

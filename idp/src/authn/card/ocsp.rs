@@ -800,7 +800,7 @@ AgEGMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDRwAwRAIgbUsJfL5otgAPYvR19JtO6YCumgyF
     }
 
     fn hex_bytes(hex: &str) -> Vec<u8> {
-        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+        crate::authn::card::profile::unhex(hex).unwrap()
     }
 
     /// The query OpenSSL's request stands for, request by request.

@@ -112,6 +112,14 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bytes of [`hex`] text (either case); `None` for odd lengths or other characters.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
 /// Reads a DER certificate into a [`CertProfile`].
 pub fn parse(der: &[u8]) -> Result<CertProfile, ProfileError> {
     let (rest, cert) =

@@ -21,15 +21,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use x509_parser::prelude::FromDer;
 
 use super::crl_fetch::{self, CrlRefusal, FetchedCrl};
 use super::ocsp::{self, CertStatus, OcspAnswer};
 use super::validate::{
-    CardError, CardValidator, ConfigError, InvalidReason, RevocationMode, RevocationStatus, TrustSettings,
-    ValidatedCard,
+    read_certificates, CardError, CardValidator, ConfigError, InvalidReason, RevocationMode, RevocationStatus,
+    TrustSettings, ValidatedCard,
 };
 use crate::config::Config;
 use crate::store::db::Db;
@@ -94,10 +93,7 @@ impl CardTrust {
         base.test_policy_oids = c.test_policy_oids.clone();
         let mut responders = Vec::new();
         for r in &c.ocsp_responders {
-            let bytes = std::fs::read(&r.issuer)
-                .map_err(|e| ConfigError::File { path: r.issuer.clone(), message: e.to_string() })?;
-            let issuer_der = CertificateDer::from_pem_slice(&bytes)
-                .map_err(|e| ConfigError::File { path: r.issuer.clone(), message: e.to_string() })?;
+            let issuer_der = read_certificates(&r.issuer)?.swap_remove(0);
             let (_, cert) = x509_parser::certificate::X509Certificate::from_der(issuer_der.as_ref())
                 .map_err(|e| ConfigError::File { path: r.issuer.clone(), message: e.to_string() })?;
             let issuer_spki = cert.public_key().raw.to_vec();
@@ -167,7 +163,7 @@ impl CardTrust {
             }
         }
         let responder = &self.responders[index];
-        let serial = hex_bytes(serial_hex).ok_or(ocsp::OcspError::Encoding("certificate serial".into()))?;
+        let serial = super::profile::unhex(serial_hex).ok_or(ocsp::OcspError::Encoding("certificate serial".into()))?;
         let query = ocsp::build_request(&responder.issuer_der, &serial)?;
         let der = ocsp::fetch(&self.http, &responder.url, &query, self.fetch_timeout).await?;
         let answer = ocsp::check_response(&der, &query, &responder.issuer_der, now)?;
@@ -306,11 +302,4 @@ async fn audit_refusal(db: &Db, url: &str, e: &CrlRefusal) {
     if let Err(e) = recorded {
         tracing::error!(error = %e, "audit event not recorded");
     }
-}
-
-fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
-        return None;
-    }
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
 }

@@ -140,15 +140,7 @@ impl TrustSettings {
         let certs = |files: &[P]| -> Result<Vec<CertificateDer<'static>>, ConfigError> {
             let mut out = Vec::new();
             for path in files {
-                let path = path.as_ref();
-                let bytes = read(path)?;
-                let found = CertificateDer::pem_slice_iter(&bytes)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| ConfigError::File { path: path.to_path_buf(), message: e.to_string() })?;
-                if found.is_empty() {
-                    return Err(ConfigError::File { path: path.to_path_buf(), message: "no PEM certificate".into() });
-                }
-                out.extend(found);
+                out.extend(read_certificates(path.as_ref())?);
             }
             Ok(out)
         };
@@ -172,6 +164,18 @@ impl TrustSettings {
             ..Default::default()
         })
     }
+}
+
+/// The certificates of a PEM file (at least one).
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let bytes = read(path)?;
+    let found = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ConfigError::File { path: path.to_path_buf(), message: e.to_string() })?;
+    if found.is_empty() {
+        return Err(ConfigError::File { path: path.to_path_buf(), message: "no PEM certificate".into() });
+    }
+    Ok(found)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
