@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod adversarial;
 mod browser;
 mod card;
 mod card_tls;
