@@ -8,15 +8,16 @@ use serde_json::{json, Map};
 use super::errors::{internal, page, Failure};
 use super::pages::render;
 use super::{audit_request, client_address, csrf, lang_of, SESSION_COOKIE};
-use crate::accounts::{self, AccountState, PersonStatus};
+use crate::accounts::{self, AccountState, Person, PersonStatus};
 use crate::authn::session::{self, Session};
 use crate::crypto::random_token;
 use crate::error::{now, InfraError};
 use crate::oidc::authorize::{self, AuthRequest, AuthorizeError, CodeGrant};
-use crate::oidc::clients::{Audience, Client};
+use crate::oidc::clients::Client;
+use crate::oidc::gate::{self, Hint, Outcome};
 use crate::oidc::params::Params;
 use crate::oidc::subject::subject_for;
-use crate::oidc::{acr_satisfies, backchannel, consent};
+use crate::oidc::{backchannel, consent};
 use crate::state::AppState;
 use crate::templates::Lang;
 
@@ -124,41 +125,8 @@ async fn authorize(
         Ok(a) => a,
         Err(e) => return show(&state, lang, e),
     };
-    // The hint names who should be signed in; a session of someone else does not count.
-    let hinted_sub = match &auth.id_token_hint {
-        None => None,
-        Some(hint) => match state.keys.verify_own(hint) {
-            Some(c) if c["iss"] == json!(state.config.issuer) && c["aud"] == json!(client.client_id) => {
-                c["sub"].as_str().map(str::to_string)
-            }
-            _ => {
-                return Ok(error_response(
-                    &state,
-                    &auth,
-                    "invalid_request",
-                    "id_token_hint is not a valid ID token for this client",
-                ))
-            }
-        },
-    };
-    let session = current_session(&state, &req).await.map_err(|e| internal(&state, lang, e))?;
-    let now = now();
-    let usable = session.filter(|s| {
-        let fresh = auth.max_age.is_none_or(|m| now - s.auth_time <= m);
-        let same = hinted_sub.as_ref().is_none_or(|h| *h == subject_for(&state.protector, &client, &s.account_id));
-        fresh && same
-    });
-    let force_login = auth.prompt.iter().any(|p| p == "login");
-    match usable {
-        Some(s) if !force_login => continue_authorization(&state, lang, &auth, &client, &s, StatusCode::FOUND).await,
-        _ if auth.prompt.iter().any(|p| p == "none") => {
-            Ok(error_response(&state, &auth, "login_required", "the person is not signed in"))
-        }
-        _ => {
-            let tx = super::login::start_transaction(&state, &auth).await.map_err(|e| internal(&state, lang, e))?;
-            Ok(HttpResponse::Found().insert_header((header::LOCATION, format!("/login?tx={tx}"))).finish())
-        }
-    }
+    let session = signed_in(&state, &req).await.map_err(|e| internal(&state, lang, e))?.map(|(s, _, p)| (s, p));
+    gate(&state, &req, lang, auth, session, StatusCode::FOUND).await
 }
 
 fn show(state: &AppState, lang: Lang, e: AuthorizeError) -> Result<HttpResponse, Failure> {
@@ -175,81 +143,117 @@ fn show(state: &AppState, lang: Lang, e: AuthorizeError) -> Result<HttpResponse,
     }
 }
 
-/// After a sign-in (or with an existing session): check the client's assurance requirement and
-/// consent, then answer the client.
-pub async fn continue_authorization(
+/// The client as configured now, or the page for one that is gone.
+async fn current_client(state: &AppState, lang: Lang, client_id: &str) -> Result<std::sync::Arc<Client>, Failure> {
+    state
+        .client_cache
+        .get(state, client_id)
+        .await
+        .map_err(|e| internal(state, lang, e))?
+        .ok_or_else(|| page(state, lang, StatusCode::BAD_REQUEST, "err_client_unknown", None))
+}
+
+/// Gathers what [`gate::decide`] needs (the client as configured now, the hint, the person's
+/// subject and consent on record) and asks it.
+async fn decide(
+    state: &AppState,
+    lang: Lang,
+    auth: &AuthRequest,
+    session: Option<&(Session, Person)>,
+) -> Result<(Outcome, std::sync::Arc<Client>), Failure> {
+    let client = current_client(state, lang, &auth.client_id).await?;
+    let hint = match &auth.id_token_hint {
+        None => Hint::Absent,
+        Some(h) => match state.keys.verify_own(h) {
+            Some(c) if c["iss"] == json!(state.config.issuer) && c["aud"] == json!(client.client_id) => {
+                c["sub"].as_str().map_or(Hint::Invalid, |s| Hint::Names(s.to_string()))
+            }
+            _ => Hint::Invalid,
+        },
+    };
+    let subject = session.map(|(s, _)| subject_for(&state.protector, &client, &s.account_id));
+    let consent_on_record = match session {
+        Some((s, _)) if client.consent_required => {
+            let (account, client_id, scope) = (s.account_id.clone(), client.client_id.clone(), auth.scope.clone());
+            state
+                .db
+                .run(move |c| consent::covers(c, &account, &client_id, &scope))
+                .await
+                .map_err(|e| internal(state, lang, e))?
+        }
+        _ => false,
+    };
+    let inputs = gate::Inputs {
+        client: &client,
+        request: auth,
+        session: session.map(|(s, _)| s),
+        person: session.map(|(_, p)| p),
+        subject: subject.as_deref(),
+        hint: &hint,
+        consent_on_record,
+        card_sign_in: state.card.is_some(),
+        now: now(),
+    };
+    Ok((gate::decide(&inputs), client))
+}
+
+/// The one way to answer an authorization request: from `/authorize`, at the end of every
+/// sign-in, and after consent. Asks the gate, then renders what it decided.
+pub async fn gate(
+    state: &AppState,
+    req: &HttpRequest,
+    lang: Lang,
+    auth: AuthRequest,
+    session: Option<(Session, Person)>,
+    status: StatusCode,
+) -> Result<HttpResponse, Failure> {
+    let (outcome, client) = decide(state, lang, &auth, session.as_ref()).await?;
+    render_outcome(state, req, lang, auth, &client, session.as_ref().map(|(s, _)| s), outcome, status).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn render_outcome(
+    state: &AppState,
+    req: &HttpRequest,
+    lang: Lang,
+    mut auth: AuthRequest,
+    client: &Client,
+    session: Option<&Session>,
+    outcome: Outcome,
+    status: StatusCode,
+) -> Result<HttpResponse, Failure> {
+    let interact = |auth: AuthRequest, query: &'static str| async move {
+        let tx = super::login::start_transaction(state, &auth).await.map_err(|e| internal(state, lang, e))?;
+        Ok::<_, Failure>(
+            HttpResponse::build(status).insert_header((header::LOCATION, query.replace("{tx}", &tx))).finish(),
+        )
+    };
+    match (outcome, session) {
+        (Outcome::IssueCode, Some(s)) => finish_authorization(state, lang, &auth, client, s, status).await,
+        (Outcome::SignIn, _) | (Outcome::IssueCode, None) => interact(auth, "/login?tx={tx}").await,
+        (Outcome::StepUp, _) => interact(auth, "/login?tx={tx}&card=required").await,
+        (Outcome::AskConsent, s) => {
+            auth.interaction.consent_asked = s.map(|s| s.sid.clone());
+            interact(auth, "/consent?tx={tx}").await
+        }
+        (Outcome::Redirect { error, description }, s) => {
+            if matches!(error, "access_denied" | "unmet_authentication_requirements") {
+                let account = s.map(|s| s.account_id.clone());
+                audit_request(state, "authorize.refused", error, account, client_address(req)).await;
+            }
+            Ok(error_response(state, &auth, error, description))
+        }
+        (Outcome::Show { key }, _) => Err(page(state, lang, StatusCode::BAD_REQUEST, key, None)),
+    }
+}
+
+/// Issues a code for a signed-in person and answers the client. Only the gate's
+/// [`Outcome::IssueCode`] leads here.
+async fn finish_authorization(
     state: &AppState,
     lang: Lang,
     auth: &AuthRequest,
     client: &Client,
-    session: &Session,
-    status: StatusCode,
-) -> Result<HttpResponse, Failure> {
-    if client.audience != Audience::Everyone {
-        let (id, protector) = (session.account_id.clone(), state.protector.clone());
-        let person = state
-            .db
-            .run(move |c| Ok::<_, InfraError>(accounts::account_with_person(c, &protector, &id)?.map(|(_, p)| p)))
-            .await
-            .map_err(|e| internal(state, lang, e))?;
-        if !person.is_some_and(|p| client.audience.admits(&p)) {
-            return Ok(error_response(
-                state,
-                auth,
-                "access_denied",
-                "this application is not available to this person",
-            ));
-        }
-    }
-    if let Some(min) = &client.min_acr {
-        let interactive = !auth.prompt.iter().any(|p| p == "none");
-        if !acr_satisfies(&session.acr, min) && interactive && state.card.is_some() {
-            // Step-up: the person signs in again with a card; the request continues after.
-            let tx = super::login::start_transaction(state, auth).await.map_err(|e| internal(state, lang, e))?;
-            return Ok(HttpResponse::build(status)
-                .insert_header((header::LOCATION, format!("/login?tx={tx}&card=required")))
-                .finish());
-        }
-        if !acr_satisfies(&session.acr, min) {
-            return Ok(error_response(
-                state,
-                auth,
-                "unmet_authentication_requirements",
-                &format!("this application requires assurance {min}"),
-            ));
-        }
-    }
-    if client.consent_required {
-        let (account, client_id, scope) = (session.account_id.clone(), client.client_id.clone(), auth.scope.clone());
-        let covered = state
-            .db
-            .run(move |c| consent::covers(c, &account, &client_id, &scope))
-            .await
-            .map_err(|e| internal(state, lang, e))?;
-        let asked = auth.prompt.iter().any(|p| p == "consent");
-        if asked || !covered {
-            if auth.prompt.iter().any(|p| p == "none") {
-                return Ok(error_response(
-                    state,
-                    auth,
-                    "consent_required",
-                    "the person has not approved this application",
-                ));
-            }
-            let tx = super::login::start_transaction(state, auth).await.map_err(|e| internal(state, lang, e))?;
-            return Ok(HttpResponse::build(status)
-                .insert_header((header::LOCATION, format!("/consent?tx={tx}")))
-                .finish());
-        }
-    }
-    finish_authorization(state, lang, auth, session, status).await
-}
-
-/// Issues a code for a signed-in person and answers the client.
-pub async fn finish_authorization(
-    state: &AppState,
-    lang: Lang,
-    auth: &AuthRequest,
     session: &Session,
     status: StatusCode,
 ) -> Result<HttpResponse, Failure> {
@@ -272,8 +276,7 @@ pub async fn finish_authorization(
         .await
         .map_err(|e| internal(state, lang, e.into()))?;
     // Only clients that can be told about a logout need to be remembered with the session.
-    let client = state.client_cache.get(state, &auth.client_id).await.map_err(|e| internal(state, lang, e))?;
-    if client.is_some_and(|c| c.backchannel_logout_uri.is_some()) {
+    if client.backchannel_logout_uri.is_some() {
         let (sid, client_id, account_id) = (session.sid.clone(), auth.client_id.clone(), session.account_id.clone());
         state
             .db
@@ -290,11 +293,20 @@ pub async fn finish_authorization(
     Ok(respond(&auth.redirect_uri, &pairs, auth.form_post(), status))
 }
 
-/// `GET /consent?tx=…`: what the application asks for, with allow and deny.
+/// `GET /consent?tx=…`: what the application asks for, with allow and deny. Only the session the
+/// gate asked consent of may see it; showing it is recorded, so only a page that was shown can
+/// be answered.
 pub async fn consent_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let q = Params::parse(req.query_string().as_bytes()).unwrap_or_default();
     let tx = q.get("tx").ok().flatten().unwrap_or("").to_string();
-    let (auth, client, _session, lang) = consent_context(&state, &req, &tx).await?;
+    let (mut auth, client, (session, _), lang) = consent_context(&state, &req, &tx, false).await?;
+    if auth.interaction.consent_asked.as_deref() != Some(session.sid.as_str()) {
+        audit_request(&state, "consent.refused", "not_asked", Some(session.account_id.clone()), client_address(&req))
+            .await;
+        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_tx", None));
+    }
+    auth.interaction.consent_shown = Some(session.sid.clone());
+    super::login::save_transaction(&state, &tx, &auth).await.map_err(|e| internal(&state, lang, e))?;
     let (csrf, csrf_cookie) = csrf::token(&state, &req);
     let scopes: Vec<_> = auth
         .scope
@@ -310,7 +322,9 @@ pub async fn consent_page(state: web::Data<AppState>, req: HttpRequest) -> Resul
     render(&state, lang, StatusCode::OK, "consent", "consent_title", ctx, csrf_cookie.into_iter().collect())
 }
 
-/// `POST /consent`: `decision=allow` or `decision=deny`.
+/// `POST /consent`: `decision=allow` or `decision=deny`, for a consent page this session was
+/// shown. The transaction is taken (single use), and an approval goes through the gate again:
+/// consent never stands in for the audience, the card requirement or a fresh sign-in.
 pub async fn consent_submit(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -323,65 +337,77 @@ pub async fn consent_submit(
         return Err(page(&state, lang0, StatusCode::FORBIDDEN, "err_csrf", None));
     }
     let tx = form.get("tx").ok().flatten().unwrap_or("").to_string();
-    let (auth, client, session, lang) = consent_context(&state, &req, &tx).await?;
-    super::login::end_transaction(&state, &tx).await;
+    let decision = match form.get("decision").ok().flatten() {
+        Some("allow") => true,
+        Some("deny") => false,
+        _ => {
+            return Err(page(
+                &state,
+                lang0,
+                StatusCode::BAD_REQUEST,
+                "err_bad_request",
+                Some("decision must be allow or deny".into()),
+            ))
+        }
+    };
+    let (mut auth, client, (session, person), lang) = consent_context(&state, &req, &tx, true).await?;
     let address = client_address(&req);
-    match form.get("decision").ok().flatten() {
-        Some("allow") => {
-            let (account, client_id, scope) =
-                (session.account_id.clone(), client.client_id.clone(), auth.scope.clone());
-            state
-                .db
-                .run(move |c| -> Result<(), InfraError> {
-                    consent::grant(c, &account, &client_id, &scope, now())?;
-                    let e = crate::audit::Event {
-                        event: "consent.grant",
-                        outcome: "success",
-                        actor: Some(&account),
-                        account_id: Some(&account),
-                        client_id: Some(&client_id),
-                        address: Some(&address),
-                        detail: scope.join(" "),
-                    };
-                    crate::audit::record(c, e, now())
-                })
-                .await
-                .map_err(|e| internal(&state, lang, e))?;
-            finish_authorization(&state, lang, &auth, &session, StatusCode::SEE_OTHER).await
-        }
-        Some("deny") => {
-            audit_request(&state, "consent.deny", "denied", Some(session.account_id.clone()), address).await;
-            Ok(error_response(&state, &auth, "access_denied", "the person denied the request"))
-        }
-        _ => Err(page(
-            &state,
-            lang,
-            StatusCode::BAD_REQUEST,
-            "err_bad_request",
-            Some("decision must be allow or deny".into()),
-        )),
+    if auth.interaction.consent_shown.as_deref() != Some(session.sid.as_str()) {
+        audit_request(&state, "consent.refused", "not_shown", Some(session.account_id.clone()), address).await;
+        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_tx", None));
     }
+    if !decision {
+        audit_request(&state, "consent.deny", "denied", Some(session.account_id.clone()), address).await;
+        return Ok(error_response(&state, &auth, "access_denied", "the person denied the request"));
+    }
+    auth.interaction.consent_given = Some(session.sid.clone());
+    let signed_in = (session, person);
+    let (outcome, _) = decide(&state, lang, &auth, Some(&signed_in)).await?;
+    let session = signed_in.0;
+    if outcome == Outcome::IssueCode {
+        let (account, client_id, scope) = (session.account_id.clone(), client.client_id.clone(), auth.scope.clone());
+        state
+            .db
+            .run(move |c| -> Result<(), InfraError> {
+                consent::grant(c, &account, &client_id, &scope, now())?;
+                let e = crate::audit::Event {
+                    event: "consent.grant",
+                    outcome: "success",
+                    actor: Some(&account),
+                    account_id: Some(&account),
+                    client_id: Some(&client_id),
+                    address: Some(&address),
+                    detail: scope.join(" "),
+                };
+                crate::audit::record(c, e, now())
+            })
+            .await
+            .map_err(|e| internal(&state, lang, e))?;
+    }
+    render_outcome(&state, &req, lang, auth, &client, Some(&session), outcome, StatusCode::SEE_OTHER).await
 }
 
+/// The transaction, client and live session a consent page or answer belongs to. `take` removes
+/// the transaction (an answer is single use).
 async fn consent_context(
     state: &AppState,
     req: &HttpRequest,
     tx: &str,
-) -> Result<(AuthRequest, std::sync::Arc<Client>, Session, Lang), Failure> {
+    take: bool,
+) -> Result<(AuthRequest, std::sync::Arc<Client>, (Session, Person), Lang), Failure> {
     let lang0 = lang_of(req, None);
-    let auth = super::login::transaction_or_page(state, lang0, Some(tx))
-        .await?
-        .ok_or_else(|| page(state, lang0, StatusCode::BAD_REQUEST, "err_tx", None))?;
+    let auth = if take {
+        super::login::take_transaction(state, lang0, tx).await?
+    } else {
+        super::login::transaction_or_page(state, lang0, Some(tx)).await?
+    };
+    let auth = auth.ok_or_else(|| page(state, lang0, StatusCode::BAD_REQUEST, "err_tx", None))?;
     let lang = lang_of(req, auth.ui_locales.as_deref());
-    let session = current_session(state, req)
+    let session = signed_in(state, req)
         .await
         .map_err(|e| internal(state, lang, e))?
+        .map(|(s, _, p)| (s, p))
         .ok_or_else(|| page(state, lang, StatusCode::BAD_REQUEST, "err_tx", None))?;
-    let client = state
-        .client_cache
-        .get(state, &auth.client_id)
-        .await
-        .map_err(|e| internal(state, lang, e))?
-        .ok_or_else(|| page(state, lang, StatusCode::BAD_REQUEST, "err_client_unknown", None))?;
+    let client = current_client(state, lang, &auth.client_id).await?;
     Ok((auth, client, session, lang))
 }

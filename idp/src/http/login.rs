@@ -43,6 +43,25 @@ pub async fn start_transaction(state: &AppState, req: &AuthRequest) -> Result<St
     Ok(tx)
 }
 
+/// Writes a transaction back under its id, e.g. once the consent page has been shown.
+pub async fn save_transaction(state: &AppState, tx: &str, req: &AuthRequest) -> Result<(), InfraError> {
+    state.eph.put_json(&tx_key(tx), req, state.config.login.transaction_ttl).await?;
+    Ok(())
+}
+
+/// Takes a transaction out of the store (at most one request can), or the page for one that is
+/// gone or malformed.
+pub async fn take_transaction(state: &AppState, lang: Lang, tx: &str) -> Result<Option<AuthRequest>, Failure> {
+    if tx.is_empty() || tx.len() > 64 {
+        return Err(page(state, lang, StatusCode::BAD_REQUEST, "err_tx", None));
+    }
+    match state.eph.take_json::<AuthRequest>(&tx_key(tx)).await {
+        Ok(Some(r)) => Ok(Some(r)),
+        Ok(None) => Err(page(state, lang, StatusCode::BAD_REQUEST, "err_tx", None)),
+        Err(e) => Err(internal(state, lang, e.into())),
+    }
+}
+
 /// Forgets a finished transaction.
 pub async fn end_transaction(state: &AppState, tx: &str) {
     let _ = state.eph.delete(&tx_key(tx)).await;
@@ -292,32 +311,31 @@ pub async fn open_session(
     let (acr, amr, event) =
         (sign_in.acr.to_string(), sign_in.amr.iter().map(|s| s.to_string()).collect::<Vec<_>>(), sign_in.event);
     let acting = sign_in.acting_agency.map(str::to_string);
-    let (token, sess) = state
+    let protector = state.protector.clone();
+    let (token, sess, person) = state
         .db
         .run(move |c| -> Result<_, InfraError> {
             if let Some(old) = old {
                 session::end(c, &old)?;
             }
             let amr: Vec<&str> = amr.iter().map(String::as_str).collect();
-            let created = session::create_acting(c, &id, &acr, &amr, acting.as_deref(), now(), ttl)?;
+            let (token, sess) = session::create_acting(c, &id, &acr, &amr, acting.as_deref(), now(), ttl)?;
             audit::record(c, Event::own(event, "success", &id, &addr), now())?;
-            Ok(created)
+            let person = accounts::account_with_person(c, &protector, &id)?.map(|(_, p)| p);
+            Ok((token, sess, person))
         })
         .await
         .map_err(|e| internal(state, lang, e))?;
     let session_cookie = cookie(state, SESSION_COOKIE, token, None);
     let mut resp = match auth {
-        Some(auth) => {
+        Some(mut auth) => {
             if let Some(tx) = tx {
                 end_transaction(state, tx).await;
             }
-            let client = state
-                .client_cache
-                .get(state, &auth.client_id)
-                .await
-                .map_err(|e| internal(state, lang, e))?
-                .ok_or_else(|| page(state, lang, StatusCode::BAD_REQUEST, "err_client_unknown", None))?;
-            super::authorize::continue_authorization(state, lang, &auth, &client, &sess, StatusCode::SEE_OTHER).await?
+            // The sign-in was made for this request: it answers `prompt=login` and `max_age`.
+            auth.interaction.signed_in = Some(sess.sid.clone());
+            let signed_in = person.map(|p| (sess, p));
+            super::authorize::gate(state, req, lang, auth, signed_in, StatusCode::SEE_OTHER).await?
         }
         None => HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).finish(),
     };

@@ -33,6 +33,9 @@ pub struct AuthRequest {
     /// An ID token the client sent as a hint of who should be signed in.
     #[serde(default)]
     pub id_token_hint: Option<String>,
+    /// What this browser has done for the request so far (sign-in, consent), for the gate.
+    #[serde(default)]
+    pub interaction: super::gate::Interaction,
 }
 
 impl AuthRequest {
@@ -173,6 +176,7 @@ pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, Authori
         response_mode,
         acr_values: get("acr_values").unwrap_or("").split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
         id_token_hint: get("id_token_hint").map(str::to_string),
+        interaction: Default::default(),
     })
 }
 

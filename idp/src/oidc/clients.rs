@@ -19,6 +19,7 @@ pub const AUTH_METHODS: [&str; 4] = ["client_secret_basic", "client_secret_post"
 /// A registered client. Field names follow RFC 7591 so the JSON form is the registration
 /// response's.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(test, derive(Default))]
 pub struct Client {
     pub client_id: String,
     pub client_name: String,

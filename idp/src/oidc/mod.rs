@@ -9,6 +9,7 @@ pub mod client_auth;
 pub mod clients;
 pub mod consent;
 pub mod discovery;
+pub mod gate;
 pub mod introspection;
 pub mod keys;
 pub mod params;
