@@ -115,11 +115,31 @@ async fn forms_need_their_csrf_token_and_pages_are_protected() {
         )
         .await;
     assert_eq!(r.status, 403);
-    let resp = b.http.get(format!("{}/login", idp.base)).send().await.unwrap();
+    // A browser with no cookies yet is given the CSRF cookie, then the session cookie: both
+    // carry the flags (Secure only on an https issuer; see `cookies_are_secure_on_an_https_issuer`).
+    let fresh = Browser::new(&idp.base);
+    let resp = fresh.http.get(format!("{}/login", idp.base)).send().await.unwrap();
     assert_eq!(resp.headers().get("x-frame-options").unwrap(), "DENY");
-    for c in resp.headers().get_all("set-cookie") {
-        let c = c.to_str().unwrap();
-        assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax"), "{c}");
+    let set: Vec<String> =
+        resp.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap().to_string()).collect();
+    assert!(!set.is_empty(), "the login page sets the CSRF cookie");
+    let body = resp.text().await.unwrap();
+    let csrf = Page { status: 200, location: None, body }.input("csrf_token").unwrap();
+    let otp2 = idp.reset_password(MEIHUA, "meihua@example.gov.tw");
+    let signed = fresh
+        .http
+        .post(format!("{}/login", idp.base))
+        .form(&[("csrf_token", csrf.as_str()), ("username", MEIHUA), ("password", &otp2)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 303);
+    let more: Vec<String> =
+        signed.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap().to_string()).collect();
+    assert!(more.iter().any(|c| c.starts_with("idp_activation=")), "{more:?}");
+    for c in set.iter().chain(&more) {
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.contains("Path=/"), "{c}");
+        assert!(!c.contains("Secure"), "an http issuer cannot set Secure cookies: {c}");
     }
     // English on request, Traditional Chinese by default.
     let en = b
@@ -136,9 +156,60 @@ async fn forms_need_their_csrf_token_and_pages_are_protected() {
     let en = b.get("/login?ui_locales=en").await;
     assert!(en.body.contains("Sign in with account"));
     assert!(b.get("/login").await.body.contains("帳號登入"));
-    // A separated person gets the seeds' message, not "wrong password".
-    let f = idp.file("p.csv", PERSONNEL.replace("資訊處,01,,active", "資訊處,01,,separated").as_bytes());
-    idp.cli_ok(&["personnel", "import", &f]);
+    // Someone separated without an account learns nothing: wrong credentials.
     let r = b.sign_in_at("/login", CHIH, "whatever-password").await;
     assert_eq!(r.status, 401, "no account yet: wrong credentials, nothing revealed");
+}
+
+#[tokio::test]
+async fn a_separated_person_with_the_right_password_gets_the_seeds_message() {
+    let mut idp = Idp::new();
+    idp.import_register();
+    idp.start().await;
+    idp.activate(MING, "ming.wang", "Civil-Service-2026").await;
+    let f = idp.file("p.csv", PERSONNEL.replace("資訊處,01,,active", "資訊處,01,,separated").as_bytes());
+    idp.cli_ok(&["personnel", "import", &f]);
+    let b = Browser::new(&idp.base);
+    let r = b.sign_in_at("/login", "ming.wang", "Civil-Service-2026").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("卸職"), "the separated message: {}", r.body);
+    // A wrong password still says only that: separation is not revealed to a guesser.
+    let r = b.sign_in_at("/login", "ming.wang", "not-the-password-1").await;
+    assert_eq!(r.status, 401);
+    assert!(!r.body.contains("卸職"));
+}
+
+#[tokio::test]
+async fn cookies_are_secure_on_an_https_issuer() {
+    // The issuer is public over https (TLS ends at the proxy); the node itself speaks http.
+    let port = free_port();
+    let mut idp = Idp::with_env(&[
+        ("IDP_HTTP__BIND", &format!("127.0.0.1:{port}")),
+        ("IDP_ISSUER", &format!("https://127.0.0.1:{port}")),
+    ]);
+    idp.base = format!("http://127.0.0.1:{port}");
+    idp.import_register();
+    idp.start().await;
+    idp.cli_ok(&["users", "reset-password", "--national-id", MING, "--email", "ming@example.gov.tw"]);
+    let otp = newest_one_time_password(&idp.outbox());
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = http.get(format!("{}/login", idp.base)).send().await.unwrap();
+    let csrf_cookie = login.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    assert!(csrf_cookie.contains("Secure") && csrf_cookie.contains("HttpOnly"), "{csrf_cookie}");
+    let body = login.text().await.unwrap();
+    let csrf = Page { status: 200, location: None, body }.input("csrf_token").unwrap();
+    let pair = csrf_cookie.split(';').next().unwrap().to_string();
+    let r = http
+        .post(format!("{}/login", idp.base))
+        .header("cookie", pair)
+        .form(&[("csrf_token", csrf.as_str()), ("username", MING), ("password", &otp)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let set: Vec<&str> = r.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap()).collect();
+    assert!(!set.is_empty());
+    for c in set {
+        assert!(c.contains("Secure") && c.contains("HttpOnly") && c.contains("SameSite=Lax"), "{c}");
+    }
 }
