@@ -79,6 +79,11 @@ impl Idp {
         Self { dir, base, child: None, env, pg_admin }
     }
 
+    /// A setting this instance runs with (as given to the server).
+    pub fn env_value(&self, key: &str) -> Option<String> {
+        self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
     pub fn bin() -> &'static str {
         env!("CARGO_BIN_EXE_idp")
     }

@@ -18,3 +18,4 @@ mod portal;
 mod registration;
 mod relying_party;
 mod revocation;
+mod setup;
