@@ -345,3 +345,40 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     assert!(status.success(), "building the simulators failed");
     dir.join(name)
 }
+
+/// One row of the audit page's table, by column.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub at: String,
+    pub event: String,
+    pub outcome: String,
+    pub actor: String,
+    pub account_id: String,
+    pub client_id: String,
+    pub address: String,
+    pub detail: String,
+}
+
+/// The rows of the audit page's results table (not its search form, help texts or navigation,
+/// which name events and outcomes too).
+pub fn audit_rows(body: &str) -> Vec<AuditRow> {
+    let Some(start) = body.find("<tbody>") else { return vec![] };
+    let end = body[start..].find("</tbody>").map_or(body.len(), |e| start + e);
+    body[start..end]
+        .split("<tr>")
+        .filter_map(|row| {
+            let cells: Vec<String> =
+                row.split("<td>").skip(1).map(|c| html_unescape(c.split("</td>").next().unwrap_or(""))).collect();
+            (cells.len() == 8).then(|| AuditRow {
+                at: cells[0].clone(),
+                event: cells[1].clone(),
+                outcome: cells[2].clone(),
+                actor: cells[3].clone(),
+                account_id: cells[4].clone(),
+                client_id: cells[5].clone(),
+                address: cells[6].clone(),
+                detail: cells[7].clone(),
+            })
+        })
+        .collect()
+}

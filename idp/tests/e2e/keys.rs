@@ -165,10 +165,28 @@ async fn a_rotated_key_is_published_before_it_signs_and_the_old_one_stays_publis
     idp.stop();
     let log = std::fs::read_to_string(idp.log_path()).unwrap();
     assert!(log.contains("signing key loaded"), "reloads are logged");
+    assert!(!log.contains("PRIVATE KEY"), "no PEM private key in the log");
     let sealed: Vec<String> =
         signing_keys::table.select(signing_keys::private_sealed).load(&mut *db.get().unwrap()).unwrap();
+    assert!(sealed.len() >= 3);
+    // Open each key as the server does, and look for its plaintext in every usual encoding.
+    let protector = idp::crypto::DataProtector::load_or_create(&idp.dir.path().join("data").join("data.key")).unwrap();
     for s in sealed {
         assert!(!log.contains(&s));
+        let private = protector.open(&s).unwrap();
+        assert!(private.len() > 32);
+        let hex: String = private.iter().map(|b| format!("{b:02x}")).collect();
+        // Any 24-byte run of the key, in base64 (standard or URL-safe) or hex, is a leak.
+        for chunk in private.chunks(24).filter(|c| c.len() == 24) {
+            use base64::Engine;
+            for enc in [
+                base64::engine::general_purpose::STANDARD.encode(chunk),
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(chunk),
+            ] {
+                assert!(!log.contains(&enc), "private key bytes in the log");
+            }
+        }
+        assert!(!log.contains(&hex[..48]), "private key bytes in the log (hex)");
     }
 }
 
