@@ -112,9 +112,11 @@ pub fn check_password(
         return Err(ActivationError::PasswordTooLong);
     }
     let lower = pw.to_lowercase();
+    // A national ID is 10 characters, shorter than any allowed password: containing it is the
+    // rule that can bite (A123456789 with a suffix is the classic guess).
     if lower == account.to_lowercase()
         || lower == email.to_lowercase()
-        || lower == person.national_id.expose().to_lowercase()
+        || lower.contains(&person.national_id.expose().to_lowercase())
     {
         return Err(ActivationError::PasswordPersonal);
     }
@@ -228,7 +230,21 @@ mod tests {
             check(&form("ming.wang.1234", "Ming.Wang.1234", "Ming.Wang.1234"), &p),
             Err(ActivationError::PasswordPersonal)
         );
-        assert_eq!(check(&form("ming.wang", "a123456789", "a123456789"), &p), Err(ActivationError::PasswordTooShort));
+        assert_eq!(
+            check(&form("ming.wang", "a123456789-2026", "a123456789-2026"), &p),
+            Err(ActivationError::PasswordPersonal),
+            "contains the national ID"
+        );
+        assert_eq!(
+            check(&form("ming.wang", "Ming@Example.gov.tw", "Ming@Example.gov.tw"), &p),
+            Err(ActivationError::PasswordPersonal),
+            "equals the e-mail"
+        );
+        assert_eq!(
+            check(&form("ming.wang", "2026-B123456789", "2026-B123456789"), &p),
+            Ok(()),
+            "another person's national ID is not personal"
+        );
         assert_eq!(check(&form("ming.wang", "password1234", "password1234"), &p), Err(ActivationError::PasswordCommon));
         assert_eq!(
             check(&form("ming.wang", "aaaaaaaaaaaaaa", "aaaaaaaaaaaaaa"), &p),

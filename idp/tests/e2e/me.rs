@@ -118,8 +118,12 @@ async fn the_password_changes_only_with_the_current_one() {
     let r = change(PW, "short", "short").await;
     assert_eq!(r.status, 422);
     assert!(r.body.contains("密碼至少需要 12 個字元"));
-    let r = change(PW, "ming.wang", "ming.wang").await;
-    assert_eq!(r.status, 422, "the account itself is refused (too short or personal)");
+    // Personal passwords: one containing the national ID, one equal to the e-mail on record.
+    for personal in ["A123456789-Pass", "someone@example.gov.tw"] {
+        let r = change(PW, personal, personal).await;
+        assert_eq!(r.status, 422, "{personal}");
+        assert!(r.body.contains("亦不可包含身分證號"), "{personal}: {}", r.body);
+    }
     let r = change(PW, NEW_PW, "Another-Long-Pass-78").await;
     assert_eq!(r.status, 422);
     assert!(r.body.contains("兩次輸入的新密碼不一致"));
