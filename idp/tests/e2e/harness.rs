@@ -106,6 +106,19 @@ impl Idp {
         cmd.output().unwrap()
     }
 
+    /// Runs an `idp` command with this instance's configuration and some settings changed.
+    pub fn cli_with(&self, settings: &[(&str, &str)], args: &[&str]) -> Output {
+        let mut cmd = Command::new(Self::bin());
+        cmd.args(args).current_dir(self.dir.path()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        for (k, v) in settings {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
     /// Runs a command that must succeed; returns its standard output.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);

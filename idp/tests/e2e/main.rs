@@ -6,6 +6,7 @@ mod adversarial;
 mod browser;
 mod card;
 mod card_tls;
+mod claims;
 mod cli;
 mod conformance;
 mod harness;
