@@ -3,6 +3,7 @@
 //! with a real card, then the person identifies, activates, and later signs in with the card
 //! alone. Screenshots go to `target/screenshots/` (CI artifacts, not committed).
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -57,10 +58,7 @@ async fn wait_for_text(c: &fantoccini::Client, needle: &str) -> String {
 async fn a_person_signs_in_with_the_card_component_in_a_real_browser() {
     // Only plain http to chromedriver is spoken, but the client library wants a TLS provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let chromium =
-        ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| std::path::Path::new(p).exists());
-    let chromium = chromium
-        .expect("browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)");
+    let chromium = chromium_path();
     // The test PKI and the simulator's software card.
     let pki = tempfile::tempdir().unwrap();
     let m = idp::authn::card::pki_fixtures::generate_with(
@@ -144,12 +142,33 @@ async fn a_person_signs_in_with_the_card_component_in_a_real_browser() {
     c.close().await.unwrap();
 }
 
-/// The installed Chromium; the browser tests need it (Debian: chromium, chromium-driver).
+/// The installed Chromium, after checking everything the browser tests need; what is missing is
+/// named in one line with the command that installs it.
 fn chromium_path() -> &'static str {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists());
+    let on_path = |name: &str| {
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+    };
+    let font =
+        ["/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"]
+            .into_iter()
+            .any(|p| Path::new(p).exists());
+    let mut missing = Vec::new();
+    if chromium.is_none() {
+        missing.push(("Chromium", "chromium"));
+    }
+    if !on_path("chromedriver") {
+        missing.push(("chromedriver", "chromium-driver"));
+    }
+    if !font {
+        missing.push(("a CJK font", "fonts-wqy-microhei"));
+    }
+    if !missing.is_empty() {
+        let what: Vec<&str> = missing.iter().map(|m| m.0).collect();
+        let packages: Vec<&str> = missing.iter().map(|m| m.1).collect();
+        panic!("browser tests need {}: apt-get install {}", what.join(", "), packages.join(" "));
+    }
+    chromium.unwrap_or_default()
 }
 
 /// Headless Chromium under chromedriver, in Traditional Chinese, with a fresh profile.
