@@ -229,12 +229,23 @@ pub struct LoginConfig {
     /// How long a login transaction (from authorize to finished sign-in) may take.
     #[serde(with = "humantime_serde")]
     pub transaction_ttl: Duration,
-    /// Failed sign-ins allowed per account within `throttle_window` before refusing for a while.
+    /// Sign-in attempts per person allowed without waiting; each further one waits
+    /// `throttle_delay`, doubling each time up to `throttle_max_delay` (no permanent lock).
     pub max_failures_per_account: u64,
     /// Failed sign-ins allowed per client address within `throttle_window`.
     pub max_failures_per_address: u64,
+    /// The fixed window of the per-address count.
     #[serde(with = "humantime_serde")]
     pub throttle_window: Duration,
+    /// The first wait once a person's free attempts are used up.
+    #[serde(with = "humantime_serde")]
+    pub throttle_delay: Duration,
+    /// The longest wait between attempts for one person.
+    #[serde(with = "humantime_serde")]
+    pub throttle_max_delay: Duration,
+    /// A person's failed attempts are forgotten after this long without another attempt.
+    #[serde(with = "humantime_serde")]
+    pub throttle_forget_after: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -338,6 +349,9 @@ impl Default for LoginConfig {
             max_failures_per_account: 5,
             max_failures_per_address: 50,
             throttle_window: Duration::from_secs(15 * 60),
+            throttle_delay: Duration::from_secs(2),
+            throttle_max_delay: Duration::from_secs(15 * 60),
+            throttle_forget_after: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -491,7 +505,19 @@ impl Config {
         if self.tokens.code_ttl.is_zero() || self.tokens.code_ttl > Duration::from_secs(600) {
             return bad("tokens.code_ttl", "must be between 1 s and 10 min");
         }
+        let login = &self.login;
+        if login.max_failures_per_account == 0 || login.max_failures_per_address == 0 {
+            return bad("login.max_failures_per_account", "the per-account and per-address limits must be at least 1");
+        }
+        if login.throttle_max_delay < login.throttle_delay {
+            return bad("login.throttle_max_delay", "must be at least login.throttle_delay");
+        }
+        // Otherwise a person's count could expire during a wait and hand out free attempts again.
+        if login.throttle_forget_after <= login.throttle_max_delay {
+            return bad("login.throttle_forget_after", "must be longer than login.throttle_max_delay");
+        }
         for (key, d) in [
+            ("login.throttle_delay", self.login.throttle_delay),
             ("login.one_time_password_ttl", self.login.one_time_password_ttl),
             ("login.session_ttl", self.login.session_ttl),
             ("login.transaction_ttl", self.login.transaction_ttl),
@@ -559,4 +585,22 @@ fn describe(e: figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_waits_must_fit_inside_the_memory_of_failures() {
+        let mut c = Config::default();
+        c.login.throttle_forget_after = c.login.throttle_max_delay;
+        assert!(c.validate().unwrap_err().to_string().contains("login.throttle_forget_after"));
+        let mut c = Config::default();
+        c.login.throttle_max_delay = Duration::from_millis(1);
+        assert!(c.validate().unwrap_err().to_string().contains("login.throttle_max_delay"));
+        let mut c = Config::default();
+        c.login.max_failures_per_account = 0;
+        assert!(c.validate().is_err());
+    }
 }
