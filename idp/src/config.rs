@@ -110,9 +110,15 @@ pub struct CertificatesConfig {
     /// Origin of the local card component the login page talks to; empty means
     /// `http://localhost:61161` (HiPKI Local Sign Server).
     pub component_url: String,
-    /// Addresses of TLS-terminating proxies allowed to forward a client certificate in a header
-    /// (`X-SSL-Client-Cert` or RFC 9440 `Client-Cert`) to `/card/proxy-login`.
+    /// Addresses (or networks, `10.0.0.0/24`) of the TLS-terminating reverse proxies in front
+    /// of the IdP: only from them is `X-Forwarded-For` believed, and the certificate header
+    /// named by `proxy_header` read at `/card/proxy-login`.
     pub trusted_proxies: Vec<String>,
+    /// The one header the trusted proxies put the client certificate in: `x-ssl-client-cert`
+    /// (nginx's `$ssl_client_escaped_cert`), `client-cert` (RFC 9440) or `none`. No default:
+    /// with `trusted_proxies` set it must be named, so a proxy that passes a client-written
+    /// header of the other kind cannot sign anyone in.
+    pub proxy_header: String,
 }
 
 /// One OCSP responder and the issuing CA it answers for.
@@ -145,6 +151,7 @@ impl Default for CertificatesConfig {
             health_component_url: String::new(),
             component_url: String::new(),
             trusted_proxies: Vec::new(),
+            proxy_header: String::new(),
         }
     }
 }
@@ -469,8 +476,20 @@ impl Config {
         if !matches!(self.certificates.revocation.as_str(), "" | "strict" | "best-effort") {
             return bad("certificates.revocation", "must be strict or best-effort");
         }
-        if self.certificates.trusted_proxies.iter().any(|a| a.parse::<std::net::IpAddr>().is_err()) {
-            return bad("certificates.trusted_proxies", "must be a list of IP addresses");
+        if self.certificates.trusted_proxies.iter().any(|a| crate::http::forwarded::ProxyNet::parse(a).is_none()) {
+            return bad("certificates.trusted_proxies", "must be a list of IP addresses or networks (10.0.0.0/24)");
+        }
+        let header = &self.certificates.proxy_header;
+        if !header.is_empty() && crate::http::forwarded::CertHeader::parse(header).is_none() {
+            return bad("certificates.proxy_header", "must be x-ssl-client-cert, client-cert or none");
+        }
+        if header.is_empty() && !self.certificates.trusted_proxies.is_empty() {
+            return bad(
+                "certificates.proxy_header",
+                "must name the one header the trusted proxies set the client certificate in \
+                 (x-ssl-client-cert for nginx's $ssl_client_escaped_cert, client-cert for RFC 9440, \
+                 or none) when certificates.trusted_proxies is set",
+            );
         }
         let card = &self.card_login;
         if card.enabled() && card.bind.parse::<std::net::SocketAddr>().is_err() {
@@ -590,6 +609,23 @@ fn describe(e: figment::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_proxies_need_the_certificate_header_named() {
+        let mut c = Config::default();
+        c.validate().unwrap();
+        c.certificates.trusted_proxies = vec!["10.0.0.1".into(), "10.1.0.0/16".into()];
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("certificates.proxy_header"), "{e}");
+        c.certificates.proxy_header = "X-Client-Cert".into();
+        assert!(c.validate().unwrap_err().to_string().contains("certificates.proxy_header"));
+        for ok in ["x-ssl-client-cert", "client-cert", "none"] {
+            c.certificates.proxy_header = ok.into();
+            c.validate().unwrap();
+        }
+        c.certificates.trusted_proxies.push("proxy.internal".into());
+        assert!(c.validate().unwrap_err().to_string().contains("certificates.trusted_proxies"));
+    }
 
     #[test]
     fn throttle_waits_must_fit_inside_the_memory_of_failures() {
