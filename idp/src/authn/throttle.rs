@@ -266,7 +266,12 @@ mod tests {
         let s = Ephemeral::open("memory://", "t:").await.unwrap();
         for i in 0..10 {
             let key = t.key_for_identifier(&format!("person{i}"));
-            allowed(&t, &s, &key, "office").await.expect("successes give their slot back").succeeded(&t, &s).await.unwrap();
+            allowed(&t, &s, &key, "office")
+                .await
+                .expect("successes give their slot back")
+                .succeeded(&t, &s)
+                .await
+                .unwrap();
         }
         for i in 0..3 {
             allowed(&t, &s, &t.key_for_identifier(&format!("guess{i}")), "office").await.unwrap().failed();

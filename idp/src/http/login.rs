@@ -12,8 +12,8 @@ use crate::accounts::activation::{self, ActivateError, ActivationForm};
 use crate::accounts::{self};
 use crate::audit::{self, Event};
 use crate::authn::password::{check_off_thread, complete, load, LoginError, LoginOutcome};
-use crate::authn::throttle::Admission;
 use crate::authn::session;
+use crate::authn::throttle::Admission;
 use crate::crypto::random_token;
 use crate::error::{now, InfraError};
 use crate::oidc::authorize::AuthRequest;
@@ -200,8 +200,15 @@ pub async fn login_submit(
         Ok(Admission::Allowed(attempt)) => attempt,
         Ok(Admission::Refused { retry_after }) => {
             audit_request(&state, "login.password", "throttled", None, address.clone()).await;
-            let mut resp =
-                login_form(&state, &req, lang, StatusCode::TOO_MANY_REQUESTS, tx_opt, &username, Some("err_throttled"))?;
+            let mut resp = login_form(
+                &state,
+                &req,
+                lang,
+                StatusCode::TOO_MANY_REQUESTS,
+                tx_opt,
+                &username,
+                Some("err_throttled"),
+            )?;
             let secs = retry_after.as_millis().div_ceil(1000).max(1);
             if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);

@@ -37,7 +37,12 @@ pub trait EphemeralStore {
     fn decr(&self, key: &str) -> impl Future<Output = Result<(), EphemeralError>> + Send;
     /// Stores `value` for `ttl` only if `key` holds nothing; whether it did. Of several
     /// concurrent callers exactly one gets `true`.
-    fn put_new(&self, key: &str, value: &[u8], ttl: Duration) -> impl Future<Output = Result<bool, EphemeralError>> + Send;
+    fn put_new(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, EphemeralError>> + Send;
     /// How long a value has left, `None` when there is none.
     fn remaining(&self, key: &str) -> impl Future<Output = Result<Option<Duration>, EphemeralError>> + Send;
 }
