@@ -89,6 +89,13 @@ impl Attempt {
 
     /// The password was wrong: the attempt stays counted.
     pub fn failed(self) {}
+
+    /// The check could not be made (storage failed): take the attempt back, so a failed request
+    /// leaves no trace in the counts.
+    pub async fn abandoned(self, store: &Ephemeral) -> Result<(), EphemeralError> {
+        store.decr(&self.key.count()).await?;
+        store.decr(&address_key(&self.address)).await
+    }
 }
 
 impl Throttle {
@@ -258,6 +265,10 @@ mod tests {
         for _ in 0..2 {
             allowed(&t, &s, &key, "a").await.expect("a success starts over").failed();
         }
+        let other = t.key_for_identifier("li.meihua");
+        allowed(&t, &s, &other, "a").await.unwrap().abandoned(&s).await.unwrap();
+        allowed(&t, &s, &other, "a").await.expect("an abandoned attempt is not counted").failed();
+        assert!(allowed(&t, &s, &other, "a").await.is_some());
     }
 
     #[tokio::test]

@@ -219,11 +219,17 @@ pub async fn login_submit(
     };
     let checked = check_off_thread(stored, password, now()).await;
     let outcome = match checked {
-        Ok(checked) => state.db.run(move |c| Ok(complete(c, checked))).await.map_err(|e| internal(&state, lang, e))?,
+        Ok(checked) => match state.db.run(move |c| -> Result<_, InfraError> { Ok(complete(c, checked)) }).await {
+            Ok(outcome) => outcome,
+            Err(e) => Err(LoginError::Infra(e)),
+        },
         Err(e) => Err(e),
     };
     match outcome {
-        Err(LoginError::Infra(e)) => Err(internal(&state, lang, e)),
+        Err(LoginError::Infra(e)) => {
+            let _ = attempt.abandoned(&state.eph).await;
+            Err(internal(&state, lang, e))
+        }
         Err(e) => {
             let (key, status, reason) = match e {
                 LoginError::OneTimePasswordExpired => ("err_otp_expired", StatusCode::UNAUTHORIZED, "otp_expired"),
