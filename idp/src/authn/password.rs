@@ -170,8 +170,9 @@ pub fn complete(conn: &mut DbConn, checked: Checked) -> Result<LoginOutcome, Log
     }
 }
 
-/// Checks an identifier and password in one go (read, compare, write) on one connection; for
-/// the CLI and tests. Request handlers use [`load`], [`check_off_thread`] and [`complete`].
+/// Checks an identifier and password in one go (read, compare, write) on one connection, which
+/// it holds through Argon2id: for the CLI and tests. Request handlers use [`load`],
+/// [`check_off_thread`] and [`complete`], so no connection waits on a hash.
 pub fn sign_in(
     conn: &mut DbConn,
     protector: &DataProtector,
