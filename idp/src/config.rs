@@ -110,9 +110,15 @@ pub struct CertificatesConfig {
     /// Origin of the local card component the login page talks to; empty means
     /// `http://localhost:61161` (HiPKI Local Sign Server).
     pub component_url: String,
-    /// Addresses of TLS-terminating proxies allowed to forward a client certificate in a header
-    /// (`X-SSL-Client-Cert` or RFC 9440 `Client-Cert`) to `/card/proxy-login`.
+    /// Addresses (or networks, `10.0.0.0/24`) of the TLS-terminating reverse proxies in front
+    /// of the IdP: only from them is `X-Forwarded-For` believed, and the certificate header
+    /// named by `proxy_header` read at `/card/proxy-login`.
     pub trusted_proxies: Vec<String>,
+    /// The one header the trusted proxies put the client certificate in: `x-ssl-client-cert`
+    /// (nginx's `$ssl_client_escaped_cert`), `client-cert` (RFC 9440) or `none`. No default:
+    /// with `trusted_proxies` set it must be named, so a proxy that passes a client-written
+    /// header of the other kind cannot sign anyone in.
+    pub proxy_header: String,
 }
 
 /// One OCSP responder and the issuing CA it answers for.
@@ -145,6 +151,7 @@ impl Default for CertificatesConfig {
             health_component_url: String::new(),
             component_url: String::new(),
             trusted_proxies: Vec::new(),
+            proxy_header: String::new(),
         }
     }
 }
@@ -229,12 +236,23 @@ pub struct LoginConfig {
     /// How long a login transaction (from authorize to finished sign-in) may take.
     #[serde(with = "humantime_serde")]
     pub transaction_ttl: Duration,
-    /// Failed sign-ins allowed per account within `throttle_window` before refusing for a while.
+    /// Sign-in attempts per person allowed without waiting; each further one waits
+    /// `throttle_delay`, doubling each time up to `throttle_max_delay` (no permanent lock).
     pub max_failures_per_account: u64,
     /// Failed sign-ins allowed per client address within `throttle_window`.
     pub max_failures_per_address: u64,
+    /// The fixed window of the per-address count.
     #[serde(with = "humantime_serde")]
     pub throttle_window: Duration,
+    /// The first wait once a person's free attempts are used up.
+    #[serde(with = "humantime_serde")]
+    pub throttle_delay: Duration,
+    /// The longest wait between attempts for one person.
+    #[serde(with = "humantime_serde")]
+    pub throttle_max_delay: Duration,
+    /// A person's failed attempts are forgotten after this long without another attempt.
+    #[serde(with = "humantime_serde")]
+    pub throttle_forget_after: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -338,6 +356,9 @@ impl Default for LoginConfig {
             max_failures_per_account: 5,
             max_failures_per_address: 50,
             throttle_window: Duration::from_secs(15 * 60),
+            throttle_delay: Duration::from_secs(2),
+            throttle_max_delay: Duration::from_secs(15 * 60),
+            throttle_forget_after: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -455,8 +476,20 @@ impl Config {
         if !matches!(self.certificates.revocation.as_str(), "" | "strict" | "best-effort") {
             return bad("certificates.revocation", "must be strict or best-effort");
         }
-        if self.certificates.trusted_proxies.iter().any(|a| a.parse::<std::net::IpAddr>().is_err()) {
-            return bad("certificates.trusted_proxies", "must be a list of IP addresses");
+        if self.certificates.trusted_proxies.iter().any(|a| crate::http::forwarded::ProxyNet::parse(a).is_none()) {
+            return bad("certificates.trusted_proxies", "must be a list of IP addresses or networks (10.0.0.0/24)");
+        }
+        let header = &self.certificates.proxy_header;
+        if !header.is_empty() && crate::http::forwarded::CertHeader::parse(header).is_none() {
+            return bad("certificates.proxy_header", "must be x-ssl-client-cert, client-cert or none");
+        }
+        if header.is_empty() && !self.certificates.trusted_proxies.is_empty() {
+            return bad(
+                "certificates.proxy_header",
+                "must name the one header the trusted proxies set the client certificate in \
+                 (x-ssl-client-cert for nginx's $ssl_client_escaped_cert, client-cert for RFC 9440, \
+                 or none) when certificates.trusted_proxies is set",
+            );
         }
         let card = &self.card_login;
         if card.enabled() && card.bind.parse::<std::net::SocketAddr>().is_err() {
@@ -491,7 +524,19 @@ impl Config {
         if self.tokens.code_ttl.is_zero() || self.tokens.code_ttl > Duration::from_secs(600) {
             return bad("tokens.code_ttl", "must be between 1 s and 10 min");
         }
+        let login = &self.login;
+        if login.max_failures_per_account == 0 || login.max_failures_per_address == 0 {
+            return bad("login.max_failures_per_account", "the per-account and per-address limits must be at least 1");
+        }
+        if login.throttle_max_delay < login.throttle_delay {
+            return bad("login.throttle_max_delay", "must be at least login.throttle_delay");
+        }
+        // Otherwise a person's count could expire during a wait and hand out free attempts again.
+        if login.throttle_forget_after <= login.throttle_max_delay {
+            return bad("login.throttle_forget_after", "must be longer than login.throttle_max_delay");
+        }
         for (key, d) in [
+            ("login.throttle_delay", self.login.throttle_delay),
             ("login.one_time_password_ttl", self.login.one_time_password_ttl),
             ("login.session_ttl", self.login.session_ttl),
             ("login.transaction_ttl", self.login.transaction_ttl),
@@ -559,4 +604,39 @@ fn describe(e: figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_proxies_need_the_certificate_header_named() {
+        let mut c = Config::default();
+        c.validate().unwrap();
+        c.certificates.trusted_proxies = vec!["10.0.0.1".into(), "10.1.0.0/16".into()];
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("certificates.proxy_header"), "{e}");
+        c.certificates.proxy_header = "X-Client-Cert".into();
+        assert!(c.validate().unwrap_err().to_string().contains("certificates.proxy_header"));
+        for ok in ["x-ssl-client-cert", "client-cert", "none"] {
+            c.certificates.proxy_header = ok.into();
+            c.validate().unwrap();
+        }
+        c.certificates.trusted_proxies.push("proxy.internal".into());
+        assert!(c.validate().unwrap_err().to_string().contains("certificates.trusted_proxies"));
+    }
+
+    #[test]
+    fn throttle_waits_must_fit_inside_the_memory_of_failures() {
+        let mut c = Config::default();
+        c.login.throttle_forget_after = c.login.throttle_max_delay;
+        assert!(c.validate().unwrap_err().to_string().contains("login.throttle_forget_after"));
+        let mut c = Config::default();
+        c.login.throttle_max_delay = Duration::from_millis(1);
+        assert!(c.validate().unwrap_err().to_string().contains("login.throttle_max_delay"));
+        let mut c = Config::default();
+        c.login.max_failures_per_account = 0;
+        assert!(c.validate().is_err());
+    }
 }

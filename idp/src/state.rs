@@ -76,6 +76,10 @@ impl AppState {
             per_account: config.login.max_failures_per_account,
             per_address: config.login.max_failures_per_address,
             window: config.login.throttle_window,
+            delay: config.login.throttle_delay,
+            max_delay: config.login.throttle_max_delay,
+            reset_after: config.login.throttle_forget_after,
+            protector: protector.clone(),
         };
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

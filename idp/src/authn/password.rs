@@ -67,29 +67,51 @@ impl From<diesel::result::Error> for LoginError {
     }
 }
 
-/// Checks an identifier and password. A one-time password is consumed atomically in the
-/// same transaction that finds it, so it works once even under concurrent attempts.
-pub fn sign_in(
-    conn: &mut DbConn,
-    protector: &DataProtector,
-    identifier: &str,
-    password: &str,
-    now: i64,
-) -> Result<LoginOutcome, LoginError> {
-    let Some((person, account)) = accounts::find_by_identifier(conn, protector, identifier)? else {
-        dummy_verify(password);
-        return Err(LoginError::BadCredentials);
+/// What a sign-in is checked against, read in one short use of a database connection: the
+/// register entry and account the identifier names (if any) and its pending one-time password.
+pub struct Stored {
+    found: Option<(Person, Account)>,
+    one_time: Option<OneTimePasswordRow>,
+}
+
+impl Stored {
+    /// The person the identifier resolved to, if any (to count attempts under the person).
+    pub fn person(&self) -> Option<&Person> {
+        self.found.as_ref().map(|(p, _)| p)
+    }
+}
+
+/// Reads what [`check`] needs. No secret is examined here, so the connection is held briefly.
+pub fn load(conn: &mut DbConn, protector: &DataProtector, identifier: &str) -> Result<Stored, InfraError> {
+    let Some((person, Some(account))) = accounts::find_by_identifier(conn, protector, identifier)? else {
+        return Ok(Stored { found: None, one_time: None });
     };
-    let Some(account) = account else {
-        dummy_verify(password);
-        return Err(LoginError::BadCredentials);
-    };
-    let otp: Option<OneTimePasswordRow> = one_time_passwords::table
+    let one_time: Option<OneTimePasswordRow> = one_time_passwords::table
         .find(&account.id)
         .select(OneTimePasswordRow::as_select())
         .get_result(conn)
-        .optional()?;
-    if let Some(otp) = otp {
+        .optional()
+        .map_err(InfraError::from)?;
+    Ok(Stored { found: Some((person, account)), one_time })
+}
+
+/// A password that matched, before anything is written.
+#[derive(Debug)]
+pub enum Checked {
+    /// The account's own password.
+    Password { account: Account, person: Person },
+    /// The pending one-time password (its stored hash, to consume exactly that one).
+    OneTime { account: Account, person: Person, password_hash: String },
+}
+
+/// Compares the password with what was stored: Argon2id (CPU and memory heavy), so run it
+/// with [`check_off_thread`], never while holding a database connection.
+pub fn check(stored: Stored, password: &str, now: i64) -> Result<Checked, LoginError> {
+    let Some((person, account)) = stored.found else {
+        dummy_verify(password);
+        return Err(LoginError::BadCredentials);
+    };
+    if let Some(otp) = stored.one_time {
         if constant_time_eq(sha256_b64(password.as_bytes()).as_bytes(), otp.password_hash.as_bytes()) {
             if otp.expires_at <= now {
                 return Err(LoginError::OneTimePasswordExpired);
@@ -97,17 +119,7 @@ pub fn sign_in(
             if person.status == PersonStatus::Separated {
                 return Err(LoginError::Separated);
             }
-            // Delete-where-hash-matches: only one concurrent caller sees a deleted row.
-            let deleted = diesel::delete(
-                one_time_passwords::table
-                    .filter(one_time_passwords::account_id.eq(&account.id))
-                    .filter(one_time_passwords::password_hash.eq(&otp.password_hash)),
-            )
-            .execute(conn)?;
-            if deleted != 1 {
-                return Err(LoginError::BadCredentials);
-            }
-            return Ok(LoginOutcome::MustActivate { account, person });
+            return Ok(Checked::OneTime { account, person, password_hash: otp.password_hash });
         }
     }
     let ok = match (&account.password_hash, account.state) {
@@ -123,7 +135,54 @@ pub fn sign_in(
     if person.status == PersonStatus::Separated {
         return Err(LoginError::Separated);
     }
-    Ok(LoginOutcome::SignedIn { account, person })
+    Ok(Checked::Password { account, person })
+}
+
+/// Password checks running at once; each Argon2id verification holds 19 MiB.
+static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// [`check`] on a blocking thread, a few at a time, so the async workers and the database pool
+/// stay free while Argon2id runs.
+pub async fn check_off_thread(stored: Stored, password: String, now: i64) -> Result<Checked, LoginError> {
+    let _permit = CHECKS.acquire().await.map_err(|e| InfraError::Internal(format!("password check: {e}")))?;
+    tokio::task::spawn_blocking(move || check(stored, &password, now))
+        .await
+        .map_err(|e| InfraError::Internal(format!("password check: {e}")))?
+}
+
+/// Writes what a match leads to: a one-time password is consumed (delete-where-hash-matches,
+/// so of concurrent sign-ins with it only one succeeds).
+pub fn complete(conn: &mut DbConn, checked: Checked) -> Result<LoginOutcome, LoginError> {
+    match checked {
+        Checked::Password { account, person } => Ok(LoginOutcome::SignedIn { account, person }),
+        Checked::OneTime { account, person, password_hash } => {
+            let deleted = diesel::delete(
+                one_time_passwords::table
+                    .filter(one_time_passwords::account_id.eq(&account.id))
+                    .filter(one_time_passwords::password_hash.eq(&password_hash)),
+            )
+            .execute(conn)?;
+            if deleted != 1 {
+                return Err(LoginError::BadCredentials);
+            }
+            Ok(LoginOutcome::MustActivate { account, person })
+        }
+    }
+}
+
+/// Checks an identifier and password in one go (read, compare, write) on one connection, which
+/// it holds through Argon2id: for the CLI and tests. Request handlers use [`load`],
+/// [`check_off_thread`] and [`complete`], so no connection waits on a hash.
+pub fn sign_in(
+    conn: &mut DbConn,
+    protector: &DataProtector,
+    identifier: &str,
+    password: &str,
+    now: i64,
+) -> Result<LoginOutcome, LoginError> {
+    let stored = load(conn, protector, identifier)?;
+    let checked = check(stored, password, now)?;
+    complete(conn, checked)
 }
 
 #[cfg(test)]

@@ -9,8 +9,10 @@
 //! single-use, 60-second token (`GET /card/handoff`), so the listener may have its own host name.
 //!
 //! Behind a TLS-terminating proxy, `GET /card/proxy-login` on the main site takes the certificate
-//! from a header (nginx's escaped PEM `X-SSL-Client-Cert`, or RFC 9440 `Client-Cert` with
-//! `Client-Cert-Chain`), only from `certificates.trusted_proxies`.
+//! from the one header `certificates.proxy_header` names (nginx's escaped PEM
+//! `X-SSL-Client-Cert`, or RFC 9440 `Client-Cert` with `Client-Cert-Chain`), only from
+//! `certificates.trusted_proxies`. Any other certificate header on such a request is refused:
+//! it can only be the client's, passed through by a proxy that does not clear it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use super::card::{card_error_key, card_error_outcome, continue_with_card, validate_card};
 use super::errors::{internal, page, Failure};
+use super::forwarded::{CertHeader, TrustedProxies};
 use super::login::transaction_or_page;
 use super::{audit_request, client_address, lang_of};
 use crate::accounts::binding::PresentedCard;
@@ -343,40 +346,56 @@ fn sf_binary(item: &str) -> Option<CertificateDer<'static>> {
     STANDARD.decode(inner).ok().map(CertificateDer::from)
 }
 
-/// The forwarded chain (end entity first); `None` when a header is present but malformed.
-fn forwarded_chain(req: &HttpRequest) -> Option<Vec<CertificateDer<'static>>> {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(v) = header("client-cert").filter(|v| !v.is_empty()) {
-        let mut chain = vec![sf_binary(v)?];
-        for value in req.headers().get_all("client-cert-chain") {
-            for item in value.to_str().ok()?.split(',').filter(|i| !i.trim().is_empty()) {
-                chain.push(sf_binary(item)?);
+/// The chain forwarded in the configured header (end entity first); `None` when it is present
+/// but malformed. Other headers are never read.
+fn forwarded_chain(req: &HttpRequest, header: CertHeader) -> Option<Vec<CertificateDer<'static>>> {
+    let value = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    match header {
+        CertHeader::ClientCert => {
+            let Some(v) = value("client-cert").filter(|v| !v.is_empty()) else { return Some(Vec::new()) };
+            let mut chain = vec![sf_binary(v)?];
+            for value in req.headers().get_all("client-cert-chain") {
+                for item in value.to_str().ok()?.split(',').filter(|i| !i.trim().is_empty()) {
+                    chain.push(sf_binary(item)?);
+                }
             }
+            Some(chain)
         }
-        return Some(chain);
+        CertHeader::XSslClientCert => {
+            let Some(v) = value("x-ssl-client-cert").filter(|v| !v.is_empty()) else { return Some(Vec::new()) };
+            // nginx's `$ssl_client_escaped_cert`; the older `$ssl_client_cert` puts tabs for new lines.
+            let pem = percent_decode(v)?.iter().map(|&b| if b == b'\t' { b'\n' } else { b }).collect::<Vec<u8>>();
+            let chain = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().ok()?;
+            (!chain.is_empty()).then_some(chain)
+        }
+        CertHeader::None => Some(Vec::new()),
     }
-    if let Some(v) = header("x-ssl-client-cert").filter(|v| !v.is_empty()) {
-        // nginx's `$ssl_client_escaped_cert`; the older `$ssl_client_cert` puts tabs for new lines.
-        let pem = percent_decode(v)?.iter().map(|&b| if b == b'\t' { b'\n' } else { b }).collect::<Vec<u8>>();
-        let chain = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().ok()?;
-        return (!chain.is_empty()).then_some(chain);
-    }
-    Some(Vec::new())
 }
 
 /// `GET /card/proxy-login` (main site): a client certificate forwarded by a trusted
 /// TLS-terminating proxy, validated exactly like a direct one.
 pub async fn proxy_login(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let (tx, auth, lang) = transaction(&state, &req).await?;
-    let peer = req.peer_addr().map(|a| a.ip());
-    let trusted = peer.is_some_and(|ip| {
-        state.config.certificates.trusted_proxies.iter().any(|p| p.parse::<std::net::IpAddr>().ok() == Some(ip))
-    });
+    let certs = &state.config.certificates;
+    let proxies = TrustedProxies::parse(&certs.trusted_proxies);
+    let trusted = req.peer_addr().is_some_and(|a| proxies.contains(a.ip()));
     if !trusted {
         audit_request(&state, "login.card", "untrusted_proxy", None, client_address(&req)).await;
         return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_card_untrusted_proxy", None));
     }
-    let Some(chain) = forwarded_chain(&req) else {
+    let header = match CertHeader::parse(&certs.proxy_header) {
+        Some(CertHeader::None) | None => {
+            audit_request(&state, "login.card", "proxy_channel_off", None, client_address(&req)).await;
+            return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_card_untrusted_proxy", None));
+        }
+        Some(h) => h,
+    };
+    if let Some(other) = header.foreign_header(&req) {
+        tracing::warn!(header = other, "certificate header the proxy does not set; refused");
+        audit_request(&state, "login.card", "foreign_certificate_header", None, client_address(&req)).await;
+        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_card_proxy_header", None));
+    }
+    let Some(chain) = forwarded_chain(&req, header) else {
         audit_request(&state, "login.card", "malformed_certificate", None, client_address(&req)).await;
         return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_card_invalid", None));
     };

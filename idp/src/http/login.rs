@@ -11,8 +11,9 @@ use super::{audit_request, client_address, cookie, csrf, lang_of, removal, ACTIV
 use crate::accounts::activation::{self, ActivateError, ActivationForm};
 use crate::accounts::{self};
 use crate::audit::{self, Event};
-use crate::authn::password::{sign_in, LoginError, LoginOutcome};
+use crate::authn::password::{check_off_thread, complete, load, LoginError, LoginOutcome};
 use crate::authn::session;
+use crate::authn::throttle::Admission;
 use crate::crypto::random_token;
 use crate::error::{now, InfraError};
 use crate::oidc::authorize::AuthRequest;
@@ -205,44 +206,65 @@ pub async fn login_submit(
     if username.is_empty() || password.is_empty() || username.chars().count() > 64 || password.chars().count() > 128 {
         return login_form(&state, &req, lang, StatusCode::UNAUTHORIZED, tx_opt, &username, Some("err_credentials"));
     }
-    let blocked = state
-        .throttle
-        .is_blocked(&state.eph, &username, &address)
-        .await
-        .map_err(|e| internal(&state, lang, e.into()))?;
-    if blocked {
-        audit_request(&state, "login.password", "throttled", None, address.clone()).await;
-        return login_form(&state, &req, lang, StatusCode::TOO_MANY_REQUESTS, tx_opt, &username, Some("err_throttled"));
-    }
+    // Read the account, release the connection, then count the attempt (under the person, so
+    // national ID and custom account share one count) before any password is compared.
     let protector = state.protector.clone();
-    let (u, p) = (username.clone(), password);
-    let outcome = state.db.run(move |c| -> Result<_, InfraError> { Ok(sign_in(c, &protector, &u, &p, now())) }).await;
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => return Err(internal(&state, lang, e)),
+    let u = username.clone();
+    let stored = state.db.run(move |c| load(c, &protector, &u)).await.map_err(|e| internal(&state, lang, e))?;
+    let key = match stored.person() {
+        Some(person) => state.throttle.key_for_person(&person.national_id),
+        None => state.throttle.key_for_identifier(&username),
+    };
+    let attempt = match state.throttle.begin(&state.eph, &key, &address).await {
+        Ok(Admission::Allowed(attempt)) => attempt,
+        Ok(Admission::Refused { retry_after }) => {
+            audit_request(&state, "login.password", "throttled", None, address.clone()).await;
+            let mut resp = login_form(
+                &state,
+                &req,
+                lang,
+                StatusCode::TOO_MANY_REQUESTS,
+                tx_opt,
+                &username,
+                Some("err_throttled"),
+            )?;
+            let secs = retry_after.as_millis().div_ceil(1000).max(1);
+            if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Ok(resp);
+        }
+        Err(e) => return Err(internal(&state, lang, e.into())),
+    };
+    let checked = check_off_thread(stored, password, now()).await;
+    let outcome = match checked {
+        Ok(checked) => match state.db.run(move |c| -> Result<_, InfraError> { Ok(complete(c, checked)) }).await {
+            Ok(outcome) => outcome,
+            Err(e) => Err(LoginError::Infra(e)),
+        },
+        Err(e) => Err(e),
     };
     match outcome {
-        Err(LoginError::Infra(e)) => Err(internal(&state, lang, e)),
+        Err(LoginError::Infra(e)) => {
+            let _ = attempt.abandoned(&state.eph).await;
+            Err(internal(&state, lang, e))
+        }
         Err(e) => {
             let (key, status, reason) = match e {
                 LoginError::OneTimePasswordExpired => ("err_otp_expired", StatusCode::UNAUTHORIZED, "otp_expired"),
                 LoginError::Separated => ("err_separated", StatusCode::FORBIDDEN, "separated"),
                 _ => ("err_credentials", StatusCode::UNAUTHORIZED, "bad_credentials"),
             };
-            state
-                .throttle
-                .record_failure(&state.eph, &username, &address)
-                .await
-                .map_err(|e| internal(&state, lang, e.into()))?;
+            attempt.failed();
             audit_request(&state, "login.password", reason, None, address.clone()).await;
             login_form(&state, &req, lang, status, tx_opt, &username, Some(key))
         }
         Ok(LoginOutcome::MustActivate { account, .. }) => {
-            let _ = state.throttle.record_success(&state.eph, &username).await;
+            let _ = attempt.succeeded(&state.throttle, &state.eph).await;
             begin_activation(&state, lang, &account.id, tx_opt, "login.one_time_password", &address).await
         }
         Ok(LoginOutcome::SignedIn { account, .. }) => {
-            let _ = state.throttle.record_success(&state.eph, &username).await;
+            let _ = attempt.succeeded(&state.throttle, &state.eph).await;
             let opened = SignIn {
                 account_id: &account.id,
                 acr: ACR_PASSWORD,

@@ -7,6 +7,7 @@ pub mod card;
 pub mod card_tls;
 pub mod csrf;
 pub mod errors;
+pub mod forwarded;
 pub mod hr;
 pub mod login;
 pub mod me;
@@ -93,9 +94,15 @@ pub fn lang_of(req: &HttpRequest, ui_locales: Option<&str>) -> Lang {
     Lang::negotiate(from_query.as_deref().or(ui_locales), accept)
 }
 
-/// The client's address, for throttling and the audit log.
+/// The client's address, for throttling and the audit log: the TCP peer, or — only when the
+/// peer is one of `certificates.trusted_proxies` — the address that proxy forwarded in
+/// `X-Forwarded-For` (see [`forwarded::TrustedProxies::client`]).
 pub fn client_address(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
+    let proxies = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| forwarded::TrustedProxies::parse(&s.config.certificates.trusted_proxies))
+        .unwrap_or_default();
+    forwarded::client_ip(&proxies, req).map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())
 }
 
 /// Records an anonymous or failed event from a request; a failure to record is logged, never

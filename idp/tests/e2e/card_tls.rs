@@ -188,7 +188,12 @@ async fn a_forwarded_certificate_is_accepted_only_from_a_trusted_proxy() {
     assert!(w.audit_count("untrusted_proxy") >= 1);
     drop(w);
 
-    let w = tls_world(&[("IDP_CERTIFICATES__TRUSTED_PROXIES", "[\"127.0.0.1\"]")]).await;
+    // RFC 9440, when that is the header the proxy is configured to set.
+    let w = tls_world(&[
+        ("IDP_CERTIFICATES__TRUSTED_PROXIES", "[\"127.0.0.1\"]"),
+        ("IDP_CERTIFICATES__PROXY_HEADER", "client-cert"),
+    ])
+    .await;
     let der = w.der(pki_fixtures::CITIZEN_WANG);
     let rfc9440 = format!(":{}:", base64::engine::general_purpose::STANDARD.encode(&der));
     let b = Browser::new(&w.idp.base);
@@ -196,7 +201,15 @@ async fn a_forwarded_certificate_is_accepted_only_from_a_trusted_proxy() {
         b.http.get(format!("{}/card/proxy-login", w.idp.base)).header("Client-Cert", &rfc9440).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 303);
     assert!(r.headers()["location"].to_str().unwrap().starts_with("/card/identify"));
-    // nginx's escaped PEM.
+    drop(w);
+
+    // nginx's escaped PEM, when that is the header.
+    let w = tls_world(&[
+        ("IDP_CERTIFICATES__TRUSTED_PROXIES", "[\"127.0.0.1\"]"),
+        ("IDP_CERTIFICATES__PROXY_HEADER", "x-ssl-client-cert"),
+    ])
+    .await;
+    let b = Browser::new(&w.idp.base);
     let nginx = |file: &'static str| {
         let pem = std::fs::read_to_string(w.pki.join(file)).unwrap();
         let escaped: String =

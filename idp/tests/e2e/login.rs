@@ -82,7 +82,12 @@ async fn custom_accounts_are_unique_regardless_of_case_and_never_shaped_like_a_n
 
 #[tokio::test]
 async fn wrong_passwords_are_throttled_per_account() {
-    let mut idp = Idp::with_env(&[("IDP_LOGIN__MAX_FAILURES_PER_ACCOUNT", "3")]);
+    // A long first wait, so the test does not depend on how fast the machine is.
+    let mut idp = Idp::with_env(&[
+        ("IDP_LOGIN__MAX_FAILURES_PER_ACCOUNT", "3"),
+        ("IDP_LOGIN__THROTTLE_DELAY", "10m"),
+        ("IDP_LOGIN__THROTTLE_MAX_DELAY", "10m"),
+    ]);
     idp.import_register();
     let otp = idp.reset_password(MING, "ming@example.gov.tw");
     idp.start().await;
@@ -90,7 +95,7 @@ async fn wrong_passwords_are_throttled_per_account() {
     for _ in 0..3 {
         assert_eq!(b.sign_in_at("/login", MING, "wrong-password-here").await.status, 401);
     }
-    // Even the right password waits until the window has passed.
+    // Even the right password waits until the delay has passed.
     let r = b.sign_in_at("/login", MING, &otp).await;
     assert_eq!(r.status, 429);
     assert!(r.body.contains("登入失敗次數過多"));

@@ -83,6 +83,49 @@ impl EphemeralStore for MemoryStore {
         };
         Ok(count)
     }
+
+    async fn incr_refresh(&self, key: &str, ttl: Duration) -> Result<u64, EphemeralError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let count = match inner.live(key, now) {
+            Some((v, exp)) => {
+                let n = parse_count(v) + 1;
+                *v = n.to_string().into_bytes();
+                *exp = now + ttl;
+                n
+            }
+            None => {
+                inner.map.insert(key.to_string(), (b"1".to_vec(), now + ttl));
+                inner.note_write(now);
+                1
+            }
+        };
+        Ok(count)
+    }
+
+    async fn decr(&self, key: &str) -> Result<(), EphemeralError> {
+        let mut inner = self.lock();
+        if let Some((v, _)) = inner.live(key, Instant::now()) {
+            *v = parse_count(v).saturating_sub(1).to_string().into_bytes();
+        }
+        Ok(())
+    }
+
+    async fn put_new(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, EphemeralError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if inner.live(key, now).is_some() {
+            return Ok(false);
+        }
+        inner.map.insert(key.to_string(), (value.to_vec(), now + ttl));
+        inner.note_write(now);
+        Ok(true)
+    }
+
+    async fn remaining(&self, key: &str) -> Result<Option<Duration>, EphemeralError> {
+        let now = Instant::now();
+        Ok(self.lock().live(key, now).map(|(_, exp)| exp.saturating_duration_since(now)))
+    }
 }
 
 fn parse_count(v: &[u8]) -> u64 {

@@ -30,6 +30,21 @@ pub trait EphemeralStore {
     /// Adds one to a counter whose window of `ttl` starts at its first increment; returns the
     /// new count.
     fn incr(&self, key: &str, ttl: Duration) -> impl Future<Output = Result<u64, EphemeralError>> + Send;
+    /// Adds one to a counter and restarts its lifetime of `ttl`, in one atomic step; returns
+    /// the new count. A counter of this kind lives as long as it keeps being used.
+    fn incr_refresh(&self, key: &str, ttl: Duration) -> impl Future<Output = Result<u64, EphemeralError>> + Send;
+    /// Takes one back from a counter that still exists (never below zero, expiry unchanged).
+    fn decr(&self, key: &str) -> impl Future<Output = Result<(), EphemeralError>> + Send;
+    /// Stores `value` for `ttl` only if `key` holds nothing; whether it did. Of several
+    /// concurrent callers exactly one gets `true`.
+    fn put_new(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, EphemeralError>> + Send;
+    /// How long a value has left, `None` when there is none.
+    fn remaining(&self, key: &str) -> impl Future<Output = Result<Option<Duration>, EphemeralError>> + Send;
 }
 
 /// The store chosen by configuration (`cache.url`), with every key prefixed.
@@ -105,6 +120,38 @@ impl Ephemeral {
         }
     }
 
+    pub async fn incr_refresh(&self, key: &str, ttl: Duration) -> Result<u64, EphemeralError> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(s) => s.incr_refresh(&key, ttl).await,
+            Backend::Redis(s) => s.incr_refresh(&key, ttl).await,
+        }
+    }
+
+    pub async fn decr(&self, key: &str) -> Result<(), EphemeralError> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(s) => s.decr(&key).await,
+            Backend::Redis(s) => s.decr(&key).await,
+        }
+    }
+
+    pub async fn put_new(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, EphemeralError> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(s) => s.put_new(&key, value, ttl).await,
+            Backend::Redis(s) => s.put_new(&key, value, ttl).await,
+        }
+    }
+
+    pub async fn remaining(&self, key: &str) -> Result<Option<Duration>, EphemeralError> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(s) => s.remaining(&key).await,
+            Backend::Redis(s) => s.remaining(&key).await,
+        }
+    }
+
     /// Stores a value as JSON.
     pub async fn put_json<T: serde::Serialize>(
         &self,
@@ -140,19 +187,64 @@ mod tests {
         assert_eq!(store.incr("n", Duration::from_secs(60)).await.unwrap(), 2);
         store.delete("n").await.unwrap();
         assert_eq!(store.incr("n", Duration::from_secs(60)).await.unwrap(), 1);
+        // A refreshed counter lives on while used; a fixed one expires from its first use.
+        assert_eq!(store.incr_refresh("r", Duration::from_millis(300)).await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.incr_refresh("r", Duration::from_millis(300)).await.unwrap(), 2);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.incr_refresh("r", Duration::from_millis(300)).await.unwrap(), 3, "the lifetime restarted");
+        store.decr("r").await.unwrap();
+        assert_eq!(store.incr_refresh("r", Duration::from_millis(300)).await.unwrap(), 3, "one taken back");
+        for _ in 0..5 {
+            store.decr("r").await.unwrap();
+        }
+        assert_eq!(store.get("r").await.unwrap().as_deref(), Some(&b"0"[..]), "never below zero");
+        store.decr("absent").await.unwrap();
+        assert_eq!(store.get("absent").await.unwrap(), None, "taking back creates nothing");
+        assert!(store.put_new("once", b"1", Duration::from_secs(60)).await.unwrap());
+        assert!(!store.put_new("once", b"2", Duration::from_secs(60)).await.unwrap());
+        assert_eq!(store.get("once").await.unwrap().as_deref(), Some(&b"1"[..]));
+        let left = store.remaining("once").await.unwrap().unwrap();
+        assert!(left > Duration::from_secs(55) && left <= Duration::from_secs(60), "{left:?}");
+        assert_eq!(store.remaining("nothing").await.unwrap(), None);
+        // Concurrent callers: every increment counted once, one winner of put_new.
+        let (counts, wins): (Vec<u64>, Vec<bool>) = futures_join(&store).await;
+        let mut counts = counts;
+        counts.sort_unstable();
+        assert_eq!(counts, (1..=30).collect::<Vec<u64>>());
+        assert_eq!(wins.iter().filter(|w| **w).count(), 1);
         store.put("gone", b"x", Duration::from_millis(1)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(store.get("gone").await.unwrap(), None, "expired values are not returned");
     }
 
-    #[tokio::test]
+    async fn futures_join(store: &Ephemeral) -> (Vec<u64>, Vec<bool>) {
+        let mut tasks = Vec::new();
+        for _ in 0..30 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let n = s.incr_refresh("par", Duration::from_secs(60)).await.unwrap();
+                let w = s.put_new("par-gate", b"1", Duration::from_secs(60)).await.unwrap();
+                (n, w)
+            }));
+        }
+        let mut out = (Vec::new(), Vec::new());
+        for t in tasks {
+            let (n, w) = t.await.unwrap();
+            out.0.push(n);
+            out.1.push(w);
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn memory_store_behaves() {
         exercise(Ephemeral::open("memory://", "t:").await.unwrap()).await;
     }
 
     /// Redis runs on every development and CI machine: this test always talks to a real one
     /// (`IDP_TEST_CACHE_URL`, or the local default) and fails if there is none.
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis_store_behaves() {
         let url = std::env::var("IDP_TEST_CACHE_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let prefix = format!("test:{}:", crate::crypto::random_token(8));

@@ -85,4 +85,51 @@ impl EphemeralStore for RedisStore {
             .map_err(err)?;
         Ok(n)
     }
+
+    async fn incr_refresh(&self, key: &str, ttl: Duration) -> Result<u64, EphemeralError> {
+        let mut c = self.conn.clone();
+        let (n,): (u64,) = redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg(key)
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(millis(ttl))
+            .ignore()
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(n)
+    }
+
+    async fn decr(&self, key: &str) -> Result<(), EphemeralError> {
+        let mut c = self.conn.clone();
+        // DECR on a missing key would create one without expiry; only existing positive counts.
+        let script = redis::Script::new(
+            "local v = tonumber(redis.call('GET', KEYS[1])) \
+             if v and v > 0 then return redis.call('DECR', KEYS[1]) end return 0",
+        );
+        let _: i64 = script.key(key).invoke_async(&mut c).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn put_new(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, EphemeralError> {
+        let mut c = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(millis(ttl))
+            .arg("NX")
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(set.is_some())
+    }
+
+    async fn remaining(&self, key: &str) -> Result<Option<Duration>, EphemeralError> {
+        let mut c = self.conn.clone();
+        let ms: i64 = redis::cmd("PTTL").arg(key).query_async(&mut c).await.map_err(err)?;
+        Ok(u64::try_from(ms).ok().map(Duration::from_millis))
+    }
 }
