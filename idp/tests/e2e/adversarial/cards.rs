@@ -281,3 +281,68 @@ async fn binding_an_agency_card_from_my_area_needs_a_live_session_of_hr_staff() 
     let card = Browser::new(&w.idp.base);
     assert_eq!(w.card_login(&card, pki_fixtures::AGENCY_DGPA, "").await.location.as_deref(), Some("/"));
 }
+
+#[tokio::test]
+async fn the_hr_staff_re_check_holds_on_the_tls_listener_and_the_proxy_channel_too() {
+    let (dir, m) = crate::card::test_pki();
+    let port = free_port();
+    let env = [
+        ("IDP_CERTIFICATES__CRL_FILES", crate::card::list(dir.path(), &m.crl_files)),
+        ("IDP_CARD_LOGIN__BIND", format!("127.0.0.1:{port}")),
+        ("IDP_CERTIFICATES__TRUSTED_PROXIES", "[\"127.0.0.1\"]".to_string()),
+    ];
+    let w = crate::card::card_world_on(dir.path(), &m, &env).await;
+    w.meihua_binds_the_agency_card().await;
+    let bound: Vec<idp::store::db::models::CardBindingRow> = {
+        use idp::store::db::schema::card_bindings::dsl::*;
+        card_bindings.select(idp::store::db::models::CardBindingRow::as_select()).load(&mut *w.idp.db().get().unwrap()).unwrap()
+    };
+    w.move_meihua("李美華,A21000000I,資訊處,01,,active,meihua@example.gov.tw");
+    let before = w.sessions();
+    // The card listener (TLS client certificate), then the handoff to the main site.
+    let b = Browser::new(&w.idp.base);
+    let login = b.get("/login").await;
+    let marker = "id=\"card-tls-login\" href=\"";
+    let rest = &login.body[login.body.find(marker).expect("the login page links the card listener") + marker.len()..];
+    let url = rest[..rest.find('"').unwrap()].replace("&amp;", "&").replace("&#x3D;", "=").replace("&#x2F;", "/");
+    let mut pem = std::fs::read(dir.path().join(pki_fixtures::AGENCY_DGPA)).unwrap();
+    pem.extend(std::fs::read(dir.path().join(pki_fixtures::AGENCY_DGPA.replace(".pem", ".key.pem"))).unwrap());
+    let card = reqwest::Client::builder()
+        .use_rustls_tls()
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .danger_accept_invalid_certs(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut handoff = None;
+    for _ in 0..50 {
+        if let Ok(r) = card.get(&url).send().await {
+            assert_eq!(r.status().as_u16(), 303);
+            handoff = r.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = b.get(&handoff.expect("the card listener answered")).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("此機關憑證綁定之人員已非本系統定義之人事人員"), "{}", r.body);
+    assert_eq!(w.bindings(), 0, "the binding is released");
+    // Bound again in the database (as if the release were lost): the proxy channel refuses too.
+    {
+        use idp::store::db::schema::card_bindings::dsl::*;
+        for row in &bound {
+            diesel::insert_into(card_bindings).values(row).execute(&mut *w.idp.db().get().unwrap()).unwrap();
+        }
+    }
+    let der = idp::authn::card::pki_fixtures::pem_to_der(
+        &std::fs::read_to_string(dir.path().join(pki_fixtures::AGENCY_DGPA)).unwrap(),
+    )
+    .unwrap();
+    use base64::Engine;
+    let header = format!(":{}:", base64::engine::general_purpose::STANDARD.encode(&der));
+    let r = b.http.get(format!("{}/card/proxy-login", w.idp.base)).header("Client-Cert", header).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.text().await.unwrap().contains("此機關憑證綁定之人員已非本系統定義之人事人員"));
+    assert_eq!(w.sessions(), before, "no channel opened a session");
+    assert_eq!(w.idp.audit_count("login.card", "not_hr_staff"), 2);
+}
