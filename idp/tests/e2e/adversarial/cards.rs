@@ -346,3 +346,17 @@ async fn the_hr_staff_re_check_holds_on_the_tls_listener_and_the_proxy_channel_t
     assert_eq!(w.sessions(), before, "no channel opened a session");
     assert_eq!(w.idp.audit_count("login.card", "not_hr_staff"), 2);
 }
+
+#[tokio::test]
+async fn an_agency_card_session_loses_the_agencys_authority_when_the_register_moves_its_holder() {
+    let w = card_world().await;
+    w.idp.activate(MEIHUA, "meihua.li", PW).await;
+    let b = w.at_identify(pki_fixtures::AGENCY_DGPA).await;
+    assert_eq!(w.identify_with_password(&b, "meihua.li", PW).await.status, 303);
+    // The agency-card session may reset the agency's passwords...
+    assert_eq!(b.get("/hr/reset-password").await.status, 200);
+    // ...until an import moves her out of HR: the open session keeps no agency authority.
+    w.move_meihua("李美華,A21000000I,資訊處,01,,active,meihua@example.gov.tw");
+    let r = b.get("/hr/reset-password").await;
+    assert_eq!(r.status, 403, "{}", r.body);
+}
