@@ -360,3 +360,30 @@ async fn an_agency_card_session_loses_the_agencys_authority_when_the_register_mo
     let r = b.get("/hr/reset-password").await;
     assert_eq!(r.status, 403, "{}", r.body);
 }
+
+#[tokio::test]
+async fn agency_cards_bound_before_the_password_rule_are_released_by_the_upgrade() {
+    let w = card_world().await;
+    w.meihua_binds_the_agency_card().await;
+    w.idp.activate(MING, "ming.wang", PW).await;
+    let ming = Browser::new(&w.idp.base);
+    assert_eq!(ming.sign_in_at("/login", "ming.wang", PW).await.status, 303);
+    assert_eq!(w.bind_from_my_area(&ming, pki_fixtures::CITIZEN_WANG).await.status, 303);
+    assert_eq!(w.bindings(), 2);
+    // The database as it was before the upgrade: the release has not run yet.
+    let mut w = w;
+    w.idp.stop();
+    {
+        use diesel::connection::SimpleConnection;
+        let db = w.idp.db();
+        let mut c = db.get().unwrap();
+        c.batch_execute("DELETE FROM __diesel_schema_migrations WHERE version = '20261201000002'").unwrap();
+    }
+    w.idp.start().await;
+    // The agency card, bound when anyone could bind it, is unknown again; the citizen card stays.
+    assert_eq!(w.bindings(), 1);
+    let b = Browser::new(&w.idp.base);
+    assert!(w.card_login(&b, pki_fixtures::AGENCY_DGPA, "").await.location.unwrap().starts_with("/card/identify"));
+    let b = Browser::new(&w.idp.base);
+    assert_eq!(w.card_login(&b, pki_fixtures::CITIZEN_WANG, "").await.location.as_deref(), Some("/"));
+}
