@@ -403,11 +403,14 @@ mod tests {
 
     const ACTIVE: Option<AccountState> = Some(AccountState::Active);
 
+    /// The card's agency, the account's state, the register entry, and the decision.
+    type Row = (Option<&'static str>, Option<AccountState>, Person, Result<(), AgencyRefusal>);
+
     #[test]
     fn an_agency_card_is_used_only_by_an_activated_account_of_hr_staff_of_that_agency() {
         use AgencyRefusal::*;
         let hr = hr_person("A21000000I", "人事室", "08", "", PersonStatus::Active);
-        let rows: [(Option<&str>, Option<AccountState>, Person, Result<(), AgencyRefusal>); 9] = [
+        let rows: [Row; 9] = [
             (Some("A21000000I"), ACTIVE, hr.clone(), Ok(())),
             // Never activated, or no account yet: no agency card claims it.
             (Some("A21000000I"), Some(AccountState::Pending), hr.clone(), Err(NotActivated)),
@@ -422,7 +425,12 @@ mod tests {
                 hr_person("A21000000I", "資訊處", "01", "", PersonStatus::Active),
                 Err(NotHrStaff),
             ),
-            (Some("A21000000I"), ACTIVE, hr_person("A21000000I", "人事室", "08", "", PersonStatus::Separated), Err(NotHrStaff)),
+            (
+                Some("A21000000I"),
+                ACTIVE,
+                hr_person("A21000000I", "人事室", "08", "", PersonStatus::Separated),
+                Err(NotHrStaff),
+            ),
             // HR staff of another agency, or a card whose agency is not known.
             (Some("A00000000A"), ACTIVE, hr.clone(), Err(OtherAgency)),
             (None, ACTIVE, hr.clone(), Err(OtherAgency)),

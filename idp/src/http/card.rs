@@ -426,7 +426,9 @@ pub async fn identify_submit(
     let (card, protector) = (pending.card.clone(), state.protector.clone());
     let result = state
         .db
-        .run(move |c| -> Result<_, InfraError> { Ok(binding::bind_identified(c, &protector, &card, &identified, now())) })
+        .run(move |c| -> Result<_, InfraError> {
+            Ok(binding::bind_identified(c, &protector, &card, &identified, now()))
+        })
         .await
         .map_err(|e| internal(&state, lang, e))?;
     let (account, _) = match result {

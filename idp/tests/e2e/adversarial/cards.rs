@@ -41,9 +41,8 @@ impl CardWorld {
 
     /// The register re-imported with 李美華's entry changed to `row` (after her national ID).
     fn move_meihua(&self, row: &str) {
-        let csv = format!(
-            "national_id,name,agency_code,unit,person_category,concurrent_duty,status,email\n{MEIHUA},{row}\n"
-        );
+        let csv =
+            format!("national_id,name,agency_code,unit,person_category,concurrent_duty,status,email\n{MEIHUA},{row}\n");
         let file = self.idp.file("moved.csv", csv.as_bytes());
         self.idp.cli_ok(&["personnel", "import", &file]);
     }
@@ -295,7 +294,10 @@ async fn the_hr_staff_re_check_holds_on_the_tls_listener_and_the_proxy_channel_t
     w.meihua_binds_the_agency_card().await;
     let bound: Vec<idp::store::db::models::CardBindingRow> = {
         use idp::store::db::schema::card_bindings::dsl::*;
-        card_bindings.select(idp::store::db::models::CardBindingRow::as_select()).load(&mut *w.idp.db().get().unwrap()).unwrap()
+        card_bindings
+            .select(idp::store::db::models::CardBindingRow::as_select())
+            .load(&mut *w.idp.db().get().unwrap())
+            .unwrap()
     };
     w.move_meihua("李美華,A21000000I,資訊處,01,,active,meihua@example.gov.tw");
     let before = w.sessions();
