@@ -245,6 +245,14 @@ async fn sign_in_bound(
         audit_request(state, "login.card", "separated", Some(account.id.clone()), address).await;
         return Err(page(state, lang, StatusCode::FORBIDDEN, "err_separated", None));
     }
+    if card.is_agency() {
+        // The register may have changed since the card was bound: the holder must still be HR
+        // staff of the card's agency, with an activated account.
+        let check = binding::agency_holder_check(card.agency_code.as_deref(), Some(account.state), &person);
+        if let Err(refusal) = check {
+            return Err(refuse_agency_holder(state, lang, &account.id, card, refusal, address).await);
+        }
+    }
     if account.state == AccountState::Pending {
         return begin_activation(state, lang, &account.id, tx, "login.card", &address).await;
     }
@@ -260,6 +268,32 @@ async fn sign_in_bound(
         event: "login.card",
     };
     open_session(state, req, lang, sign_in, auth, tx).await
+}
+
+/// Refuses an agency-card sign-in whose bound holder may no longer use the card, and releases the
+/// binding so the agency's current HR staff can bind the card (with their own password). Opens
+/// no session.
+async fn refuse_agency_holder(
+    state: &AppState,
+    lang: Lang,
+    account_id: &str,
+    card: &PresentedCard,
+    refusal: binding::AgencyRefusal,
+    address: String,
+) -> Failure {
+    let (key, outcome) = match refusal {
+        binding::AgencyRefusal::NotActivated => ("err_agency_card_not_activated", "not_activated"),
+        binding::AgencyRefusal::NotHrStaff => ("err_agency_card_holder_not_hr", "not_hr_staff"),
+        binding::AgencyRefusal::OtherAgency => ("err_agency_card_holder_other_agency", "other_agency"),
+    };
+    audit_request(state, "login.card", outcome, Some(account_id.to_string()), address.clone()).await;
+    let (id, c) = (account_id.to_string(), card.clone());
+    match state.db.run(move |conn| binding::release(conn, &id, &c)).await {
+        Ok(true) => audit_request(state, "card.unbind", outcome, Some(account_id.to_string()), address).await,
+        Ok(false) => {}
+        Err(e) => return internal(state, lang, e),
+    }
+    page(state, lang, StatusCode::FORBIDDEN, key, None)
 }
 
 async fn pending_card(state: &AppState, req: &HttpRequest) -> Result<Option<(String, PendingCard)>, InfraError> {
@@ -317,6 +351,18 @@ pub async fn identify_submit(
     };
     let identifier = form.get("identifier").ok().flatten().unwrap_or("").trim().to_string();
     let agency = pending.card.is_agency();
+    // Agency cards name no person: the account's own password proves who is binding.
+    let password = agency.then(|| form.get("password").ok().flatten().unwrap_or("").to_string());
+    let address = client_address(&req);
+    let refuse = |status: StatusCode, key: &'static str, outcome: &'static str, account: Option<String>| {
+        let (state, address) = (state.clone(), address.clone());
+        let identifier = identifier.clone();
+        let req = req.clone();
+        async move {
+            audit_request(&state, "card.bind", outcome, account, address).await;
+            identify_form(&state, &req, lang, status, agency, &identifier, Some(key))
+        }
+    };
     if identifier.is_empty() || identifier.chars().count() > 64 {
         return identify_form(
             &state,
@@ -328,46 +374,60 @@ pub async fn identify_submit(
             Some("err_identify_not_in_register"),
         );
     }
-    let (card, protector, ident) = (pending.card.clone(), state.protector.clone(), identifier.clone());
+    if let Some(password) = &password {
+        if password.is_empty() || password.chars().count() > 128 {
+            let (key, outcome) = identify_refusal(&IdentifyError::PasswordRequired);
+            return refuse(StatusCode::UNPROCESSABLE_ENTITY, key, outcome, None).await;
+        }
+        // The same throttle as a failed password sign-in, by what was typed and by address.
+        let blocked = state
+            .throttle
+            .is_blocked(&state.eph, &identifier, &address)
+            .await
+            .map_err(|e| internal(&state, lang, e.into()))?;
+        if blocked {
+            return refuse(StatusCode::TOO_MANY_REQUESTS, "err_throttled", "throttled", None).await;
+        }
+    }
+    let (card, protector, ident, pw) = (pending.card.clone(), state.protector.clone(), identifier.clone(), password);
     let found = state
         .db
-        .run(move |c| -> Result<_, InfraError> { Ok(binding::identify(c, &protector, &card, &ident)) })
+        .run(move |c| -> Result<_, InfraError> { Ok(binding::identify(c, &protector, &card, &ident, pw.as_deref())) })
         .await
         .map_err(|e| internal(&state, lang, e))?;
-    let address = client_address(&req);
-    let refuse = |status: StatusCode, key: &'static str, outcome: &'static str| {
-        let (state, address) = (state.clone(), address.clone());
-        let identifier = identifier.clone();
-        let req = req.clone();
-        async move {
-            audit_request(&state, "card.bind", outcome, None, address).await;
-            identify_form(&state, &req, lang, status, agency, &identifier, Some(key))
-        }
-    };
-    let person = match found {
+    let identified = match found {
         Ok(p) => p,
         Err(IdentifyError::Infra(e)) => return Err(internal(&state, lang, e)),
         Err(e) => {
+            if agency {
+                state
+                    .throttle
+                    .record_failure(&state.eph, &identifier, &address)
+                    .await
+                    .map_err(|e| internal(&state, lang, e.into()))?;
+            }
             let (key, outcome) = identify_refusal(&e);
-            return refuse(StatusCode::FORBIDDEN, key, outcome).await;
+            return refuse(refusal_status(&e), key, outcome, refusal_account(&e)).await;
         }
     };
+    let person = identified.person.clone();
     // Outside any database work: the service may be slow. The pending card stays either way, so
     // the person can try again.
     match check_online(&state, &pending.card, &person).await {
         OnlineCheck::Confirmed => {}
         OnlineCheck::NotOwner => {
-            return refuse(StatusCode::FORBIDDEN, "err_identify_not_owner", "not_owner_online").await;
+            return refuse(StatusCode::FORBIDDEN, "err_identify_not_owner", "not_owner_online", None).await;
         }
         OnlineCheck::Unavailable => {
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "err_ownership_unavailable", "ownership_unavailable").await;
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            return refuse(status, "err_ownership_unavailable", "ownership_unavailable", None).await;
         }
     }
-    let (card, protector, person_id) = (pending.card.clone(), state.protector.clone(), person.id.clone());
+    let (card, protector) = (pending.card.clone(), state.protector.clone());
     let result = state
         .db
         .run(move |c| -> Result<_, InfraError> {
-            Ok(binding::bind_identified(c, &protector, &card, &person_id, now()))
+            Ok(binding::bind_identified(c, &protector, &card, &identified, now()))
         })
         .await
         .map_err(|e| internal(&state, lang, e))?;
@@ -376,9 +436,12 @@ pub async fn identify_submit(
         Err(IdentifyError::Infra(e)) => return Err(internal(&state, lang, e)),
         Err(e) => {
             let (key, outcome) = identify_refusal(&e);
-            return refuse(StatusCode::FORBIDDEN, key, outcome).await;
+            return refuse(refusal_status(&e), key, outcome, refusal_account(&e)).await;
         }
     };
+    if agency {
+        let _ = state.throttle.record_success(&state.eph, &identifier).await;
+    }
     let _ = state.eph.delete(&pending_key(&token)).await;
     audit_request(&state, "card.bind", "success", Some(account.id.clone()), address.clone()).await;
     let auth = load_transaction(&state, pending.tx.as_deref()).await.ok().flatten();
@@ -397,7 +460,28 @@ fn identify_refusal(e: &IdentifyError) -> (&'static str, &'static str) {
         IdentifyError::Separated => ("err_separated", "separated"),
         IdentifyError::NotOwner => ("err_identify_not_owner", "not_owner"),
         IdentifyError::NotHrStaff => ("err_identify_not_hr", "not_hr_staff"),
+        IdentifyError::OtherAgency => ("err_identify_other_agency", "other_agency"),
+        IdentifyError::PasswordRequired => ("err_identify_password_required", "password_required"),
+        IdentifyError::NotActivated => ("err_agency_card_not_activated", "not_activated"),
+        IdentifyError::BadPassword { .. } => ("err_credentials", "bad_password"),
         IdentifyError::BoundElsewhere | IdentifyError::Infra(_) => ("err_card_bound_elsewhere", "bound_elsewhere"),
+    }
+}
+
+/// The status of a refused identify step: a wrong password is 401, a missing one 422.
+fn refusal_status(e: &IdentifyError) -> StatusCode {
+    match e {
+        IdentifyError::BadPassword { .. } => StatusCode::UNAUTHORIZED,
+        IdentifyError::PasswordRequired => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::FORBIDDEN,
+    }
+}
+
+/// The account a refused attempt was against, where the refusal names one (its audit trail).
+fn refusal_account(e: &IdentifyError) -> Option<String> {
+    match e {
+        IdentifyError::BadPassword { account_id } => Some(account_id.clone()),
+        _ => None,
     }
 }
 
@@ -443,8 +527,12 @@ async fn bind_to_viewer(
 ) -> Result<HttpResponse, Failure> {
     let viewer = super::viewer::require_signed_in(state, req, lang).await?;
     let address = client_address(req);
-    let refusal = if card.is_agency() && !crate::accounts::roles::is_hr_staff(&viewer.person) {
-        Some((StatusCode::FORBIDDEN, "err_identify_not_hr", "not_hr_staff"))
+    let agency_check = card
+        .is_agency()
+        .then(|| binding::agency_holder_check(card.agency_code.as_deref(), Some(viewer.account.state), &viewer.person));
+    let refusal = if let Some(Err(r)) = agency_check {
+        let (key, outcome) = identify_refusal(&r.into());
+        Some((StatusCode::FORBIDDEN, key, outcome))
     } else if !binding::card_matches(&state.protector, &card, &viewer.person) {
         Some((StatusCode::FORBIDDEN, "err_identify_not_owner", "not_owner"))
     } else {

@@ -40,14 +40,20 @@ impl Viewer {
 
 /// The signed-in person, if any (an active account of an active person with a live session).
 pub async fn viewer(state: &AppState, req: &HttpRequest) -> Result<Option<Viewer>, InfraError> {
-    let Some((session, account, person)) = signed_in(state, req).await? else { return Ok(None) };
+    let Some((mut session, account, person)) = signed_in(state, req).await? else { return Ok(None) };
     let id = account.id.clone();
     let granted = state.db.run(move |c| roles::granted(c, &id)).await?;
     let mut all: Vec<String> = roles::roles(&person).into_iter().map(str::to_string).collect();
     all.extend(granted);
-    if session.acting_agency.is_some() {
-        // Signed in with an agency card: acts for that agency (password resets).
-        all.push("agency_card".into());
+    if let Some(agency) = session.acting_agency.as_deref() {
+        // Signed in with an agency card: acts for that agency (password resets) for as long as
+        // the register still makes this person HR staff of it; after an import that moved them,
+        // the session goes on as their own, without the agency's authority.
+        if roles::is_hr_staff(&person) && person.agency_code == agency {
+            all.push("agency_card".into());
+        } else {
+            session.acting_agency = None;
+        }
     }
     Ok(Some(Viewer { session, account, person, roles: all }))
 }

@@ -34,7 +34,7 @@ pub(crate) fn test_pki() -> (tempfile::TempDir, pki_fixtures::Manifest) {
 }
 
 /// The test PKI with its CRL files.
-async fn card_world() -> CardWorld {
+pub(crate) async fn card_world() -> CardWorld {
     let (dir, m) = test_pki();
     let crls = list(dir.path(), &m.crl_files);
     let mut w = card_world_on(dir.path(), &m, &[("IDP_CERTIFICATES__CRL_FILES", crls)]).await;
@@ -78,7 +78,7 @@ impl CardWorld {
     }
 
     /// Signs a fresh challenge with a software card and posts it to `/card/login` with `fields`.
-    async fn post_signed(&self, b: &Browser, cert: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post_signed(&self, b: &Browser, cert: &str, fields: &[(&str, &str)]) -> Page {
         let ch: Value =
             b.http.get(format!("{}/card/challenge", self.idp.base)).send().await.unwrap().json().await.unwrap();
         let key = cert.replace(".pem", ".key.pem");
@@ -90,7 +90,7 @@ impl CardWorld {
         b.post("/card/login", &form).await
     }
 
-    async fn identify(&self, b: &Browser, identifier: &str) -> Page {
+    pub(crate) async fn identify(&self, b: &Browser, identifier: &str) -> Page {
         let form = b.get("/card/identify").await;
         assert_eq!(form.status, 200, "{}", form.body);
         let csrf = form.input("csrf_token").unwrap();
@@ -111,6 +111,9 @@ async fn card_first_login_identifies_binds_activates_and_later_needs_only_the_ca
     let r = w.card_login(&b, pki_fixtures::CITIZEN_WANG, "").await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert!(r.location.unwrap().starts_with("/card/identify"));
+    // A citizen certificate names its holder: no password is asked for.
+    let form = b.get("/card/identify").await;
+    assert!(!form.body.contains("name=\"password\""), "{}", form.body);
     // The seeds' order: unknown, separated, not the owner.
     let r = w.identify(&b, "D123456780").await;
     assert_eq!(r.status, 403);
@@ -219,16 +222,24 @@ async fn a_challenge_works_once_and_a_signature_over_another_challenge_is_refuse
 #[tokio::test]
 async fn a_card_bound_to_someone_else_signs_in_that_person_only_and_agency_cards_need_hr_staff() {
     let w = card_world().await;
-    // 王小明 cannot bind the agency card: not HR staff.
+    // 王小明 cannot bind the agency card, even with his own password: not HR staff.
+    w.idp.activate(MING, "ming.wang", PW).await;
     let b = Browser::new(&w.idp.base);
     let r = w.card_login(&b, pki_fixtures::AGENCY_DGPA, "").await;
     assert!(r.location.unwrap().starts_with("/card/identify"));
-    let r = w.identify(&b, MING).await;
+    let with_password = |identifier: &'static str| {
+        let b = &b;
+        async move {
+            let csrf = b.get("/card/identify").await.input("csrf_token").unwrap();
+            b.post("/card/identify", &[("csrf_token", &csrf), ("identifier", identifier), ("password", PW)]).await
+        }
+    };
+    let r = with_password(MING).await;
     assert_eq!(r.status, 403);
     assert!(r.body.contains("人事人員"));
-    // 李美華 (HR staff of that agency) can; the session acts for the agency.
+    // 李美華 (HR staff of that agency) can, with her password; the session acts for the agency.
     w.idp.activate(MEIHUA, "meihua.li", PW).await;
-    let r = w.identify(&b, "meihua.li").await;
+    let r = with_password("meihua.li").await;
     assert_eq!(r.status, 303, "{}", r.body);
     use diesel::prelude::*;
     use idp::store::db::schema::sessions::dsl::*;
@@ -428,7 +439,7 @@ async fn ownership_world(port: u16, token: &str) -> CardWorld {
 }
 
 impl CardWorld {
-    fn bindings(&self) -> i64 {
+    pub(crate) fn bindings(&self) -> i64 {
         use diesel::prelude::*;
         use idp::store::db::schema::card_bindings::dsl::*;
         card_bindings.count().get_result(&mut *self.idp.db().get().unwrap()).unwrap()
@@ -449,7 +460,7 @@ impl CardWorld {
     }
 
     /// 方法二: binds a card from 我的專區 for the signed-in browser.
-    async fn bind_from_my_area(&self, b: &Browser, cert: &str) -> Page {
+    pub(crate) async fn bind_from_my_area(&self, b: &Browser, cert: &str) -> Page {
         let csrf = b.get("/me").await.input("csrf_token").unwrap();
         self.post_signed(b, cert, &[("csrf_token", &csrf), ("purpose", "bind")]).await
     }

@@ -1,0 +1,2 @@
+-- The released bindings are not restored: they were made without proof of the account.
+SELECT 1;
