@@ -18,6 +18,7 @@ use crate::accounts::binding::{self, IdentifyError, PresentedCard};
 use crate::accounts::ownership::OnlineOwnership;
 use crate::accounts::{self, AccountState, Person, PersonStatus};
 use crate::authn::card::challenge;
+use crate::authn::throttle::Admission;
 use crate::authn::card::trust::CardTrust;
 use crate::authn::card::validate::{CardError, CardKind};
 use crate::crypto::random_token;
@@ -374,19 +375,30 @@ pub async fn identify_submit(
             Some("err_identify_not_in_register"),
         );
     }
+    let mut attempt = None;
     if let Some(password) = &password {
         if password.is_empty() || password.chars().count() > 128 {
             let (key, outcome) = identify_refusal(&IdentifyError::PasswordRequired);
             return refuse(StatusCode::UNPROCESSABLE_ENTITY, key, outcome, None).await;
         }
-        // The same throttle as a failed password sign-in, by what was typed and by address.
-        let blocked = state
-            .throttle
-            .is_blocked(&state.eph, &identifier, &address)
+        // The same throttle as password sign-in, counted before the password is compared and
+        // under the person (so national ID and custom account share one count), by address too.
+        let (protector, typed) = (state.protector.clone(), identifier.clone());
+        let stored = state
+            .db
+            .run(move |c| crate::authn::password::load(c, &protector, &typed))
             .await
-            .map_err(|e| internal(&state, lang, e.into()))?;
-        if blocked {
-            return refuse(StatusCode::TOO_MANY_REQUESTS, "err_throttled", "throttled", None).await;
+            .map_err(|e| internal(&state, lang, e))?;
+        let key = match stored.person() {
+            Some(person) => state.throttle.key_for_person(&person.national_id),
+            None => state.throttle.key_for_identifier(&identifier),
+        };
+        match state.throttle.begin(&state.eph, &key, &address).await {
+            Ok(Admission::Allowed(a)) => attempt = Some(a),
+            Ok(Admission::Refused { .. }) => {
+                return refuse(StatusCode::TOO_MANY_REQUESTS, "err_throttled", "throttled", None).await;
+            }
+            Err(e) => return Err(internal(&state, lang, e.into())),
         }
     }
     let (card, protector, ident, pw) = (pending.card.clone(), state.protector.clone(), identifier.clone(), password);
@@ -397,14 +409,16 @@ pub async fn identify_submit(
         .map_err(|e| internal(&state, lang, e))?;
     let identified = match found {
         Ok(p) => p,
-        Err(IdentifyError::Infra(e)) => return Err(internal(&state, lang, e)),
+        Err(IdentifyError::Infra(e)) => {
+            if let Some(a) = attempt.take() {
+                let _ = a.abandoned(&state.eph).await;
+            }
+            return Err(internal(&state, lang, e));
+        }
         Err(e) => {
-            if agency {
-                state
-                    .throttle
-                    .record_failure(&state.eph, &identifier, &address)
-                    .await
-                    .map_err(|e| internal(&state, lang, e.into()))?;
+            // The attempt stays counted.
+            if let Some(a) = attempt.take() {
+                a.failed();
             }
             let (key, outcome) = identify_refusal(&e);
             return refuse(refusal_status(&e), key, outcome, refusal_account(&e)).await;
@@ -439,8 +453,8 @@ pub async fn identify_submit(
             return refuse(refusal_status(&e), key, outcome, refusal_account(&e)).await;
         }
     };
-    if agency {
-        let _ = state.throttle.record_success(&state.eph, &identifier).await;
+    if let Some(a) = attempt.take() {
+        let _ = a.succeeded(&state.throttle, &state.eph).await;
     }
     let _ = state.eph.delete(&pending_key(&token)).await;
     audit_request(&state, "card.bind", "success", Some(account.id.clone()), address.clone()).await;

@@ -289,6 +289,7 @@ async fn the_hr_staff_re_check_holds_on_the_tls_listener_and_the_proxy_channel_t
         ("IDP_CERTIFICATES__CRL_FILES", crate::card::list(dir.path(), &m.crl_files)),
         ("IDP_CARD_LOGIN__BIND", format!("127.0.0.1:{port}")),
         ("IDP_CERTIFICATES__TRUSTED_PROXIES", "[\"127.0.0.1\"]".to_string()),
+        ("IDP_CERTIFICATES__PROXY_HEADER", "client-cert".to_string()),
     ];
     let w = crate::card::card_world_on(dir.path(), &m, &env).await;
     w.meihua_binds_the_agency_card().await;
@@ -388,4 +389,50 @@ async fn agency_cards_bound_before_the_password_rule_are_released_by_the_upgrade
     assert!(w.card_login(&b, pki_fixtures::AGENCY_DGPA, "").await.location.unwrap().starts_with("/card/identify"));
     let b = Browser::new(&w.idp.base);
     assert_eq!(w.card_login(&b, pki_fixtures::CITIZEN_WANG, "").await.location.as_deref(), Some("/"));
+}
+
+#[tokio::test]
+async fn parallel_guesses_at_the_identify_step_reach_the_password_check_no_more_than_the_limit() {
+    let w = card_world().await;
+    w.idp.activate(MEIHUA, "meihua.li", PW).await;
+    let b = w.at_identify(pki_fixtures::AGENCY_DGPA).await;
+    // Twenty wrong passwords at once, half by national ID and half by custom account: one count.
+    let guesses: Vec<_> = (0..20)
+        .map(|i| {
+            let who = if i % 2 == 0 { MEIHUA } else { "meihua.li" };
+            let guess = format!("Wrong-Guess-{i:02}-xyz");
+            let (w, b) = (&w, &b);
+            async move { w.identify_with_password(b, who, &guess).await.status }
+        })
+        .collect();
+    let statuses = futures_join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(checked <= 5, "{checked} guesses reached the password check: {statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+    assert_eq!(w.idp.audit_count("card.bind", "bad_password") as usize, checked);
+    assert_eq!(w.bindings(), 0);
+}
+
+/// Runs futures concurrently on this task and collects their results in order.
+async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(|o| o.expect("every future finished")).collect()
 }
