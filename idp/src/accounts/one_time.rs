@@ -328,6 +328,102 @@ mod tests {
         assert!(!text.contains("一次性密碼:") && !text.contains("x.y@"), "{text}");
     }
 
+    /// A database with 王小明 in the register and an account holding a password, a session and a
+    /// refresh token; returns the account id.
+    fn world() -> (crate::store::db::Db, DataProtector, String) {
+        use crate::accounts::register;
+        let db = crate::store::db::Db::connect("sqlite://:memory:", 1).unwrap();
+        db.migrate().unwrap();
+        let protector = DataProtector::from_key(&[7u8; 32]);
+        let mut c = db.get().unwrap();
+        register::import_agencies(&mut c, b"code,name,parent_code,oid\nA21000000I,X,,\n", 0).unwrap();
+        let csv = "national_id,name,agency_code,unit,person_category,concurrent_duty,status,email\n\
+                   A123456789,王小明,A21000000I,資訊處,01,,active,ming@example.gov.tw\n";
+        register::import_personnel(&mut c, &protector, csv.as_bytes(), 0).unwrap();
+        let nid = NationalId::parse("A123456789").unwrap();
+        let person = person_by_national_id(&mut c, &protector, &nid).unwrap().unwrap();
+        let account = ensure_account(&mut c, &person, 0).unwrap();
+        diesel::update(accounts::table.find(&account.id))
+            .set((accounts::password_hash.eq("old-hash"), accounts::state.eq("active")))
+            .execute(&mut *c)
+            .unwrap();
+        let (_, session) = crate::authn::session::create(&mut c, &account.id, "loa-1", &["pwd"], 0, 3600).unwrap();
+        let grant = crate::oidc::refresh::RefreshGrant {
+            family_id: "f".into(),
+            account_id: account.id.clone(),
+            client_id: "app".into(),
+            scope: vec!["openid".into()],
+            sid: session.sid,
+            auth_time: 0,
+            acr: "loa-1".into(),
+            amr: vec!["pwd".into()],
+            expires_at: 10_000,
+        };
+        crate::oidc::refresh::issue(&mut c, &grant, 0).unwrap();
+        drop(c);
+        (db, protector, account.id)
+    }
+
+    /// (password hash, live sessions, unrevoked refresh tokens) of the account.
+    fn left(c: &mut crate::store::db::DbConn, id: &str) -> (Option<String>, i64, i64) {
+        use crate::store::db::schema::{refresh_tokens, sessions};
+        let hash = accounts::table.find(id).select(accounts::password_hash).get_result(c).unwrap();
+        let live = sessions::table.filter(sessions::account_id.eq(id)).count().get_result(c).unwrap();
+        let tokens = refresh_tokens::table
+            .filter(refresh_tokens::account_id.eq(id))
+            .filter(refresh_tokens::revoked_at.is_null())
+            .count()
+            .get_result(c)
+            .unwrap();
+        (hash, live, tokens)
+    }
+
+    fn outbox(dir: &std::path::Path) -> Mailer {
+        Mailer::Outbox { dir: dir.to_path_buf(), from: "idp@example.gov.tw".parse().unwrap() }
+    }
+
+    #[test]
+    fn the_domain_refuses_privileged_accounts_to_every_channel_but_the_server() {
+        let (db, protector, id) = world();
+        let mut c = db.get().unwrap();
+        roles::grant(&mut c, &id, "helpdesk", "cli", 0).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = outbox(dir.path());
+        let nid = NationalId::parse("A123456789").unwrap();
+        let request = |by| IssueRequest { national_id: &nid, email: "x@example.com", issued_by: "t", by, ttl_secs: 60 };
+        for by in [
+            ResetBy::Helpdesk,
+            ResetBy::HrStaff { name: "李美華", agency: "X" },
+            ResetBy::AgencyCard { agency: "X", holder: "李美華" },
+        ] {
+            let r = issue(&mut c, &protector, &mailer, &request(by), 1);
+            assert!(matches!(r, Err(IssueError::Privileged)), "{by:?}: {r:?}");
+        }
+        assert_eq!(left(&mut c, &id), (Some("old-hash".into()), 1, 1), "nothing changed");
+        assert!(!dir.path().exists() || std::fs::read_dir(dir.path()).unwrap().count() == 0, "nothing mailed");
+        assert!(issue(&mut c, &protector, &mailer, &request(ResetBy::Server), 1).is_ok());
+    }
+
+    #[test]
+    fn a_reset_ends_password_sessions_and_tokens_only_if_its_mails_go_out() {
+        let (db, protector, id) = world();
+        let mut c = db.get().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let nid = NationalId::parse("A123456789").unwrap();
+        let broken = dir.path().join("not-a-folder");
+        std::fs::write(&broken, b"x").unwrap();
+        let by = ResetBy::Helpdesk;
+        // To another address: the notice, then the password; both fail here.
+        let request = IssueRequest { national_id: &nid, email: "x@example.com", issued_by: "t", by, ttl_secs: 60 };
+        let r = issue(&mut c, &protector, &outbox(&broken), &request, 1);
+        assert!(matches!(r, Err(IssueError::Infra(InfraError::Mail(_)))), "{r:?}");
+        assert_eq!(left(&mut c, &id), (Some("old-hash".into()), 1, 1), "a failed mail changes nothing");
+        let issued = issue(&mut c, &protector, &outbox(dir.path()), &request, 1).unwrap();
+        assert_eq!(left(&mut c, &id), (None, 0, 0), "the old password, session and token are gone");
+        assert_eq!((issued.ended.sids.len(), issued.ended.refresh_tokens), (1, 1));
+        assert_eq!(issued.notice_to.as_deref(), Some("ming@example.gov.tw"));
+    }
+
     #[test]
     fn generated_passwords_are_long_and_distinct() {
         let a = super::generate();
