@@ -37,9 +37,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Messages shown after a successful action, by the `done` query value. Only these keys can
 /// be shown, so the query cannot put arbitrary text on the page.
-const DONE: [(&str, &str); 4] = [
+const DONE: [(&str, &str); 5] = [
     ("account", "me_done_account"),
     ("password", "me_done_password"),
+    ("password_others", "me_done_password_others"),
     ("sessions", "me_done_sessions"),
     ("app", "me_done_app"),
 ];
@@ -349,7 +350,7 @@ pub async fn change_password(
             };
             record(&state, &viewer, &req, "account.password_change", "success", detail).await;
             backchannel::notify_all(&state, &ended.sids).await;
-            Ok(done(lang, "password"))
+            Ok(done(lang, if keep_others { "password" } else { "password_others" }))
         }
         Err(PasswordChangeError::WrongCurrent) => {
             state

@@ -492,7 +492,8 @@ async fn a_password_change_signs_a_thief_out_everywhere_unless_the_owner_unticks
     let thief = signed_in(&w.idp, "ming.wang", PW).await;
     let (thief_sid, thief_refresh) = w.use_app(&thief).await;
 
-    change_password(&owner, PW, NEW_PW, true).await;
+    let r = change_password(&owner, PW, NEW_PW, true).await;
+    assert!(owner.get(r.location.as_deref().unwrap()).await.body.contains("其他裝置及應用系統的登入已結束"));
     assert!(!still_signed_in(&thief).await, "the other session is over");
     let (status, e) = w.refresh(&thief_refresh).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
