@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::accounts::one_time::{self, IssueError, IssueRequest};
+use crate::accounts::one_time::{self, IssueError, IssueRequest, ResetBy};
 use crate::accounts::register::{self, ImportError};
 use crate::audit::{self, Event};
 use crate::config::Config;
@@ -301,6 +301,7 @@ fn serve(mut config: Config, demo: bool) -> Result<(), Failure> {
         let listener = std::net::TcpListener::bind(&config.http.bind).map_err(|e| fail(format!("http.bind {}: {e}", config.http.bind)))?;
         let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
         let state = AppState::build(config).await?;
+        crate::oidc::backchannel::spawn_pending_delivery(state.clone());
         tracing::info!(%addr, issuer = %state.config.issuer, database = if state.config.database_url().starts_with("sqlite") { "sqlite" } else { "postgresql" }, shared_cache = state.eph.is_shared(), "listening");
         let card_server = crate::http::card_tls::serve(state.clone())?;
         let server = crate::app::serve(state, listener).map_err(|e| fail(e.to_string()))?;
@@ -377,10 +378,12 @@ fn reset_password(config: Config, national_id: &str, email: &str) -> Result<(), 
         &mut conn,
         &core.protector,
         &core.mailer,
-        &IssueRequest { national_id: &nid, email, issued_by: "helpdesk:cli", ttl_secs: ttl },
+        &IssueRequest { national_id: &nid, email, issued_by: "helpdesk:cli", by: ResetBy::Server, ttl_secs: ttl },
         now,
     ) {
         Ok(issued) => {
+            let (sessions, tokens) = (issued.ended.sids.len(), issued.ended.refresh_tokens);
+            let notice = if issued.notice_to.is_some() { ", notice sent to the account's own address" } else { "" };
             audit::record(
                 &mut conn,
                 Event {
@@ -388,7 +391,10 @@ fn reset_password(config: Config, national_id: &str, email: &str) -> Result<(), 
                     outcome: "success",
                     actor: Some("helpdesk:cli"),
                     account_id: Some(&issued.account.id),
-                    detail: format!("one-time password mailed for {nid}"),
+                    detail: format!(
+                        "one-time password mailed for {nid}; old password ended, {sessions} session(s) ended, \
+                         {tokens} refresh token(s) revoked{notice}"
+                    ),
                     ..Default::default()
                 },
                 now,
@@ -398,6 +404,13 @@ fn reset_password(config: Config, national_id: &str, email: &str) -> Result<(), 
                 email.trim(),
                 ttl / 3600
             );
+            // The running servers send the back-channel logouts (they sweep for ended sessions).
+            println!(
+                "the old password no longer works; {sessions} session(s) ended, {tokens} refresh token(s) revoked"
+            );
+            if issued.notice_to.is_some() {
+                println!("the account's own e-mail address was told of the reset (without the password)");
+            }
             Ok(())
         }
         Err(e) => {
@@ -405,6 +418,7 @@ fn reset_password(config: Config, national_id: &str, email: &str) -> Result<(), 
                 IssueError::NotInRegister => "not_in_register",
                 IssueError::Separated => "separated",
                 IssueError::BadEmail(_) => "bad_email",
+                IssueError::Privileged => "privileged",
                 IssueError::Infra(_) => "error",
             };
             let _ = audit::record(
@@ -693,7 +707,13 @@ fn load_demo(config: Config) -> Result<(), Failure> {
             &mut conn,
             &core.protector,
             &core.mailer,
-            &IssueRequest { national_id: &demo, email: "ming@example.gov.tw", issued_by: "demo", ttl_secs: ttl },
+            &IssueRequest {
+                national_id: &demo,
+                email: "ming@example.gov.tw",
+                issued_by: "demo",
+                by: ResetBy::Server,
+                ttl_secs: ttl,
+            },
             now,
         )
         .map_err(|e| fail(e.to_string()))?;

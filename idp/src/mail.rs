@@ -60,6 +60,18 @@ impl Mailer {
     }
 }
 
+/// An epoch time as Taiwan's local time (UTC+8, no daylight saving), as people there read it.
+pub fn local_time(t: i64) -> String {
+    let taiwan = time::UtcOffset::from_hms(8, 0, 0).unwrap_or(time::UtcOffset::UTC);
+    match time::OffsetDateTime::from_unix_timestamp(t) {
+        Ok(at) => {
+            let at = at.to_offset(taiwan);
+            format!("{:04}-{:02}-{:02} {:02}:{:02}", at.year(), u8::from(at.month()), at.day(), at.hour(), at.minute())
+        }
+        Err(_) => "-".into(),
+    }
+}
+
 /// Wraps lines to at most 72 bytes, so the text can travel as 8bit (RFC 5322 line limits)
 /// instead of base64, and stays readable in the outbox and in any mail client.
 fn wrap(body: &str) -> String {

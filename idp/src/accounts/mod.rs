@@ -1,6 +1,7 @@
 //! People and their accounts: the personnel register, accounts created on first identity proof,
 //! activation, and one-time passwords.
 
+pub mod access;
 pub mod activation;
 pub mod binding;
 pub mod one_time;

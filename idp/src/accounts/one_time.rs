@@ -1,5 +1,11 @@
 //! One-time passwords issued by the helpdesk or HR staff: random, mailed, stored only as a
 //! hash, single use, expiring, and replaced by the next one. There is no default password.
+//!
+//! A reset ends what the old password opened, in the same transaction as the new password: the
+//! old password stops working, the account's SSO sessions end (their applications are owed a
+//! back-channel logout) and its refresh tokens are revoked. Nobody gains through a reset more
+//! than they hold: accounts with the `operator` or `helpdesk` role are reset only on the server.
+//! A password mailed to another address than the account's own is announced to the account's own.
 
 use diesel::prelude::*;
 use rand::Rng;
@@ -12,7 +18,16 @@ use crate::store::db::models::OneTimePasswordRow;
 use crate::store::db::schema::one_time_passwords;
 use crate::store::db::DbConn;
 
-use super::{ensure_account, person_by_national_id, Account, Person, PersonStatus};
+use super::access::{self, Ended};
+use super::{
+    account_of_person, ensure_account, person_by_national_id, roles, Account, AccountState, Person, PersonStatus,
+};
+use crate::mail::local_time;
+use crate::store::db::schema::accounts;
+
+/// Roles that a reset from the web pages could hand to whoever reads the mail: an account
+/// holding one is reset only by `idp users reset-password` on the server.
+pub const PRIVILEGED_ROLES: [&str; 2] = ["operator", "helpdesk"];
 
 /// Characters of a one-time password: no look-alikes (0/O, 1/l/I) so it can be typed from mail.
 const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
@@ -34,6 +49,9 @@ pub enum IssueError {
     Separated,
     #[error("`{0}` is not a valid e-mail address")]
     BadEmail(String),
+    /// The account holds `operator` or `helpdesk`: only the server (CLI) may reset it.
+    #[error("this account holds the operator or helpdesk role; it can only be reset on the server")]
+    Privileged,
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
@@ -51,7 +69,45 @@ pub struct IssueRequest<'a> {
     pub email: &'a str,
     /// `helpdesk:cli`, an HR staff account id, …: recorded with the password.
     pub issued_by: &'a str,
+    /// Who asks, as the person whose password it is will read it in the notice; also decides
+    /// whether privileged accounts may be reset.
+    pub by: ResetBy<'a>,
     pub ttl_secs: i64,
+}
+
+/// Who resets a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetBy<'a> {
+    /// HR staff from the HR page: their name and agency.
+    HrStaff { name: &'a str, agency: &'a str },
+    /// An agency-card session: the agency, and the holder the card is bound to.
+    AgencyCard { agency: &'a str, holder: &'a str },
+    /// The helpdesk from the HR page.
+    Helpdesk,
+    /// `idp users reset-password` on the server: the only way to reset a privileged account.
+    Server,
+}
+
+impl ResetBy<'_> {
+    /// Whether this channel may reset an account holding a privileged role.
+    pub fn may_reset_privileged(self) -> bool {
+        self == ResetBy::Server
+    }
+
+    /// Who reset, in Chinese then English, for the notice.
+    fn describe(self) -> (String, String) {
+        match self {
+            ResetBy::HrStaff { name, agency } => {
+                (format!("{agency}人事人員 {name}"), format!("HR staff {name} of {agency}"))
+            }
+            ResetBy::AgencyCard { agency, holder } => (
+                format!("{agency}機關憑證（持卡人 {holder}）"),
+                format!("the agency certificate card of {agency} (held by {holder})"),
+            ),
+            ResetBy::Helpdesk => ("客服人員".into(), "the helpdesk".into()),
+            ResetBy::Server => ("客服人員（系統端）".into(), "the helpdesk (on the server)".into()),
+        }
+    }
 }
 
 /// A one-time password that was stored and mailed.
@@ -60,13 +116,37 @@ pub struct Issued {
     pub account: Account,
     pub person: Person,
     pub expires_at: i64,
+    /// What the old password opened and the reset ended; the caller sends
+    /// [`crate::oidc::backchannel::notify_all`] for the sessions after this returns.
+    pub ended: Ended,
+    /// The account's own address, when the password went elsewhere and it got a notice.
+    pub notice_to: Option<String>,
+}
+
+/// The address a reset is announced to: the account's current e-mail, or for an account never
+/// activated (or none yet) the register entry's; `None` if there is none.
+pub fn current_address(account: Option<&Account>, person: &Person) -> Option<String> {
+    let address = match account {
+        Some(a) if a.state == AccountState::Active => a.email.as_deref().unwrap_or(&person.email),
+        _ => &person.email,
+    };
+    let address = address.trim();
+    (!address.is_empty()).then(|| address.to_string())
+}
+
+/// Whether a password mailed to `to` must be announced to `current`: when they differ
+/// (addresses compared without case, as mail systems treat them in practice).
+pub fn needs_notice(current: Option<&str>, to: &str) -> bool {
+    current.is_some_and(|c| !c.trim().eq_ignore_ascii_case(to.trim()))
 }
 
 /// Issues a one-time password for a person and mails it to `email`.
 ///
-/// The password is stored (hashed) and mailed inside one transaction: if the mail cannot be
-/// delivered the transaction rolls back, so no usable password exists that nobody received,
-/// and any earlier one stays as it was.
+/// The password is stored (hashed) and mailed inside one transaction, together with the end of
+/// the old password, sessions and refresh tokens, and the notice to the account's own address:
+/// if a mail cannot be delivered the transaction rolls back, so no usable password exists that
+/// nobody received, any earlier one stays as it was, and the old password, sessions and tokens
+/// still work.
 pub fn issue(
     conn: &mut DbConn,
     protector: &DataProtector,
@@ -74,7 +154,7 @@ pub fn issue(
     request: &IssueRequest<'_>,
     now: i64,
 ) -> Result<Issued, IssueError> {
-    let IssueRequest { national_id: nid, email, issued_by, ttl_secs } = *request;
+    let IssueRequest { national_id: nid, email, issued_by, by, ttl_secs } = *request;
     let email = email.trim();
     if email.len() > 254 || email.parse::<lettre::Address>().is_err() {
         return Err(IssueError::BadEmail(email.to_string()));
@@ -84,7 +164,21 @@ pub fn issue(
         if person.status == PersonStatus::Separated {
             return Err(IssueError::Separated);
         }
+        let existing = account_of_person(conn, &person.id)?;
+        if let Some(a) = &existing {
+            let held = roles::granted(conn, &a.id)?;
+            if !by.may_reset_privileged() && held.iter().any(|r| PRIVILEGED_ROLES.contains(&r.as_str())) {
+                return Err(IssueError::Privileged);
+            }
+        }
+        let current = current_address(existing.as_ref(), &person);
         let account = ensure_account(conn, &person, now)?;
+        // The old password stops working now, not when the new one is used.
+        diesel::update(accounts::table.find(&account.id))
+            .set((accounts::password_hash.eq(None::<String>), accounts::updated_at.eq(now)))
+            .execute(conn)
+            .map_err(InfraError::from)?;
+        let ended = access::end_sessions_and_tokens(conn, &account.id, None, now)?;
         let password = generate();
         let row = OneTimePasswordRow {
             account_id: account.id.clone(),
@@ -95,9 +189,53 @@ pub fn issue(
         };
         diesel::delete(one_time_passwords::table.find(&account.id)).execute(conn).map_err(InfraError::from)?;
         diesel::insert_into(one_time_passwords::table).values(&row).execute(conn).map_err(InfraError::from)?;
+        // The notice first: a reset to another address is never silent, and of the two mails
+        // the one with the password is the last thing that can fail.
+        let notice_to = current.filter(|c| needs_notice(Some(c), email));
+        if let Some(to) = &notice_to {
+            mailer.send(to, "人事服務網密碼重設通知 / Password reset notice", notice(&person, by, email, now))?;
+        }
         mailer.send(email, "人事服務網一次性密碼 / One-time password", body(&person, &password, ttl_secs))?;
-        Ok(Issued { account, person, expires_at: row.expires_at })
+        let account = Account { password_hash: None, ..account };
+        Ok(Issued { account, person, expires_at: row.expires_at, ended, notice_to })
     })
+}
+
+/// `ming@example.gov.tw` → `m***@example.gov.tw`: enough for the owner to recognise, not a
+/// full address of someone else's to read in a forwarded mail.
+fn mask_address(address: &str) -> String {
+    match address.trim().split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
+}
+
+/// The notice to the account's own address: who, when, where the password went (masked), and
+/// what to do if it was not them. Never the password.
+fn notice(person: &Person, by: ResetBy<'_>, to: &str, now: i64) -> String {
+    let (who_zh, who_en) = by.describe();
+    let (at, to) = (local_time(now), mask_address(to));
+    format!(
+        "{name} 您好：\n\n\
+         您在人事服務網的登入密碼已被重設，一次性密碼已寄至另一個電子郵件地址。\n\
+         重設者：{who_zh}\n\
+         時間：{at}（臺灣時間）\n\
+         寄送地址：{to}\n\
+         原密碼已失效，您在各裝置的登入也已登出。\n\
+         如非您本人申請，請儘速洽所屬機關人事單位。本通知不含密碼。\n\n\
+         Your sign-in password was reset, and a one-time password was mailed\n\
+         to another address.\n\
+         Reset by: {who_en}\n\
+         Time: {at} (Taiwan time)\n\
+         Sent to: {to}\n\
+         Your old password no longer works and you have been signed out\n\
+         everywhere. If this was not you, contact your HR office at once.\n\
+         This notice contains no password.\n",
+        name = person.name,
+    )
 }
 
 fn body(person: &Person, password: &str, ttl_secs: i64) -> String {
@@ -117,6 +255,175 @@ fn body(person: &Person, password: &str, ttl_secs: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::national_id::NationalId;
+
+    fn person(email: &str) -> Person {
+        Person {
+            id: "p".into(),
+            national_id: NationalId::parse("A123456789").unwrap(),
+            name: "王小明".into(),
+            agency_code: "A21000000I".into(),
+            unit: "資訊處".into(),
+            person_category: "01".into(),
+            concurrent_duty: "".into(),
+            status: PersonStatus::Active,
+            email: email.into(),
+        }
+    }
+
+    fn account(state: AccountState, email: Option<&str>) -> Account {
+        Account {
+            id: "a".into(),
+            person_id: "p".into(),
+            account_name: None,
+            email: email.map(str::to_string),
+            password_hash: None,
+            state,
+        }
+    }
+
+    #[test]
+    fn the_current_address_is_the_accounts_once_activated_and_the_registers_before() {
+        let p = person("reg@example.gov.tw");
+        assert_eq!(current_address(None, &p).as_deref(), Some("reg@example.gov.tw"));
+        let pending = account(AccountState::Pending, Some("typed@example.gov.tw"));
+        assert_eq!(current_address(Some(&pending), &p).as_deref(), Some("reg@example.gov.tw"));
+        let active = account(AccountState::Active, Some("own@example.gov.tw"));
+        assert_eq!(current_address(Some(&active), &p).as_deref(), Some("own@example.gov.tw"));
+        let active_without = account(AccountState::Active, None);
+        assert_eq!(current_address(Some(&active_without), &p).as_deref(), Some("reg@example.gov.tw"));
+        assert_eq!(current_address(None, &person(" ")), None, "nobody to tell");
+    }
+
+    #[test]
+    fn a_notice_goes_out_only_when_the_password_goes_elsewhere() {
+        assert!(needs_notice(Some("own@example.gov.tw"), "other@example.com"));
+        assert!(!needs_notice(Some("own@example.gov.tw"), "Own@Example.gov.tw "));
+        assert!(!needs_notice(None, "other@example.com"));
+    }
+
+    #[test]
+    fn only_the_server_resets_privileged_accounts() {
+        assert!(ResetBy::Server.may_reset_privileged());
+        for by in [
+            ResetBy::Helpdesk,
+            ResetBy::HrStaff { name: "李美華", agency: "行政院人事行政總處" },
+            ResetBy::AgencyCard { agency: "行政院人事行政總處", holder: "李美華" },
+        ] {
+            assert!(!by.may_reset_privileged(), "{by:?}");
+        }
+    }
+
+    #[test]
+    fn the_notice_says_who_when_and_where_but_carries_no_password() {
+        let text = notice(
+            &person(""),
+            ResetBy::HrStaff { name: "李美華", agency: "行政院人事行政總處" },
+            "x.y@evil.example",
+            0,
+        );
+        assert!(text.contains("李美華") && text.contains("1970-01-01 08:00") && text.contains("x***@evil.example"));
+        assert!(text.contains("人事單位") && text.contains("HR office"));
+        assert!(!text.contains("一次性密碼:") && !text.contains("x.y@"), "{text}");
+    }
+
+    /// A database with 王小明 in the register and an account holding a password, a session and a
+    /// refresh token; returns the account id.
+    fn world() -> (crate::store::db::Db, DataProtector, String) {
+        use crate::accounts::register;
+        let db = crate::store::db::Db::connect("sqlite://:memory:", 1).unwrap();
+        db.migrate().unwrap();
+        let protector = DataProtector::from_key(&[7u8; 32]);
+        let mut c = db.get().unwrap();
+        register::import_agencies(&mut c, b"code,name,parent_code,oid\nA21000000I,X,,\n", 0).unwrap();
+        let csv = "national_id,name,agency_code,unit,person_category,concurrent_duty,status,email\n\
+                   A123456789,王小明,A21000000I,資訊處,01,,active,ming@example.gov.tw\n";
+        register::import_personnel(&mut c, &protector, csv.as_bytes(), 0).unwrap();
+        let nid = NationalId::parse("A123456789").unwrap();
+        let person = person_by_national_id(&mut c, &protector, &nid).unwrap().unwrap();
+        let account = ensure_account(&mut c, &person, 0).unwrap();
+        diesel::update(accounts::table.find(&account.id))
+            .set((accounts::password_hash.eq("old-hash"), accounts::state.eq("active")))
+            .execute(&mut *c)
+            .unwrap();
+        let (_, session) = crate::authn::session::create(&mut c, &account.id, "loa-1", &["pwd"], 0, 3600).unwrap();
+        let grant = crate::oidc::refresh::RefreshGrant {
+            family_id: "f".into(),
+            account_id: account.id.clone(),
+            client_id: "app".into(),
+            scope: vec!["openid".into()],
+            sid: session.sid,
+            auth_time: 0,
+            acr: "loa-1".into(),
+            amr: vec!["pwd".into()],
+            expires_at: 10_000,
+        };
+        crate::oidc::refresh::issue(&mut c, &grant, 0).unwrap();
+        drop(c);
+        (db, protector, account.id)
+    }
+
+    /// (password hash, live sessions, unrevoked refresh tokens) of the account.
+    fn left(c: &mut crate::store::db::DbConn, id: &str) -> (Option<String>, i64, i64) {
+        use crate::store::db::schema::{refresh_tokens, sessions};
+        let hash = accounts::table.find(id).select(accounts::password_hash).get_result(c).unwrap();
+        let live = sessions::table.filter(sessions::account_id.eq(id)).count().get_result(c).unwrap();
+        let tokens = refresh_tokens::table
+            .filter(refresh_tokens::account_id.eq(id))
+            .filter(refresh_tokens::revoked_at.is_null())
+            .count()
+            .get_result(c)
+            .unwrap();
+        (hash, live, tokens)
+    }
+
+    fn outbox(dir: &std::path::Path) -> Mailer {
+        Mailer::Outbox { dir: dir.to_path_buf(), from: "idp@example.gov.tw".parse().unwrap() }
+    }
+
+    #[test]
+    fn the_domain_refuses_privileged_accounts_to_every_channel_but_the_server() {
+        let (db, protector, id) = world();
+        let mut c = db.get().unwrap();
+        roles::grant(&mut c, &id, "helpdesk", "cli", 0).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = outbox(dir.path());
+        let nid = NationalId::parse("A123456789").unwrap();
+        let request = |by| IssueRequest { national_id: &nid, email: "x@example.com", issued_by: "t", by, ttl_secs: 60 };
+        for by in [
+            ResetBy::Helpdesk,
+            ResetBy::HrStaff { name: "李美華", agency: "X" },
+            ResetBy::AgencyCard { agency: "X", holder: "李美華" },
+        ] {
+            let r = issue(&mut c, &protector, &mailer, &request(by), 1);
+            assert!(matches!(r, Err(IssueError::Privileged)), "{by:?}: {r:?}");
+        }
+        assert_eq!(left(&mut c, &id), (Some("old-hash".into()), 1, 1), "nothing changed");
+        assert!(!dir.path().exists() || std::fs::read_dir(dir.path()).unwrap().count() == 0, "nothing mailed");
+        assert!(issue(&mut c, &protector, &mailer, &request(ResetBy::Server), 1).is_ok());
+    }
+
+    #[test]
+    fn a_reset_ends_password_sessions_and_tokens_only_if_its_mails_go_out() {
+        let (db, protector, id) = world();
+        let mut c = db.get().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let nid = NationalId::parse("A123456789").unwrap();
+        let broken = dir.path().join("not-a-folder");
+        std::fs::write(&broken, b"x").unwrap();
+        let by = ResetBy::Helpdesk;
+        // To another address: the notice, then the password; both fail here.
+        let request = IssueRequest { national_id: &nid, email: "x@example.com", issued_by: "t", by, ttl_secs: 60 };
+        let r = issue(&mut c, &protector, &outbox(&broken), &request, 1);
+        assert!(matches!(r, Err(IssueError::Infra(InfraError::Mail(_)))), "{r:?}");
+        assert_eq!(left(&mut c, &id), (Some("old-hash".into()), 1, 1), "a failed mail changes nothing");
+        let issued = issue(&mut c, &protector, &outbox(dir.path()), &request, 1).unwrap();
+        assert_eq!(left(&mut c, &id), (None, 0, 0), "the old password, session and token are gone");
+        assert_eq!((issued.ended.sids.len(), issued.ended.refresh_tokens), (1, 1));
+        assert_eq!(issued.notice_to.as_deref(), Some("ming@example.gov.tw"));
+    }
+
     #[test]
     fn generated_passwords_are_long_and_distinct() {
         let a = super::generate();

@@ -12,7 +12,7 @@ use crate::crypto::{random_token, DataProtector};
 use crate::error::InfraError;
 use crate::national_id::NationalId;
 use crate::store::db::models::{AgencyRow, PersonRow};
-use crate::store::db::schema::{accounts, agencies, one_time_passwords, people, sessions};
+use crate::store::db::schema::{accounts, agencies, one_time_passwords, people};
 use crate::store::db::DbConn;
 
 use super::PersonStatus;
@@ -62,6 +62,9 @@ pub struct ImportReport {
     pub unchanged: usize,
     /// People who became separated, whose sessions were ended.
     pub separated: usize,
+    /// Sessions ended by separation; their applications are owed a back-channel logout, which
+    /// the running servers send (the sessions are marked in the import's transaction).
+    pub ended_sessions: Vec<String>,
 }
 
 /// Reads CSV rows as UTF-8 strings with their line numbers, checking the header and the
@@ -212,7 +215,8 @@ fn is_email(s: &str) -> bool {
 }
 
 /// Imports the personnel register: upserts by national ID; people who become separated have
-/// their sessions and one-time passwords ended in the same transaction.
+/// their sessions, refresh tokens and one-time passwords ended in the same transaction, the
+/// sessions marked for back-channel logout.
 pub fn import_personnel(
     conn: &mut DbConn,
     protector: &DataProtector,
@@ -312,7 +316,7 @@ pub fn import_personnel(
                     diesel::update(people::table.find(&old.id)).set(&row).execute(conn)?;
                     report.updated += 1;
                     if status == PersonStatus::Separated && old.status != row.status {
-                        end_access(conn, &old.id)?;
+                        report.ended_sessions.extend(end_access(conn, &old.id, now)?);
                         report.separated += 1;
                     }
                 }
@@ -322,14 +326,18 @@ pub fn import_personnel(
     })
 }
 
-/// Ends every session and pending one-time password of a person's account.
-fn end_access(conn: &mut DbConn, person_id: &str) -> Result<(), diesel::result::Error> {
+/// Ends every session (marked for back-channel logout), refresh token and pending one-time
+/// password of a person's account; returns the ended sessions' ids.
+fn end_access(conn: &mut DbConn, person_id: &str, now: i64) -> Result<Vec<String>, InfraError> {
     let account_ids: Vec<String> =
         accounts::table.filter(accounts::person_id.eq(person_id)).select(accounts::id).load(conn)?;
-    diesel::delete(sessions::table.filter(sessions::account_id.eq_any(&account_ids))).execute(conn)?;
+    let mut sids = Vec::new();
+    for id in &account_ids {
+        sids.extend(super::access::end_sessions_and_tokens(conn, id, None, now)?.sids);
+    }
     diesel::delete(one_time_passwords::table.filter(one_time_passwords::account_id.eq_any(&account_ids)))
         .execute(conn)?;
-    Ok(())
+    Ok(sids)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use diesel::prelude::*;
 
+use super::access::{self, Ended};
 use super::activation::{self, ActivateError, ActivationError};
 use super::{Account, Person};
 use crate::authn::password::{hash_password, verify_password};
@@ -66,8 +67,27 @@ pub enum PasswordChangeError {
     Infra(#[from] InfraError),
 }
 
+impl From<diesel::result::Error> for PasswordChangeError {
+    fn from(e: diesel::result::Error) -> Self {
+        PasswordChangeError::Infra(e.into())
+    }
+}
+
+/// Which sessions a password change leaves signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtherSessions<'a> {
+    /// End every other session and refresh token of the account, keeping this session (the one
+    /// making the change) and the tokens issued in it: 「同時登出其他裝置」, the default.
+    End { current: &'a str },
+    /// Leave them: the person unticked the box.
+    Keep,
+}
+
 /// Changes the password after checking the current one; the new one follows the activation
-/// rules (it must differ from the custom account, e-mail and national ID).
+/// rules (it must differ from the custom account, e-mail and national ID). In the same
+/// transaction the other sessions and refresh tokens end unless `others` keeps them; returns
+/// what ended (send back-channel logout for its sessions after this returns).
+#[allow(clippy::too_many_arguments)]
 pub fn change_password(
     conn: &mut DbConn,
     account: &Account,
@@ -75,8 +95,9 @@ pub fn change_password(
     current: &str,
     new: &str,
     confirm: &str,
+    others: OtherSessions<'_>,
     now: i64,
-) -> Result<(), PasswordChangeError> {
+) -> Result<Ended, PasswordChangeError> {
     let matches = account.password_hash.as_deref().is_some_and(|h| verify_password(current, h));
     if !matches {
         return Err(PasswordChangeError::WrongCurrent);
@@ -85,11 +106,18 @@ pub fn change_password(
     let email = account.email.as_deref().unwrap_or(&person.email);
     activation::check_password(new, confirm, name, email, person)?;
     let hash = hash_password(new)?;
-    diesel::update(accounts::table.find(&account.id))
-        .set((accounts::password_hash.eq(hash), accounts::updated_at.eq(now)))
-        .execute(conn)
-        .map_err(InfraError::from)?;
-    Ok(())
+    conn.transaction(|conn| {
+        diesel::update(accounts::table.find(&account.id))
+            .set((accounts::password_hash.eq(hash), accounts::updated_at.eq(now)))
+            .execute(conn)
+            .map_err(InfraError::from)?;
+        match others {
+            OtherSessions::End { current } => {
+                Ok(access::end_sessions_and_tokens(conn, &account.id, Some(current), now)?)
+            }
+            OtherSessions::Keep => Ok(Ended::default()),
+        }
+    })
 }
 
 /// A live SSO session of the account, as 我的專區 lists it (never the cookie or its hash).

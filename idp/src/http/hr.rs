@@ -5,6 +5,10 @@
 //!
 //! The forms carry the register entry's opaque id between steps, never the national ID, and
 //! every step checks the permission again: a hidden field is only a hint of what was shown.
+//!
+//! Accounts holding `operator` or `helpdesk` are refused here whoever asks (only the CLI on the
+//! server resets them), and a reset ends the old password, the account's sessions (with
+//! back-channel logout) and refresh tokens at once.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -14,11 +18,12 @@ use super::errors::{internal, page, Failure};
 use super::pages::render;
 use super::viewer::{require_signed_in, see_other, Viewer};
 use super::{client_address, csrf, lang_of};
-use crate::accounts::one_time::{self, IssueError, IssueRequest};
-use crate::accounts::{self, self_service, Person, PersonStatus};
+use crate::accounts::one_time::{self, IssueError, IssueRequest, ResetBy, PRIVILEGED_ROLES};
+use crate::accounts::{self, roles, self_service, Person, PersonStatus};
 use crate::audit::{self, Event};
 use crate::error::{now, InfraError};
 use crate::national_id::NationalId;
+use crate::oidc::backchannel;
 use crate::oidc::params::Params;
 use crate::state::AppState;
 use crate::templates::Lang;
@@ -47,6 +52,9 @@ pub enum Refusal {
     Separated,
     /// No one with this national ID is in the register.
     NotInRegister,
+    /// The account holds `operator` or `helpdesk`: reset only on the server, never from the web,
+    /// so nobody gains through a reset more than they hold.
+    Privileged,
 }
 
 impl Refusal {
@@ -56,6 +64,7 @@ impl Refusal {
             Refusal::OtherAgency => "hr_err_other_agency",
             Refusal::Separated => "hr_err_separated",
             Refusal::NotInRegister => "hr_err_not_in_register",
+            Refusal::Privileged => "hr_err_privileged",
         }
     }
 
@@ -66,6 +75,7 @@ impl Refusal {
             Refusal::OtherAgency => "other_agency",
             Refusal::Separated => "separated",
             Refusal::NotInRegister => "not_in_register",
+            Refusal::Privileged => "privileged",
         }
     }
 
@@ -101,9 +111,10 @@ fn authority(viewer: &Viewer) -> Option<Authority<'_>> {
     }
 }
 
-/// Whether `viewer` may reset `target`'s password. The agency is checked before the status, so
-/// HR staff learn nothing about another agency's people beyond that they are not theirs.
-pub fn may_reset(viewer: &Viewer, target: &Person) -> Result<(), Refusal> {
+/// Whether `viewer` may reset `target`'s password; `target_roles` are the roles granted to the
+/// target's account (none if it has no account yet). The agency is checked before anything
+/// else, so HR staff learn nothing about another agency's people beyond that they are not theirs.
+pub fn may_reset(viewer: &Viewer, target: &Person, target_roles: &[String]) -> Result<(), Refusal> {
     match authority(viewer) {
         None => return Err(Refusal::NotAuthorised),
         Some(Authority::Agency(code)) if target.agency_code != code => return Err(Refusal::OtherAgency),
@@ -112,7 +123,23 @@ pub fn may_reset(viewer: &Viewer, target: &Person) -> Result<(), Refusal> {
     if target.status == PersonStatus::Separated {
         return Err(Refusal::Separated);
     }
+    if target_roles.iter().any(|r| PRIVILEGED_ROLES.contains(&r.as_str())) {
+        return Err(Refusal::Privileged);
+    }
     Ok(())
+}
+
+/// Who the viewer resets as, named for the notice; `agency_name` is the target's agency, which
+/// for HR staff and agency cards is their own.
+fn reset_by<'a>(viewer: &'a Viewer, agency_name: &'a str) -> ResetBy<'a> {
+    match authority(viewer) {
+        Some(Authority::Agency(_)) if viewer.session.acting_agency.is_some() => {
+            ResetBy::AgencyCard { agency: agency_name, holder: &viewer.person.name }
+        }
+        Some(Authority::Agency(_)) => ResetBy::HrStaff { name: &viewer.person.name, agency: agency_name },
+        // The helpdesk, and (unreachable: `begin` refused them) people with no authority.
+        _ => ResetBy::Helpdesk,
+    }
 }
 
 /// The role the viewer acted in, for the audit detail.
@@ -135,11 +162,27 @@ async fn record(
     target_account: Option<String>,
     target: Option<&NationalId>,
 ) {
+    record_with(state, viewer, address, outcome, target_account, target, String::new()).await
+}
+
+/// [`record`] with more detail after the who and whom.
+async fn record_with(
+    state: &AppState,
+    viewer: &Viewer,
+    address: &str,
+    outcome: &'static str,
+    target_account: Option<String>,
+    target: Option<&NationalId>,
+    more: String,
+) {
     let (actor, address) = (viewer.account.id.clone(), address.to_string());
-    let detail = match target {
+    let mut detail = match target {
         Some(nid) => format!("for {nid} as {}", acting_as(viewer)),
         None => format!("as {}", acting_as(viewer)),
     };
+    if !more.is_empty() {
+        detail = format!("{detail}; {more}");
+    }
     let recorded = state
         .db
         .run(move |c| {
@@ -230,6 +273,8 @@ fn search_form(
 struct Target {
     person: Person,
     account_id: Option<String>,
+    /// Roles granted to the account (`helpdesk`, `operator`).
+    roles: Vec<String>,
     agency_name: String,
 }
 
@@ -258,9 +303,13 @@ async fn find(state: &AppState, by: Lookup) -> Result<Option<Target>, InfraError
             };
             let Some(person) = person else { return Ok(None) };
             let account_id = accounts::account_of_person(c, &person.id)?.map(|a| a.id);
+            let roles = match &account_id {
+                Some(id) => roles::granted(c, id)?,
+                None => vec![],
+            };
             let agency_name =
                 self_service::agency_name(c, &person.agency_code)?.unwrap_or_else(|| person.agency_code.clone());
-            Ok(Some(Target { person, account_id, agency_name }))
+            Ok(Some(Target { person, account_id, roles, agency_name }))
         })
         .await
 }
@@ -288,7 +337,7 @@ async fn checked_target(
         record(state, viewer, &address, Refusal::NotInRegister.outcome(), None, None).await;
         return Err(refusal_page(state, req, lang, viewer, Refusal::NotInRegister));
     };
-    if let Err(r) = may_reset(viewer, &target.person) {
+    if let Err(r) = may_reset(viewer, &target.person, &target.roles) {
         record(state, viewer, &address, r.outcome(), target.account_id.clone(), Some(&target.person.national_id)).await;
         return Err(refusal_page(state, req, lang, viewer, r));
     }
@@ -334,7 +383,7 @@ pub async fn search(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
         record(&state, &viewer, &address, Refusal::NotInRegister.outcome(), None, Some(&nid)).await;
         return refusal_page(&state, &req, lang, &viewer, Refusal::NotInRegister);
     };
-    if let Err(r) = may_reset(&viewer, &target.person) {
+    if let Err(r) = may_reset(&viewer, &target.person, &target.roles) {
         record(&state, &viewer, &address, r.outcome(), target.account_id.clone(), Some(&nid)).await;
         return refusal_page(&state, &req, lang, &viewer, r);
     }
@@ -374,12 +423,14 @@ pub async fn issue(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     let email = field(&params, "email");
     let address = client_address(&req);
     let (protector, mailer) = (state.protector.clone(), state.mailer.clone());
-    let (nid, to, by) = (target.person.national_id.clone(), email.clone(), viewer.account.id.clone());
+    let (nid, to, issued_by) = (target.person.national_id.clone(), email.clone(), viewer.account.id.clone());
+    let (who, agency_name) = (viewer.clone(), target.agency_name.clone());
     let ttl = state.config.login.one_time_password_ttl.as_secs() as i64;
     let issued = state
         .db
         .run(move |c| -> Result<_, InfraError> {
-            let request = IssueRequest { national_id: &nid, email: &to, issued_by: &by, ttl_secs: ttl };
+            let by = reset_by(&who, &agency_name);
+            let request = IssueRequest { national_id: &nid, email: &to, issued_by: &issued_by, by, ttl_secs: ttl };
             Ok(one_time::issue(c, &protector, &mailer, &request, now()))
         })
         .await
@@ -387,7 +438,15 @@ pub async fn issue(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     let nid = &target.person.national_id;
     match issued {
         Ok(issued) => {
-            record(&state, &viewer, &address, "success", Some(issued.account.id.clone()), Some(nid)).await;
+            let more = format!(
+                "old password ended, {} session(s) ended, {} refresh token(s) revoked{}",
+                issued.ended.sids.len(),
+                issued.ended.refresh_tokens,
+                if issued.notice_to.is_some() { ", notice sent to the account's own address" } else { "" }
+            );
+            let account = Some(issued.account.id.clone());
+            record_with(&state, &viewer, &address, "success", account, Some(nid), more).await;
+            backchannel::notify_all(&state, &issued.ended.sids).await;
             let mut ctx = target.context(email.trim());
             ctx.insert("hours".into(), json!(ttl / 3600));
             show(&state, &req, lang, &viewer, StatusCode::OK, "hr_reset_done", ctx)
@@ -409,6 +468,12 @@ pub async fn issue(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
         Err(IssueError::NotInRegister) => {
             record(&state, &viewer, &address, Refusal::NotInRegister.outcome(), None, Some(nid)).await;
             refusal_page(&state, &req, lang, &viewer, Refusal::NotInRegister)
+        }
+        Err(IssueError::Privileged) => {
+            // Granted between the search and the confirmation: the domain refuses it too.
+            let outcome = Refusal::Privileged.outcome();
+            record(&state, &viewer, &address, outcome, target.account_id.clone(), Some(nid)).await;
+            refusal_page(&state, &req, lang, &viewer, Refusal::Privileged)
         }
         Err(IssueError::Separated) => {
             record(&state, &viewer, &address, Refusal::Separated.outcome(), target.account_id.clone(), Some(nid)).await;

@@ -12,9 +12,10 @@ use super::pages::render;
 use super::viewer::{require_signed_in, see_other, Viewer};
 use super::{client_address, csrf, lang_of};
 use crate::accounts::activation::ActivateError;
-use crate::accounts::self_service::{self, EndSessions, PasswordChangeError};
+use crate::accounts::self_service::{self, EndSessions, OtherSessions, PasswordChangeError};
 use crate::audit::{self, Event};
 use crate::error::{now, InfraError};
+use crate::mail::local_time;
 use crate::oidc::backchannel;
 use crate::oidc::params::Params;
 use crate::state::AppState;
@@ -36,9 +37,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Messages shown after a successful action, by the `done` query value. Only these keys can
 /// be shown, so the query cannot put arbitrary text on the page.
-const DONE: [(&str, &str); 4] = [
+const DONE: [(&str, &str); 5] = [
     ("account", "me_done_account"),
     ("password", "me_done_password"),
+    ("password_others", "me_done_password_others"),
     ("sessions", "me_done_sessions"),
     ("app", "me_done_app"),
 ];
@@ -48,18 +50,6 @@ fn other(lang: Lang) -> &'static str {
         "en"
     } else {
         "zh-TW"
-    }
-}
-
-/// An epoch time as Taiwan's local time (UTC+8, no daylight saving), as people there read it.
-fn local_time(t: i64) -> String {
-    let taiwan = time::UtcOffset::from_hms(8, 0, 0).unwrap_or(time::UtcOffset::UTC);
-    match time::OffsetDateTime::from_unix_timestamp(t) {
-        Ok(at) => {
-            let at = at.to_offset(taiwan);
-            format!("{:04}-{:02}-{:02} {:02}:{:02}", at.year(), u8::from(at.month()), at.day(), at.hour(), at.minute())
-        }
-        Err(_) => "-".into(),
     }
 }
 
@@ -340,18 +330,27 @@ pub async fn change_password(
         .await;
     }
     let (account, person) = (viewer.account.clone(), viewer.person.clone());
+    let keep_others = keeps_other_sessions(&params);
+    let sid = viewer.session.sid.clone();
     let result = state
         .db
         .run(move |c| -> Result<_, InfraError> {
-            Ok(self_service::change_password(c, &account, &person, &current, &new, &confirm, now()))
+            let others = if keep_others { OtherSessions::Keep } else { OtherSessions::End { current: &sid } };
+            Ok(self_service::change_password(c, &account, &person, &current, &new, &confirm, others, now()))
         })
         .await
         .map_err(|e| internal(&state, lang, e))?;
     match result {
-        Ok(()) => {
+        Ok(ended) => {
             let _ = state.throttle.record_success(&state.eph, &throttle_key).await;
-            record(&state, &viewer, &req, "account.password_change", "success", String::new()).await;
-            Ok(done(lang, "password"))
+            let detail = if keep_others {
+                "other sessions kept".to_string()
+            } else {
+                format!("other sessions ended: {}, refresh tokens revoked: {}", ended.sids.len(), ended.refresh_tokens)
+            };
+            record(&state, &viewer, &req, "account.password_change", "success", detail).await;
+            backchannel::notify_all(&state, &ended.sids).await;
+            Ok(done(lang, if keep_others { "password" } else { "password_others" }))
         }
         Err(PasswordChangeError::WrongCurrent) => {
             state
@@ -378,6 +377,16 @@ pub async fn change_password(
         }
         Err(PasswordChangeError::Infra(e)) => Err(internal(&state, lang, e)),
     }
+}
+
+/// Whether a password change leaves the other sessions signed in: only when the form offered
+/// the choice (`sign_out_offered`) and the box 「同時登出其他裝置」 (`sign_out_others`) came back
+/// unticked. A post without the marker (an old form, a script) signs the others out: the safe
+/// side, as after a reset.
+fn keeps_other_sessions(params: &Params) -> bool {
+    let offered = params.get("sign_out_offered").ok().flatten() == Some("1");
+    let ticked = params.get("sign_out_others").ok().flatten().is_some();
+    offered && !ticked
 }
 
 /// `POST /me/sessions/end`: `sid` ends one session, `all=others` every other one. Each ended
@@ -453,4 +462,22 @@ pub async fn revoke_app(
         tracing::error!(error = %e, "audit event not recorded");
     }
     Ok(done(lang, "app"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keeps(body: &str) -> bool {
+        keeps_other_sessions(&Params::parse(body.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn other_sessions_are_kept_only_when_the_offered_box_is_unticked() {
+        assert!(!keeps("sign_out_offered=1&sign_out_others=1"), "ticked (the default): sign out");
+        assert!(keeps("sign_out_offered=1"), "unticked: keep");
+        assert!(!keeps(""), "no choice offered: sign out");
+        assert!(!keeps("sign_out_others=1"));
+        assert!(!keeps("sign_out_offered=0"));
+    }
 }

@@ -1,6 +1,12 @@
 //! Back-channel logout (OpenID Connect Back-Channel Logout 1.0): when an SSO session ends, every
 //! client that received tokens in it and registered a `backchannel_logout_uri` gets a signed
 //! logout token, retried with back-off when it cannot be delivered.
+//!
+//! Sessions ended by a password reset, a password change or separation are marked in the same
+//! transaction that ends them ([`mark_ended`]); the marked rows are the queue. The request that
+//! ended them delivers at once, and every node also sweeps the queue ([`spawn_pending_delivery`])
+//! so a logout ended from the CLI, or by a node that stopped, is still sent. A row is claimed by
+//! deleting it, so two nodes never both send one.
 
 use std::time::Duration;
 
@@ -19,6 +25,10 @@ use crate::store::db::DbConn;
 pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// Delays between delivery attempts.
 const RETRIES: [u64; 3] = [1, 4, 16];
+/// How often each node looks for ended sessions whose logout has not been sent.
+const PENDING_SWEEP: Duration = Duration::from_secs(3);
+/// Ended sessions handled per sweep.
+const PENDING_BATCH: i64 = 100;
 
 /// Remembers that a client received tokens in a session.
 pub fn record(conn: &mut DbConn, sid: &str, client_id: &str, account_id: &str, now: i64) -> Result<(), InfraError> {
@@ -29,6 +39,7 @@ pub fn record(conn: &mut DbConn, sid: &str, client_id: &str, account_id: &str, n
             client_id: client_id.into(),
             account_id: account_id.into(),
             created_at: now,
+            ended_at: None,
         };
         match diesel::insert_into(session_clients::table).values(&row).execute(conn) {
             Ok(_)
@@ -37,6 +48,61 @@ pub fn record(conn: &mut DbConn, sid: &str, client_id: &str, account_id: &str, n
         }
     }
     Ok(())
+}
+
+/// Marks ended sessions as owing their applications a logout token, in the caller's
+/// transaction; returns how many deliveries are owed.
+pub fn mark_ended(conn: &mut DbConn, sids: &[String], now: i64) -> Result<usize, InfraError> {
+    if sids.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::update(session_clients::table.filter(session_clients::sid.eq_any(sids)))
+        .set(session_clients::ended_at.eq(now))
+        .execute(conn)?)
+}
+
+/// Sends logout tokens for each of these ended sessions (see [`notify`]); failures are logged,
+/// and anything marked but not sent stays queued for the sweep.
+pub async fn notify_all(state: &AppState, sids: &[String]) {
+    for sid in sids {
+        if let Err(e) = notify(state, sid).await {
+            tracing::error!(error = %e, "back-channel logout");
+        }
+    }
+}
+
+/// Sends what is queued: every ended session whose logout tokens have not been sent yet.
+pub async fn deliver_pending(state: &AppState) -> Result<usize, InfraError> {
+    let sids: Vec<String> = state
+        .db
+        .run(|c| -> Result<_, InfraError> {
+            Ok(session_clients::table
+                .filter(session_clients::ended_at.is_not_null())
+                .select(session_clients::sid)
+                .distinct()
+                .limit(PENDING_BATCH)
+                .load(c)?)
+        })
+        .await?;
+    let mut sent = 0;
+    for sid in &sids {
+        sent += notify(state, sid).await?;
+    }
+    Ok(sent)
+}
+
+/// Sweeps the queue of owed logout tokens on this node, from now on.
+pub fn spawn_pending_delivery(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PENDING_SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = deliver_pending(&state).await {
+                tracing::warn!(error = %e, "back-channel logout queue not swept");
+            }
+        }
+    });
 }
 
 /// Sends logout tokens for an ended session, in the background; returns how many are on their way.
@@ -49,8 +115,15 @@ pub async fn notify(state: &AppState, sid: &str) -> Result<usize, InfraError> {
                 .filter(session_clients::sid.eq(&key))
                 .select(SessionClientRow::as_select())
                 .load(c)?;
-            diesel::delete(session_clients::table.filter(session_clients::sid.eq(&key))).execute(c)?;
-            Ok(rows)
+            // Claimed by deleting: of two nodes sweeping at once, only one sends each token.
+            let mut claimed = Vec::with_capacity(rows.len());
+            for row in rows {
+                let gone = diesel::delete(session_clients::table.find((&row.sid, &row.client_id))).execute(c)?;
+                if gone == 1 {
+                    claimed.push(row);
+                }
+            }
+            Ok(claimed)
         })
         .await?;
     let mut sent = 0;

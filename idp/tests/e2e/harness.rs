@@ -258,16 +258,19 @@ impl Drop for Idp {
     }
 }
 
-/// The password on the `一次性密碼: ` line of the most recent mail in the outbox.
+/// The password on the `一次性密碼: ` line of the most recent mail in the outbox that has one
+/// (a reset to another address also sends a notice, without a password, to the account's own).
 pub fn newest_one_time_password(outbox: &Path) -> String {
     let mut files: Vec<_> = std::fs::read_dir(outbox).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
-    let text = std::fs::read_to_string(files.last().expect("a mail in the outbox")).unwrap();
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("一次性密碼: "))
-        .expect("a one-time password line")
-        .trim()
-        .to_string()
+    files
+        .iter()
+        .rev()
+        .find_map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            text.lines().find_map(|l| l.trim().strip_prefix("一次性密碼: ").map(|p| p.trim().to_string()))
+        })
+        .expect("a mail with a one-time password line in the outbox")
 }
 
 /// A browser: keeps cookies, does not follow redirects (the tests look at each one).

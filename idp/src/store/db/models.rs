@@ -117,6 +117,8 @@ pub struct SessionClientRow {
     pub client_id: String,
     pub account_id: String,
     pub created_at: i64,
+    /// Set when the session was ended and its back-channel logout is still to be sent.
+    pub ended_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -134,6 +134,7 @@ diesel::table! {
         client_id -> Text,
         account_id -> Text,
         created_at -> BigInt,
+        ended_at -> Nullable<BigInt>,
     }
 }
 

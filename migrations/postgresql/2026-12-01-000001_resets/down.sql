@@ -1,0 +1,2 @@
+DROP INDEX session_clients_ended;
+ALTER TABLE session_clients DROP COLUMN ended_at;
