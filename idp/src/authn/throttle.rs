@@ -55,10 +55,6 @@ fn address_key(address: &str) -> String {
     format!("thr:addr:{address}")
 }
 
-fn count(v: Option<Vec<u8>>) -> u64 {
-    v.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
-}
-
 /// The wait before the `n`-th attempt beyond the free ones (`n` ≥ 1): `delay · 2^(n-1)`, capped.
 pub fn delay_for(delay: Duration, max_delay: Duration, n: u64) -> Duration {
     let exp = u32::try_from(n.saturating_sub(1)).unwrap_or(u32::MAX).min(30);
@@ -143,41 +139,6 @@ impl Throttle {
     async fn clear(&self, store: &Ephemeral, key: &AccountKey) -> Result<(), EphemeralError> {
         store.delete(&key.count()).await?;
         store.delete(&key.gate()).await
-    }
-
-    /// Whether an attempt for this identifier or from this address would have to wait now.
-    /// A check without counting: callers that check and then record separately can be raced by
-    /// parallel requests; [`Throttle::begin`] cannot.
-    pub async fn is_blocked(&self, store: &Ephemeral, identifier: &str, address: &str) -> Result<bool, EphemeralError> {
-        let key = self.key_for_identifier(identifier);
-        let a = count(store.get(&key.count()).await?);
-        let gate_closed = store.get(&key.gate()).await?.is_some();
-        let b = count(store.get(&address_key(address)).await?);
-        Ok((a >= self.per_account && gate_closed) || b >= self.per_address)
-    }
-
-    /// Counts one failure for this identifier and address (for callers that check first with
-    /// [`Throttle::is_blocked`]); closes the gate for the growing wait once the free attempts
-    /// are used up.
-    pub async fn record_failure(
-        &self,
-        store: &Ephemeral,
-        identifier: &str,
-        address: &str,
-    ) -> Result<(), EphemeralError> {
-        let key = self.key_for_identifier(identifier);
-        let n = store.incr_refresh(&key.count(), self.reset_after).await?;
-        if n >= self.per_account {
-            let wait = delay_for(self.delay, self.max_delay, n + 1 - self.per_account);
-            store.put(&key.gate(), b"1", wait).await?;
-        }
-        store.incr(&address_key(address), self.window).await?;
-        Ok(())
-    }
-
-    /// Forgets an identifier's failures after a successful sign-in.
-    pub async fn record_success(&self, store: &Ephemeral, identifier: &str) -> Result<(), EphemeralError> {
-        self.clear(store, &self.key_for_identifier(identifier)).await
     }
 }
 
@@ -289,22 +250,5 @@ mod tests {
         }
         assert!(allowed(&t, &s, &t.key_for_identifier("guess9"), "office").await.is_none());
         assert!(allowed(&t, &s, &t.key_for_identifier("guess9"), "elsewhere").await.is_some());
-    }
-
-    #[tokio::test]
-    async fn the_separate_check_and_record_follow_the_same_rules() {
-        let t = throttle(2, 1000, 100);
-        let s = Ephemeral::open("memory://", "t:").await.unwrap();
-        for _ in 0..2 {
-            assert!(!t.is_blocked(&s, "A123456789", "a").await.unwrap());
-            t.record_failure(&s, "A123456789", "a").await.unwrap();
-        }
-        assert!(t.is_blocked(&s, "a123456789", "a").await.unwrap());
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        assert!(!t.is_blocked(&s, "A123456789", "a").await.unwrap(), "a wait, not a lock");
-        t.record_failure(&s, "A123456789", "a").await.unwrap();
-        assert!(t.is_blocked(&s, "A123456789", "a").await.unwrap());
-        t.record_success(&s, "A123456789").await.unwrap();
-        assert!(!t.is_blocked(&s, "A123456789", "a").await.unwrap());
     }
 }

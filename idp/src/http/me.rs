@@ -14,6 +14,7 @@ use super::{client_address, csrf, lang_of};
 use crate::accounts::activation::ActivateError;
 use crate::accounts::self_service::{self, EndSessions, OtherSessions, PasswordChangeError};
 use crate::audit::{self, Event};
+use crate::authn::throttle::Admission;
 use crate::error::{now, InfraError};
 use crate::mail::local_time;
 use crate::oidc::backchannel;
@@ -302,21 +303,22 @@ pub async fn change_password(
     let viewer = require_signed_in(&state, &req, lang).await?;
     let params = form(&state, &req, lang, &body)?;
     let address = client_address(&req);
-    // Guessing the current password from a borrowed session is throttled like sign-in.
-    let throttle_key = format!("me:{}", viewer.account.id);
-    let blocked = state
-        .throttle
-        .is_blocked(&state.eph, &throttle_key, &address)
-        .await
-        .map_err(|e| internal(&state, lang, e.into()))?;
-    if blocked {
-        record(&state, &viewer, &req, "account.password_change", "throttled", String::new()).await;
-        return show(&state, &req, lang, &viewer, StatusCode::TOO_MANY_REQUESTS, None, None, Some("err_throttled"))
-            .await;
-    }
+    // Guessing the current password from a borrowed session counts in the person's sign-in
+    // throttle, before the password is compared (parallel guesses get no more tries).
+    let throttle_key = state.throttle.key_for_person(&viewer.person.national_id);
+    let attempt = match state.throttle.begin(&state.eph, &throttle_key, &address).await {
+        Ok(Admission::Allowed(attempt)) => attempt,
+        Ok(Admission::Refused { .. }) => {
+            record(&state, &viewer, &req, "account.password_change", "throttled", String::new()).await;
+            return show(&state, &req, lang, &viewer, StatusCode::TOO_MANY_REQUESTS, None, None, Some("err_throttled"))
+                .await;
+        }
+        Err(e) => return Err(internal(&state, lang, e.into())),
+    };
     let (current, new, confirm) =
         (field(&params, "current_password"), field(&params, "password"), field(&params, "password_confirm"));
     if current.chars().count() > 128 {
+        attempt.failed();
         return show(
             &state,
             &req,
@@ -338,11 +340,17 @@ pub async fn change_password(
             let others = if keep_others { OtherSessions::Keep } else { OtherSessions::End { current: &sid } };
             Ok(self_service::change_password(c, &account, &person, &current, &new, &confirm, others, now()))
         })
-        .await
-        .map_err(|e| internal(&state, lang, e))?;
+        .await;
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = attempt.abandoned(&state.eph).await;
+            return Err(internal(&state, lang, e));
+        }
+    };
     match result {
         Ok(ended) => {
-            let _ = state.throttle.record_success(&state.eph, &throttle_key).await;
+            let _ = attempt.succeeded(&state.throttle, &state.eph).await;
             let detail = if keep_others {
                 "other sessions kept".to_string()
             } else {
@@ -353,11 +361,7 @@ pub async fn change_password(
             Ok(done(lang, if keep_others { "password" } else { "password_others" }))
         }
         Err(PasswordChangeError::WrongCurrent) => {
-            state
-                .throttle
-                .record_failure(&state.eph, &throttle_key, &address)
-                .await
-                .map_err(|e| internal(&state, lang, e.into()))?;
+            attempt.failed();
             record(&state, &viewer, &req, "account.password_change", "wrong_password", String::new()).await;
             show(
                 &state,
@@ -372,10 +376,15 @@ pub async fn change_password(
             .await
         }
         Err(PasswordChangeError::Rule(rule)) => {
+            // The current password was right; only the new one broke a rule.
+            let _ = attempt.succeeded(&state.throttle, &state.eph).await;
             let key = rule.key();
             show(&state, &req, lang, &viewer, StatusCode::UNPROCESSABLE_ENTITY, None, None, Some(&key)).await
         }
-        Err(PasswordChangeError::Infra(e)) => Err(internal(&state, lang, e)),
+        Err(PasswordChangeError::Infra(e)) => {
+            let _ = attempt.abandoned(&state.eph).await;
+            Err(internal(&state, lang, e))
+        }
     }
 }
 

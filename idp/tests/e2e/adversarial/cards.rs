@@ -405,34 +405,10 @@ async fn parallel_guesses_at_the_identify_step_reach_the_password_check_no_more_
             async move { w.identify_with_password(b, who, &guess).await.status }
         })
         .collect();
-    let statuses = futures_join_all(guesses).await;
+    let statuses = join_all(guesses).await;
     let checked = statuses.iter().filter(|s| **s == 401).count();
     assert!(checked <= 5, "{checked} guesses reached the password check: {statuses:?}");
     assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
     assert_eq!(w.idp.audit_count("card.bind", "bad_password") as usize, checked);
     assert_eq!(w.bindings(), 0);
-}
-
-/// Runs futures concurrently on this task and collects their results in order.
-async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().map(|o| o.expect("every future finished")).collect()
 }

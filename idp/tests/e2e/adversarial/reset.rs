@@ -541,3 +541,32 @@ async fn separation_on_import_ends_sessions_and_tokens_and_tells_their_applicati
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
     w.logout_of(&sid).await;
 }
+
+#[tokio::test]
+async fn parallel_guesses_at_the_current_password_count_in_the_sign_in_throttle() {
+    let w = world().await;
+    // Someone at an unlocked browser guesses the current password twenty times at once.
+    let borrowed = signed_in(&w.idp, "ming.wang", PW).await;
+    let csrf = borrowed.get("/me").await.input("csrf_token").unwrap();
+    let guesses: Vec<_> = (0..20)
+        .map(|i| {
+            let (b, csrf) = (&borrowed, csrf.clone());
+            async move {
+                let guess = format!("Wrong-Current-{i:02}-x");
+                let form = [
+                    ("csrf_token", csrf.as_str()),
+                    ("current_password", guess.as_str()),
+                    ("password", NEW_PW),
+                    ("password_confirm", NEW_PW),
+                ];
+                b.post("/me/password", &form).await.status
+            }
+        })
+        .collect();
+    let statuses = join_all(guesses).await;
+    let checked = w.idp.audit_count("account.password_change", "wrong_password");
+    assert!(checked <= 5, "{checked} guesses reached the password check: {statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 422 || *s == 429), "{statuses:?}");
+    // The same count as sign-in: the owner's next sign-in waits too, and the password is unchanged.
+    assert_eq!(Browser::new(&w.idp.base).sign_in_at("/login", "ming.wang", PW).await.status, 429);
+}
