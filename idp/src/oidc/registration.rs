@@ -346,6 +346,10 @@ pub fn register(
         let mut new = meta?.client;
         new.client_id = None;
         new.consent_required = true;
+        if new.grant_types.iter().any(|g| g == "client_credentials") {
+            // Tokens with no person behind them are for services an operator knows of.
+            return Err(ClientError::Metadata(CLIENT_CREDENTIALS_NEEDS_OPERATOR.into()).into());
+        }
         let (client, secret) = clients::create(c, new, now).map_err(|e| match e {
             // Random 128-bit ids do not collide; if one ever did, it is the provider's fault.
             ClientError::Exists(id) => ClientError::Infra(InfraError::Internal(format!("client id {id} collided"))),
@@ -423,7 +427,8 @@ pub fn update(
                 return Err(RegistrationError::InvalidRequest("client_secret is not the current secret".into()));
             }
         }
-        let updated = clients::replace(c, client_id, meta.client, now)?;
+        let new = keep_operator_settings(&current, meta.client)?;
+        let updated = clients::replace(c, client_id, new, now)?;
         audit::record(
             c,
             Event {
@@ -438,6 +443,35 @@ pub fn update(
         )?;
         Ok(client_information(&updated, base)?)
     })
+}
+
+/// Why a third party's request for `client_credentials` is refused.
+const CLIENT_CREDENTIALS_NEEDS_OPERATOR: &str =
+    "grant type client_credentials needs an operator's permission (idp clients update --allow-client-credentials)";
+
+/// What a client's own update (RFC 7592) cannot change, whatever its metadata document says:
+/// who may use it, how the portal lists it, consent (it stays a third party), the minimum
+/// assurance an operator raised (it may ask for more, never less), the `national_id` scope an
+/// operator granted, and `client_credentials` without an operator's permission. Enabled/disabled,
+/// the resource-server and client-credentials permissions are not part of the metadata at all.
+fn keep_operator_settings(current: &Client, mut new: NewClient) -> Result<NewClient, ClientError> {
+    if new.grant_types.iter().any(|g| g == "client_credentials") && !current.client_credentials_allowed {
+        return Err(ClientError::Metadata(CLIENT_CREDENTIALS_NEEDS_OPERATOR.into()));
+    }
+    new.audience = current.audience.clone();
+    new.portal = current.portal.clone();
+    new.consent_required = true;
+    new.client_credentials_allowed = current.client_credentials_allowed;
+    new.resource_server = current.resource_server;
+    new.min_acr = match (&current.min_acr, new.min_acr) {
+        (Some(held), Some(asked)) if super::acr_satisfies(&asked, held) => Some(asked),
+        (Some(held), _) => Some(held.clone()),
+        (None, asked) => asked,
+    };
+    if current.allows_scope("national_id") && !new.scope.iter().any(|s| s == "national_id") {
+        new.scope.push("national_id".into());
+    }
+    Ok(new)
 }
 
 /// `DELETE /register/{client_id}` (RFC 7592 §2.3): removes the client with its consents and
