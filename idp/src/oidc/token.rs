@@ -140,20 +140,29 @@ async fn authorization_code(state: &AppState, params: &Params, client: &Client) 
     };
     let family = (grant.scope.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token"))
         .then(|| random_token(16));
-    let issued =
-        issue_user_tokens(state, client, &session, &grant.scope, grant.nonce.as_deref(), family.clone(), now).await?;
+    // What the redemption will issue is on record before anything is issued, so a replay — even
+    // one racing this request on another node — finds it and revokes it (the revocation list is
+    // keyed by `jti`, so revoking a token not yet signed works).
+    let jti = random_token(16);
     let redeemed = Redeemed {
         client_id: client.client_id.clone(),
         account_id: grant.account_id.clone(),
-        jti: issued.jti.clone(),
-        exp: issued.exp,
-        family_id: family,
+        jti: jti.clone(),
+        exp: now + state.config.tokens.access_token_ttl.as_secs() as i64,
+        family_id: family.clone(),
     };
-    state
-        .eph
-        .put_json(&redeemed_key(code), &redeemed, state.config.tokens.access_token_ttl)
-        .await
-        .map_err(InfraError::from)?;
+    let key = redeemed_key(code);
+    state.eph.put_json(&key, &redeemed, state.config.tokens.access_token_ttl).await.map_err(InfraError::from)?;
+    let issued =
+        issue_user_tokens(state, client, &session, &grant.scope, grant.nonce.as_deref(), jti, family.clone(), now)
+            .await?;
+    // A replay that took the record while the tokens were being issued revoked the access token
+    // but may have come before the refresh family existed: finish its work.
+    if state.eph.get(&key).await.map_err(InfraError::from)?.is_none() {
+        if let Some(f) = family {
+            state.db.run(move |c| refresh::revoke_family(c, &f, now)).await?;
+        }
+    }
     Ok(issued.body)
 }
 
@@ -254,7 +263,9 @@ async fn refresh_token(state: &AppState, params: &Params, client: &Client) -> Re
         acr: grant.acr.clone(),
         amr: grant.amr.clone(),
     };
-    let issued = issue_user_tokens(state, client, &session, &scope, None, Some(grant.family_id.clone()), now).await?;
+    let issued =
+        issue_user_tokens(state, client, &session, &scope, None, random_token(16), Some(grant.family_id.clone()), now)
+            .await?;
     Ok(issued.body)
 }
 
@@ -268,20 +279,16 @@ async fn client_credentials(state: &AppState, params: &Params, client: &Client) 
     }
     let now = now();
     let ttl = state.config.tokens.access_token_ttl.as_secs() as i64;
-    let claims = AccessClaims {
-        iss: state.config.issuer.clone(),
-        sub: client.client_id.clone(),
-        aud: state.config.issuer.clone(),
-        client_id: client.client_id.clone(),
-        scope: asked.join(" "),
-        jti: random_token(16),
-        iat: now,
-        exp: now + ttl,
-        account: None,
-        auth_time: None,
-        acr: None,
-        sid: None,
-    };
+    let claims = AccessClaims::new(
+        state.config.issuer.clone(),
+        client.client_id.clone(),
+        client.client_id.clone(),
+        asked.join(" "),
+        random_token(16),
+        now,
+        now + ttl,
+        None,
+    );
     let token = access::sign(state, &claims)?;
     let mut body = json!({ "access_token": token, "token_type": "Bearer", "expires_in": ttl });
     if !asked.is_empty() {
@@ -301,36 +308,33 @@ struct SessionFacts {
 
 struct Issued {
     body: Value,
-    jti: String,
-    exp: i64,
 }
 
-/// Issues the access token, ID token and (for a family) the next refresh token.
+/// Issues the access token (with the given `jti`), ID token and (for a family) the next refresh
+/// token.
+#[allow(clippy::too_many_arguments)]
 async fn issue_user_tokens(
     state: &AppState,
     client: &Client,
     s: &SessionFacts,
     scope: &[String],
     nonce: Option<&str>,
+    jti: String,
     family: Option<String>,
     now: i64,
 ) -> Result<Issued, TokenError> {
     let at_ttl = state.config.tokens.access_token_ttl.as_secs() as i64;
     let sub = subject_for(&state.protector, client, &s.account_id);
-    let claims = AccessClaims {
-        iss: state.config.issuer.clone(),
-        sub: sub.clone(),
-        aud: state.config.issuer.clone(),
-        client_id: client.client_id.clone(),
-        scope: scope.join(" "),
-        jti: random_token(16),
-        iat: now,
-        exp: now + at_ttl,
-        account: Some(s.account_id.clone()),
-        auth_time: Some(s.auth_time),
-        acr: Some(s.acr.clone()),
-        sid: Some(s.sid.clone()),
-    };
+    let claims = AccessClaims::new(
+        state.config.issuer.clone(),
+        sub.clone(),
+        client.client_id.clone(),
+        scope.join(" "),
+        jti,
+        now,
+        now + at_ttl,
+        Some((s.account_id.clone(), s.sid.clone(), s.auth_time, s.acr.clone())),
+    );
     let access_token = access::sign(state, &claims)?;
     let digest = Sha256::digest(access_token.as_bytes());
     let mut id_claims = json!({
@@ -372,5 +376,5 @@ async fn issue_user_tokens(
         let rt = state.db.run(move |c| refresh::issue(c, &grant, now)).await?;
         body["refresh_token"] = json!(rt);
     }
-    Ok(Issued { body, jti: claims.jti, exp: claims.exp })
+    Ok(Issued { body })
 }
