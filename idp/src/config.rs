@@ -31,6 +31,17 @@ pub struct Config {
     pub log: LogConfig,
     pub certificates: CertificatesConfig,
     pub card_login: CardLoginConfig,
+    pub outbound: OutboundConfig,
+}
+
+/// Requests the provider makes to addresses clients registered.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Let dynamically registered clients' `jwks_uri` and `backchannel_logout_uri` reach
+    /// loopback, private and link-local addresses. For tests on one machine only: it opens the
+    /// provider to server-side request forgery, so it is off by default and logged at warn when on.
+    pub allow_private_addresses: bool,
 }
 
 /// The TLS client-certificate channel of card sign-in: a separate listener that asks for a
@@ -293,6 +304,7 @@ impl Default for Config {
             log: LogConfig::default(),
             certificates: CertificatesConfig::default(),
             card_login: CardLoginConfig::default(),
+            outbound: OutboundConfig::default(),
         }
     }
 }

@@ -27,8 +27,11 @@ pub struct AppState {
     pub throttle: Throttle,
     /// Recently used clients and their key sets, so the token endpoint rarely asks the database.
     pub client_cache: Arc<ClientCache>,
-    /// Outgoing HTTP: client key sets (`jwks_uri`) and back-channel logout.
+    /// Outgoing HTTP to the provider's own peers (CAs, verification services).
     pub http: reqwest::Client,
+    /// Outgoing HTTP to clients' URLs (`jwks_uri`, back-channel logout), internal addresses
+    /// refused for third parties.
+    pub client_http: crate::outbound::ClientHttp,
     /// The discovery document, serialized once: it only changes with the configuration.
     pub discovery: Arc<String>,
     /// Card certificate validation and revocation, when trust anchors are configured.
@@ -83,6 +86,15 @@ impl AppState {
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| InfraError::Internal(format!("HTTP client: {e}")))?;
+        let allow_internal = config.outbound.allow_private_addresses;
+        if allow_internal {
+            tracing::warn!(
+                "outbound.allow_private_addresses is on: third-party clients' URLs may reach internal addresses; \
+                 never run like this outside tests"
+            );
+        }
+        let client_http = crate::outbound::ClientHttp::new(http.clone(), allow_internal)
+            .map_err(|e| InfraError::Internal(format!("HTTP client: {e}")))?;
         let card = CardTrust::from_config(&config, http.clone())
             .map_err(|e| InfraError::Internal(format!("certificates: {e}")))?
             .map(Arc::new);
@@ -106,6 +118,7 @@ impl AppState {
             throttle,
             client_cache: Arc::new(ClientCache::default()),
             http,
+            client_http,
         })
     }
 }

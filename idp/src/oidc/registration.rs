@@ -311,6 +311,22 @@ pub fn parse(body: &[u8]) -> Result<Metadata, ClientError> {
     Ok(Metadata { client: new, client_id, client_secret })
 }
 
+/// Refuses a third party's `jwks_uri` or `backchannel_logout_uri` that points at an internal
+/// address (checked again at each use, see [`crate::outbound`]). `checks` is false only when
+/// `outbound.allow_private_addresses` is on.
+pub async fn check_urls(meta: Result<Metadata, ClientError>, checks: bool) -> Result<Metadata, ClientError> {
+    let meta = meta?;
+    if checks {
+        let c = &meta.client;
+        for (key, uri) in [("jwks_uri", &c.jwks_uri), ("backchannel_logout_uri", &c.backchannel_logout_uri)] {
+            if let Some(uri) = uri {
+                crate::outbound::check_url(uri).await.map_err(|e| meta_err(format!("{key}: {e}")))?;
+            }
+        }
+    }
+    Ok(meta)
+}
+
 /// The RFC 7591 §3.2.1 / RFC 7592 §3 client information: the registered metadata (the serde
 /// form of [`Client`] uses the RFC's names) plus what the provider adds. Never the secret or
 /// the registration access token: the caller adds those where the RFC asks.
