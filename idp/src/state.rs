@@ -54,7 +54,7 @@ impl Core {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| InfraError::Internal(format!("data_dir {}: {e}", config.data_dir.display())))?;
         let protector = DataProtector::load_or_create(&config.data_key_file())?;
-        let db = Db::connect(&config.database_url(), config.database.pool_size)?;
+        let db = Db::connect(config.database_url().expose(), config.database.pool_size)?;
         db.migrate()?;
         let mailer = Mailer::from_config(&config)?;
         Ok(Self { config, db, protector, mailer })
@@ -74,7 +74,7 @@ impl AppState {
         let keys = Arc::new(db.run(move |c| KeySet::load_or_generate(c, &p, policy, now())).await?);
         // Rotations are made by the CLI, possibly on another node: every node reloads.
         keys::spawn_reloader(&keys, db.clone(), protector.clone(), config.keys.reload_interval);
-        let eph = Ephemeral::open(&config.cache.url, &config.cache.key_prefix).await?;
+        let eph = Ephemeral::open(config.cache.url.expose(), &config.cache.key_prefix).await?;
         let throttle = Throttle {
             per_account: config.login.max_failures_per_account,
             per_address: config.login.max_failures_per_address,
