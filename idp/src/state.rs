@@ -100,8 +100,8 @@ impl AppState {
             .map(Arc::new);
         if let Some(card) = &card {
             // Before serving: strict mode would refuse every card until the CRLs are in.
-            card.load_crls(&db).await;
-            card.spawn_refresher(db.clone());
+            let from_cache = card.load_crls(&db).await;
+            card.spawn_refresher(db.clone(), &from_cache);
         }
         let discovery = Arc::new(crate::oidc::discovery::document(&config.issuer, card.is_some()).to_string());
         Ok(Self {
