@@ -405,7 +405,9 @@ impl Default for CacheConfig {
 impl Default for MailConfig {
     fn default() -> Self {
         Self {
-            outbox_dir: PathBuf::new(), smtp_url: SecretUrl::default(), from: "人事服務網 <no-reply@idp.invalid>".into()
+            outbox_dir: PathBuf::new(),
+            smtp_url: SecretUrl::default(),
+            from: "人事服務網 <no-reply@idp.invalid>".into(),
         }
     }
 }
@@ -493,13 +495,11 @@ impl Config {
             return bad("database.pool_size", "must be at least 1");
         }
         let cache = self.cache.url.expose();
-        if !(cache == "memory://" || cache.starts_with("redis://") || cache.starts_with("rediss://"))
-        {
+        if !(cache == "memory://" || cache.starts_with("redis://") || cache.starts_with("rediss://")) {
             return bad("cache.url", "must be memory:// or redis://…");
         }
         let smtp = self.mail.smtp_url.expose();
-        if !(smtp.is_empty() || smtp.starts_with("smtp://") || smtp.starts_with("smtps://"))
-        {
+        if !(smtp.is_empty() || smtp.starts_with("smtp://") || smtp.starts_with("smtps://")) {
             return bad("mail.smtp_url", "must start with smtp:// or smtps://");
         }
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
@@ -656,7 +656,10 @@ mod secret_url_tests {
         for (url, shown) in [
             ("postgres://idp:S3cret-pw@db.internal:5432/idp", "postgres://idp:***@db.internal:5432/idp"),
             ("redis://:S3cret-pw@cache:6379/0", "redis://:***@cache:6379/0"),
-            ("smtp://mailer:S3cret-pw@smtp.example:587?tls=required", "smtp://mailer:***@smtp.example:587?tls=required"),
+            (
+                "smtp://mailer:S3cret-pw@smtp.example:587?tls=required",
+                "smtp://mailer:***@smtp.example:587?tls=required",
+            ),
             ("postgres://db/idp?user=idp&password=S3cret-pw", "postgres://db/idp?user=idp&password=***"),
             ("memory://", "memory://"),
             ("sqlite://idp-data/idp.sqlite3", "sqlite://idp-data/idp.sqlite3"),

@@ -25,6 +25,14 @@ pub trait EphemeralStore {
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, EphemeralError>> + Send;
     /// Reads and removes a value in one atomic step; only one caller ever gets it.
     fn take(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, EphemeralError>> + Send;
+    /// Replaces a value and returns the one it replaced, in one atomic step: of two callers, the
+    /// second always sees the first one's value.
+    fn swap(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, EphemeralError>> + Send;
     /// Removes a value.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), EphemeralError>> + Send;
     /// Adds one to a counter whose window of `ttl` starts at its first increment; returns the
@@ -86,6 +94,14 @@ impl Ephemeral {
         match &self.backend {
             Backend::Memory(s) => s.take(&key).await,
             Backend::Redis(s) => s.take(&key).await,
+        }
+    }
+
+    pub async fn swap(&self, key: &str, value: &[u8], ttl: Duration) -> Result<Option<Vec<u8>>, EphemeralError> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(s) => s.swap(&key, value, ttl).await,
+            Backend::Redis(s) => s.swap(&key, value, ttl).await,
         }
     }
 
