@@ -522,6 +522,65 @@ pub fn delete(
 mod tests {
     use super::*;
 
+    /// A dynamically registered client after an operator's changes.
+    fn operated(min_acr: Option<&str>, scope: &str, cc_allowed: bool) -> Client {
+        Client::try_from(crate::store::db::models::ClientRow {
+            id: "c1".into(),
+            name: "App".into(),
+            secret_hash: Some("h".into()),
+            kind: "confidential".into(),
+            redirect_uris: r#"["https://app.example/cb"]"#.into(),
+            post_logout_redirect_uris: "[]".into(),
+            id_token_alg: "ES256".into(),
+            created_at: 0,
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            grant_types: r#"["authorization_code"]"#.into(),
+            scope: scope.into(),
+            subject_type: "public".into(),
+            consent: "required".into(),
+            min_acr: min_acr.map(str::to_string),
+            jwks: None,
+            jwks_uri: None,
+            backchannel_logout_uri: None,
+            registration_token_hash: Some("t".into()),
+            updated_at: 0,
+            audience: "hr-staff".into(),
+            portal_category: Some("B.人事資料服務".into()),
+            portal_description: None,
+            portal_url: Some("https://app.example/".into()),
+            disabled_at: None,
+            client_credentials_allowed: cc_allowed,
+            resource_server: true,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn an_update_keeps_every_operator_setting() {
+        let asked = |v: Value| parse_json(v).unwrap().client;
+        let full = json!({
+            "client_name": "App", "redirect_uris": ["https://app.example/cb"], "scope": "openid profile",
+            "default_acr_values": ["loa-1"], "grant_types": ["authorization_code"],
+        });
+        let current = operated(Some("loa-2"), "openid profile national_id", false);
+        let kept = keep_operator_settings(&current, asked(full.clone())).unwrap();
+        assert_eq!(kept.audience, clients::Audience::HrStaff);
+        assert_eq!(kept.portal, current.portal);
+        assert_eq!(kept.min_acr.as_deref(), Some("loa-2"), "a client cannot lower the operator's minimum");
+        assert!(kept.scope.iter().any(|s| s == "national_id"), "an operator's grant stays");
+        assert!(kept.consent_required && kept.resource_server && !kept.client_credentials_allowed);
+        // Asking for more assurance than the operator set is fine.
+        let low = operated(Some("loa-1"), "openid", false);
+        let mut more = full.clone();
+        more["default_acr_values"] = json!(["loa-2"]);
+        assert_eq!(keep_operator_settings(&low, asked(more)).unwrap().min_acr.as_deref(), Some("loa-2"));
+        // client_credentials only with the operator's permission.
+        let mut cc = full;
+        cc["grant_types"] = json!(["authorization_code", "client_credentials"]);
+        assert!(matches!(keep_operator_settings(&current, asked(cc.clone())), Err(ClientError::Metadata(_))));
+        assert!(keep_operator_settings(&operated(None, "openid", true), asked(cc)).is_ok());
+    }
+
     fn parse_json(v: Value) -> Result<Metadata, ClientError> {
         parse(v.to_string().as_bytes())
     }
