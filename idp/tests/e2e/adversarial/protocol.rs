@@ -419,3 +419,49 @@ async fn passwords_in_database_cache_and_smtp_urls_never_reach_the_log() {
         let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn);
     }
 }
+
+/// A registered client whose back-channel logout name now resolves to loopback: the person signs
+/// in and out; returns how many connections reached the listener.
+async fn rebound_backchannel_logout(env: &[(&str, &str)]) -> usize {
+    use diesel::prelude::*;
+    use idp::store::db::schema::clients;
+    let mut idp = Idp::with_env(env);
+    idp.import_register();
+    idp.start().await;
+    idp.activate(MING, "ming.wang", PASSWORD).await;
+    let mut body = metadata();
+    body["backchannel_logout_uri"] = json!("https://8.8.8.8/logout");
+    body["post_logout_redirect_uris"] = json!(["http://127.0.0.1:9/"]);
+    let (status, reg) = register(&idp, &body).await;
+    assert_eq!(status, 201, "{reg}");
+    let id = reg["client_id"].as_str().unwrap().to_string();
+    let secret = reg["client_secret"].as_str().unwrap().to_string();
+    let (port, count) = counting_listener();
+    let db = idp.db();
+    let mut c = db.get().unwrap();
+    // Approved in advance, so the story needs no consent page; still a third party.
+    diesel::update(clients::table.find(&id))
+        .set((
+            clients::backchannel_logout_uri.eq(format!("http://localhost:{port}/bc")),
+            clients::consent.eq("pre-approved"),
+        ))
+        .execute(&mut *c)
+        .unwrap();
+    let b = Browser::new(&idp.base);
+    let t = redeem(&idp, &id, &secret, &code(&b, &id, RP, "openid").await, RP).await;
+    let r = b
+        .get(&format!(
+            "/logout?id_token_hint={}&post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2F",
+            t["id_token"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    count.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn a_third_partys_backchannel_logout_uri_rebound_to_loopback_is_never_connected_to() {
+    assert_eq!(rebound_backchannel_logout(&[]).await, 0, "the provider connected to a loopback address");
+    assert!(rebound_backchannel_logout(&[("IDP_OUTBOUND__ALLOW_PRIVATE_ADDRESSES", "true")]).await > 0);
+}
