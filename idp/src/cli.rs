@@ -325,7 +325,7 @@ fn serve(mut config: Config, demo: bool) -> Result<(), Failure> {
         let listener = std::net::TcpListener::bind(&config.http.bind).map_err(|e| fail(format!("http.bind {}: {e}", config.http.bind)))?;
         let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
         let state = AppState::build(config).await?;
-        tracing::info!(%addr, issuer = %state.config.issuer, database = if state.config.database_url().expose().starts_with("sqlite") { "sqlite" } else { "postgresql" }, shared_cache = state.eph.is_shared(), "listening");
+        tracing::info!(%addr, issuer = %state.config.issuer, database = if state.config.database_url().starts_with("sqlite") { "sqlite" } else { "postgresql" }, shared_cache = state.eph.is_shared(), "listening");
         let card_server = crate::http::card_tls::serve(state.clone())?;
         let server = crate::app::serve(state, listener).map_err(|e| fail(e.to_string()))?;
         match card_server {

@@ -35,6 +35,11 @@ impl SecretUrl {
         self.expose().is_empty()
     }
 
+    /// Whether the URL starts with `prefix` (a scheme such as `sqlite://`); reveals nothing else.
+    pub fn starts_with(&self, prefix: &str) -> bool {
+        self.expose().starts_with(prefix)
+    }
+
     /// The URL with any password (user-info or query parameter) replaced by `***`; unchanged
     /// when it holds none, and wholly hidden when it cannot be parsed.
     pub fn redacted(&self) -> String {
@@ -84,6 +89,40 @@ impl Serialize for SecretUrl {
 impl<'de> Deserialize<'de> for SecretUrl {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Self(SecretString::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod secret_url_tests {
+    use super::*;
+
+    #[test]
+    fn urls_with_credentials_never_show_the_password() {
+        for (url, shown) in [
+            ("postgres://idp:S3cret-pw@db.internal:5432/idp", "postgres://idp:***@db.internal:5432/idp"),
+            ("redis://:S3cret-pw@cache:6379/0", "redis://:***@cache:6379/0"),
+            (
+                "smtp://mailer:S3cret-pw@smtp.example:587?tls=required",
+                "smtp://mailer:***@smtp.example:587?tls=required",
+            ),
+            ("postgres://db/idp?user=idp&password=S3cret-pw", "postgres://db/idp?user=idp&password=***"),
+            ("memory://", "memory://"),
+            ("sqlite://idp-data/idp.sqlite3", "sqlite://idp-data/idp.sqlite3"),
+            ("", ""),
+        ] {
+            let s = SecretUrl::new(url);
+            assert_eq!(s.redacted(), shown);
+            assert_eq!(s.expose(), url);
+            for form in [format!("{s:?}"), s.to_string(), serde_json::to_string(&s).unwrap()] {
+                assert!(!form.contains("S3cret"), "{form}");
+            }
+        }
+        let mut config = Config::default();
+        config.database.url = SecretUrl::new("postgres://idp:S3cret-pw@db/idp");
+        config.cache.url = SecretUrl::new("redis://:S3cret-pw@cache:6379");
+        config.mail.smtp_url = SecretUrl::new("smtps://u:S3cret-pw@smtp.example");
+        assert!(!format!("{config:?}").contains("S3cret"));
+        assert!(!format!("{config:#?}").contains("S3cret"));
     }
 }
 
@@ -645,38 +684,4 @@ fn describe(e: figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-#[cfg(test)]
-mod secret_url_tests {
-    use super::*;
-
-    #[test]
-    fn urls_with_credentials_never_show_the_password() {
-        for (url, shown) in [
-            ("postgres://idp:S3cret-pw@db.internal:5432/idp", "postgres://idp:***@db.internal:5432/idp"),
-            ("redis://:S3cret-pw@cache:6379/0", "redis://:***@cache:6379/0"),
-            (
-                "smtp://mailer:S3cret-pw@smtp.example:587?tls=required",
-                "smtp://mailer:***@smtp.example:587?tls=required",
-            ),
-            ("postgres://db/idp?user=idp&password=S3cret-pw", "postgres://db/idp?user=idp&password=***"),
-            ("memory://", "memory://"),
-            ("sqlite://idp-data/idp.sqlite3", "sqlite://idp-data/idp.sqlite3"),
-            ("", ""),
-        ] {
-            let s = SecretUrl::new(url);
-            assert_eq!(s.redacted(), shown);
-            assert_eq!(s.expose(), url);
-            for form in [format!("{s:?}"), s.to_string(), serde_json::to_string(&s).unwrap()] {
-                assert!(!form.contains("S3cret"), "{form}");
-            }
-        }
-        let mut config = Config::default();
-        config.database.url = SecretUrl::new("postgres://idp:S3cret-pw@db/idp");
-        config.cache.url = SecretUrl::new("redis://:S3cret-pw@cache:6379");
-        config.mail.smtp_url = SecretUrl::new("smtps://u:S3cret-pw@smtp.example");
-        assert!(!format!("{config:?}").contains("S3cret"));
-        assert!(!format!("{config:#?}").contains("S3cret"));
-    }
 }
