@@ -159,6 +159,20 @@ mod tests {
         store.put("gone", b"x", Duration::from_millis(1)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(store.get("gone").await.unwrap(), None, "expired values are not returned");
+        // Of many concurrent swaps on one key, exactly one sees the original value.
+        store.put("code", b"grant", Duration::from_secs(60)).await.unwrap();
+        let swaps = (0..8).map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move { s.swap("code", format!("marker{i}").as_bytes(), Duration::from_secs(60)).await })
+        });
+        let mut saw_grant = 0;
+        for h in swaps.collect::<Vec<_>>() {
+            let old = h.await.unwrap().unwrap().unwrap();
+            saw_grant += usize::from(old == b"grant");
+        }
+        assert_eq!(saw_grant, 1);
+        assert!(store.get("code").await.unwrap().unwrap().starts_with(b"marker"));
+        assert_eq!(store.swap("new", b"v", Duration::from_secs(60)).await.unwrap(), None);
     }
 
     #[tokio::test]
