@@ -111,6 +111,9 @@ pub enum ClientsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change what only an operator decides about an application: who may use it, its minimum
+    /// assurance level, and its permissions. Settings not given stay as they are.
+    Update(UpdateClient),
     /// Remove an application.
     Delete { client_id: String },
     /// Print a single-use initial access token for dynamic client registration (RFC 7591).
@@ -191,9 +194,29 @@ pub struct CreateClient {
     /// Portal link (the application's start page).
     #[arg(long)]
     pub portal_url: Option<String>,
+    /// May introspect tokens issued to other clients (an API that receives them).
+    #[arg(long)]
+    pub resource_server: bool,
     /// Print a JSON object with `client_id` and `client_secret` (RFC 7591 names).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateClient {
+    pub client_id: String,
+    /// Who may use it: everyone, hr-staff, or agency:CODE[,CODE].
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// Minimum assurance level: loa-1 or loa-2, or `none` to remove it.
+    #[arg(long)]
+    pub min_acr: Option<String>,
+    /// Let a dynamically registered client use client_credentials (`=false` withdraws it).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_client_credentials: Option<bool>,
+    /// Let the client introspect tokens issued to other clients (`=false` withdraws it).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub resource_server: Option<bool>,
 }
 
 impl CreateClient {
@@ -220,6 +243,7 @@ impl CreateClient {
         new.jwks_uri = self.jwks_uri;
         new.backchannel_logout_uri = self.backchannel_logout_uri;
         new.audience = clients::Audience::parse(&self.audience).map_err(fail)?;
+        new.resource_server = self.resource_server;
         new.portal = clients::Portal {
             category: self.portal_category,
             description: self.portal_description,
@@ -518,6 +542,13 @@ fn print_client(c: &clients::Client) {
     if let Some(acr) = &c.min_acr {
         println!("min_acr:                    {acr}");
     }
+    println!("audience:                   {}", c.audience.as_string());
+    if c.resource_server {
+        println!("resource_server:            yes (may introspect other clients' tokens)");
+    }
+    if c.client_credentials_allowed {
+        println!("client_credentials_allowed: yes");
+    }
     if let Some(uri) = &c.backchannel_logout_uri {
         println!("backchannel_logout_uri:     {uri}");
     }
@@ -587,6 +618,40 @@ fn clients_command(config: Config, command: ClientsCommand) -> Result<(), Failur
             } else {
                 print_client(&c);
             }
+            Ok(())
+        }
+        ClientsCommand::Update(u) => {
+            let change = clients::OperatorChange {
+                audience: u.audience.as_deref().map(clients::Audience::parse).transpose().map_err(fail)?,
+                min_acr: u.min_acr.map(|a| (a != "none").then_some(a)),
+                client_credentials_allowed: u.allow_client_credentials,
+                resource_server: u.resource_server,
+            };
+            let client = clients::change_by_operator(&mut conn, &u.client_id, &change, now)
+                .map_err(|e| match e {
+                    ClientError::Infra(e) => e.into(),
+                    e => fail(e.to_string()),
+                })?
+                .ok_or_else(|| fail(format!("no client `{}`", u.client_id)))?;
+            audit::record(
+                &mut conn,
+                Event {
+                    event: "client.update",
+                    outcome: "success",
+                    actor: Some("cli"),
+                    client_id: Some(&client.client_id),
+                    detail: format!(
+                        "audience {}, min_acr {}, client_credentials_allowed {}, resource_server {}",
+                        client.audience.as_string(),
+                        client.min_acr.as_deref().unwrap_or("none"),
+                        client.client_credentials_allowed,
+                        client.resource_server
+                    ),
+                    ..Default::default()
+                },
+                now,
+            )?;
+            print_client(&client);
             Ok(())
         }
         ClientsCommand::Delete { client_id } => {

@@ -10,7 +10,121 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+
+/// A URL that may carry credentials (`postgres://user:password@…`, `redis://:password@…`,
+/// `smtp://user:password@…`, or a `password=` query parameter). Its `Debug`, `Display` and
+/// `Serialize` forms show the URL with the password replaced by `***`, so the effective
+/// configuration can be logged and errors can name the URL; only [`expose`](Self::expose) gives
+/// the real value, to the code that connects.
+#[derive(Clone, Default)]
+pub struct SecretUrl(SecretString);
+
+impl SecretUrl {
+    pub fn new(url: &str) -> Self {
+        Self(SecretString::from(url))
+    }
+
+    /// The URL with its credentials, for connecting only.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.expose().is_empty()
+    }
+
+    /// Whether the URL starts with `prefix` (a scheme such as `sqlite://`); reveals nothing else.
+    pub fn starts_with(&self, prefix: &str) -> bool {
+        self.expose().starts_with(prefix)
+    }
+
+    /// The URL with any password (user-info or query parameter) replaced by `***`; unchanged
+    /// when it holds none, and wholly hidden when it cannot be parsed.
+    pub fn redacted(&self) -> String {
+        let raw = self.expose();
+        if raw.is_empty() || !raw.contains('@') && !raw.contains("pass") {
+            return raw.to_string();
+        }
+        let Ok(mut u) = url::Url::parse(raw) else { return "[redacted]".into() };
+        if u.password().is_some() && u.set_password(Some("***")).is_err() {
+            return "[redacted]".into();
+        }
+        let sensitive = |k: &str| k.to_ascii_lowercase().contains("pass");
+        if u.query_pairs().any(|(k, _)| sensitive(&k)) {
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if sensitive(&k) { "***".to_string() } else { v.into_owned() };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        u.to_string()
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl std::fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for SecretUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Only the built-in defaults are serialized (as figment's first layer), and they hold no
+        // credentials; anything else serialized comes out redacted.
+        s.serialize_str(&self.redacted())
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self(SecretString::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod secret_url_tests {
+    use super::*;
+
+    #[test]
+    fn urls_with_credentials_never_show_the_password() {
+        for (url, shown) in [
+            ("postgres://idp:S3cret-pw@db.internal:5432/idp", "postgres://idp:***@db.internal:5432/idp"),
+            ("redis://:S3cret-pw@cache:6379/0", "redis://:***@cache:6379/0"),
+            (
+                "smtp://mailer:S3cret-pw@smtp.example:587?tls=required",
+                "smtp://mailer:***@smtp.example:587?tls=required",
+            ),
+            ("postgres://db/idp?user=idp&password=S3cret-pw", "postgres://db/idp?user=idp&password=***"),
+            ("memory://", "memory://"),
+            ("sqlite://idp-data/idp.sqlite3", "sqlite://idp-data/idp.sqlite3"),
+            ("", ""),
+        ] {
+            let s = SecretUrl::new(url);
+            assert_eq!(s.redacted(), shown);
+            assert_eq!(s.expose(), url);
+            for form in [format!("{s:?}"), s.to_string(), serde_json::to_string(&s).unwrap()] {
+                assert!(!form.contains("S3cret"), "{form}");
+            }
+        }
+        let mut config = Config::default();
+        config.database.url = SecretUrl::new("postgres://idp:S3cret-pw@db/idp");
+        config.cache.url = SecretUrl::new("redis://:S3cret-pw@cache:6379");
+        config.mail.smtp_url = SecretUrl::new("smtps://u:S3cret-pw@smtp.example");
+        assert!(!format!("{config:?}").contains("S3cret"));
+        assert!(!format!("{config:#?}").contains("S3cret"));
+    }
+}
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,6 +145,17 @@ pub struct Config {
     pub log: LogConfig,
     pub certificates: CertificatesConfig,
     pub card_login: CardLoginConfig,
+    pub outbound: OutboundConfig,
+}
+
+/// Requests the provider makes to addresses clients registered.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Let dynamically registered clients' `jwks_uri` and `backchannel_logout_uri` reach
+    /// loopback, private and link-local addresses. For tests on one machine only: it opens the
+    /// provider to server-side request forgery, so it is off by default and logged at warn when on.
+    pub allow_private_addresses: bool,
 }
 
 /// The TLS client-certificate channel of card sign-in: a separate listener that asks for a
@@ -190,7 +315,7 @@ pub struct HttpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite://PATH` or `postgres://…`; empty means `sqlite://<data_dir>/idp.sqlite3`.
-    pub url: String,
+    pub url: SecretUrl,
     /// Connections in the pool.
     pub pool_size: u32,
 }
@@ -199,7 +324,7 @@ pub struct DatabaseConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// `memory://` (in-process) or `redis://…`.
-    pub url: String,
+    pub url: SecretUrl,
     /// Prefix for every key, so several deployments can share one Redis.
     pub key_prefix: String,
 }
@@ -211,7 +336,7 @@ pub struct MailConfig {
     /// empty means `<data_dir>/outbox`.
     pub outbox_dir: PathBuf,
     /// `smtp://host:port`, `smtps://…` or `smtp://…?tls=required`; empty means the outbox.
-    pub smtp_url: String,
+    pub smtp_url: SecretUrl,
     /// The From address of every message.
     pub from: String,
 }
@@ -311,6 +436,7 @@ impl Default for Config {
             log: LogConfig::default(),
             certificates: CertificatesConfig::default(),
             card_login: CardLoginConfig::default(),
+            outbound: OutboundConfig::default(),
         }
     }
 }
@@ -323,20 +449,22 @@ impl Default for HttpConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: String::new(), pool_size: 8 }
+        Self { url: SecretUrl::default(), pool_size: 8 }
     }
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { url: "memory://".into(), key_prefix: "idp:".into() }
+        Self { url: SecretUrl::new("memory://"), key_prefix: "idp:".into() }
     }
 }
 
 impl Default for MailConfig {
     fn default() -> Self {
         Self {
-            outbox_dir: PathBuf::new(), smtp_url: String::new(), from: "人事服務網 <no-reply@idp.invalid>".into()
+            outbox_dir: PathBuf::new(),
+            smtp_url: SecretUrl::default(),
+            from: "人事服務網 <no-reply@idp.invalid>".into(),
         }
     }
 }
@@ -419,22 +547,19 @@ impl Config {
             return bad("http.bind", "must be an address such as 127.0.0.1:8080");
         }
         let db = self.database_url();
+        let db = db.expose();
         if !(db.starts_with("sqlite://") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
             return bad("database.url", "must start with sqlite:// or postgres://");
         }
         if self.database.pool_size == 0 {
             return bad("database.pool_size", "must be at least 1");
         }
-        if !(self.cache.url == "memory://"
-            || self.cache.url.starts_with("redis://")
-            || self.cache.url.starts_with("rediss://"))
-        {
+        let cache = self.cache.url.expose();
+        if !(cache == "memory://" || cache.starts_with("redis://") || cache.starts_with("rediss://")) {
             return bad("cache.url", "must be memory:// or redis://…");
         }
-        if !(self.mail.smtp_url.is_empty()
-            || self.mail.smtp_url.starts_with("smtp://")
-            || self.mail.smtp_url.starts_with("smtps://"))
-        {
+        let smtp = self.mail.smtp_url.expose();
+        if !(smtp.is_empty() || smtp.starts_with("smtp://") || smtp.starts_with("smtps://")) {
             return bad("mail.smtp_url", "must start with smtp:// or smtps://");
         }
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
@@ -553,9 +678,9 @@ impl Config {
     }
 
     /// The database URL, with the embedded default filled in.
-    pub fn database_url(&self) -> String {
+    pub fn database_url(&self) -> SecretUrl {
         if self.database.url.is_empty() {
-            format!("sqlite://{}", self.data_dir.join("idp.sqlite3").display())
+            SecretUrl::new(&format!("sqlite://{}", self.data_dir.join("idp.sqlite3").display()))
         } else {
             self.database.url.clone()
         }

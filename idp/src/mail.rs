@@ -23,7 +23,7 @@ impl Mailer {
         if config.mail.smtp_url.is_empty() {
             Ok(Mailer::Outbox { dir: config.outbox_dir(), from })
         } else {
-            let transport = SmtpTransport::from_url(&config.mail.smtp_url)
+            let transport = SmtpTransport::from_url(config.mail.smtp_url.expose())
                 .map_err(|e| InfraError::Mail(format!("mail.smtp_url: {e}")))?
                 .timeout(Some(std::time::Duration::from_secs(20)))
                 .build();

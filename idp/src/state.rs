@@ -27,8 +27,11 @@ pub struct AppState {
     pub throttle: Throttle,
     /// Recently used clients and their key sets, so the token endpoint rarely asks the database.
     pub client_cache: Arc<ClientCache>,
-    /// Outgoing HTTP: client key sets (`jwks_uri`) and back-channel logout.
+    /// Outgoing HTTP to the provider's own peers (CAs, verification services).
     pub http: reqwest::Client,
+    /// Outgoing HTTP to clients' URLs (`jwks_uri`, back-channel logout), internal addresses
+    /// refused for third parties.
+    pub client_http: crate::outbound::ClientHttp,
     /// The discovery document, serialized once: it only changes with the configuration.
     pub discovery: Arc<String>,
     /// Card certificate validation and revocation, when trust anchors are configured.
@@ -51,7 +54,7 @@ impl Core {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| InfraError::Internal(format!("data_dir {}: {e}", config.data_dir.display())))?;
         let protector = DataProtector::load_or_create(&config.data_key_file())?;
-        let db = Db::connect(&config.database_url(), config.database.pool_size)?;
+        let db = Db::connect(config.database_url().expose(), config.database.pool_size)?;
         db.migrate()?;
         let mailer = Mailer::from_config(&config)?;
         Ok(Self { config, db, protector, mailer })
@@ -71,7 +74,7 @@ impl AppState {
         let keys = Arc::new(db.run(move |c| KeySet::load_or_generate(c, &p, policy, now())).await?);
         // Rotations are made by the CLI, possibly on another node: every node reloads.
         keys::spawn_reloader(&keys, db.clone(), protector.clone(), config.keys.reload_interval);
-        let eph = Ephemeral::open(&config.cache.url, &config.cache.key_prefix).await?;
+        let eph = Ephemeral::open(config.cache.url.expose(), &config.cache.key_prefix).await?;
         let throttle = Throttle {
             per_account: config.login.max_failures_per_account,
             per_address: config.login.max_failures_per_address,
@@ -87,13 +90,22 @@ impl AppState {
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| InfraError::Internal(format!("HTTP client: {e}")))?;
+        let allow_internal = config.outbound.allow_private_addresses;
+        if allow_internal {
+            tracing::warn!(
+                "outbound.allow_private_addresses is on: third-party clients' URLs may reach internal addresses; \
+                 never run like this outside tests"
+            );
+        }
+        let client_http = crate::outbound::ClientHttp::new(http.clone(), allow_internal)
+            .map_err(|e| InfraError::Internal(format!("HTTP client: {e}")))?;
         let card = CardTrust::from_config(&config, http.clone())
             .map_err(|e| InfraError::Internal(format!("certificates: {e}")))?
             .map(Arc::new);
         if let Some(card) = &card {
             // Before serving: strict mode would refuse every card until the CRLs are in.
-            card.load_crls(&db).await;
-            card.spawn_refresher(db.clone());
+            let from_cache = card.load_crls(&db).await;
+            card.spawn_refresher(db.clone(), &from_cache);
         }
         let discovery = Arc::new(crate::oidc::discovery::document(&config.issuer, card.is_some()).to_string());
         Ok(Self {
@@ -110,6 +122,7 @@ impl AppState {
             throttle,
             client_cache: Arc::new(ClientCache::default()),
             http,
+            client_http,
         })
     }
 }

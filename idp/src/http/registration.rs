@@ -120,7 +120,7 @@ pub async fn register(
 ) -> Result<HttpResponse, Failure> {
     let token = bearer_token(&req)?;
     let body = body(payload).await?;
-    let meta = metadata(&req, &body);
+    let meta = registration::check_urls(metadata(&req, &body), state.client_http.checks()).await;
     let address = client_address(&req);
     let (base, addr) = (state.config.base().to_string(), address.clone());
     match state.db.run(move |c| registration::register(c, &token, meta, &base, &addr, now())).await {
@@ -151,7 +151,7 @@ pub async fn update(
 ) -> Result<HttpResponse, Failure> {
     let token = bearer_token(&req)?;
     let body = body(payload).await?;
-    let meta = metadata(&req, &body);
+    let meta = registration::check_urls(metadata(&req, &body), state.client_http.checks()).await;
     let address = client_address(&req);
     let id = client_id(&req);
     let (id2, base, addr) = (id.clone(), state.config.base().to_string(), address.clone());

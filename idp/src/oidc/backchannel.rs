@@ -142,7 +142,13 @@ pub async fn notify(state: &AppState, sid: &str) -> Result<usize, InfraError> {
             "events": { EVENT: {} },
         });
         let token = state.keys.sign(&client.id_token_signed_response_alg, Some("logout+jwt"), &claims)?;
-        let http = state.http.clone();
+        let http = match state.client_http.for_url(client.third_party(), &uri) {
+            Ok(http) => http.clone(),
+            Err(e) => {
+                tracing::warn!(client = %client.client_id, error = %e, "back-channel logout not sent");
+                continue;
+            }
+        };
         let client_id = client.client_id.clone();
         tokio::spawn(async move {
             for (attempt, delay) in std::iter::once(0).chain(RETRIES).enumerate() {

@@ -70,7 +70,14 @@ impl ClientCache {
                 }
             }
         }
-        let response = state.http.get(uri).send().await.ok()?;
+        let http = match state.client_http.for_url(client.third_party(), uri) {
+            Ok(http) => http,
+            Err(e) => {
+                tracing::warn!(client = %client.client_id, error = %e, "jwks_uri not fetched");
+                return None;
+            }
+        };
+        let response = http.get(uri).send().await.ok()?;
         if !response.status().is_success() {
             return None;
         }

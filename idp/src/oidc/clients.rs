@@ -59,6 +59,14 @@ pub struct Client {
     /// A disabled client can neither start sign-ins nor redeem anything.
     #[serde(skip)]
     pub disabled: bool,
+    /// Operator permission for a dynamically registered client to use `client_credentials`;
+    /// its own metadata cannot grant it.
+    #[serde(skip)]
+    pub client_credentials_allowed: bool,
+    /// Operator permission to introspect tokens issued to other clients (an API that accepts
+    /// them). Without it a client introspects only its own tokens.
+    #[serde(skip)]
+    pub resource_server: bool,
     #[serde(skip)]
     secret_hash: Option<String>,
     #[serde(skip)]
@@ -162,8 +170,18 @@ impl Client {
         self.post_logout_redirect_uris.iter().any(|r| r == uri)
     }
 
+    /// Whether the client may use a grant: it must be registered with it, and a third party
+    /// uses `client_credentials` (tokens with no person behind them) only with an operator's
+    /// permission.
     pub fn allows_grant(&self, grant: &str) -> bool {
         self.grant_types.iter().any(|g| g == grant)
+            && (grant != "client_credentials" || !self.third_party() || self.client_credentials_allowed)
+    }
+
+    /// Whether the client registered itself (RFC 7591) rather than being created by an operator:
+    /// only such clients hold a registration access token. Their URLs are not trusted.
+    pub fn third_party(&self) -> bool {
+        self.registration_token_hash.is_some()
     }
 
     pub fn allows_scope(&self, scope: &str) -> bool {
@@ -204,6 +222,8 @@ impl TryFrom<ClientRow> for Client {
             audience: Audience::parse(&r.audience).unwrap_or(Audience::HrStaff),
             portal: Portal { category: r.portal_category, description: r.portal_description, url: r.portal_url },
             disabled: r.disabled_at.is_some(),
+            client_credentials_allowed: r.client_credentials_allowed,
+            resource_server: r.resource_server,
             jwks,
             jwks_uri: r.jwks_uri,
             backchannel_logout_session_required: r.backchannel_logout_uri.is_some(),
@@ -236,6 +256,9 @@ pub struct NewClient {
     pub backchannel_logout_uri: Option<String>,
     pub audience: Audience,
     pub portal: Portal,
+    /// Operator settings (see [`Client`]); never taken from a registration request.
+    pub client_credentials_allowed: bool,
+    pub resource_server: bool,
 }
 
 impl NewClient {
@@ -261,6 +284,8 @@ impl NewClient {
             backchannel_logout_uri: None,
             audience: Audience::Everyone,
             portal: Portal::default(),
+            client_credentials_allowed: false,
+            resource_server: false,
         }
     }
 }
@@ -436,6 +461,8 @@ pub fn create(conn: &mut DbConn, new: NewClient, now: i64) -> Result<(Client, Op
         portal_description: new.portal.description,
         portal_url: new.portal.url,
         disabled_at: None,
+        client_credentials_allowed: new.client_credentials_allowed,
+        resource_server: new.resource_server,
     };
     match diesel::insert_into(clients::table).values(&row).execute(conn) {
         Ok(_) => {}
@@ -485,6 +512,50 @@ pub fn replace(conn: &mut DbConn, id: &str, new: NewClient, now: i64) -> Result<
         .execute(conn)
         .map_err(InfraError::from)?;
     get(conn, id)?.ok_or_else(|| ClientError::Metadata("unknown client".into()))
+}
+
+/// What an operator changes on an existing client; `None` leaves a setting as it is. These are
+/// the settings a client's own RFC 7592 update can never change.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorChange {
+    pub audience: Option<Audience>,
+    /// `Some(None)` removes the minimum.
+    pub min_acr: Option<Option<String>>,
+    pub client_credentials_allowed: Option<bool>,
+    pub resource_server: Option<bool>,
+}
+
+/// Applies an operator's change; returns the client, or `None` if there is none with this id.
+pub fn change_by_operator(
+    conn: &mut DbConn,
+    id: &str,
+    change: &OperatorChange,
+    now: i64,
+) -> Result<Option<Client>, ClientError> {
+    if let Some(Some(acr)) = &change.min_acr {
+        if !super::ACR_VALUES.contains(&acr.as_str()) {
+            return Err(ClientError::Metadata(format!("acr `{acr}` is not supported")));
+        }
+    }
+    let Some(current) = get(conn, id)? else { return Ok(None) };
+    if change.client_credentials_allowed == Some(true) && current.public {
+        return Err(ClientError::Metadata("public clients cannot use client_credentials".into()));
+    }
+    let audience = change.audience.clone().unwrap_or(current.audience).as_string();
+    let min_acr = change.min_acr.clone().unwrap_or(current.min_acr);
+    let cc = change.client_credentials_allowed.unwrap_or(current.client_credentials_allowed);
+    let rs = change.resource_server.unwrap_or(current.resource_server);
+    diesel::update(clients::table.find(id))
+        .set((
+            clients::audience.eq(audience),
+            clients::min_acr.eq(min_acr),
+            clients::client_credentials_allowed.eq(cc),
+            clients::resource_server.eq(rs),
+            clients::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .map_err(InfraError::from)?;
+    Ok(get(conn, id)?)
 }
 
 /// A client by id.

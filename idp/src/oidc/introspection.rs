@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::access;
 use super::client_auth::{self, BasicCredentials};
+use super::clients::Client;
 use super::params::Params;
 use super::refresh;
 use super::token::TokenError;
@@ -23,6 +24,13 @@ async fn account_active(state: &AppState, account_id: &str) -> Result<bool, Infr
     Ok(person.is_some_and(|p| p.status == PersonStatus::Active))
 }
 
+/// Whether a client may learn about a token issued to `issued_to`: its own tokens always, others'
+/// only when an operator made it a resource server. To anyone else such a token is simply
+/// inactive (RFC 7662 §2.2), so introspection cannot be used to probe other clients' tokens.
+fn may_see(client: &Client, issued_to: &str) -> bool {
+    client.resource_server || client.client_id == issued_to
+}
+
 /// `POST /introspect`.
 pub async fn introspect(state: &AppState, params: &Params, basic: BasicCredentials) -> Result<Value, TokenError> {
     if let Some(dup) = params.first_duplicate() {
@@ -39,6 +47,9 @@ pub async fn introspect(state: &AppState, params: &Params, basic: BasicCredentia
     let inactive = json!({ "active": false });
     if hint != Some("refresh_token") {
         if let Some(c) = access::verify(state, token, now).await? {
+            if !may_see(&client, &c.client_id) {
+                return Ok(inactive);
+            }
             if let Some(account) = &c.account {
                 if !account_active(state, account).await? {
                     return Ok(inactive);
@@ -59,7 +70,7 @@ pub async fn introspect(state: &AppState, params: &Params, basic: BasicCredentia
     }
     let t = token.to_string();
     let row = state.db.run(move |c| refresh::find(c, &t)).await?;
-    if let Some(r) = row {
+    if let Some(r) = row.filter(|r| may_see(&client, &r.client_id)) {
         let live = r.used_at.is_none() && r.revoked_at.is_none() && r.expires_at > now;
         if live && account_active(state, &r.account_id).await? {
             let client = state.client_cache.get(state, &r.client_id).await?;

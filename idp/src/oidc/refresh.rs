@@ -103,6 +103,16 @@ pub fn revoke_family(conn: &mut DbConn, family_id: &str, now: i64) -> Result<usi
         .execute(conn)?)
 }
 
+/// Revokes a family and returns the account it belonged to (`None` when it has no tokens).
+pub fn revoke_family_owner(conn: &mut DbConn, family_id: &str, now: i64) -> Result<Option<String>, InfraError> {
+    revoke_family(conn, family_id, now)?;
+    Ok(refresh_tokens::table
+        .filter(refresh_tokens::family_id.eq(family_id))
+        .select(refresh_tokens::account_id)
+        .first(conn)
+        .optional()?)
+}
+
 /// Looks a refresh token up without spending it (introspection, revocation).
 pub fn find(conn: &mut DbConn, token: &str) -> Result<Option<RefreshTokenRow>, InfraError> {
     Ok(refresh_tokens::table

@@ -311,6 +311,22 @@ pub fn parse(body: &[u8]) -> Result<Metadata, ClientError> {
     Ok(Metadata { client: new, client_id, client_secret })
 }
 
+/// Refuses a third party's `jwks_uri` or `backchannel_logout_uri` that points at an internal
+/// address (checked again at each use, see [`crate::outbound`]). `checks` is false only when
+/// `outbound.allow_private_addresses` is on.
+pub async fn check_urls(meta: Result<Metadata, ClientError>, checks: bool) -> Result<Metadata, ClientError> {
+    let meta = meta?;
+    if checks {
+        let c = &meta.client;
+        for (key, uri) in [("jwks_uri", &c.jwks_uri), ("backchannel_logout_uri", &c.backchannel_logout_uri)] {
+            if let Some(uri) = uri {
+                crate::outbound::check_url(uri).await.map_err(|e| meta_err(format!("{key}: {e}")))?;
+            }
+        }
+    }
+    Ok(meta)
+}
+
 /// The RFC 7591 §3.2.1 / RFC 7592 §3 client information: the registered metadata (the serde
 /// form of [`Client`] uses the RFC's names) plus what the provider adds. Never the secret or
 /// the registration access token: the caller adds those where the RFC asks.
@@ -346,6 +362,10 @@ pub fn register(
         let mut new = meta?.client;
         new.client_id = None;
         new.consent_required = true;
+        if new.grant_types.iter().any(|g| g == "client_credentials") {
+            // Tokens with no person behind them are for services an operator knows of.
+            return Err(ClientError::Metadata(CLIENT_CREDENTIALS_NEEDS_OPERATOR.into()).into());
+        }
         let (client, secret) = clients::create(c, new, now).map_err(|e| match e {
             // Random 128-bit ids do not collide; if one ever did, it is the provider's fault.
             ClientError::Exists(id) => ClientError::Infra(InfraError::Internal(format!("client id {id} collided"))),
@@ -423,7 +443,8 @@ pub fn update(
                 return Err(RegistrationError::InvalidRequest("client_secret is not the current secret".into()));
             }
         }
-        let updated = clients::replace(c, client_id, meta.client, now)?;
+        let new = keep_operator_settings(&current, meta.client)?;
+        let updated = clients::replace(c, client_id, new, now)?;
         audit::record(
             c,
             Event {
@@ -438,6 +459,35 @@ pub fn update(
         )?;
         Ok(client_information(&updated, base)?)
     })
+}
+
+/// Why a third party's request for `client_credentials` is refused.
+const CLIENT_CREDENTIALS_NEEDS_OPERATOR: &str =
+    "grant type client_credentials needs an operator's permission (idp clients update --allow-client-credentials)";
+
+/// What a client's own update (RFC 7592) cannot change, whatever its metadata document says:
+/// who may use it, how the portal lists it, consent (it stays a third party), the minimum
+/// assurance an operator raised (it may ask for more, never less), the `national_id` scope an
+/// operator granted, and `client_credentials` without an operator's permission. Enabled/disabled,
+/// the resource-server and client-credentials permissions are not part of the metadata at all.
+fn keep_operator_settings(current: &Client, mut new: NewClient) -> Result<NewClient, ClientError> {
+    if new.grant_types.iter().any(|g| g == "client_credentials") && !current.client_credentials_allowed {
+        return Err(ClientError::Metadata(CLIENT_CREDENTIALS_NEEDS_OPERATOR.into()));
+    }
+    new.audience = current.audience.clone();
+    new.portal = current.portal.clone();
+    new.consent_required = true;
+    new.client_credentials_allowed = current.client_credentials_allowed;
+    new.resource_server = current.resource_server;
+    new.min_acr = match (&current.min_acr, new.min_acr) {
+        (Some(held), Some(asked)) if super::acr_satisfies(&asked, held) => Some(asked),
+        (Some(held), _) => Some(held.clone()),
+        (None, asked) => asked,
+    };
+    if current.allows_scope("national_id") && !new.scope.iter().any(|s| s == "national_id") {
+        new.scope.push("national_id".into());
+    }
+    Ok(new)
 }
 
 /// `DELETE /register/{client_id}` (RFC 7592 §2.3): removes the client with its consents and
@@ -471,6 +521,65 @@ pub fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dynamically registered client after an operator's changes.
+    fn operated(min_acr: Option<&str>, scope: &str, cc_allowed: bool) -> Client {
+        Client::try_from(crate::store::db::models::ClientRow {
+            id: "c1".into(),
+            name: "App".into(),
+            secret_hash: Some("h".into()),
+            kind: "confidential".into(),
+            redirect_uris: r#"["https://app.example/cb"]"#.into(),
+            post_logout_redirect_uris: "[]".into(),
+            id_token_alg: "ES256".into(),
+            created_at: 0,
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            grant_types: r#"["authorization_code"]"#.into(),
+            scope: scope.into(),
+            subject_type: "public".into(),
+            consent: "required".into(),
+            min_acr: min_acr.map(str::to_string),
+            jwks: None,
+            jwks_uri: None,
+            backchannel_logout_uri: None,
+            registration_token_hash: Some("t".into()),
+            updated_at: 0,
+            audience: "hr-staff".into(),
+            portal_category: Some("B.人事資料服務".into()),
+            portal_description: None,
+            portal_url: Some("https://app.example/".into()),
+            disabled_at: None,
+            client_credentials_allowed: cc_allowed,
+            resource_server: true,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn an_update_keeps_every_operator_setting() {
+        let asked = |v: Value| parse_json(v).unwrap().client;
+        let full = json!({
+            "client_name": "App", "redirect_uris": ["https://app.example/cb"], "scope": "openid profile",
+            "default_acr_values": ["loa-1"], "grant_types": ["authorization_code"],
+        });
+        let current = operated(Some("loa-2"), "openid profile national_id", false);
+        let kept = keep_operator_settings(&current, asked(full.clone())).unwrap();
+        assert_eq!(kept.audience, clients::Audience::HrStaff);
+        assert_eq!(kept.portal, current.portal);
+        assert_eq!(kept.min_acr.as_deref(), Some("loa-2"), "a client cannot lower the operator's minimum");
+        assert!(kept.scope.iter().any(|s| s == "national_id"), "an operator's grant stays");
+        assert!(kept.consent_required && kept.resource_server && !kept.client_credentials_allowed);
+        // Asking for more assurance than the operator set is fine.
+        let low = operated(Some("loa-1"), "openid", false);
+        let mut more = full.clone();
+        more["default_acr_values"] = json!(["loa-2"]);
+        assert_eq!(keep_operator_settings(&low, asked(more)).unwrap().min_acr.as_deref(), Some("loa-2"));
+        // client_credentials only with the operator's permission.
+        let mut cc = full;
+        cc["grant_types"] = json!(["authorization_code", "client_credentials"]);
+        assert!(matches!(keep_operator_settings(&current, asked(cc.clone())), Err(ClientError::Metadata(_))));
+        assert!(keep_operator_settings(&operated(None, "openid", true), asked(cc)).is_ok());
+    }
 
     fn parse_json(v: Value) -> Result<Metadata, ClientError> {
         parse(v.to_string().as_bytes())

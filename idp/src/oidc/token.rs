@@ -64,18 +64,35 @@ impl TokenError {
     }
 }
 
-/// What a redeemed code issued, kept after redemption so a replay can revoke it.
+/// What a code's redemption issues, put in the code's place the moment it is redeemed, so a
+/// replay can revoke it. `redeemed_at` tells it apart from an unredeemed [`CodeGrant`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Redeemed {
+    redeemed_at: i64,
     client_id: String,
-    account_id: String,
     jti: String,
     exp: i64,
-    family_id: Option<String>,
+    family_id: String,
 }
 
-fn redeemed_key(code: &str) -> String {
-    format!("redeemed:{}", code_key(code))
+/// What a code's slot in the store held when a redemption swapped its marker in.
+enum Slot {
+    Unredeemed(Box<CodeGrant>),
+    Redeemed(Redeemed),
+    Unknown,
+}
+
+impl Slot {
+    fn of(bytes: Option<Vec<u8>>) -> Self {
+        let Some(b) = bytes else { return Slot::Unknown };
+        if let Ok(r) = serde_json::from_slice::<Redeemed>(&b) {
+            return Slot::Redeemed(r);
+        }
+        match serde_json::from_slice::<CodeGrant>(&b) {
+            Ok(g) => Slot::Unredeemed(Box::new(g)),
+            Err(_) => Slot::Unknown,
+        }
+    }
 }
 
 /// Handles a token request.
@@ -104,10 +121,32 @@ async fn authorization_code(state: &AppState, params: &Params, client: &Client) 
     let code = get("code").ok_or_else(|| TokenError::InvalidRequest("code is missing".into()))?;
     let redirect_uri =
         get("redirect_uri").ok_or_else(|| TokenError::InvalidRequest("redirect_uri is missing".into()))?;
-    // Taken atomically: a second redemption, here or on another node, finds nothing.
-    let Some(grant): Option<CodeGrant> = state.eph.take_json(&code_key(code)).await.map_err(InfraError::from)? else {
-        replayed_code(state, code).await?;
-        return Err(TokenError::InvalidGrant("the code is invalid, expired or already used".into()));
+    let now = now();
+    // The code is marked redeemed — swapped atomically for a record of what this redemption will
+    // issue — before anything else. Of two redemptions, here or on another node, exactly one
+    // gets the grant, and the other always finds the record and revokes what it names (the
+    // revocation list is keyed by `jti`, so revoking a token not yet signed works).
+    let marker = Redeemed {
+        redeemed_at: now,
+        client_id: client.client_id.clone(),
+        jti: random_token(16),
+        exp: now + state.config.tokens.access_token_ttl.as_secs() as i64,
+        family_id: random_token(16),
+    };
+    let key = code_key(code);
+    let bytes = serde_json::to_vec(&marker).map_err(|e| InfraError::Internal(e.to_string()))?;
+    let ttl = state.config.tokens.access_token_ttl;
+    let grant = match Slot::of(state.eph.swap(&key, &bytes, ttl).await.map_err(InfraError::from)?) {
+        Slot::Unredeemed(g) => *g,
+        Slot::Redeemed(first) => {
+            replayed_code(state, first).await?;
+            return Err(TokenError::InvalidGrant("the code is invalid, expired or already used".into()));
+        }
+        Slot::Unknown => {
+            // Nothing to protect here: do not leave a record behind for a made-up code.
+            state.eph.delete(&key).await.map_err(InfraError::from)?;
+            return Err(TokenError::InvalidGrant("the code is invalid, expired or already used".into()));
+        }
     };
     if grant.client_id != client.client_id {
         return Err(TokenError::InvalidGrant("the code was issued to another client".into()));
@@ -130,7 +169,6 @@ async fn authorization_code(state: &AppState, params: &Params, client: &Client) 
         (None, None) => {}
     }
     ensure_active(state, &grant.account_id).await?;
-    let now = now();
     let session = SessionFacts {
         account_id: grant.account_id.clone(),
         sid: grant.sid.clone(),
@@ -139,43 +177,46 @@ async fn authorization_code(state: &AppState, params: &Params, client: &Client) 
         amr: grant.amr.clone(),
     };
     let family = (grant.scope.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token"))
-        .then(|| random_token(16));
-    let issued =
-        issue_user_tokens(state, client, &session, &grant.scope, grant.nonce.as_deref(), family.clone(), now).await?;
-    let redeemed = Redeemed {
-        client_id: client.client_id.clone(),
-        account_id: grant.account_id.clone(),
-        jti: issued.jti.clone(),
-        exp: issued.exp,
-        family_id: family,
-    };
-    state
-        .eph
-        .put_json(&redeemed_key(code), &redeemed, state.config.tokens.access_token_ttl)
-        .await
-        .map_err(InfraError::from)?;
+        .then(|| marker.family_id.clone());
+    let issued = issue_user_tokens(
+        state,
+        client,
+        &session,
+        &grant.scope,
+        grant.nonce.as_deref(),
+        marker.jti.clone(),
+        family.clone(),
+        now,
+    )
+    .await?;
+    // A replay that came while the tokens were being issued revoked the access token, but maybe
+    // before the refresh family existed: finish its work. (It left its own record in the slot.)
+    let still_ours = matches!(Slot::of(state.eph.get(&key).await.map_err(InfraError::from)?),
+        Slot::Redeemed(r) if r.jti == marker.jti);
+    if !still_ours {
+        if let Some(f) = family {
+            state.db.run(move |c| refresh::revoke_family(c, &f, now)).await?;
+        }
+    }
     Ok(issued.body)
 }
 
 /// A code presented again: revoke what its first redemption issued (RFC 6749 §4.1.2).
-async fn replayed_code(state: &AppState, code: &str) -> Result<(), InfraError> {
-    let Some(r): Option<Redeemed> = state.eph.take_json(&redeemed_key(code)).await? else { return Ok(()) };
+async fn replayed_code(state: &AppState, first: Redeemed) -> Result<(), InfraError> {
     let now = now();
-    access::revoke(state, &r.jti, r.exp, now).await?;
-    let family = r.family_id.clone();
+    access::revoke(state, &first.jti, first.exp, now).await?;
+    let family = first.family_id.clone();
     state
         .db
         .run(move |c| -> Result<(), InfraError> {
-            if let Some(f) = &family {
-                refresh::revoke_family(c, f, now)?;
-            }
+            let account = refresh::revoke_family_owner(c, &family, now)?;
             audit::record(
                 c,
                 Event {
                     event: "token.code_replay",
                     outcome: "revoked",
-                    account_id: Some(&r.account_id),
-                    client_id: Some(&r.client_id),
+                    account_id: account.as_deref(),
+                    client_id: Some(&first.client_id),
                     detail: "an authorization code was presented twice; its tokens were revoked".into(),
                     ..Default::default()
                 },
@@ -254,7 +295,9 @@ async fn refresh_token(state: &AppState, params: &Params, client: &Client) -> Re
         acr: grant.acr.clone(),
         amr: grant.amr.clone(),
     };
-    let issued = issue_user_tokens(state, client, &session, &scope, None, Some(grant.family_id.clone()), now).await?;
+    let issued =
+        issue_user_tokens(state, client, &session, &scope, None, random_token(16), Some(grant.family_id.clone()), now)
+            .await?;
     Ok(issued.body)
 }
 
@@ -268,20 +311,16 @@ async fn client_credentials(state: &AppState, params: &Params, client: &Client) 
     }
     let now = now();
     let ttl = state.config.tokens.access_token_ttl.as_secs() as i64;
-    let claims = AccessClaims {
-        iss: state.config.issuer.clone(),
-        sub: client.client_id.clone(),
-        aud: state.config.issuer.clone(),
-        client_id: client.client_id.clone(),
-        scope: asked.join(" "),
-        jti: random_token(16),
-        iat: now,
-        exp: now + ttl,
-        account: None,
-        auth_time: None,
-        acr: None,
-        sid: None,
-    };
+    let claims = AccessClaims::new(
+        state.config.issuer.clone(),
+        client.client_id.clone(),
+        client.client_id.clone(),
+        asked.join(" "),
+        random_token(16),
+        now,
+        now + ttl,
+        None,
+    );
     let token = access::sign(state, &claims)?;
     let mut body = json!({ "access_token": token, "token_type": "Bearer", "expires_in": ttl });
     if !asked.is_empty() {
@@ -301,36 +340,33 @@ struct SessionFacts {
 
 struct Issued {
     body: Value,
-    jti: String,
-    exp: i64,
 }
 
-/// Issues the access token, ID token and (for a family) the next refresh token.
+/// Issues the access token (with the given `jti`), ID token and (for a family) the next refresh
+/// token.
+#[allow(clippy::too_many_arguments)]
 async fn issue_user_tokens(
     state: &AppState,
     client: &Client,
     s: &SessionFacts,
     scope: &[String],
     nonce: Option<&str>,
+    jti: String,
     family: Option<String>,
     now: i64,
 ) -> Result<Issued, TokenError> {
     let at_ttl = state.config.tokens.access_token_ttl.as_secs() as i64;
     let sub = subject_for(&state.protector, client, &s.account_id);
-    let claims = AccessClaims {
-        iss: state.config.issuer.clone(),
-        sub: sub.clone(),
-        aud: state.config.issuer.clone(),
-        client_id: client.client_id.clone(),
-        scope: scope.join(" "),
-        jti: random_token(16),
-        iat: now,
-        exp: now + at_ttl,
-        account: Some(s.account_id.clone()),
-        auth_time: Some(s.auth_time),
-        acr: Some(s.acr.clone()),
-        sid: Some(s.sid.clone()),
-    };
+    let claims = AccessClaims::new(
+        state.config.issuer.clone(),
+        sub.clone(),
+        client.client_id.clone(),
+        scope.join(" "),
+        jti,
+        now,
+        now + at_ttl,
+        Some((s.account_id.clone(), s.sid.clone(), s.auth_time, s.acr.clone())),
+    );
     let access_token = access::sign(state, &claims)?;
     let digest = Sha256::digest(access_token.as_bytes());
     let mut id_claims = json!({
@@ -372,5 +408,5 @@ async fn issue_user_tokens(
         let rt = state.db.run(move |c| refresh::issue(c, &grant, now)).await?;
         body["refresh_token"] = json!(rt);
     }
-    Ok(Issued { body, jti: claims.jti, exp: claims.exp })
+    Ok(Issued { body })
 }

@@ -147,6 +147,7 @@ async fn operators_create_edit_rotate_disable_and_delete_clients() {
             ("portal_category", "B.人事資料服務"),
             ("scope", "openid profile"),
             ("consent_required", "1"),
+            ("resource_server", "1"),
         ],
     )
     .await;
@@ -159,6 +160,7 @@ async fn operators_create_edit_rotate_disable_and_delete_clients() {
         assert_eq!(client.redirect_uris, vec![RP.to_string()]);
         assert_eq!(client.audience, idp::oidc::clients::Audience::HrStaff);
         assert!(client.consent_required);
+        assert!(client.resource_server && !client.client_credentials_allowed);
         assert_eq!(client.scope, vec!["openid", "profile"]);
     }
     let ming = signed_in(&idp, "ming.wang", PW_MING).await;

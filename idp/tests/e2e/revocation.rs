@@ -253,3 +253,32 @@ async fn revocation_ocsp_answers_decide_where_a_responder_is_configured() {
     let lenient = card_world_on(&pki, &m, &env).await;
     assert!(accepted(&lenient, pki_fixtures::CITIZEN_LI).await);
 }
+
+#[tokio::test]
+async fn revocation_a_start_while_the_ca_hangs_has_the_cached_crl_at_once() {
+    let (dir, m) = test_pki();
+    let port = free_port();
+    let sim = CaSim::start_on(dir.path(), port, &[]).await;
+    let env = [
+        ("IDP_CERTIFICATES__CRL_URLS", sim.crl_urls(&m)),
+        // Longer than the harness waits for a start: a start that downloads first never comes up.
+        ("IDP_CERTIFICATES__CRL_DOWNLOAD_TIMEOUT", "120s".to_string()),
+    ];
+    let mut w = card_world_on(dir.path(), &m, &env).await;
+    assert!(!accepted(&w, pki_fixtures::CITIZEN_LI_REVOKED).await);
+    w.idp.stop();
+    drop(sim);
+    // The CA's address now takes connections and never answers.
+    let hole = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in hole.incoming() {
+            held.push(conn);
+        }
+    });
+    let started = std::time::Instant::now();
+    w.idp.start().await;
+    assert!(started.elapsed() < Duration::from_secs(20), "the start waited for the CA");
+    assert!(accepted(&w, pki_fixtures::CITIZEN_WANG).await, "the cached CRL is in use at once");
+    assert!(!accepted(&w, pki_fixtures::CITIZEN_LI_REVOKED).await, "the cached CRL still revokes");
+}

@@ -184,28 +184,33 @@ impl CardTrust {
         self.fetched.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// At start: each address's CRL from the network, or else its cached copy. Never fails: a
-    /// CA site that is down must not keep the sign-in service from starting (strict mode refuses
-    /// that CA's cards until a CRL arrives).
-    pub async fn load_crls(&self, db: &Db) {
+    /// At start: each address's last good copy from `<data_dir>/crl-cache` first (checked again
+    /// against the configured CAs, as a download would be), so a start while a CA's site is down
+    /// or slow has that CRL at once; only addresses without a usable copy are downloaded before
+    /// serving. Returns the addresses served from the cache, which the refresher downloads again
+    /// straight away. Never fails: a CA site that is down must not keep the sign-in service from
+    /// starting (strict mode refuses that CA's cards until a CRL arrives).
+    pub async fn load_crls(&self, db: &Db) -> Vec<String> {
+        let mut cached = Vec::new();
         for url in &self.crl_urls {
-            match self.refresh(url).await {
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(url = %url, error = %e, "CRL download failed at start");
-                    if !matches!(e, CrlRefusal::Download(_)) {
-                        audit_refusal(db, url, &e).await;
-                    }
-                    if let Some(cached) = crl_fetch::load_cached(&self.cache_dir, url, &self.cas) {
-                        tracing::info!(url = %url, next_update = cached.next_update, "CRL: using the cached copy");
-                        self.lock_fetched().insert(url.clone(), cached);
-                    }
+            if let Some(crl) = crl_fetch::load_cached(&self.cache_dir, url, &self.cas) {
+                tracing::info!(url = %url, next_update = crl.next_update, "CRL: starting from the cached copy");
+                self.lock_fetched().insert(url.clone(), crl);
+                cached.push(url.clone());
+            }
+        }
+        for url in self.crl_urls.iter().filter(|u| !cached.contains(u)) {
+            if let Err(e) = self.refresh(url).await {
+                tracing::warn!(url = %url, error = %e, "CRL download failed at start");
+                if !matches!(e, CrlRefusal::Download(_)) {
+                    audit_refusal(db, url, &e).await;
                 }
             }
         }
         if let Err(e) = self.rebuild() {
             tracing::error!(error = %e, "card validator rebuild failed; the previous one stays in use");
         }
+        cached
     }
 
     /// Downloads one address's CRL and, when accepted and new, swaps in a validator using it.
@@ -254,12 +259,16 @@ impl CardTrust {
 
     /// Keeps every address fresh for as long as the trust state lives. Refused downloads (a
     /// signature that does not verify, an older CRL) are security events and audited.
-    pub fn spawn_refresher(self: &Arc<Self>, db: Db) {
+    /// `from_cache` are the addresses [`load_crls`](Self::load_crls) took from the cache: they
+    /// are downloaded at once, in the background.
+    pub fn spawn_refresher(self: &Arc<Self>, db: Db, from_cache: &[String]) {
         for url in self.crl_urls.clone() {
             let weak = Arc::downgrade(self);
             let db = db.clone();
+            let at_once = from_cache.contains(&url);
             tokio::spawn(async move {
                 let mut delay = match weak.upgrade() {
+                    Some(_) if at_once => Duration::ZERO,
                     // Nothing held yet (the start-up download failed): the "held" branch of
                     // next_delay retries soon.
                     Some(trust) => trust.next_delay(&url, true, crate::error::now()),

@@ -33,6 +33,8 @@ struct ClientForm {
     scope: String,
     consent_required: bool,
     auth_method: String,
+    resource_server: bool,
+    client_credentials_allowed: bool,
 }
 
 fn lines(s: &str) -> Vec<String> {
@@ -58,6 +60,8 @@ impl ClientForm {
             scope: field(p, "scope"),
             consent_required: field(p, "consent_required") == "1",
             auth_method: field(p, "token_endpoint_auth_method"),
+            resource_server: field(p, "resource_server") == "1",
+            client_credentials_allowed: field(p, "client_credentials_allowed") == "1",
         }
     }
 
@@ -80,6 +84,8 @@ impl ClientForm {
             scope: c.scope.join(" "),
             consent_required: c.consent_required,
             auth_method: c.token_endpoint_auth_method.clone(),
+            resource_server: c.resource_server,
+            client_credentials_allowed: c.client_credentials_allowed,
         }
     }
 
@@ -117,6 +123,8 @@ impl ClientForm {
             n.scope = self.scope.split_whitespace().map(str::to_string).collect();
         }
         n.consent_required = self.consent_required;
+        n.resource_server = self.resource_server;
+        n.client_credentials_allowed = self.client_credentials_allowed;
         n.audience = self.audience()?;
         n.portal = Portal {
             category: opt(&self.portal_category),
@@ -143,6 +151,8 @@ impl ClientForm {
                 "portal_url": self.portal_url,
                 "scope": self.scope,
                 "consent_required": self.consent_required,
+                "resource_server": self.resource_server,
+                "client_credentials_allowed": self.client_credentials_allowed,
                 "auth_post": self.auth_method == "client_secret_post",
                 "auth_none": self.auth_method == "none",
             }),
@@ -275,6 +285,7 @@ pub async fn update(
     };
     let id = existing.client_id.clone();
     let consent = if new.consent_required { "required" } else { "pre-approved" };
+    let (rs, cc) = (new.resource_server, new.client_credentials_allowed);
     let saved = state
         .db
         .run(move |c| -> Result<_, InfraError> {
@@ -282,7 +293,14 @@ pub async fn update(
                 return Ok(Err(e));
             }
             // `replace` follows RFC 7592, which has no consent setting; operators have one.
-            diesel::update(schema::clients::table.find(&id)).set(schema::clients::consent.eq(consent)).execute(c)?;
+            // Nor the operators' permissions.
+            diesel::update(schema::clients::table.find(&id))
+                .set((
+                    schema::clients::consent.eq(consent),
+                    schema::clients::resource_server.eq(rs),
+                    schema::clients::client_credentials_allowed.eq(cc),
+                ))
+                .execute(c)?;
             Ok(Ok(()))
         })
         .await

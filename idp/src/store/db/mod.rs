@@ -35,9 +35,10 @@ pub enum DbError {
 }
 
 /// Opens connections by URL scheme and prepares each one for its backend.
+/// Its `Debug` shows the URL without its password.
 #[derive(Debug, Clone)]
 pub struct Manager {
-    url: String,
+    url: crate::config::SecretUrl,
 }
 
 impl ManageConnection for Manager {
@@ -45,7 +46,7 @@ impl ManageConnection for Manager {
     type Error = r2d2::Error;
 
     fn connect(&self) -> Result<DbConn, r2d2::Error> {
-        if let Some(path) = self.url.strip_prefix("sqlite://") {
+        if let Some(path) = self.url.expose().strip_prefix("sqlite://") {
             let mut conn = SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
             // WAL lets readers proceed during writes; the busy timeout makes writers queue
             // instead of failing; foreign keys are off by default in SQLite.
@@ -56,7 +57,7 @@ impl ManageConnection for Manager {
             .map_err(r2d2::Error::QueryError)?;
             Ok(DbConn::Sqlite(conn))
         } else {
-            let conn = PgConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?;
+            let conn = PgConnection::establish(self.url.expose()).map_err(r2d2::Error::ConnectionError)?;
             Ok(DbConn::Postgresql(conn))
         }
     }
@@ -89,7 +90,7 @@ impl Db {
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(10))
-            .build(Manager { url: url.to_string() })
+            .build(Manager { url: crate::config::SecretUrl::new(url) })
             .map_err(|e| DbError::Connection(e.to_string()))?;
         Ok(Self { pool })
     }

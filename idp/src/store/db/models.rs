@@ -81,6 +81,8 @@ pub struct ClientRow {
     pub portal_description: Option<String>,
     pub portal_url: Option<String>,
     pub disabled_at: Option<i64>,
+    pub client_credentials_allowed: bool,
+    pub resource_server: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -76,6 +76,8 @@ diesel::table! {
         portal_description -> Nullable<Text>,
         portal_url -> Nullable<Text>,
         disabled_at -> Nullable<BigInt>,
+        client_credentials_allowed -> Bool,
+        resource_server -> Bool,
     }
 }
 

@@ -61,6 +61,15 @@ impl EphemeralStore for MemoryStore {
         Ok(if found { inner.map.remove(key).map(|(v, _)| v) } else { None })
     }
 
+    async fn swap(&self, key: &str, value: &[u8], ttl: Duration) -> Result<Option<Vec<u8>>, EphemeralError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let old = inner.live(key, now).map(|(v, _)| v.clone());
+        inner.map.insert(key.to_string(), (value.to_vec(), now + ttl));
+        inner.note_write(now);
+        Ok(old)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
         self.lock().map.remove(key);
         Ok(())

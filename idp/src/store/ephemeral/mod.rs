@@ -25,6 +25,14 @@ pub trait EphemeralStore {
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, EphemeralError>> + Send;
     /// Reads and removes a value in one atomic step; only one caller ever gets it.
     fn take(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, EphemeralError>> + Send;
+    /// Replaces a value and returns the one it replaced, in one atomic step: of two callers, the
+    /// second always sees the first one's value.
+    fn swap(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, EphemeralError>> + Send;
     /// Removes a value.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), EphemeralError>> + Send;
     /// Adds one to a counter whose window of `ttl` starts at its first increment; returns the
@@ -101,6 +109,14 @@ impl Ephemeral {
         match &self.backend {
             Backend::Memory(s) => s.take(&key).await,
             Backend::Redis(s) => s.take(&key).await,
+        }
+    }
+
+    pub async fn swap(&self, key: &str, value: &[u8], ttl: Duration) -> Result<Option<Vec<u8>>, EphemeralError> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(s) => s.swap(&key, value, ttl).await,
+            Backend::Redis(s) => s.swap(&key, value, ttl).await,
         }
     }
 
@@ -216,6 +232,20 @@ mod tests {
         store.put("gone", b"x", Duration::from_millis(1)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(store.get("gone").await.unwrap(), None, "expired values are not returned");
+        // Of many concurrent swaps on one key, exactly one sees the original value.
+        store.put("code", b"grant", Duration::from_secs(60)).await.unwrap();
+        let swaps = (0..8).map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move { s.swap("code", format!("marker{i}").as_bytes(), Duration::from_secs(60)).await })
+        });
+        let mut saw_grant = 0;
+        for h in swaps.collect::<Vec<_>>() {
+            let old = h.await.unwrap().unwrap().unwrap();
+            saw_grant += usize::from(old == b"grant");
+        }
+        assert_eq!(saw_grant, 1);
+        assert!(store.get("code").await.unwrap().unwrap().starts_with(b"marker"));
+        assert_eq!(store.swap("new", b"v", Duration::from_secs(60)).await.unwrap(), None);
     }
 
     async fn futures_join(store: &Ephemeral) -> (Vec<u64>, Vec<bool>) {

@@ -60,6 +60,24 @@ impl EphemeralStore for RedisStore {
         redis::cmd("GETDEL").arg(key).query_async(&mut c).await.map_err(err)
     }
 
+    async fn swap(&self, key: &str, value: &[u8], ttl: Duration) -> Result<Option<Vec<u8>>, EphemeralError> {
+        let mut c = self.conn.clone();
+        let (old,): (Option<Vec<u8>>,) = redis::pipe()
+            .atomic()
+            .cmd("GET")
+            .arg(key)
+            .cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(millis(ttl))
+            .ignore()
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(old)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
         let mut c = self.conn.clone();
         redis::cmd("DEL").arg(key).query_async(&mut c).await.map_err(err)
