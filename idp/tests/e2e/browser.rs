@@ -199,22 +199,20 @@ impl Chrome {
             format!("--user-data-dir={}", profile.path().display())
         ]}});
         let caps = caps.as_object().unwrap().clone();
-        let mut client = None;
-        for _ in 0..50 {
+        // A loaded machine can take long to start Chromium: wait up to 90 s, and say why not.
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        let client = loop {
             match ClientBuilder::rustls()
                 .unwrap()
                 .capabilities(caps.clone())
                 .connect(&format!("http://127.0.0.1:{driver_port}"))
                 .await
             {
-                Ok(c) => {
-                    client = Some(c);
-                    break;
-                }
+                Ok(c) => break c,
+                Err(e) if std::time::Instant::now() > deadline => panic!("chromedriver did not start a browser: {e}"),
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
-        }
-        let client = client.expect("chromedriver did not start");
+        };
         Chrome { client, _driver, _profile: profile }
     }
 }
