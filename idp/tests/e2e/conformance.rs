@@ -477,55 +477,6 @@ async fn rp_initiated_logout_refuses_unregistered_return_addresses_and_confirms_
     assert_eq!(query_param(&r.location.unwrap(), "error").as_deref(), Some("login_required"));
 }
 
-/// Receives back-channel logout posts; the first `fail_first` get a 500.
-async fn logout_receiver(fail_first: usize) -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut seen = 0;
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            let mut buf = vec![0u8; 65536];
-            let mut len = 0;
-            loop {
-                let n = s.read(&mut buf[len..]).await.unwrap_or(0);
-                len += n;
-                let text = String::from_utf8_lossy(&buf[..len]).to_string();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let cl = text
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if len >= end + 4 + cl || n == 0 {
-                        seen += 1;
-                        let status = if seen <= fail_first { "500 Internal Server Error" } else { "200 OK" };
-                        let _ = s
-                            .write_all(
-                                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                                    .as_bytes(),
-                            )
-                            .await;
-                        if seen > fail_first {
-                            let _ = tx.send(text[end + 4..].to_string());
-                        }
-                        break;
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-            }
-        }
-    });
-    (port, rx)
-}
-
 #[tokio::test]
 async fn backchannel_logout_notifies_each_client_of_the_session_with_a_signed_logout_token_and_retries() {
     let (port, mut rx) = logout_receiver(1).await;

@@ -41,7 +41,7 @@ struct World {
 /// A started IdP: the register plus 林志明, an application with a back-channel logout URI that
 /// may ask for refresh tokens, and 李美華 (HR staff) and 王小明 activated with [`PW`].
 async fn world() -> World {
-    let (port, logouts) = logout_receiver().await;
+    let (port, logouts) = logout_receiver(0).await;
     let mut idp = Idp::new();
     idp.import_register();
     let extra = format!(
@@ -72,43 +72,6 @@ async fn world() -> World {
     idp.activate(MEIHUA, "meihua.lee", PW).await;
     idp.activate(MING, "ming.wang", PW).await;
     World { idp, client_id, secret, logouts }
-}
-
-/// Receives back-channel logout posts (answering 200) and hands on their bodies.
-async fn logout_receiver() -> (u16, UnboundedReceiver<String>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            let mut buf = vec![0u8; 65536];
-            let mut len = 0;
-            loop {
-                let n = s.read(&mut buf[len..]).await.unwrap_or(0);
-                len += n;
-                let text = String::from_utf8_lossy(&buf[..len]).to_string();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let cl = text
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0usize);
-                    if len >= end + 4 + cl || n == 0 {
-                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
-                        let _ = tx.send(text[end + 4..].to_string());
-                        break;
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-            }
-        }
-    });
-    (port, rx)
 }
 
 fn claims(jwt: &str) -> Value {
