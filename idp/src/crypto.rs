@@ -11,11 +11,16 @@ use ring::hmac;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// A random URL-safe token carrying `bytes` bytes of entropy from the operating system's CSPRNG.
-pub fn random_token(bytes: usize) -> String {
+/// `bytes` bytes from the operating system's CSPRNG.
+pub fn random_bytes(bytes: usize) -> Vec<u8> {
     let mut buf = vec![0u8; bytes];
     rand::rngs::OsRng.fill_bytes(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
+    buf
+}
+
+/// A random URL-safe token carrying `bytes` bytes of entropy from the operating system's CSPRNG.
+pub fn random_token(bytes: usize) -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes(bytes))
 }
 
 /// SHA-256 of a high-entropy secret, URL-safe base64. Enough for random tokens and client

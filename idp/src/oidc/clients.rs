@@ -426,13 +426,16 @@ pub fn create(conn: &mut DbConn, new: NewClient, now: i64) -> Result<(Client, Op
     validate(&new)?;
     let id = match &new.client_id {
         Some(id) => {
-            if id.is_empty() || id.len() > 100 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            {
-                return Err(ClientError::Metadata("a client id must be 1–100 letters, digits, `.`, `_` or `-`".into()));
+            let starts_well = id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+            if id.len() > 100 || !starts_well || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+                return Err(ClientError::Metadata(
+                    "a client id must be 1–100 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+                        .into(),
+                ));
             }
             id.clone()
         }
-        None => random_token(16),
+        None => new_client_id(),
     };
     let public = new.token_endpoint_auth_method == "none";
     let secret = new.token_endpoint_auth_method.starts_with("client_secret").then(|| random_token(32));
@@ -608,4 +611,23 @@ pub fn rotate_secret(conn: &mut DbConn, id: &str, now: i64) -> Result<Option<Str
         .set((clients::secret_hash.eq(sha256_b64(secret.as_bytes())), clients::updated_at.eq(now)))
         .execute(conn)?;
     Ok(Some(secret))
+}
+
+/// A generated client id: 128 random bits in lower-case hex. Never starts with `-` (which a
+/// command line would take for an option) and reads unambiguously over the phone.
+fn new_client_id() -> String {
+    let raw = crate::crypto::random_bytes(16);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn generated_client_ids_are_hex_and_never_look_like_an_option() {
+        for _ in 0..2000 {
+            let id = super::new_client_id();
+            assert_eq!(id.len(), 32);
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
+        }
+    }
 }

@@ -36,7 +36,7 @@ async fn signed_in(idp: &Idp, account: &str) -> Browser {
 }
 
 /// Searches by national ID; returns the answer.
-async fn search(b: &Browser, nid: &str) -> Page {
+pub(crate) async fn search(b: &Browser, nid: &str) -> Page {
     let form = b.get("/hr/reset-password").await;
     assert_eq!(form.status, 200, "search page: {}", form.body);
     let csrf = form.input("csrf_token").unwrap();
@@ -44,7 +44,7 @@ async fn search(b: &Browser, nid: &str) -> Page {
 }
 
 /// Walks search → e-mail → confirmation → issue; returns the final page.
-async fn reset(b: &Browser, nid: &str, email: &str) -> Page {
+pub(crate) async fn reset(b: &Browser, nid: &str, email: &str) -> Page {
     let found = search(b, nid).await;
     assert_eq!(found.status, 200, "search: {}", found.body);
     let (csrf, person) = (found.input("csrf_token").unwrap(), found.input("person").unwrap());

@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::harness::*;
+use crate::hr::{reset, search};
 
 const PW: &str = "Personnel-Office-2026";
 const NEW_PW: &str = "Another-Long-Pass-77";
@@ -159,24 +160,6 @@ async fn still_signed_in(b: &Browser) -> bool {
         303 if r.location.as_deref() == Some("/login") => false,
         other => panic!("/me answered {other}: {}", r.body),
     }
-}
-
-async fn search(b: &Browser, national_id: &str) -> Page {
-    let form = b.get("/hr/reset-password").await;
-    assert_eq!(form.status, 200, "search page: {}", form.body);
-    let csrf = form.input("csrf_token").unwrap();
-    b.post("/hr/reset-password/search", &[("csrf_token", &csrf), ("national_id", national_id)]).await
-}
-
-/// The whole reset on the HR page: search, e-mail, confirm, issue; returns the last page.
-async fn reset(b: &Browser, national_id: &str, email: &str) -> Page {
-    let found = search(b, national_id).await;
-    assert_eq!(found.status, 200, "search: {}", found.body);
-    let (csrf, person) = (found.input("csrf_token").unwrap(), found.input("person").unwrap());
-    let confirm =
-        b.post("/hr/reset-password/confirm", &[("csrf_token", &csrf), ("person", &person), ("email", email)]).await;
-    assert_eq!(confirm.status, 200, "confirm: {}", confirm.body);
-    b.post("/hr/reset-password/issue", &[("csrf_token", &csrf), ("person", &person), ("email", email)]).await
 }
 
 /// Posts the issue step directly for a register entry, as a forged form would.
