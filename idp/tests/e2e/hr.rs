@@ -62,11 +62,11 @@ fn mails(idp: &Idp) -> usize {
 }
 
 /// `(actor, account_id, outcome, address, detail)` of an audit event.
-type AuditLine = (Option<String>, Option<String>, String, Option<String>, String);
+pub(crate) type AuditLine = (Option<String>, Option<String>, String, Option<String>, String);
 
 /// Every `password.reset` event made through the pages (not the CLI resets that set the test
 /// people up), oldest first.
-fn reset_events(idp: &Idp) -> Vec<AuditLine> {
+pub(crate) fn reset_events(idp: &Idp) -> Vec<AuditLine> {
     use idp::store::db::schema::audit_events::dsl::*;
     let db = idp.db();
     let mut conn = db.get().unwrap();

@@ -344,6 +344,18 @@ fn nginx_browser(pki: &Path, card: Option<&str>) -> reqwest::Client {
     b.build().unwrap()
 }
 
+/// Answers the identify step for the card this browser presented, as `identifier`.
+async fn identify_as(browser: &reqwest::Client, site: &str, identifier: &str) -> reqwest::Response {
+    let form = browser.get(format!("{site}/card/identify")).send().await.unwrap().text().await.unwrap();
+    let csrf = Page { status: 200, location: None, body: form }.input("csrf_token").unwrap();
+    browser
+        .post(format!("{site}/card/identify"))
+        .form(&[("csrf_token", csrf.as_str()), ("identifier", identifier)])
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn behind_the_deployed_nginx_a_card_signs_in_and_forged_headers_sign_nobody_in() {
     let Some(bin) = nginx_binary() else {
@@ -362,14 +374,7 @@ async fn behind_the_deployed_nginx_a_card_signs_in_and_forged_headers_sign_nobod
     let r = holder.get(format!("{card_site}/card/proxy-login")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 303, "{}", r.text().await.unwrap());
     assert_eq!(r.headers()["location"].to_str().unwrap().split('?').next(), Some("/card/identify"));
-    let form = holder.get(format!("{card_site}/card/identify")).send().await.unwrap().text().await.unwrap();
-    let csrf = Page { status: 200, location: None, body: form }.input("csrf_token").unwrap();
-    let r = holder
-        .post(format!("{card_site}/card/identify"))
-        .form(&[("csrf_token", csrf.as_str()), ("identifier", MING)])
-        .send()
-        .await
-        .unwrap();
+    let r = identify_as(&holder, &card_site, MING).await;
     assert_eq!(r.status().as_u16(), 303);
     assert!(r.headers()["location"].to_str().unwrap().starts_with("/activate"), "the owner is recognised");
     // The address on record is the browser's, as nginx saw it, not nginx's own.
@@ -398,14 +403,7 @@ async fn behind_the_deployed_nginx_a_card_signs_in_and_forged_headers_sign_nobod
         req = req.header(*k, v);
     }
     assert_eq!(req.send().await.unwrap().status().as_u16(), 303);
-    let form = li.get(format!("{card_site}/card/identify")).send().await.unwrap().text().await.unwrap();
-    let csrf = Page { status: 200, location: None, body: form }.input("csrf_token").unwrap();
-    let r = li
-        .post(format!("{card_site}/card/identify"))
-        .form(&[("csrf_token", csrf.as_str()), ("identifier", MING)])
-        .send()
-        .await
-        .unwrap();
+    let r = identify_as(&li, &card_site, MING).await;
     assert_ne!(r.status().as_u16(), 303, "李美華's card is not 王小明's");
     assert_eq!(sessions(&w.idp), sessions_before, "nobody was signed in");
     assert_eq!(w.idp.audit_count("login.card", "no_certificate"), 2);

@@ -192,16 +192,7 @@ fn mails(idp: &Idp) -> Vec<String> {
 
 /// `(actor, outcome, detail)` of the `password.reset` events made from the web pages.
 fn web_resets(idp: &Idp) -> Vec<(Option<String>, String, String)> {
-    use idp::store::db::schema::audit_events::dsl::*;
-    let db = idp.db();
-    let mut conn = db.get().unwrap();
-    audit_events
-        .filter(event.eq("password.reset"))
-        .filter(actor.ne("helpdesk:cli"))
-        .order(at.asc())
-        .select((actor, outcome, detail))
-        .load(&mut *conn)
-        .unwrap()
+    crate::hr::reset_events(idp).into_iter().map(|(actor, _, outcome, _, detail)| (actor, outcome, detail)).collect()
 }
 
 /// A browser holding an agency-card session of 李美華 acting for her agency, opened directly in
