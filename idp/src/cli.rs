@@ -456,6 +456,14 @@ fn reset_password(config: Config, national_id: &str, email: &str) -> Result<(), 
                 },
                 now,
             );
+            // The helpdesk must know whether to tell the person to wait for a mail: a failed
+            // delivery rolled the whole reset back.
+            if let IssueError::Infra(InfraError::Mail(_)) = e {
+                return Err(fail(format!(
+                    "{e}; nothing was reset: no one-time password was issued, and the old password, \
+                     sessions and any earlier one-time password still work"
+                )));
+            }
             Err(fail(e.to_string()))
         }
     }

@@ -339,6 +339,9 @@ pub struct MailConfig {
     pub smtp_url: SecretUrl,
     /// The From address of every message.
     pub from: String,
+    /// PEM file of extra root certificates for the SMTP server's TLS certificate (an internal
+    /// mail relay with its own CA); empty means only the built-in Mozilla roots.
+    pub tls_ca_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -465,6 +468,7 @@ impl Default for MailConfig {
             outbox_dir: PathBuf::new(),
             smtp_url: SecretUrl::default(),
             from: "人事服務網 <no-reply@idp.invalid>".into(),
+            tls_ca_file: PathBuf::new(),
         }
     }
 }
@@ -561,6 +565,10 @@ impl Config {
         let smtp = self.mail.smtp_url.expose();
         if !(smtp.is_empty() || smtp.starts_with("smtp://") || smtp.starts_with("smtps://")) {
             return bad("mail.smtp_url", "must start with smtp:// or smtps://");
+        }
+        // Extra roots with a URL that never starts TLS would be a setting that silently does nothing.
+        if !self.mail.tls_ca_file.as_os_str().is_empty() && !crate::mail::url_uses_tls(smtp) {
+            return bad("mail.tls_ca_file", "needs an smtps:// or smtp://…?tls=required mail.smtp_url");
         }
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             return bad("mail.from", "must be a mail address such as Name <user@example.org>");

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Body, Mailbox, Message};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{FileTransport, SmtpTransport, Transport};
+use rustls_pki_types::pem::PemObject;
 
 use crate::config::Config;
 use crate::error::InfraError;
@@ -23,11 +25,15 @@ impl Mailer {
         if config.mail.smtp_url.is_empty() {
             Ok(Mailer::Outbox { dir: config.outbox_dir(), from })
         } else {
-            let transport = SmtpTransport::from_url(config.mail.smtp_url.expose())
+            let url = config.mail.smtp_url.expose();
+            let mut builder = SmtpTransport::from_url(url)
                 .map_err(|e| InfraError::Mail(format!("mail.smtp_url: {e}")))?
-                .timeout(Some(std::time::Duration::from_secs(20)))
-                .build();
-            Ok(Mailer::Smtp { transport, from })
+                .timeout(Some(std::time::Duration::from_secs(20)));
+            if !config.mail.tls_ca_file.as_os_str().is_empty() {
+                // The URL chose the TLS mode; only the roots it is checked against change.
+                builder = builder.tls(tls_with_roots(url, &config.mail.tls_ca_file)?);
+            }
+            Ok(Mailer::Smtp { transport: builder.build(), from })
         }
     }
 
@@ -58,6 +64,54 @@ impl Mailer {
             }
         }
     }
+}
+
+/// The TLS mode an SMTP URL asks for, as lettre reads it: `smtps://` wraps the connection in
+/// TLS, `?tls=required` / `?tls=opportunistic` use STARTTLS.
+enum TlsMode {
+    None,
+    Wrapper,
+    Required,
+    Opportunistic,
+}
+
+fn tls_mode(url: &url::Url) -> TlsMode {
+    let tls = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+    match (url.scheme(), tls.as_deref()) {
+        ("smtps", _) => TlsMode::Wrapper,
+        ("smtp", Some("required")) => TlsMode::Required,
+        ("smtp", Some("opportunistic")) => TlsMode::Opportunistic,
+        _ => TlsMode::None,
+    }
+}
+
+/// Whether an SMTP URL starts TLS at all (so that `mail.tls_ca_file` means something).
+pub fn url_uses_tls(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| !matches!(tls_mode(&u), TlsMode::None))
+}
+
+/// The URL's TLS mode, checked against the built-in roots plus the certificates in `ca_file`.
+fn tls_with_roots(url: &str, ca_file: &std::path::Path) -> Result<Tls, InfraError> {
+    let setting = |why: String| InfraError::Internal(format!("mail.tls_ca_file: {}: {why}", ca_file.display()));
+    let pem = std::fs::read(ca_file).map_err(|e| setting(e.to_string()))?;
+    // lettre accepts a PEM file without any certificate; that would trust nothing new, silently.
+    let count = rustls_pki_types::CertificateDer::pem_slice_iter(&pem).filter(Result::is_ok).count();
+    if count == 0 {
+        return Err(setting("no PEM certificate in the file".into()));
+    }
+    let roots = Certificate::from_pem(&pem).map_err(|e| setting(e.to_string()))?;
+    let parsed = url::Url::parse(url).map_err(|e| InfraError::Internal(format!("mail.smtp_url: {e}")))?;
+    let host = parsed.host_str().unwrap_or_default().to_string();
+    let parameters = TlsParameters::builder(host)
+        .add_root_certificate(roots)
+        .build()
+        .map_err(|e| InfraError::Internal(format!("mail.smtp_url: {e}")))?;
+    Ok(match tls_mode(&parsed) {
+        TlsMode::Wrapper => Tls::Wrapper(parameters),
+        TlsMode::Required => Tls::Required(parameters),
+        TlsMode::Opportunistic => Tls::Opportunistic(parameters),
+        TlsMode::None => Tls::None,
+    })
 }
 
 /// An epoch time as Taiwan's local time (UTC+8, no daylight saving), as people there read it.
