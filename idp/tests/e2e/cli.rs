@@ -119,65 +119,6 @@ fn configuration_errors_name_the_key() {
     idp.cli_ok(&["--config", &good, "migrate"]);
 }
 
-/// A minimal SMTP server that accepts one message and hands back its text (through a channel,
-/// so a command that never connects fails the test instead of hanging it).
-fn smtp_server() -> (u16, std::sync::mpsc::Receiver<String>) {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut out = stream.try_clone().unwrap();
-        let mut reader = BufReader::new(stream);
-        out.write_all(b"220 test ESMTP\r\n").unwrap();
-        let mut message = String::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap() == 0 {
-                break;
-            }
-            let cmd = line.trim_end().to_ascii_uppercase();
-            if cmd.starts_with("EHLO") {
-                out.write_all(b"250-test\r\n250 8BITMIME\r\n").unwrap();
-            } else if cmd.starts_with("DATA") {
-                out.write_all(b"354 go ahead\r\n").unwrap();
-                loop {
-                    line.clear();
-                    reader.read_line(&mut line).unwrap();
-                    if line == ".\r\n" {
-                        break;
-                    }
-                    message.push_str(&line);
-                }
-                out.write_all(b"250 queued\r\n").unwrap();
-            } else if cmd.starts_with("QUIT") {
-                out.write_all(b"221 bye\r\n").unwrap();
-                break;
-            } else {
-                out.write_all(b"250 ok\r\n").unwrap();
-            }
-        }
-        let _ = tx.send(message);
-    });
-    (port, rx)
-}
-
-#[test]
-fn one_time_passwords_go_out_by_smtp_when_configured() {
-    let (port, server) = smtp_server();
-    let url = format!("smtp://127.0.0.1:{port}");
-    let idp = Idp::with_env(&[("IDP_MAIL__SMTP_URL", url.as_str())]);
-    idp.import_register();
-    idp.cli_ok(&["users", "reset-password", "--national-id", MING, "--email", "ming@example.gov.tw"]);
-    let message = server.recv_timeout(std::time::Duration::from_secs(30)).expect("the command delivered a message");
-    assert!(message.contains("To: ming@example.gov.tw"), "{message}");
-    let otp = message.lines().find_map(|l| l.trim().strip_prefix("一次性密碼: ")).expect("the password line");
-    assert!(otp.len() >= 12);
-    assert!(!idp.outbox().exists(), "nothing goes to the outbox when SMTP is set");
-}
-
 #[test]
 fn a_failed_delivery_leaves_no_usable_password() {
     use diesel::prelude::*;

@@ -13,6 +13,7 @@ mod harness;
 mod hr;
 mod keys;
 mod login;
+mod mail;
 mod me;
 mod oidc_flow;
 mod portal;
