@@ -1,0 +1,219 @@
+//! What the README promises about the protocol, each against the real server: `private_key_jwt`
+//! with keys fetched from the client's `jwks_uri` (the five-minute cache, audience, issuer and
+//! subject, lifetime, replay), the caching of `/jwks`, and the back-channel logout retry schedule.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+const CB: &str = "http://127.0.0.1:9/cb";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn jwt_part(token: &str, i: usize) -> Value {
+    let part = token.split('.').nth(i).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+// ---- private_key_jwt by jwks_uri ----
+
+/// A client's P-256 signing key and the public half as a JWK.
+struct ClientKey {
+    kid: String,
+    pkcs8: Vec<u8>,
+    jwk: Value,
+}
+
+impl ClientKey {
+    fn new(kid: &str) -> Self {
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        // An uncompressed point: 0x04, then x and y of 32 bytes each.
+        let point = pair.public_key().as_ref();
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+            "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+        });
+        Self { kid: kid.into(), pkcs8: pkcs8.as_ref().to_vec(), jwk }
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8)).unwrap()
+    }
+}
+
+/// The client's own web server: serves a key set at `/jwks` and counts the requests for it.
+struct JwksServer {
+    url: String,
+    served: Arc<Mutex<String>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl JwksServer {
+    async fn start(keys: &[&ClientKey]) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://127.0.0.1:{}/jwks", listener.local_addr().unwrap().port());
+        let server = Self { url, served: Arc::default(), fetches: Arc::default() };
+        server.serve(keys);
+        let (served, fetches) = (server.served.clone(), server.fetches.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else { return };
+                let (served, fetches) = (served.clone(), fetches.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut len = 0;
+                    // A GET has no body: the request is complete at the blank line.
+                    while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf[len..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => len += n,
+                        }
+                        if len == buf.len() {
+                            return;
+                        }
+                    }
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    let body = served.lock().unwrap().clone();
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(format!("{head}{body}").as_bytes()).await;
+                });
+            }
+        });
+        server
+    }
+
+    /// From now on the key set holds only these keys.
+    fn serve(&self, keys: &[&ClientKey]) {
+        let set = json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
+        *self.served.lock().unwrap() = set.to_string();
+    }
+}
+
+/// An operator-created `private_key_jwt` client whose keys are at `jwks_uri`; returns its id.
+fn jwks_uri_client(idp: &Idp, jwks_uri: &str) -> String {
+    let v: Value = serde_json::from_str(&idp.cli_ok(&[
+        "clients",
+        "create",
+        "--name",
+        "Signed by jwks_uri",
+        "--redirect-uri",
+        CB,
+        "--token-endpoint-auth-method",
+        "private_key_jwt",
+        "--jwks-uri",
+        jwks_uri,
+        "--grant-type",
+        "client_credentials",
+        "--json",
+    ]))
+    .unwrap();
+    v["client_id"].as_str().unwrap().to_string()
+}
+
+/// Assertion claims that are all in order: `iss` = `sub` = the client, `aud` the token endpoint,
+/// a minute to live, a fresh `jti`.
+fn good_claims(idp: &Idp, client_id: &str) -> Value {
+    use rand::Rng;
+    let now = now();
+    json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": format!("{}/token", idp.base),
+        "iat": now,
+        "exp": now + 60,
+        "jti": format!("jti-{:016x}", rand::thread_rng().gen::<u64>()),
+    })
+}
+
+/// `client_credentials` at the token endpoint with a client assertion (and `client_id` in the
+/// body when given); returns the status and body.
+async fn present(idp: &Idp, assertion: &str, client_id: Option<&str>) -> (u16, Value) {
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", assertion),
+    ];
+    if let Some(id) = client_id {
+        form.push(("client_id", id));
+    }
+    let r = http().post(format!("{}/token", idp.base)).form(&form).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// A started server with one `jwks_uri` client whose server serves `key`.
+async fn signed_world(key: &ClientKey) -> (Idp, JwksServer, String) {
+    let jwks = JwksServer::start(&[key]).await;
+    let mut idp = Idp::new();
+    let id = jwks_uri_client(&idp, &jwks.url);
+    idp.start().await;
+    (idp, jwks, id)
+}
+
+#[tokio::test]
+async fn a_client_assertion_lives_at_most_ten_minutes_and_is_accepted_once() {
+    let key = ClientKey::new("k1");
+    let (idp, _jwks, id) = signed_world(&key).await;
+    let now = now();
+    let with = |iat: Option<i64>, exp: i64| {
+        let mut c = good_claims(&idp, &id);
+        c["exp"] = json!(exp);
+        match iat {
+            Some(iat) => c["iat"] = json!(iat),
+            None => {
+                c.as_object_mut().unwrap().remove("iat");
+            }
+        }
+        key.sign(&c)
+    };
+    let cases = [
+        ("nine minutes, no iat", None, now + 540, 200),
+        ("eleven minutes from now, no iat", None, now + 660, 401),
+        ("eleven minutes from iat", Some(now), now + 660, 401),
+        ("issued five minutes ago, eleven minutes' lifetime", Some(now - 300), now + 360, 401),
+        ("issued five minutes ago, nine minutes' lifetime", Some(now - 300), now + 240, 200),
+        ("iat five minutes ahead, eleven minutes from now", Some(now + 300), now + 660, 401),
+        ("expired two minutes ago", Some(now - 180), now - 120, 401),
+    ];
+    for (what, iat, exp, expected) in cases {
+        let (status, v) = present(&idp, &with(iat, exp), None).await;
+        assert_eq!(status, expected, "{what}: {v}");
+    }
+
+    // A jti is accepted once; without one the assertion is refused.
+    let once = key.sign(&good_claims(&idp, &id));
+    assert_eq!(present(&idp, &once, None).await.0, 200);
+    let (status, v) = present(&idp, &once, None).await;
+    assert_eq!((status, v["error"].as_str()), (401, Some("invalid_client")), "a replayed assertion: {v}");
+    let mut again = good_claims(&idp, &id);
+    again["jti"] = jwt_part(&once, 1)["jti"].clone();
+    let (status, v) = present(&idp, &key.sign(&again), None).await;
+    assert_eq!(status, 401, "another assertion with a used jti: {v}");
+    let mut no_jti = good_claims(&idp, &id);
+    no_jti.as_object_mut().unwrap().remove("jti");
+    let (status, v) = present(&idp, &key.sign(&no_jti), None).await;
+    assert_eq!(status, 401, "an assertion without jti: {v}");
+}
