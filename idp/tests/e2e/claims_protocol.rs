@@ -111,6 +111,10 @@ impl JwksServer {
         let set = json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
         *self.served.lock().unwrap() = set.to_string();
     }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
 }
 
 /// An operator-created `private_key_jwt` client whose keys are at `jwks_uri`; returns its id.
@@ -174,6 +178,84 @@ async fn signed_world(key: &ClientKey) -> (Idp, JwksServer, String) {
 }
 
 #[tokio::test]
+async fn a_jwks_uri_is_fetched_once_and_a_key_added_there_is_not_used_within_five_minutes() {
+    let old = ClientKey::new("old");
+    let (idp, jwks, id) = signed_world(&old).await;
+    assert_eq!(jwks.fetches(), 0, "nothing is fetched before the first assertion");
+    for i in 0..3 {
+        let (status, v) = present(&idp, &old.sign(&good_claims(&idp, &id)), None).await;
+        assert_eq!(status, 200, "assertion {i}: {v}");
+    }
+    assert_eq!(jwks.fetches(), 1, "three assertions within five minutes need the key set once");
+
+    // The client rotates: its server now has only a new key. The provider keeps the set it
+    // fetched, and does not fetch again for the unknown `kid`.
+    let new = ClientKey::new("new");
+    jwks.serve(&[&new]);
+    let (status, v) = present(&idp, &new.sign(&good_claims(&idp, &id)), None).await;
+    assert_eq!((status, v["error"].as_str()), (401, Some("invalid_client")), "the new key is not known yet: {v}");
+    let (status, v) = present(&idp, &old.sign(&good_claims(&idp, &id)), None).await;
+    assert_eq!(status, 200, "the old key, still in the cached set, still works: {v}");
+    assert_eq!(jwks.fetches(), 1, "an unknown kid does not make the provider fetch again");
+}
+
+#[tokio::test]
+async fn a_client_assertions_audience_is_the_issuer_or_the_token_endpoint_and_nothing_else() {
+    let key = ClientKey::new("k1");
+    let (idp, _jwks, id) = signed_world(&key).await;
+    let with_aud = |aud: Value| {
+        let mut c = good_claims(&idp, &id);
+        c["aud"] = aud;
+        key.sign(&c)
+    };
+    for aud in [json!(idp.base), json!(format!("{}/token", idp.base))] {
+        let (status, v) = present(&idp, &with_aud(aud.clone()), None).await;
+        assert_eq!(status, 200, "aud {aud}: {v}");
+    }
+    for aud in [
+        json!(format!("{}/userinfo", idp.base)),
+        json!(format!("{}/token/other", idp.base)),
+        json!("https://hr.example.gov.tw"),
+        json!(id),
+        json!(""),
+    ] {
+        let (status, v) = present(&idp, &with_aud(aud.clone()), None).await;
+        assert_eq!((status, v["error"].as_str()), (401, Some("invalid_client")), "aud {aud}: {v}");
+    }
+    let mut no_aud = good_claims(&idp, &id);
+    no_aud.as_object_mut().unwrap().remove("aud");
+    let (status, v) = present(&idp, &key.sign(&no_aud), None).await;
+    assert_eq!(status, 401, "an assertion without aud: {v}");
+}
+
+#[tokio::test]
+async fn a_client_assertions_iss_and_sub_must_both_be_the_client() {
+    let key = ClientKey::new("k1");
+    let (idp, jwks, id) = signed_world(&key).await;
+    // A second client that publishes the very same key: a signature alone tells them apart not.
+    let other = jwks_uri_client(&idp, &jwks.url);
+    let with = |iss: &str, sub: &str| {
+        let mut c = good_claims(&idp, &id);
+        c["iss"] = json!(iss);
+        c["sub"] = json!(sub);
+        key.sign(&c)
+    };
+    for (iss, sub) in [(id.as_str(), other.as_str()), (other.as_str(), id.as_str()), ("nobody", id.as_str())] {
+        let (status, v) = present(&idp, &with(iss, sub), None).await;
+        assert_eq!((status, v["error"].as_str()), (401, Some("invalid_client")), "iss {iss}, sub {sub}: {v}");
+    }
+    // Naming the client in the body does not make another issuer acceptable.
+    let (status, v) = present(&idp, &with(&other, &id), Some(&id)).await;
+    assert_eq!((status, v["error"].as_str()), (400, Some("invalid_request")), "{v}");
+    // Both in order, for either client: accepted, and the token is the issuer's.
+    for client in [&id, &other] {
+        let (status, v) = present(&idp, &with(client, client), Some(client)).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(jwt_part(v["access_token"].as_str().unwrap(), 1)["sub"], client.as_str());
+    }
+}
+
+#[tokio::test]
 async fn a_client_assertion_lives_at_most_ten_minutes_and_is_accepted_once() {
     let key = ClientKey::new("k1");
     let (idp, _jwks, id) = signed_world(&key).await;
@@ -216,4 +298,18 @@ async fn a_client_assertion_lives_at_most_ten_minutes_and_is_accepted_once() {
     no_jti.as_object_mut().unwrap().remove("jti");
     let (status, v) = present(&idp, &key.sign(&no_jti), None).await;
     assert_eq!(status, 401, "an assertion without jti: {v}");
+}
+
+// ---- /jwks ----
+
+#[tokio::test]
+async fn the_providers_jwks_may_be_cached_for_sixty_seconds() {
+    let mut idp = Idp::new();
+    idp.start().await;
+    let r = http().get(format!("{}/jwks", idp.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cache = r.headers().get("cache-control").map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(cache.as_deref(), Some("public, max-age=60"));
+    let keys: Value = r.json().await.unwrap();
+    assert!(!keys["keys"].as_array().unwrap().is_empty());
 }
