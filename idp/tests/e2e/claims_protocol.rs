@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -11,6 +12,8 @@ use serde_json::{json, Value};
 use crate::harness::*;
 
 const CB: &str = "http://127.0.0.1:9/cb";
+const CB_ENC: &str = "http%3A%2F%2F127.0.0.1%3A9%2Fcb";
+const PW: &str = "Civil-Service-2026";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 fn http() -> reqwest::Client {
@@ -312,4 +315,131 @@ async fn the_providers_jwks_may_be_cached_for_sixty_seconds() {
     assert_eq!(cache.as_deref(), Some("public, max-age=60"));
     let keys: Value = r.json().await.unwrap();
     assert!(!keys["keys"].as_array().unwrap().is_empty());
+}
+
+// ---- back-channel logout ----
+
+/// The `logout_token` of a back-channel post, checked: signed by a key `/jwks` publishes, for
+/// this client and session. Panics with what is wrong.
+fn check_logout_token(body: &str, jwks: &Value, issuer: &str, client_id: &str, sid: &str) {
+    let token = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "logout_token")
+        .unwrap_or_else(|| panic!("no logout_token in {body}"))
+        .1
+        .into_owned();
+    let header = jwt_part(&token, 0);
+    assert_eq!(header["typ"], "logout+jwt");
+    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == header["kid"]).expect("a published kid");
+    let key = jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(jwk.clone()).unwrap()).unwrap();
+    let mut v = jsonwebtoken::Validation::new(header["alg"].as_str().unwrap().parse().unwrap());
+    v.set_issuer(&[issuer]);
+    v.set_audience(&[client_id]);
+    // The last retry is sent some 21 s after the token was made, within its two minutes.
+    let claims = jsonwebtoken::decode::<Value>(&token, &key, &v).expect("a valid logout token").claims;
+    assert_eq!(claims["sid"], sid);
+    assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+}
+
+#[tokio::test]
+async fn backchannel_logout_retries_after_1_4_and_16_seconds_to_every_client_of_the_session() {
+    // Three applications in one session: one refuses the first three deliveries, one accepts at
+    // once, one never accepts.
+    let (refusing_port, mut refusing) = logout_attempts(3).await;
+    let (accepting_port, mut accepting) = logout_attempts(0).await;
+    let (never_port, mut never) = logout_attempts(usize::MAX).await;
+    let mut idp = Idp::new();
+    idp.import_register();
+    let mut clients = vec![];
+    for port in [refusing_port, accepting_port, never_port] {
+        let v: Value = serde_json::from_str(&idp.cli_ok(&[
+            "clients",
+            "create",
+            "--name",
+            "HR app",
+            "--redirect-uri",
+            CB,
+            "--post-logout-redirect-uri",
+            "http://127.0.0.1:9/",
+            "--backchannel-logout-uri",
+            &format!("http://127.0.0.1:{port}/backchannel"),
+            "--json",
+        ]))
+        .unwrap();
+        clients.push((v["client_id"].as_str().unwrap().to_string(), v["client_secret"].as_str().unwrap().to_string()));
+    }
+    idp.start().await;
+    idp.activate(MING, "ming.wang", PW).await;
+    let browser = Browser::new(&idp.base);
+    assert_eq!(browser.sign_in_at("/login", "ming.wang", PW).await.status, 303);
+    let mut id_tokens = vec![];
+    for (id, secret) in &clients {
+        let r = browser
+            .get(&format!("/authorize?client_id={id}&redirect_uri={CB_ENC}&response_type=code&scope=openid&state=s"))
+            .await;
+        let loc = r.location.unwrap_or_else(|| panic!("authorize: {} {}", r.status, r.body));
+        let code = query_param(&loc, "code").unwrap_or_else(|| panic!("no code in {loc}"));
+        let r = http()
+            .post(format!("{}/token", idp.base))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CB)])
+            .send()
+            .await
+            .unwrap();
+        let t: Value = r.json().await.unwrap();
+        id_tokens.push(t["id_token"].as_str().unwrap_or_else(|| panic!("no id_token: {t}")).to_string());
+    }
+    let sid = jwt_part(&id_tokens[0], 1)["sid"].as_str().unwrap().to_string();
+    for t in &id_tokens {
+        assert_eq!(jwt_part(t, 1)["sid"], sid.as_str(), "one session for all three applications");
+    }
+
+    let r = browser
+        .get(&format!("/logout?id_token_hint={}&post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2F", id_tokens[0]))
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+
+    // Four attempts each at the two refusing receivers (the fourth is the last retry, after
+    // 1 + 4 + 16 s); the deadline only stops a broken provider from hanging the test.
+    let deadline = Duration::from_secs(60);
+    let mut refused = vec![];
+    let mut never_accepted = vec![];
+    for (rx, got) in [(&mut refusing, &mut refused), (&mut never, &mut never_accepted)] {
+        while got.len() < 4 {
+            let a = tokio::time::timeout(deadline, rx.recv()).await.expect("the retries arrive").unwrap();
+            got.push(a);
+        }
+    }
+    // Then past one more sweep of the logout queue (every 3 s), in case a failed delivery were
+    // queued again: nothing more arrives anywhere.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut accepted = vec![];
+    while let Ok(a) = accepting.try_recv() {
+        accepted.push(a);
+    }
+    while let Ok(a) = refusing.try_recv() {
+        refused.push(a);
+    }
+    while let Ok(a) = never.try_recv() {
+        never_accepted.push(a);
+    }
+    assert_eq!(accepted.len(), 1, "the accepting application is sent the logout once");
+    assert!(accepted[0].accepted);
+    assert_eq!(refused.len(), 4, "refused three times, then accepted: four attempts");
+    assert_eq!(refused.iter().map(|a| a.accepted).collect::<Vec<_>>(), [false, false, false, true]);
+    assert_eq!(never_accepted.len(), 4, "never accepted: the first attempt and three retries, no more");
+
+    let jwks: Value = http().get(format!("{}/jwks", idp.base)).send().await.unwrap().json().await.unwrap();
+    for (attempts, (client_id, _)) in
+        [(&refused, &clients[0]), (&accepted, &clients[1]), (&never_accepted, &clients[2])]
+    {
+        for a in attempts.iter() {
+            check_logout_token(&a.body, &jwks, &idp.base, client_id, &sid);
+        }
+    }
+    for (what, attempts) in [("refusing", &refused), ("never accepting", &never_accepted)] {
+        for (i, wait) in [1, 4, 16].into_iter().enumerate() {
+            let gap = attempts[i + 1].at - attempts[i].at;
+            assert!(gap >= Duration::from_secs(wait), "{what}: retry {} came {gap:?} after the attempt before", i + 1);
+        }
+    }
 }
