@@ -22,6 +22,8 @@ pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 const CLIENT_CACHE_TTL: Duration = Duration::from_secs(5);
 /// How long a fetched `jwks_uri` document is reused.
 const JWKS_CACHE_TTL: Duration = Duration::from_secs(300);
+/// The longest a client assertion may live, in seconds.
+const MAX_ASSERTION_LIFETIME: i64 = 600;
 
 /// Caches of clients and client key sets, so the token endpoint rarely touches the database.
 #[derive(Default)]
@@ -160,6 +162,7 @@ struct AssertionClaims {
     iss: String,
     sub: String,
     exp: i64,
+    iat: Option<i64>,
     jti: Option<String>,
 }
 
@@ -221,7 +224,10 @@ async fn private_key_jwt(
         return Err(bad("client_assertion sub must be the client id"));
     }
     let now = now();
-    if verified.exp > now + 600 {
+    // Measured from `iat` when given, so an assertion made to last an hour is refused even in its
+    // last minutes; never from later than now, so a future `iat` cannot stretch it.
+    let issued = verified.iat.map_or(now, |iat| iat.min(now));
+    if verified.exp - issued > MAX_ASSERTION_LIFETIME {
         return Err(bad("client_assertion lives too long"));
     }
     let jti = verified

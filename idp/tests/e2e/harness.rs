@@ -423,8 +423,33 @@ pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
     out.into_iter().map(|o| o.expect("every future finished")).collect()
 }
 
-/// Receives back-channel logout posts; the first `fail_first` get a 500.
+/// Receives back-channel logout posts; the first `fail_first` get a 500. Yields the bodies of
+/// the accepted ones.
 pub async fn logout_receiver(fail_first: usize) -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let (port, mut attempts) = logout_attempts(fail_first).await;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(a) = attempts.recv().await {
+            if a.accepted && tx.send(a.body).is_err() {
+                return;
+            }
+        }
+    });
+    (port, rx)
+}
+
+/// One post a [`logout_attempts`] receiver got: when it had arrived in full, its body, and
+/// whether it was answered 200 (else 500).
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub at: std::time::Instant,
+    pub body: String,
+    pub accepted: bool,
+}
+
+/// Receives back-channel logout posts and reports every one, refused or not; the first
+/// `fail_first` get a 500 (`usize::MAX`: all of them).
+pub async fn logout_attempts(fail_first: usize) -> (u16, tokio::sync::mpsc::UnboundedReceiver<Attempt>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -449,17 +474,18 @@ pub async fn logout_receiver(fail_first: usize) -> (u16, tokio::sync::mpsc::Unbo
                         })
                         .unwrap_or(0);
                     if len >= end + 4 + cl || n == 0 {
+                        // Stamped before answering, so the sender's next attempt comes after it.
+                        let at = std::time::Instant::now();
                         seen += 1;
-                        let status = if seen <= fail_first { "500 Internal Server Error" } else { "200 OK" };
+                        let accepted = seen > fail_first;
+                        let status = if accepted { "200 OK" } else { "500 Internal Server Error" };
                         let _ = s
                             .write_all(
                                 format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
                                     .as_bytes(),
                             )
                             .await;
-                        if seen > fail_first {
-                            let _ = tx.send(text[end + 4..].to_string());
-                        }
+                        let _ = tx.send(Attempt { at, body: text[end + 4..].to_string(), accepted });
                         break;
                     }
                 }
