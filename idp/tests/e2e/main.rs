@@ -7,6 +7,7 @@ mod browser;
 mod card;
 mod card_tls;
 mod claims;
+mod claims_cards;
 mod cli;
 mod conformance;
 mod harness;
