@@ -7,6 +7,7 @@ mod browser;
 mod card;
 mod card_tls;
 mod claims;
+mod claims_cards;
 mod claims_protocol;
 mod cli;
 mod conformance;

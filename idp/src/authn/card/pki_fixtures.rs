@@ -45,6 +45,12 @@ pub const CITIZEN_WANG: &str = "citizen-A123456789.pem";
 pub const CITIZEN_WANG_ENCRYPTION: &str = "citizen-A123456789-encryption.pem";
 /// 王小明's old, expired card.
 pub const CITIZEN_WANG_EXPIRED: &str = "citizen-A123456789-expired.pem";
+/// 王小明's renewed signing certificate: a new serial for the same key and subject as
+/// [`CITIZEN_WANG`], as a renewal on the same card gives (the binding follows the key).
+pub const CITIZEN_WANG_RENEWED: &str = "citizen-A123456789-renewed.pem";
+/// A valid certificate with [`CITIZEN_WANG`]'s subject and another key: a new card, which a
+/// binding of the old one must not sign in.
+pub const CITIZEN_WANG_NEW_KEY: &str = "citizen-A123456789-new-key.pem";
 /// A certificate for 王小明 from the untrusted impostor CA.
 pub const CITIZEN_WANG_UNTRUSTED: &str = "citizen-A123456789-untrusted.pem";
 /// 李美華's signing certificate (MOICA G3, the second generation).
@@ -274,7 +280,26 @@ pub fn generate_with(dir: &Path, options: &FixtureOptions) -> Result<Manifest, F
     let wang = Person { name: "王小明", national_id: "A123456789" };
     let li = Person { name: "李美華", national_id: "B223344554" };
     let chen = Person { name: "陳志強", national_id: "C123456709" };
-    g.person(CITIZEN_WANG, &moica_g2, &wang, card, Signing::Yes, Expectation::Valid, "signing certificate")?;
+    let wang_card =
+        g.person(CITIZEN_WANG, &moica_g2, &wang, card, Signing::Yes, Expectation::Valid, "signing certificate")?;
+    g.reissue(
+        CITIZEN_WANG_RENEWED,
+        &moica_g2,
+        &wang,
+        &wang_card,
+        Some(&wang_card.key),
+        card,
+        "renewed signing certificate: new serial, same key and subject",
+    )?;
+    g.reissue(
+        CITIZEN_WANG_NEW_KEY,
+        &moica_g2,
+        &wang,
+        &wang_card,
+        None,
+        card,
+        "signing certificate with the same subject and another key (a new card)",
+    )?;
     g.person(
         CITIZEN_WANG_ENCRYPTION,
         &moica_g2,
@@ -361,7 +386,7 @@ pub fn generate_with(dir: &Path, options: &FixtureOptions) -> Result<Manifest, F
     )?;
 
     // CRLs.
-    g.crl(CRL_MOICA_G2, &moica_g2, &[(revoked, now - 10 * DAY)], "MOICA G2 CRL; lists the revoked certificate")?;
+    g.crl(CRL_MOICA_G2, &moica_g2, &[(revoked.serial, now - 10 * DAY)], "MOICA G2 CRL; lists the revoked certificate")?;
     g.crl(CRL_MOICA_G3, &moica_g3, &[], "MOICA G3 CRL (empty)")?;
     g.crl(CRL_GCA, &gca, &[], "GCA CRL (empty)")?;
     g.crl(CRL_ROOT, &root, &[], "root CRL covering the issuing CAs (empty)")?;
@@ -532,6 +557,19 @@ enum OidEncoding {
     PrintableString,
 }
 
+/// A person's issued certificate: its serial (for a CRL), and its subject and key (for a
+/// certificate reissued to the same holder).
+struct Holder {
+    serial: SerialNumber,
+    name: DistinguishedName,
+    key: KeyPair,
+}
+
+/// The same key pair again (rcgen's `KeyPair` is not `Clone`).
+fn copy_key(key: &KeyPair) -> Result<KeyPair, FixtureError> {
+    Ok(KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(key.serialize_der()), key.algorithm())?)
+}
+
 /// A freshly issued end-entity certificate (the serial goes into a CRL when revoked).
 struct Issued {
     serial: SerialNumber,
@@ -627,10 +665,44 @@ impl Generator<'_> {
         signing: Signing,
         expect: Expectation,
         description: &str,
-    ) -> Result<SerialNumber, FixtureError> {
+    ) -> Result<Holder, FixtureError> {
         let digits: String = (0..16).map(|_| char::from(b'0' + rand::thread_rng().gen_range(0..10u8))).collect();
         let mut name = dn(&[(DnType::CommonName, person.name)])?;
         name.push(DnType::CustomDnType(arcs(oids::DN_SERIAL_NUMBER)?), DnValue::PrintableString(digits.try_into()?));
+        self.person_named(file, ca, person, name, None, (from, to), signing, expect, description)
+    }
+
+    /// Another valid signing certificate for the holder of `of`, with its exact subject: with
+    /// `key` (a renewal keeps the card's key) or a fresh one.
+    #[allow(clippy::too_many_arguments)]
+    fn reissue(
+        &mut self,
+        file: &str,
+        ca: &Ca,
+        person: &Person,
+        of: &Holder,
+        key: Option<&KeyPair>,
+        validity: (i64, i64),
+        description: &str,
+    ) -> Result<Holder, FixtureError> {
+        let key = key.map(copy_key).transpose()?;
+        let name = of.name.clone();
+        self.person_named(file, ca, person, name, key, validity, Signing::Yes, Expectation::Valid, description)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn person_named(
+        &mut self,
+        file: &str,
+        ca: &Ca,
+        person: &Person,
+        name: DistinguishedName,
+        key: Option<KeyPair>,
+        (from, to): (i64, i64),
+        signing: Signing,
+        expect: Expectation,
+        description: &str,
+    ) -> Result<Holder, FixtureError> {
         let last_four = person.national_id.get(6..).unwrap_or_default();
         let directory = der::subject_directory_attributes(&[
             (oids::ATTR_SUBJECT_TYPE, der::AttrValue::Oid(oids::SUBJECT_TYPE_NATURAL_PERSON)),
@@ -640,14 +712,14 @@ impl Generator<'_> {
             Signing::Yes => vec![KeyUsagePurpose::DigitalSignature],
             Signing::No => vec![KeyUsagePurpose::KeyEncipherment, KeyUsagePurpose::DataEncipherment],
         };
-        let issued = self.end_entity(file, ca, name, (from, to), usages, directory, description)?;
+        let issued = self.end_entity(file, ca, name.clone(), (from, to), usages, directory, key, description)?;
         let mut entry = issued.entry;
         entry.kind = EntryKind::PersonCertificate;
         entry.holder_name = Some(person.name.into());
         entry.national_id = Some(person.national_id.into());
         entry.expect = Some(expect);
         self.write_pair(entry, &issued.cert_pem, &issued.key)?;
-        Ok(issued.serial)
+        Ok(Holder { serial: issued.serial, name, key: issued.key })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -677,8 +749,8 @@ impl Generator<'_> {
             (oids::ATTR_SUBJECT_TYPE, der::AttrValue::Oid(oids::SUBJECT_TYPE_GOVERNMENT_AGENCY)),
             (oids::ATTR_AGENCY_OID, oid_value),
         ])?;
-        let issued =
-            self.end_entity(file, ca, name, validity, vec![KeyUsagePurpose::DigitalSignature], directory, description)?;
+        let usages = vec![KeyUsagePurpose::DigitalSignature];
+        let issued = self.end_entity(file, ca, name, validity, usages, directory, None, description)?;
         let mut entry = issued.entry;
         entry.kind = EntryKind::AgencyCertificate;
         entry.holder_name = Some(agency_name.into());
@@ -698,6 +770,7 @@ impl Generator<'_> {
         (from, to): (i64, i64),
         key_usages: Vec<KeyUsagePurpose>,
         directory: Vec<u8>,
+        key: Option<KeyPair>,
         description: &str,
     ) -> Result<Issued, FixtureError> {
         let mut params = CertificateParams::default();
@@ -719,7 +792,10 @@ impl Generator<'_> {
         let mut entry = self.entry(file, EntryKind::PersonCertificate, description);
         entry.issuer = Some(ca.file.clone());
         entry.serial = Some(profile_hex(&serial.to_bytes()));
-        let key = new_key(self.options.key_algorithm)?;
+        let key = match key {
+            Some(key) => key,
+            None => new_key(self.options.key_algorithm)?,
+        };
         let cert = params.signed_by(&key, &ca.issuer())?;
         Ok(Issued { serial, entry, cert_pem: cert.pem(), key })
     }
