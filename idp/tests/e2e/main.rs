@@ -15,6 +15,7 @@ mod keys;
 mod login;
 mod me;
 mod oidc_flow;
+mod outages;
 mod portal;
 mod registration;
 mod relying_party;
