@@ -1,8 +1,10 @@
-//! Builds the HTTP server from the state: routes, security headers, request logging, limits.
+//! Builds the HTTP server from the state: routes, security headers, request logging, limits;
+//! and stops it gracefully (see [`stop_on_signal`]).
 
-use std::time::Instant;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use actix_web::dev::{Server, Service};
+use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -20,6 +22,7 @@ pub fn serve(state: AppState, listener: std::net::TcpListener) -> std::io::Resul
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n,
     };
+    let shutdown_timeout = shutdown_secs(&state);
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -64,10 +67,64 @@ pub fn serve(state: AppState, listener: std::net::TcpListener) -> std::io::Resul
             .default_service(web::to(not_found))
     })
     .workers(workers)
+    // SIGTERM is handled by `stop_on_signal`: readiness first, then the drain, then the stop.
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout)
     .listen(listener)?
     .run();
     Ok(server)
 }
+
+/// `http.shutdown_timeout` in the whole seconds actix counts in, rounded up.
+pub fn shutdown_secs(state: &AppState) -> u64 {
+    state.config.http.shutdown_timeout.as_millis().div_ceil(1000) as u64
+}
+
+/// Waits for SIGTERM (or SIGINT), then stops the way a balancer needs it to:
+/// 1. `/readyz` answers 503 at once, while requests are still served as before;
+/// 2. after `http.drain_delay` — time for the balancer's readiness checks to notice and send
+///    traffic elsewhere — the listeners close, so new connections are refused;
+/// 3. requests in flight finish, for at most `http.shutdown_timeout`; then the servers end and
+///    the process exits with status 0.
+pub async fn stop_on_signal(state: AppState, servers: Vec<ServerHandle>) {
+    let signal = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = tokio::signal::ctrl_c() => "SIGINT",
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGTERM handler not installed; stopping on SIGINT only");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    };
+    let which = signal.await;
+    let drain = state.config.http.drain_delay;
+    state.draining.store(true, Ordering::Release);
+    tracing::info!(
+        signal = which,
+        drain_ms = drain.as_millis() as u64,
+        "stopping: not ready; still serving while the balancer notices"
+    );
+    tokio::time::sleep(drain).await;
+    tracing::info!(
+        shutdown_timeout_s = shutdown_secs(&state),
+        "stopping: new connections refused; finishing requests in flight"
+    );
+    let stops: Vec<_> = servers.iter().map(|h| h.stop(true)).collect();
+    for s in stops {
+        s.await;
+    }
+    tracing::info!("stopped");
+}
+
+/// How long the runtime waits, once the servers have stopped, for background work (a database
+/// call stuck on a server that never answers) before the process exits anyway.
+pub const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(2);
 
 async fn not_found(state: web::Data<AppState>, req: actix_web::HttpRequest) -> HttpResponse {
     let lang = http::lang_of(&req, None);

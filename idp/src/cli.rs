@@ -317,7 +317,7 @@ fn serve(mut config: Config, demo: bool) -> Result<(), Failure> {
         demo_pki(&mut config)?;
     }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| fail(e.to_string()))?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         if demo {
             let c = config.clone();
             tokio::task::spawn_blocking(move || load_demo(c)).await.map_err(|e| fail(e.to_string()))??;
@@ -328,7 +328,9 @@ fn serve(mut config: Config, demo: bool) -> Result<(), Failure> {
         crate::oidc::backchannel::spawn_pending_delivery(state.clone());
         tracing::info!(%addr, issuer = %state.config.issuer, database = if state.config.database_url().starts_with("sqlite") { "sqlite" } else { "postgresql" }, shared_cache = state.eph.is_shared(), "listening");
         let card_server = crate::http::card_tls::serve(state.clone())?;
-        let server = crate::app::serve(state, listener).map_err(|e| fail(e.to_string()))?;
+        let server = crate::app::serve(state.clone(), listener).map_err(|e| fail(e.to_string()))?;
+        let handles = std::iter::once(server.handle()).chain(card_server.as_ref().map(|c| c.handle())).collect();
+        tokio::spawn(crate::app::stop_on_signal(state, handles));
         match card_server {
             Some(card) => {
                 let (main, card) = tokio::join!(server, card);
@@ -336,7 +338,11 @@ fn serve(mut config: Config, demo: bool) -> Result<(), Failure> {
             }
             None => server.await.map_err(|e| fail(e.to_string())),
         }
-    })
+    });
+    // Background work still running (a database call on a server that never answers cannot be
+    // interrupted) must not keep a stopped server from exiting.
+    runtime.shutdown_timeout(crate::app::RUNTIME_SHUTDOWN);
+    served
 }
 
 fn import(config: Config, file: &std::path::Path, personnel: bool) -> Result<(), Failure> {

@@ -309,6 +309,13 @@ pub struct HttpConfig {
     pub bind: String,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
+    /// After SIGTERM, how long `/readyz` answers 503 while requests are still taken, so a
+    /// balancer polling readiness stops sending traffic before the listener closes.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
+    /// After the drain, how long requests in flight may take to finish before the process exits.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -318,6 +325,17 @@ pub struct DatabaseConfig {
     pub url: SecretUrl,
     /// Connections in the pool.
     pub pool_size: u32,
+    /// Longest wait to open one PostgreSQL connection (libpq `connect_timeout`, whole seconds,
+    /// at least 2 s: libpq's own minimum).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Longest wait for a healthy connection from the pool (its check by the server included).
+    #[serde(with = "humantime_serde")]
+    pub checkout_timeout: Duration,
+    /// Longest a request waits for one piece of PostgreSQL work once it holds a connection
+    /// (time in that work, CPU included: it bounds a server that stops answering mid-request).
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -327,6 +345,9 @@ pub struct CacheConfig {
     pub url: SecretUrl,
     /// Prefix for every key, so several deployments can share one Redis.
     pub key_prefix: String,
+    /// Longest wait for Redis: to connect, and for each command's answer.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -446,19 +467,30 @@ impl Default for Config {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:8080".into(), workers: 0 }
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            workers: 0,
+            drain_delay: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(30),
+        }
     }
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: SecretUrl::default(), pool_size: 8 }
+        Self {
+            url: SecretUrl::default(),
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(2),
+            checkout_timeout: Duration::from_secs(1),
+            query_timeout: Duration::from_secs(5),
+        }
     }
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { url: SecretUrl::new("memory://"), key_prefix: "idp:".into() }
+        Self { url: SecretUrl::new("memory://"), key_prefix: "idp:".into(), timeout: Duration::from_secs(1) }
     }
 }
 
@@ -557,6 +589,19 @@ impl Config {
         }
         if self.database.pool_size == 0 {
             return bad("database.pool_size", "must be at least 1");
+        }
+        for (key, d, min) in [
+            ("database.connect_timeout", self.database.connect_timeout, 2000),
+            ("database.checkout_timeout", self.database.checkout_timeout, 100),
+            ("database.query_timeout", self.database.query_timeout, 100),
+            ("cache.timeout", self.cache.timeout, 100),
+        ] {
+            if d < Duration::from_millis(min) || d > Duration::from_secs(60) {
+                return bad(key, &format!("must be between {min}ms and 60s"));
+            }
+        }
+        if self.http.drain_delay > Duration::from_secs(300) || self.http.shutdown_timeout > Duration::from_secs(600) {
+            return bad("http.drain_delay", "http.drain_delay is at most 5m and http.shutdown_timeout at most 10m");
         }
         let cache = self.cache.url.expose();
         if !(cache == "memory://" || cache.starts_with("redis://") || cache.starts_with("rediss://")) {

@@ -6,7 +6,10 @@ use crate::store::db::DbError;
 use crate::store::ephemeral::EphemeralError;
 
 /// Failures of the infrastructure under the domain logic. These are never the user's fault and
-/// become a 500 page or `server_error`, logged without personal data.
+/// become a 500 page or `server_error`, logged without personal data — except when a dependency
+/// is down or not answering ([`InfraError::unavailable`]), which becomes a 503 with
+/// `Retry-After` (`temporarily_unavailable` for clients). The mapping is in
+/// [`crate::http::errors`], once.
 #[derive(Debug, thiserror::Error)]
 pub enum InfraError {
     #[error(transparent)]
@@ -19,6 +22,18 @@ pub enum InfraError {
     Mail(String),
     #[error("{0}")]
     Internal(String),
+}
+
+impl InfraError {
+    /// The dependency that is down or not answering, if that is what this error is: the request
+    /// may succeed when tried again, and nothing about it was the person's fault.
+    pub fn unavailable(&self) -> Option<&'static str> {
+        match self {
+            InfraError::Db(e) if e.is_unavailable() => Some("database"),
+            InfraError::Ephemeral(e) if e.is_unavailable() => Some("ephemeral store"),
+            _ => None,
+        }
+    }
 }
 
 impl From<diesel::result::Error> for InfraError {

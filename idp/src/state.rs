@@ -38,6 +38,8 @@ pub struct AppState {
     pub card: Option<Arc<CardTrust>>,
     /// The certificate authority's online ownership service, when `certificates.ownership_verifier_url` is set.
     pub ownership: Option<Arc<crate::accounts::ownership::OnlineOwnership>>,
+    /// Set once the process has been asked to stop: `/readyz` answers 503 from then on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The parts the CLI needs (no ephemeral store, no keys).
@@ -54,7 +56,11 @@ impl Core {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| InfraError::Internal(format!("data_dir {}: {e}", config.data_dir.display())))?;
         let protector = DataProtector::load_or_create(&config.data_key_file())?;
-        let db = Db::connect(config.database_url().expose(), config.database.pool_size)?;
+        let db = Db::connect_with(
+            config.database_url().expose(),
+            config.database.pool_size,
+            crate::store::db::Timeouts::from_config(&config.database),
+        )?;
         db.migrate()?;
         let mailer = Mailer::from_config(&config)?;
         Ok(Self { config, db, protector, mailer })
@@ -71,10 +77,11 @@ impl AppState {
         let protector = Arc::new(protector);
         let p = protector.clone();
         let policy = KeyPolicy::from_config(&config);
-        let keys = Arc::new(db.run(move |c| KeySet::load_or_generate(c, &p, policy, now())).await?);
+        let keys = Arc::new(db.run_long(move |c| KeySet::load_or_generate(c, &p, policy, now())).await?);
         // Rotations are made by the CLI, possibly on another node: every node reloads.
         keys::spawn_reloader(&keys, db.clone(), protector.clone(), config.keys.reload_interval);
-        let eph = Ephemeral::open(config.cache.url.expose(), &config.cache.key_prefix).await?;
+        let eph =
+            Ephemeral::open_with(config.cache.url.expose(), &config.cache.key_prefix, config.cache.timeout).await?;
         let throttle = Throttle {
             per_account: config.login.max_failures_per_account,
             per_address: config.login.max_failures_per_address,
@@ -123,6 +130,7 @@ impl AppState {
             client_cache: Arc::new(ClientCache::default()),
             http,
             client_http,
+            draining: Arc::default(),
         })
     }
 }

@@ -125,8 +125,32 @@ async fn authorize(
         Ok(a) => a,
         Err(e) => return show(&state, lang, e),
     };
-    let session = signed_in(&state, &req).await.map_err(|e| internal(&state, lang, e))?.map(|(s, _, p)| (s, p));
-    gate(&state, &req, lang, auth, session, StatusCode::FOUND).await
+    // From here the client and its redirect URI are known and trusted: a dependency that is down
+    // is reported to the client (RFC 6749 §4.1.2.1 `temporarily_unavailable`), which can tell its
+    // user and try again, rather than leaving the person on this site's 503 page.
+    let back = auth.clone();
+    let answer = match signed_in(&state, &req).await {
+        Ok(session) => gate(&state, &req, lang, auth, session.map(|(s, _, p)| (s, p)), StatusCode::FOUND).await,
+        Err(e) => Err(internal(&state, lang, e)),
+    };
+    match answer {
+        Err(f) if f.is_unavailable() => Ok(unavailable_redirect(&state, &back)),
+        other => other,
+    }
+}
+
+/// `temporarily_unavailable` sent back to a trusted redirect URI, with `Retry-After`.
+fn unavailable_redirect(state: &AppState, auth: &AuthRequest) -> HttpResponse {
+    let mut r = error_response(
+        state,
+        auth,
+        "temporarily_unavailable",
+        "the service is temporarily unavailable, try again later",
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&super::errors::RETRY_AFTER_SECS.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 fn show(state: &AppState, lang: Lang, e: AuthorizeError) -> Result<HttpResponse, Failure> {

@@ -216,6 +216,7 @@ pub fn serve(state: AppState) -> Result<Option<Server>, InfraError> {
     let bind = state.config.card_login.bind.clone();
     let listener = std::net::TcpListener::bind(&bind).map_err(|e| infra(&format!("bind {bind}"), e))?;
     tracing::info!(%bind, public_url = %state.config.card_login.public_url(), "card listener");
+    let shutdown_timeout = crate::app::shutdown_secs(&state);
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -232,6 +233,9 @@ pub fn serve(state: AppState) -> Result<Option<Server>, InfraError> {
             .default_service(web::to(|| async { HttpResponse::NotFound().finish() }))
     })
     .workers(2)
+    // Stopped with the main listener by `app::stop_on_signal`, after the drain.
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout)
     .on_connect(peer_certificates)
     .listen_rustls_0_23(listener, tls)
     .map_err(|e| infra(&format!("listen {bind}"), e))?

@@ -8,7 +8,7 @@ use base64::Engine;
 use serde_json::{json, Map};
 
 use super::authorize::current_session;
-use super::errors::{bearer, bearer_required, internal, invalid_client, oauth, page, Failure};
+use super::errors::{bearer, bearer_required, internal, invalid_client, oauth, page, server_error, Failure};
 use super::pages::render;
 use super::{audit_request, client_address, csrf, lang_of, removal, SESSION_COOKIE};
 use crate::accounts::{self, PersonStatus};
@@ -92,10 +92,7 @@ async fn token_failure(state: &AppState, req: &HttpRequest, e: TokenError) -> Fa
             audit_request(state, "token.client_auth", "failure", None, client_address(req)).await;
             invalid_client(&description, basic)
         }
-        TokenError::Server(e) => {
-            tracing::error!(error = %e, "token endpoint");
-            oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
-        }
+        TokenError::Server(e) => server_error(&e, "token"),
         e => {
             let description = match &e {
                 TokenError::InvalidRequest(d)
@@ -162,10 +159,7 @@ pub async fn userinfo(state: web::Data<AppState>, req: HttpRequest, body: web::B
         (None, None) => return Err(bearer_required()),
     };
     let invalid = || bearer(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is invalid or expired");
-    let server = |e: InfraError| {
-        tracing::error!(error = %e, "userinfo");
-        oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
-    };
+    let server = |e: InfraError| server_error(&e, "userinfo");
     let claims = access::verify(&state, &token, now()).await.map_err(server)?.ok_or_else(invalid)?;
     let Some(account_id) = claims.account.clone() else {
         // A client_credentials token speaks for no person.

@@ -85,18 +85,37 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
-/// Readiness: the database and the ephemeral store answer.
+/// Readiness: the database and the ephemeral store answer, within a second in all; and the
+/// process is not stopping. A balancer sends traffic only to nodes that say "ready".
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let db = state
-        .db
-        .run(|c| -> Result<(), InfraError> {
-            use diesel::connection::SimpleConnection;
-            c.batch_execute("SELECT 1").map_err(InfraError::from)
-        })
-        .await;
-    let eph = state.eph.get("readyz").await;
+    let not_ready = |why: &str| {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(format!("not ready: {why}"))
+    };
+    if state.draining.load(std::sync::atomic::Ordering::Acquire) {
+        return not_ready("stopping");
+    }
+    // Both at once, each bounded: a dependency that hangs must not make this check hang.
+    let within = READINESS_BOUND;
+    let (db, eph) = tokio::join!(state.db.ping(within), tokio::time::timeout(within, state.eph.get("readyz")));
     match (db, eph) {
-        (Ok(()), Ok(_)) => HttpResponse::Ok().content_type("text/plain").body("ready"),
-        _ => HttpResponse::ServiceUnavailable().content_type("text/plain").body("not ready"),
+        (Ok(()), Ok(Ok(_))) => HttpResponse::Ok().content_type("text/plain").body("ready"),
+        (Err(e), _) => {
+            tracing::warn!(error = %e, "not ready: database");
+            not_ready("database")
+        }
+        (_, Ok(Err(e))) => {
+            tracing::warn!(error = %e, "not ready: ephemeral store");
+            not_ready("ephemeral store")
+        }
+        (_, Err(_)) => {
+            tracing::warn!("not ready: ephemeral store did not answer in time");
+            not_ready("ephemeral store")
+        }
     }
 }
+
+/// How long `/readyz` waits for each dependency.
+const READINESS_BOUND: std::time::Duration = std::time::Duration::from_millis(900);

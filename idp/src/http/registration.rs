@@ -7,7 +7,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
-use super::errors::{bearer, bearer_required, oauth, Failure};
+use super::errors::{bearer, bearer_required, oauth, server_error, Failure};
 use super::{audit_request, client_address};
 use crate::error::now;
 use crate::oidc::clients::ClientError;
@@ -103,7 +103,8 @@ async fn refuse(state: &AppState, event: &'static str, address: String, e: Regis
         RegistrationError::Client(ClientError::Metadata(d)) => {
             ("invalid_metadata", oauth(StatusCode::BAD_REQUEST, "invalid_client_metadata", &description(&d)))
         }
-        RegistrationError::Client(e @ (ClientError::Exists(_) | ClientError::Infra(_))) => {
+        RegistrationError::Client(ClientError::Infra(e)) => return server_error(&e, "registration"),
+        RegistrationError::Client(e @ ClientError::Exists(_)) => {
             tracing::error!(error = %e, "client registration failed");
             return oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the request could not be completed");
         }

@@ -18,6 +18,7 @@ mod login;
 mod mail;
 mod me;
 mod oidc_flow;
+mod outages;
 mod portal;
 mod registration;
 mod relying_party;

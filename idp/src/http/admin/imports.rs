@@ -63,9 +63,10 @@ pub async fn submit(
     }
     let bytes = csv.unwrap_or_default().replace("\r\n", "\n").into_bytes();
     let protector = state.protector.clone();
+    // As long as the file is: no deadline on the work once it has its connection.
     let result = state
         .db
-        .run(move |c| -> Result<_, InfraError> {
+        .run_long(move |c| -> Result<_, InfraError> {
             let at = now();
             Ok(if personnel {
                 register::import_personnel(c, &protector, &bytes, at)

@@ -14,8 +14,21 @@ pub use redis_store::RedisStore;
 
 /// Errors of the ephemeral store.
 #[derive(Debug, thiserror::Error)]
-#[error("ephemeral store: {0}")]
-pub struct EphemeralError(pub String);
+pub enum EphemeralError {
+    /// The store cannot be reached, or did not answer in time.
+    #[error("ephemeral store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered with an error, or a value could not be encoded.
+    #[error("ephemeral store: {0}")]
+    Other(String),
+}
+
+impl EphemeralError {
+    /// Whether the store is down or not answering: the request may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, EphemeralError::Unavailable(_))
+    }
+}
 
 /// What every ephemeral store offers.
 pub trait EphemeralStore {
@@ -69,12 +82,17 @@ enum Backend {
 }
 
 impl Ephemeral {
-    /// Opens `memory://` or `redis://…`.
+    /// Opens `memory://` or `redis://…` with the default `cache.timeout`.
     pub async fn open(url: &str, prefix: &str) -> Result<Self, EphemeralError> {
+        Self::open_with(url, prefix, crate::config::CacheConfig::default().timeout).await
+    }
+
+    /// Opens `memory://` or `redis://…`; `timeout` bounds each attempt to reach Redis.
+    pub async fn open_with(url: &str, prefix: &str, timeout: Duration) -> Result<Self, EphemeralError> {
         let backend = if url == "memory://" {
             Backend::Memory(MemoryStore::default())
         } else {
-            Backend::Redis(Box::new(RedisStore::connect(url).await?))
+            Backend::Redis(Box::new(RedisStore::connect(url, timeout).await?))
         };
         Ok(Self { prefix: prefix.to_string(), backend })
     }
@@ -175,7 +193,7 @@ impl Ephemeral {
         value: &T,
         ttl: Duration,
     ) -> Result<(), EphemeralError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| EphemeralError(e.to_string()))?;
+        let bytes = serde_json::to_vec(value).map_err(|e| EphemeralError::Other(e.to_string()))?;
         self.put(key, &bytes, ttl).await
     }
 
