@@ -181,7 +181,7 @@ fn one_time_passwords_go_out_by_smtp_when_configured() {
 #[test]
 fn a_failed_delivery_leaves_no_usable_password() {
     use diesel::prelude::*;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = closed_port();
     let url = format!("smtp://127.0.0.1:{closed}");
     let idp = Idp::with_env(&[("IDP_MAIL__SMTP_URL", url.as_str())]);
     idp.import_register();

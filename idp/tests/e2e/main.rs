@@ -16,6 +16,7 @@ mod login;
 mod me;
 mod oidc_flow;
 mod portal;
+mod processes;
 mod registration;
 mod relying_party;
 mod revocation;
