@@ -20,6 +20,8 @@ use serde_json::json;
 #[command(about = "Simulated local card component (HiPKI Local Sign Server API) for demos and tests")]
 struct Args {
     /// Address to listen on (the real component listens on localhost:61161).
+    /// Port 0 picks a free one; a socket passed by socket activation (`LISTEN_FDS`) is used
+    /// instead. Standard output gets one `listening on ADDR` line.
     #[arg(long, default_value = "127.0.0.1:61161")]
     bind: String,
     /// The certificate (PEM) of the software card; its key is the `.key.pem` beside it.
@@ -152,7 +154,8 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
-    eprintln!("card-simulator: card {} on http://{}", args.card.display(), args.bind);
+    let listener = idp::listen_fds::listener_or_bind(&args.bind)?;
+    eprintln!("card-simulator: card {} on http://{}", args.card.display(), listener.local_addr()?);
     HttpServer::new(move || {
         App::new()
             .app_data(card.clone())
@@ -161,7 +164,7 @@ async fn main() -> std::io::Result<()> {
             .route("/sign", web::post().to(sign_endpoint))
     })
     .workers(1)
-    .bind(&args.bind)?
+    .listen(listener)?
     .run()
     .await
 }

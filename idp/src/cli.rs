@@ -313,6 +313,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn serve(mut config: Config, demo: bool) -> Result<(), Failure> {
+    // Before any thread exists: taking them clears the protocol's environment variables.
+    let inherited = crate::listen_fds::take().map_err(|e| fail(format!("socket activation: {e}")))?;
     if demo && !config.certificates.enabled() {
         demo_pki(&mut config)?;
     }
@@ -322,12 +324,19 @@ fn serve(mut config: Config, demo: bool) -> Result<(), Failure> {
             let c = config.clone();
             tokio::task::spawn_blocking(move || load_demo(c)).await.map_err(|e| fail(e.to_string()))??;
         }
-        let listener = std::net::TcpListener::bind(&config.http.bind).map_err(|e| fail(format!("http.bind {}: {e}", config.http.bind)))?;
+        let (listener, activated) = match inherited.http {
+            Some(l) => (l, true),
+            None => (
+                std::net::TcpListener::bind(&config.http.bind)
+                    .map_err(|e| fail(format!("http.bind {}: {e}", config.http.bind)))?,
+                false,
+            ),
+        };
         let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
         let state = AppState::build(config).await?;
         crate::oidc::backchannel::spawn_pending_delivery(state.clone());
-        tracing::info!(%addr, issuer = %state.config.issuer, database = if state.config.database_url().starts_with("sqlite") { "sqlite" } else { "postgresql" }, shared_cache = state.eph.is_shared(), "listening");
-        let card_server = crate::http::card_tls::serve(state.clone())?;
+        tracing::info!(%addr, issuer = %state.config.issuer, database = if state.config.database_url().starts_with("sqlite") { "sqlite" } else { "postgresql" }, shared_cache = state.eph.is_shared(), socket_activation = activated, "listening");
+        let card_server = crate::http::card_tls::serve(state.clone(), inherited.card_tls)?;
         let server = crate::app::serve(state.clone(), listener).map_err(|e| fail(e.to_string()))?;
         let handles = std::iter::once(server.handle()).chain(card_server.as_ref().map(|c| c.handle())).collect();
         tokio::spawn(crate::app::stop_on_signal(state, handles));

@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod http;
+pub mod listen_fds;
 pub mod mail;
 pub mod national_id;
 pub mod oidc;

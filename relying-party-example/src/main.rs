@@ -49,6 +49,15 @@ async fn run() -> anyhow::Result<()> {
         config.redirect_url()?,
     );
 
+    // A socket passed by socket activation (systemd's LISTEN_FDS, fd 3) is used as it is, so a
+    // starter that opened it knows the address before the app runs; otherwise RP_BIND is bound.
+    let listener = match listenfd::ListenFd::from_env().take_tcp_listener(0)? {
+        Some(listener) => listener,
+        None => std::net::TcpListener::bind(&config.bind)
+            .map_err(|err| anyhow::anyhow!("cannot listen on {} (RP_BIND): {err}", config.bind))?,
+    };
+    let addr = listener.local_addr()?;
+
     let oidc = Oidc::discover(config.clone()).await.map_err(|err| {
         err.context(format!(
             "cannot use the IdP at {}: is it running, and is RP_ISSUER exactly its issuer URL?",
@@ -77,10 +86,11 @@ async fn run() -> anyhow::Result<()> {
             )
             .configure(routes::configure)
     })
-    .bind(&config.bind)
-    .map_err(|err| anyhow::anyhow!("cannot listen on {} (RP_BIND): {err}", config.bind))?;
+    .listen(listener)?;
 
-    eprintln!("relying-party-example: listening on {}, open {} in a browser", config.bind, config.base_url);
+    // On standard output, for whoever started the app (with port 0) to read the address back.
+    println!("listening on {addr}");
+    eprintln!("relying-party-example: listening on {addr}, open {} in a browser", config.base_url);
     server.run().await?;
     Ok(())
 }

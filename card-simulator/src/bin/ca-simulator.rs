@@ -33,7 +33,8 @@ struct Args {
     /// Directory written by `idp dev pki --out DIR`.
     #[arg(long)]
     pki: PathBuf,
-    /// Address to listen on.
+    /// Address to listen on; port 0 picks a free one. A socket passed by socket activation
+    /// (`LISTEN_FDS`) is used instead. Standard output gets one `listening on ADDR` line.
     #[arg(long, default_value = "127.0.0.1:9555")]
     bind: String,
     /// How long each CRL served stays fresh (its nextUpdate), e.g. 90s, 30m, 12h, 1d.
@@ -402,6 +403,8 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
+    let listener = idp::listen_fds::listener_or_bind(&args.bind)?;
+    let addr = listener.local_addr()?;
     let server = HttpServer::new({
         let sim = sim.clone();
         move || {
@@ -418,7 +421,7 @@ async fn main() -> std::io::Result<()> {
         }
     })
     .workers(1)
-    .bind(&args.bind)?;
-    eprintln!("ca-simulator: {} on http://{}", describe(&args.pki, &sim), args.bind);
+    .listen(listener)?;
+    eprintln!("ca-simulator: {} on http://{}", describe(&args.pki, &sim), addr);
     server.run().await
 }

@@ -16,6 +16,8 @@ use serde_json::json;
 #[derive(Parser, Debug)]
 #[command(about = "Simulated NHI health-card component and verification service")]
 struct Args {
+    /// Address to listen on; port 0 picks a free one. A socket passed by socket activation
+    /// (`LISTEN_FDS`) is used instead. Standard output gets one `listening on ADDR` line.
     #[arg(long, default_value = "127.0.0.1:59001")]
     bind: String,
     /// The national ID on the simulated card.
@@ -86,12 +88,13 @@ async fn main() -> std::io::Result<()> {
     };
     let card =
         web::Data::new(Card { national_id: args.national_id.clone(), card_number: args.card_number.clone(), key });
-    eprintln!("health-simulator: card {} on http://{}", args.card_number, args.bind);
+    let listener = idp::listen_fds::listener_or_bind(&args.bind)?;
+    eprintln!("health-simulator: card {} on http://{}", args.card_number, listener.local_addr()?);
     HttpServer::new(move || {
         App::new().app_data(card.clone()).route("/token", web::get().to(token)).route("/verify", web::post().to(verify))
     })
     .workers(1)
-    .bind(&args.bind)?
+    .listen(listener)?
     .run()
     .await
 }

@@ -207,14 +207,29 @@ fn peer_certificates(conn: &dyn std::any::Any, ext: &mut Extensions) {
     }
 }
 
-/// Starts the card listener when `card_login.bind` is set and card sign-in is configured.
-pub fn serve(state: AppState) -> Result<Option<Server>, InfraError> {
+/// Starts the card listener when `card_login.bind` is set and card sign-in is configured, on
+/// `inherited` (a socket passed by socket activation) when there is one, else binding `bind`.
+pub fn serve(state: AppState, inherited: Option<std::net::TcpListener>) -> Result<Option<Server>, InfraError> {
     if !state.config.card_login.enabled() || state.card.is_none() {
+        if inherited.is_some() {
+            // A socket unit that opens a port nobody serves is a mistake to say, not to hide.
+            return Err(infra("socket activation", "a card-tls socket was passed, but card login is not configured"));
+        }
         return Ok(None);
     }
     let tls = tls_config(&state.config)?;
     let bind = state.config.card_login.bind.clone();
-    let listener = std::net::TcpListener::bind(&bind).map_err(|e| infra(&format!("bind {bind}"), e))?;
+    let listener = match inherited {
+        Some(l) => {
+            let at = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            if at != bind && state.config.card_login.public_url.is_empty() {
+                // The default public URL is made of `bind`: browsers would be sent elsewhere.
+                tracing::warn!(%bind, passed = %at, "the passed card-tls socket is not card_login.bind; set card_login.public_url");
+            }
+            l
+        }
+        None => std::net::TcpListener::bind(&bind).map_err(|e| infra(&format!("bind {bind}"), e))?,
+    };
     tracing::info!(%bind, public_url = %state.config.card_login.public_url(), "card listener");
     let shutdown_timeout = crate::app::shutdown_secs(&state);
     let data = web::Data::new(state);

@@ -4,7 +4,7 @@
 //! alone. Screenshots go to `target/screenshots/` (CI artifacts, not committed).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
@@ -13,14 +13,6 @@ use serde_json::json;
 use crate::harness::*;
 
 const PW: &str = "Civil-Service-2026";
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn screenshots() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -72,8 +64,11 @@ async fn a_person_signs_in_with_the_card_component_in_a_real_browser() {
             files.iter().map(|f| format!("\"{}\"", pki.path().join(f).display())).collect::<Vec<_>>().join(",")
         )
     };
-    let sim_port = free_port();
-    let component = format!("http://127.0.0.1:{sim_port}");
+    // The simulated component first, on a port of its choosing: the IdP is told where it is.
+    let card = pki.path().join(idp::authn::card::pki_fixtures::CITIZEN_WANG);
+    let mut sim = Command::new(workspace_binary("card-simulator"));
+    sim.args(["--bind", "127.0.0.1:0", "--card"]).arg(&card).args(["--pin", "123456"]).stderr(Stdio::null());
+    let (_sim, component) = Proc::spawn_listening("card-simulator", &mut sim);
     let (anchors, agency, crls) = (list(&m.citizen_trust_anchors), list(&m.agency_trust_anchors), list(&m.crl_files));
     let mut idp = Idp::with_env(&[
         ("IDP_CERTIFICATES__CITIZEN_TRUST_ANCHORS", anchors.as_str()),
@@ -83,17 +78,6 @@ async fn a_person_signs_in_with_the_card_component_in_a_real_browser() {
     ]);
     idp.import_register();
     idp.start().await;
-    let card = pki.path().join(idp::authn::card::pki_fixtures::CITIZEN_WANG);
-    let _sim = Kill(
-        Command::new(workspace_binary("card-simulator"))
-            .args(["--bind", &format!("127.0.0.1:{sim_port}"), "--card"])
-            .arg(&card)
-            .args(["--pin", "123456"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
     let chrome = Chrome::start(chromium).await;
     let c = chrome.client.clone();
     let shots = screenshots();
@@ -174,7 +158,7 @@ fn chromium_path() -> &'static str {
 /// Headless Chromium under chromedriver, in Traditional Chinese, with a fresh profile.
 struct Chrome {
     client: fantoccini::Client,
-    _driver: Kill,
+    _driver: Proc,
     _profile: tempfile::TempDir,
 }
 
@@ -182,15 +166,13 @@ impl Chrome {
     async fn start(chromium: &str) -> Self {
         // Only plain http to chromedriver is spoken, but the client library wants a TLS provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let driver_port = free_port();
-        let _driver = Kill(
-            Command::new("chromedriver")
-                .arg(format!("--port={driver_port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("chromedriver (Debian package chromium-driver) must be installed"),
-        );
+        // Port 0: chromedriver picks one and says which. Its guard also ends the Chromium it starts.
+        let mut driver = Command::new("chromedriver");
+        driver.arg("--port=0").stderr(Stdio::null());
+        let (_driver, driver_port) = Proc::spawn_announcing("chromedriver", &mut driver, |line| {
+            line.strip_prefix("ChromeDriver was started successfully on port ")
+                .and_then(|p| p.trim_end_matches('.').parse::<u16>().ok())
+        });
         let profile = tempfile::tempdir().unwrap();
         let caps = json!({ "goog:chromeOptions": { "binary": chromium, "prefs": { "intl.accept_languages": "zh-TW,zh" }, "args": [
             "--lang=zh-TW",

@@ -350,15 +350,11 @@ async fn a_signed_in_person_binds_a_card_from_my_area_and_unbinds_it() {
 }
 
 /// Starts the health-card simulator (component + verification service) for a national ID.
-fn health_simulator(nid: &str) -> (String, std::process::Child) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = std::process::Command::new(crate::harness::workspace_binary("health-simulator"))
-        .args(["--bind", &format!("127.0.0.1:{port}"), "--national-id", nid])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    (format!("http://127.0.0.1:{port}"), child)
+fn health_simulator(nid: &str) -> (String, crate::harness::Proc) {
+    let mut cmd = std::process::Command::new(crate::harness::workspace_binary("health-simulator"));
+    cmd.args(["--bind", "127.0.0.1:0", "--national-id", nid]).stderr(std::process::Stdio::null());
+    let (child, base) = crate::harness::Proc::spawn_listening("health-simulator", &mut cmd);
+    (base, child)
 }
 
 #[tokio::test]
@@ -404,8 +400,7 @@ async fn health_cards_are_vouched_for_by_the_verification_service_and_bound_by_f
     let r = b2.post("/card/health", &[("csrf_token", &csrf), ("card_token", &token)]).await;
     assert_eq!(r.location.as_deref(), Some("/"));
     // The service down: a clear error, never a login.
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
     let b3 = Browser::new(&idp.base);
     let csrf = b3.get("/login").await.input("csrf_token").unwrap();
     let r = b3.post("/card/health", &[("csrf_token", &csrf), ("card_token", &token)]).await;
@@ -417,9 +412,13 @@ async fn health_cards_are_vouched_for_by_the_verification_service_and_bound_by_f
 /// alone cannot tell them from the card's owner; only the CA's online service can.
 const NAMESAKE: &str = "A100036789";
 
-/// The CA simulator (for its ownership service) on `port`, answering from the test PKI's manifest.
-async fn ca_simulator(pki: &Path, port: u16, token: &str) -> crate::revocation::CaSim {
-    crate::revocation::CaSim::start_on(pki, port, &["--ownership-token", token]).await
+/// The CA simulator on `socket` (which the IdP was told about before either started).
+async fn ca_simulator(pki: &Path, socket: &std::net::TcpListener, token: &str) -> crate::revocation::CaSim {
+    crate::revocation::CaSim::start_on(pki, socket, &["--ownership-token", token]).await
+}
+
+fn port_of(socket: &std::net::TcpListener) -> u16 {
+    socket.local_addr().unwrap().port()
 }
 
 /// A card world whose IdP asks the CA's ownership service on `port` with `token`.
@@ -468,9 +467,9 @@ impl CardWorld {
 
 #[tokio::test]
 async fn ownership_confirmed_online_binds_the_card_and_signs_the_owner_in() {
-    let port = free_port();
-    let w = ownership_world(port, "ca-token").await;
-    let _sim = ca_simulator(&w.pki, port, "ca-token").await;
+    let socket = listener();
+    let w = ownership_world(port_of(&socket), "ca-token").await;
+    let _sim = ca_simulator(&w.pki, &socket, "ca-token").await;
     w.idp.activate(MING, "ming.wang", PW).await;
     let b = Browser::new(&w.idp.base);
     let r = w.card_login(&b, pki_fixtures::CITIZEN_WANG, "").await;
@@ -494,9 +493,9 @@ async fn ownership_confirmed_online_binds_the_card_and_signs_the_owner_in() {
 
 #[tokio::test]
 async fn ownership_service_saying_not_owner_refuses_with_the_not_owner_page_and_binds_nothing() {
-    let port = free_port();
-    let w = ownership_world(port, "ca-token").await;
-    let _sim = ca_simulator(&w.pki, port, "ca-token").await;
+    let socket = listener();
+    let w = ownership_world(port_of(&socket), "ca-token").await;
+    let _sim = ca_simulator(&w.pki, &socket, "ca-token").await;
     w.import_namesake();
     let b = Browser::new(&w.idp.base);
     w.card_login(&b, pki_fixtures::CITIZEN_WANG, "").await;
@@ -515,9 +514,9 @@ async fn ownership_service_saying_not_owner_refuses_with_the_not_owner_page_and_
 
 #[tokio::test]
 async fn ownership_service_down_gives_503_binds_nothing_and_a_retry_works_once_it_is_up() {
-    // Nothing listens on the port yet.
-    let port = free_port();
-    let w = ownership_world(port, "ca-token").await;
+    // Nothing listens on the port yet: connections are refused.
+    let socket = reserved();
+    let w = ownership_world(port_of(&socket), "ca-token").await;
     let b = Browser::new(&w.idp.base);
     w.card_login(&b, pki_fixtures::CITIZEN_WANG, "").await;
     let r = w.identify(&b, MING).await;
@@ -526,7 +525,8 @@ async fn ownership_service_down_gives_503_binds_nothing_and_a_retry_works_once_i
     assert_eq!(w.bindings(), 0);
     assert_eq!(w.audited("ownership_unavailable"), 1);
     // The service comes back: the same pending card is bound on retry.
-    let _sim = ca_simulator(&w.pki, port, "ca-token").await;
+    listen(&socket);
+    let _sim = ca_simulator(&w.pki, &socket, "ca-token").await;
     let r = w.identify(&b, MING).await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert!(r.location.unwrap().starts_with("/activate"));
@@ -535,9 +535,9 @@ async fn ownership_service_down_gives_503_binds_nothing_and_a_retry_works_once_i
 
 #[tokio::test]
 async fn ownership_service_refusing_the_token_is_treated_as_unavailable() {
-    let port = free_port();
-    let w = ownership_world(port, "not-the-right-token").await;
-    let _sim = ca_simulator(&w.pki, port, "ca-token").await;
+    let socket = listener();
+    let w = ownership_world(port_of(&socket), "not-the-right-token").await;
+    let _sim = ca_simulator(&w.pki, &socket, "ca-token").await;
     let b = Browser::new(&w.idp.base);
     w.card_login(&b, pki_fixtures::CITIZEN_WANG, "").await;
     let r = w.identify(&b, MING).await;
@@ -551,9 +551,9 @@ async fn ownership_service_refusing_the_token_is_treated_as_unavailable() {
 
 #[tokio::test]
 async fn ownership_service_refuses_binding_from_my_area_for_someone_who_is_not_the_owner() {
-    let port = free_port();
-    let w = ownership_world(port, "ca-token").await;
-    let _sim = ca_simulator(&w.pki, port, "ca-token").await;
+    let socket = listener();
+    let w = ownership_world(port_of(&socket), "ca-token").await;
+    let _sim = ca_simulator(&w.pki, &socket, "ca-token").await;
     w.import_namesake();
     w.idp.activate(NAMESAKE, "namesake", PW).await;
     let b = Browser::new(&w.idp.base);

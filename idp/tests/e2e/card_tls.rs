@@ -26,19 +26,20 @@ async fn tls_world(extra: &[(&str, &str)]) -> TlsWorld {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().to_path_buf();
     let m = pki_fixtures::generate_with(&pki, &pki_fixtures::FixtureOptions::fast()).unwrap();
-    let port = free_port();
     let mut env = vec![
         ("IDP_CERTIFICATES__CITIZEN_TRUST_ANCHORS".to_string(), list(&pki, &m.citizen_trust_anchors)),
         ("IDP_CERTIFICATES__AGENCY_TRUST_ANCHORS".into(), list(&pki, &m.agency_trust_anchors)),
         ("IDP_CERTIFICATES__CRL_FILES".into(), list(&pki, &m.crl_files)),
-        ("IDP_CARD_LOGIN__BIND".into(), format!("127.0.0.1:{port}")),
+        // Port 0: the harness binds the card listener's socket and hands it over.
+        ("IDP_CARD_LOGIN__BIND".into(), "127.0.0.1:0".into()),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut idp = Idp::with_env(&env);
     idp.import_register();
     idp.start().await;
-    TlsWorld { idp, pki, card_base: format!("https://127.0.0.1:{port}"), _pki_dir: dir }
+    let card_base = idp.card_base().unwrap();
+    TlsWorld { idp, pki, card_base, _pki_dir: dir }
 }
 
 impl TlsWorld {

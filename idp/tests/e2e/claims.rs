@@ -163,7 +163,7 @@ async fn a_failed_mail_keeps_the_earlier_one_time_password() {
     idp.import_register();
     let first = idp.reset_password(MING, "ming@example.gov.tw");
     // The mail server is down for the second reset: it fails, and the first password stays.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = closed_port();
     let smtp = format!("smtp://127.0.0.1:{closed}");
     let out = idp.cli_with(
         &[("IDP_MAIL__SMTP_URL", smtp.as_str())],

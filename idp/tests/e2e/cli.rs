@@ -122,7 +122,7 @@ fn configuration_errors_name_the_key() {
 #[test]
 fn a_failed_delivery_leaves_no_usable_password() {
     use diesel::prelude::*;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = closed_port();
     let url = format!("smtp://127.0.0.1:{closed}");
     let idp = Idp::with_env(&[("IDP_MAIL__SMTP_URL", url.as_str())]);
     idp.import_register();

@@ -1,4 +1,5 @@
-//! Starts the real `idp` binary on a free port with a fresh database, and plays a browser.
+//! Starts the real `idp` binary on a socket bound here (port 0, handed over by socket activation)
+//! with a fresh database, and plays a browser. Every child process is owned by a [`Proc`] guard.
 //!
 //! Storage: the embedded default (a SQLite file in a temporary folder, in-process store) unless
 //! `IDP_TEST_DATABASE_URL` (a PostgreSQL server URL; a new database is created per test and
@@ -6,6 +7,7 @@
 
 #![allow(dead_code)]
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -25,9 +27,16 @@ C123456709,陳志強,A21000000I,秘書室,01,,separated,chih@example.gov.tw\n";
 pub struct Idp {
     pub dir: tempfile::TempDir,
     pub base: String,
-    child: Option<Child>,
+    child: Option<Proc>,
     env: Vec<(String, String)>,
     pg_admin: Option<(String, String)>,
+    /// The main site's socket, bound here and kept for the instance's life: every start of the
+    /// server gets it (socket activation), so the port is known before the first start and no
+    /// other test can take it between a stop and the next start.
+    http: TcpListener,
+    /// The card TLS listener's socket, when the test asked for one (`IDP_CARD_LOGIN__BIND`
+    /// given as `127.0.0.1:0`).
+    card: Option<TcpListener>,
 }
 
 fn random_name() -> String {
@@ -36,8 +45,159 @@ fn random_name() -> String {
     (0..12).map(|_| (b'a' + rng.gen_range(0..26)) as char).collect()
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A loopback port that nothing listens on, for "the service is down" cases: bound and let go,
+/// so a connection to it is refused. (Another process may take it later; these cases only ever
+/// expect refusals or errors from it, never a particular server.)
+pub fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A listening socket on a loopback port the system picked, to hand to a server as it starts.
+pub fn listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").unwrap()
+}
+
+/// A loopback port held without listening: connections to it are refused, as to a service
+/// that is down, and no other process can take the port, until [`listen`] opens it (for the
+/// service to come up on the same address later).
+pub fn reserved() -> TcpListener {
+    use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::new(127, 0, 0, 1, 0)).unwrap();
+    TcpListener::from(fd)
+}
+
+/// Starts listening on a [`reserved`] socket.
+pub fn listen(socket: &TcpListener) {
+    nix::sys::socket::listen(socket, nix::sys::socket::Backlog::new(128).unwrap()).unwrap();
+}
+
+/// Hands listening sockets to a command the way systemd does (socket activation): the n-th as
+/// fd 3+n, named in `LISTEN_FDNAMES`. `LISTEN_PID` is left out: it is not known before the
+/// fork, and the servers accept its absence. The sockets stay open here too.
+pub fn hand_over(cmd: &mut Command, sockets: &[(&TcpListener, &str)]) {
+    use command_fds::{CommandFdExt, FdMapping};
+    let mappings = sockets
+        .iter()
+        .enumerate()
+        .map(|(i, (l, _))| FdMapping { parent_fd: l.try_clone().unwrap().into(), child_fd: 3 + i as i32 })
+        .collect();
+    cmd.fd_mappings(mappings).unwrap();
+    let names: Vec<&str> = sockets.iter().map(|(_, n)| *n).collect();
+    cmd.env("LISTEN_FDS", sockets.len().to_string()).env("LISTEN_FDNAMES", names.join(":"));
+}
+
+/// A child process owned by the test: dropping the guard (at the end of the test, on a failed
+/// assertion or a panic alike) kills it and every process it started, and reaps it, so no test
+/// leaves a server, a browser or a proxy behind.
+pub struct Proc {
+    child: Child,
+    name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Self {
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self { child, name: name.to_string() }
+    }
+
+    /// Starts a server that prints its address (`listening on ADDR`, or any line `parse`
+    /// recognises) on standard output, and waits for that line.
+    pub fn spawn_announcing<T>(name: &str, cmd: &mut Command, parse: impl Fn(&str) -> Option<T>) -> (Self, T) {
+        cmd.stdout(Stdio::piped());
+        let mut proc = Self::spawn(name, cmd);
+        let out = proc.child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads every line to the end, so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    if let Some(v) = parse(&line) {
+                        return (proc, v);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("{name} closed its output without saying where it listens: {:?}", proc.child.wait())
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if std::time::Instant::now() > deadline => {
+                    panic!("{name} did not say where it listens within 60 s")
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    /// Starts one of our servers with port 0 and returns its `http://ADDR` base.
+    pub fn spawn_listening(name: &str, cmd: &mut Command) -> (Self, String) {
+        let (proc, addr) = Self::spawn_announcing(name, cmd, |l| {
+            l.strip_prefix("listening on ").and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok())
+        });
+        (proc, format!("http://{addr}"))
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status, if the process has ended.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// Kills the process and its descendants and reaps it (again on drop: harmless).
+    pub fn kill(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            kill_tree(self.child.id());
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("{} (pid {}) killed by its guard", self.name, self.child.id());
+        }
+    }
+}
+
+/// Kills a process and all its descendants (chromedriver's Chromium, nginx's workers). Each is
+/// stopped before its children are read, so none can start another or be reaped (and its pid
+/// reused) while the tree is walked; then all are killed.
+fn kill_tree(root: u32) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let mut seen = Vec::new();
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        if seen.contains(&pid) {
+            continue;
+        }
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGSTOP);
+        seen.push(pid);
+        todo.extend(children_of(pid));
+    }
+    for pid in seen {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+}
+
+/// The children of a process, from Linux's /proc (every thread's list).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return vec![] };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| list.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect()
 }
 
 impl Idp {
@@ -48,10 +208,12 @@ impl Idp {
 
     pub fn with_env(extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let http = listener();
+        let port = http.local_addr().unwrap().port();
         let base = format!("http://127.0.0.1:{port}");
         let mut env = vec![
             ("IDP_DATA_DIR".to_string(), dir.path().join("data").display().to_string()),
+            // What the server would bind; it is handed `http` instead (and says so in its log).
             ("IDP_HTTP__BIND".into(), format!("127.0.0.1:{port}")),
             ("IDP_ISSUER".into(), base.clone()),
             ("IDP_HTTP__WORKERS".into(), "2".into()),
@@ -72,11 +234,45 @@ impl Idp {
             env.push(("IDP_CACHE__URL".into(), cache));
             env.push(("IDP_CACHE__KEY_PREFIX".into(), format!("test:{}:", random_name())));
         }
+        let mut card = None;
         for (k, v) in extra {
             env.retain(|(key, _)| key != k);
-            env.push((k.to_string(), v.to_string()));
+            let v = if *k == "IDP_CARD_LOGIN__BIND" && *v == "127.0.0.1:0" {
+                let l = listener();
+                let at = l.local_addr().unwrap().to_string();
+                card = Some(l);
+                at
+            } else {
+                v.to_string()
+            };
+            env.push((k.to_string(), v));
         }
-        Self { dir, base, child: None, env, pg_admin }
+        Self { dir, base, child: None, env, pg_admin, http, card }
+    }
+
+    /// The main site's port (known before the server starts).
+    pub fn port(&self) -> u16 {
+        self.http.local_addr().unwrap().port()
+    }
+
+    /// The card TLS listener's base URL, when the instance has one.
+    pub fn card_base(&self) -> Option<String> {
+        self.card.as_ref().map(|l| format!("https://{}", l.local_addr().unwrap()))
+    }
+
+    /// Changes a setting for the next start and the next commands.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
+    /// Gives `idp serve` this instance's sockets.
+    fn hand_over_sockets(&self, cmd: &mut Command) {
+        let mut sockets = vec![(&self.http, "http")];
+        if let Some(card) = &self.card {
+            sockets.push((card, "card-tls"));
+        }
+        hand_over(cmd, &sockets);
     }
 
     /// A setting this instance runs with (as given to the server).
@@ -127,6 +323,9 @@ impl Idp {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        if matches!(args.first(), Some(&"serve") | Some(&"demo")) {
+            self.hand_over_sockets(&mut cmd);
+        }
         cmd.output().unwrap()
     }
 
@@ -139,6 +338,9 @@ impl Idp {
         }
         for (k, v) in settings {
             cmd.env(k, v);
+        }
+        if matches!(args.first(), Some(&"serve") | Some(&"demo")) {
+            self.hand_over_sockets(&mut cmd);
         }
         cmd.output().unwrap()
     }
@@ -165,7 +367,7 @@ impl Idp {
         self.cli_ok(&["personnel", "import", &p]);
     }
 
-    /// Starts the server and waits until it answers.
+    /// Starts the server on this instance's sockets and waits until it answers.
     pub async fn start(&mut self) {
         let log = std::fs::File::create(self.log_path()).unwrap();
         let mut cmd = Command::new(Self::bin());
@@ -176,16 +378,20 @@ impl Idp {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        self.hand_over_sockets(&mut cmd);
         cmd.stdout(Stdio::null()).stderr(log);
-        self.child = Some(cmd.spawn().unwrap());
-        let client = reqwest::Client::new();
-        for _ in 0..300 {
+        self.child = Some(Proc::spawn("idp serve", &mut cmd));
+        // The socket is open from the start, so a request waits for the server instead of being
+        // refused: each try is bounded, and a server that exited ends the wait.
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
             if let Ok(r) = client.get(format!("{}/healthz", self.base)).send().await {
                 if r.status().is_success() {
                     return;
                 }
             }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait()) {
                 panic!(
                     "idp serve exited with {status}: {}",
                     std::fs::read_to_string(self.log_path()).unwrap_or_default()
@@ -196,10 +402,14 @@ impl Idp {
         panic!("idp did not start: {}", std::fs::read_to_string(self.log_path()).unwrap_or_default());
     }
 
+    /// The running server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Proc::id)
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            c.kill();
         }
     }
 

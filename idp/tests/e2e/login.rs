@@ -187,12 +187,9 @@ async fn a_separated_person_with_the_right_password_gets_the_seeds_message() {
 #[tokio::test]
 async fn cookies_are_secure_on_an_https_issuer() {
     // The issuer is public over https (TLS ends at the proxy); the node itself speaks http.
-    let port = free_port();
-    let mut idp = Idp::with_env(&[
-        ("IDP_HTTP__BIND", &format!("127.0.0.1:{port}")),
-        ("IDP_ISSUER", &format!("https://127.0.0.1:{port}")),
-    ]);
-    idp.base = format!("http://127.0.0.1:{port}");
+    let mut idp = Idp::new();
+    let https = format!("https://127.0.0.1:{}", idp.port());
+    idp.set_env("IDP_ISSUER", &https);
     idp.import_register();
     idp.start().await;
     idp.cli_ok(&["users", "reset-password", "--national-id", MING, "--email", "ming@example.gov.tw"]);

@@ -20,6 +20,7 @@ mod me;
 mod oidc_flow;
 mod outages;
 mod portal;
+mod processes;
 mod registration;
 mod relying_party;
 mod revocation;

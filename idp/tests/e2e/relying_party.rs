@@ -1,7 +1,6 @@
 //! The relying-party example signs a person in through the IdP.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use crate::harness::*;
 
@@ -19,8 +18,9 @@ fn rp_binary() -> std::path::PathBuf {
 
 #[tokio::test]
 async fn the_example_application_signs_in_shows_claims_and_signs_out() {
-    let rp_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let rp = format!("http://127.0.0.1:{rp_port}");
+    // The example's socket, bound here: its URL is registered with the IdP before it starts.
+    let rp_socket = listener();
+    let rp = format!("http://{}", rp_socket.local_addr().unwrap());
     let mut idp = Idp::new();
     idp.import_register();
     let (client_id, secret) = idp.create_client(&format!("{rp}/callback"), &format!("{rp}/"));
@@ -28,26 +28,15 @@ async fn the_example_application_signs_in_shows_claims_and_signs_out() {
     let b = Browser::new(&idp.base);
     idp.activate(MING, "ming.wang", "Civil-Service-2026").await;
 
-    let mut child = Command::new(rp_binary())
-        .env("RP_ISSUER", &idp.base)
-        .env("RP_BIND", format!("127.0.0.1:{rp_port}"))
+    let mut cmd = Command::new(rp_binary());
+    cmd.env("RP_ISSUER", &idp.base)
+        .env("RP_BASE_URL", &rp)
         .env("RP_CLIENT_ID", &client_id)
         .env("RP_CLIENT_SECRET", &secret)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let rp_browser = Browser::new(&rp);
-    let mut up = false;
-    for _ in 0..100 {
-        if rp_browser.http.get(format!("{rp}/")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "the example application did not start");
-
+        .stderr(Stdio::null());
+    hand_over(&mut cmd, &[(&rp_socket, "http")]);
+    let (_child, at) = Proc::spawn_listening("relying-party-example", &mut cmd);
+    assert_eq!(at, rp, "the example serves the socket it was given");
     // One browser: cookies for both sites live in the same jar.
     let r = b.get(&format!("{rp}/login")).await;
     let to_idp = r.location.unwrap();
@@ -68,6 +57,4 @@ async fn the_example_application_signs_in_shows_claims_and_signs_out() {
     let r = b.get(&to_idp).await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert!(r.location.unwrap().starts_with(&format!("{rp}/")));
-    let _ = child.kill();
-    let _ = child.wait();
 }

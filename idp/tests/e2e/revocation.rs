@@ -3,7 +3,7 @@
 //! cached copy across restarts, forged downloads refused, and OCSP where a responder is configured.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use idp::authn::card::pki_fixtures::{self, Manifest};
@@ -17,25 +17,35 @@ const INVALID: &str = "插入之自然人憑證或機關憑證無效";
 /// The CA simulator serving one test PKI, stopped when dropped.
 pub(crate) struct CaSim {
     base: String,
-    child: Child,
+    _child: Proc,
     http: reqwest::Client,
 }
 
 impl CaSim {
+    /// Starts it on a port of its own choosing (port 0, read back from its output).
     async fn start(pki: &Path) -> Self {
-        Self::start_on(pki, free_port(), &[]).await
+        let (child, base) =
+            Proc::spawn_listening("ca-simulator", Self::command(pki, &[]).args(["--bind", "127.0.0.1:0"]));
+        Self::ready(CaSim { base, _child: child, http: reqwest::Client::new() }).await
     }
 
-    /// Starts it on `port` with further arguments, and waits until it answers.
-    pub(crate) async fn start_on(pki: &Path, port: u16, args: &[&str]) -> Self {
-        let child = Command::new(workspace_binary("ca-simulator"))
-            .args(["--pki", &pki.display().to_string(), "--bind", &format!("127.0.0.1:{port}")])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let sim = CaSim { base: format!("http://127.0.0.1:{port}"), child, http: reqwest::Client::new() };
+    /// Starts it on `socket` (kept by the test, so the address is known before and after) with
+    /// further arguments, and waits until it answers.
+    pub(crate) async fn start_on(pki: &Path, socket: &std::net::TcpListener, args: &[&str]) -> Self {
+        let mut cmd = Self::command(pki, args);
+        hand_over(&mut cmd, &[(socket, "http")]);
+        let (child, base) = Proc::spawn_listening("ca-simulator", &mut cmd);
+        assert_eq!(base, format!("http://{}", socket.local_addr().unwrap()), "the simulator took the socket given");
+        Self::ready(CaSim { base, _child: child, http: reqwest::Client::new() }).await
+    }
+
+    fn command(pki: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(workspace_binary("ca-simulator"));
+        cmd.args(["--pki", &pki.display().to_string()]).args(args).stderr(Stdio::null());
+        cmd
+    }
+
+    async fn ready(sim: Self) -> Self {
         for _ in 0..200 {
             if sim.http.get(format!("{}/control/stats", sim.base)).send().await.is_ok() {
                 return sim;
@@ -89,13 +99,6 @@ impl CaSim {
     async fn revoke(&self, m: &Manifest, file: &str) {
         let e = m.entry(file).unwrap();
         self.control("revoke", json!({"serial": e.serial, "issuer": e.issuer})).await;
-    }
-}
-
-impl Drop for CaSim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -257,8 +260,8 @@ async fn revocation_ocsp_answers_decide_where_a_responder_is_configured() {
 #[tokio::test]
 async fn revocation_a_start_while_the_ca_hangs_has_the_cached_crl_at_once() {
     let (dir, m) = test_pki();
-    let port = free_port();
-    let sim = CaSim::start_on(dir.path(), port, &[]).await;
+    let socket = listener();
+    let sim = CaSim::start_on(dir.path(), &socket, &[]).await;
     let env = [
         ("IDP_CERTIFICATES__CRL_URLS", sim.crl_urls(&m)),
         // Longer than the harness waits for a start: a start that downloads first never comes up.
@@ -268,14 +271,8 @@ async fn revocation_a_start_while_the_ca_hangs_has_the_cached_crl_at_once() {
     assert!(!accepted(&w, pki_fixtures::CITIZEN_LI_REVOKED).await);
     w.idp.stop();
     drop(sim);
-    // The CA's address now takes connections and never answers.
-    let hole = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in hole.incoming() {
-            held.push(conn);
-        }
-    });
+    // The CA's address now takes connections and never answers: the socket is still open here,
+    // and nobody accepts on it.
     let started = std::time::Instant::now();
     w.idp.start().await;
     assert!(started.elapsed() < Duration::from_secs(20), "the start waited for the CA");

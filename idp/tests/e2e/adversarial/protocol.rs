@@ -405,7 +405,7 @@ async fn passwords_in_database_cache_and_smtp_urls_never_reach_the_log() {
     assert!(!log.contains(PW), "a password reached the log: {log}");
 
     // A cache URL with a password, on a start that fails (nothing listens there).
-    let port = free_port().to_string();
+    let port = closed_port().to_string();
     let cache = format!("redis://:{PW}@127.0.0.1:{port}");
     let failing = Idp::with_env(&[("IDP_LOG__LEVEL", "debug"), ("IDP_CACHE__URL", cache.as_str())]);
     let out = failing.cli(&["serve"]);

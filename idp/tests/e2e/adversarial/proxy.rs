@@ -1,9 +1,9 @@
 //! Adversarial: proxy. Headers only a trusted reverse proxy may set (the client certificate,
 //! the client's address), and the sign-in throttle under parallel guessing.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
@@ -255,19 +255,18 @@ async fn a_throttled_person_waits_but_is_never_locked_out() {
     assert_eq!(idp.audit_count("login.password", "success"), 1);
 }
 
-/// An nginx started on free ports with `deploy/nginx/idp.conf`, killed on drop.
+/// A port nothing listens on now, for nginx to bind: the one place left where another process
+/// could take the port first (nginx then fails to start, visibly, with "address in use").
+fn port_for_nginx() -> u16 {
+    closed_port()
+}
+
+/// An nginx with `deploy/nginx/idp.conf`, killed (with any worker) on drop.
 struct Nginx {
-    child: Child,
+    _child: Proc,
     main: u16,
     card: u16,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn nginx_binary() -> Option<PathBuf> {
@@ -285,7 +284,9 @@ async fn start_nginx(bin: &Path, upstream: &str) -> Nginx {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
     std::fs::write(d.join("server.crt"), cert.cert.pem()).unwrap();
     std::fs::write(d.join("server.key"), cert.signing_key.serialize_pem()).unwrap();
-    let (main, card) = (free_port(), free_port());
+    // nginx binds its `listen` addresses itself: it takes no port 0 it would report, and with
+    // sockets handed over (its NGINX variable) 1.22 crashes single-process or never accepts.
+    let (main, card) = (port_for_nginx(), port_for_nginx());
     let site = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx/idp.conf")).unwrap();
     let mut rendered = site.clone();
     for (from, to) in [
@@ -309,18 +310,24 @@ async fn start_nginx(bin: &Path, upstream: &str) -> Nginx {
     );
     std::fs::write(d.join("nginx.conf"), conf).unwrap();
     let log = std::fs::File::create(d.join("stderr.log")).unwrap();
-    let mut child = Command::new(bin)
-        .args(["-p", &p.to_string(), "-e", &format!("{p}/error.log"), "-c", &format!("{p}/nginx.conf")])
+    let mut cmd = Command::new(bin);
+    cmd.args(["-p", &p.to_string(), "-e", &format!("{p}/error.log"), "-c", &format!("{p}/nginx.conf")])
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
+        .stderr(log);
+    let mut child = Proc::spawn("nginx", &mut cmd);
+    // Wait for TLS answers on both (each try bounded), and stop waiting if nginx exited.
+    let probe = reqwest::Client::builder()
+        .use_rustls_tls()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(2))
+        .build()
         .unwrap();
     for _ in 0..100 {
-        let up = |port| std::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok();
-        if up(main) && up(card) {
-            return Nginx { child, main, card, _dir: dir };
+        let up = |port: u16| probe.get(format!("https://127.0.0.1:{port}/healthz")).send();
+        if up(main).await.is_ok() && up(card).await.is_ok() {
+            return Nginx { _child: child, main, card, _dir: dir };
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Some(status) = child.try_wait() {
             panic!("nginx exited with {status}: {}", std::fs::read_to_string(d.join("error.log")).unwrap_or_default());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
