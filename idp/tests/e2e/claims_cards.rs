@@ -289,15 +289,21 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// A card world with the TLS card listener on `port` and further settings.
-async fn listener_world(port: u16, extra: &[(&str, String)]) -> (tempfile::TempDir, CardWorld) {
+/// A card world with the TLS listener on a port the harness picked (read back with [`card_port`]).
+async fn listener_world(extra: &[(&str, String)]) -> (tempfile::TempDir, CardWorld) {
     let (dir, m) = test_pki();
     let mut env = vec![
         ("IDP_CERTIFICATES__CRL_FILES", list(dir.path(), &m.crl_files)),
-        ("IDP_CARD_LOGIN__BIND", format!("127.0.0.1:{port}")),
+        ("IDP_CARD_LOGIN__BIND", "127.0.0.1:0".to_string()),
     ];
     env.extend(extra.iter().cloned());
     let w = card_world_on(dir.path(), &m, &env).await;
     (dir, w)
+}
+
+fn card_port(w: &CardWorld) -> u16 {
+    let base = w.idp.card_base().expect("the card listener was asked for");
+    base.rsplit(':').next().unwrap().parse().unwrap()
 }
 
 fn generated_dir(w: &CardWorld) -> std::path::PathBuf {
@@ -320,12 +326,12 @@ async fn claims_the_card_listener_serves_the_configured_certificate_and_else_one
     std::fs::write(&key_file, made.1.serialize_pem()).unwrap();
     let made_der = made.0.der().clone();
 
-    let port = free_port();
     let settings = [
         ("IDP_CARD_LOGIN__CERT_FILE", cert_file.display().to_string()),
         ("IDP_CARD_LOGIN__KEY_FILE", key_file.display().to_string()),
     ];
-    let (_pki, w) = listener_world(port, &settings).await;
+    let (_pki, w) = listener_world(&settings).await;
+    let port = card_port(&w);
     // A client that trusts only that certificate completes the handshake and is shown it.
     let config = tls_client(&made_der, &rustls::version::TLS13, None);
     let seen = blocking(move || connect(port, &config)).await;
@@ -334,8 +340,8 @@ async fn claims_the_card_listener_serves_the_configured_certificate_and_else_one
     drop(w);
 
     // Without them: a self-signed pair appears under <data_dir>/card-tls/ and is what is served.
-    let port = free_port();
-    let (_pki, w) = listener_world(port, &[]).await;
+    let (_pki, w) = listener_world(&[]).await;
+    let port = card_port(&w);
     let cert_pem = generated_dir(&w).join("cert.pem");
     assert!(generated_dir(&w).join("key.pem").is_file(), "the generated key is in <data_dir>/card-tls/");
     let generated = CertificateDer::from_pem_file(&cert_pem).unwrap();
@@ -347,8 +353,8 @@ async fn claims_the_card_listener_serves_the_configured_certificate_and_else_one
 
 #[tokio::test]
 async fn claims_the_card_listener_never_resumes_a_tls_session_and_asks_for_the_card_every_time() {
-    let port = free_port();
-    let (pki, w) = listener_world(port, &[]).await;
+    let (pki, w) = listener_world(&[]).await;
+    let port = card_port(&w);
     let server_cert = CertificateDer::from_pem_file(generated_dir(&w).join("cert.pem")).unwrap();
     for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
         let card = CountingCard::new(pki.path(), pki_fixtures::CITIZEN_WANG);

@@ -280,22 +280,11 @@ impl Idp {
         self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
     }
 
-    /// Changes a setting before the server starts (e.g. to point it at a relay the test owns).
-    pub fn set_env(&mut self, key: &str, value: &str) {
-        self.env.retain(|(k, _)| k != key);
-        self.env.push((key.to_string(), value.to_string()));
-    }
-
-    /// The running server's process id.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     /// Waits for the server to exit by itself, up to `within`; its exit status if it did.
     pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let until = std::time::Instant::now() + within;
         while std::time::Instant::now() < until {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+            if let Some(Some(status)) = self.child.as_mut().map(|c| c.try_wait()) {
                 self.child = None;
                 return Some(status);
             }
