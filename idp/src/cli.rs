@@ -326,6 +326,8 @@ fn serve(mut config: Config, demo: bool) -> Result<(), Failure> {
         let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
         let state = AppState::build(config).await?;
         crate::oidc::backchannel::spawn_pending_delivery(state.clone());
+        crate::cleanup::spawn(state.clone());
+        crate::metrics::serve(&state)?;
         tracing::info!(%addr, issuer = %state.config.issuer, database = if state.config.database_url().starts_with("sqlite") { "sqlite" } else { "postgresql" }, shared_cache = state.eph.is_shared(), "listening");
         let card_server = crate::http::card_tls::serve(state.clone())?;
         let server = crate::app::serve(state, listener).map_err(|e| fail(e.to_string()))?;

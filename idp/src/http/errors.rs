@@ -73,6 +73,7 @@ pub fn page(state: &AppState, lang: Lang, status: StatusCode, key: &str, detail:
 
 /// A 500 page for an infrastructure failure.
 pub fn internal(state: &AppState, lang: Lang, e: InfraError) -> Failure {
+    crate::metrics::infra_error(&e);
     tracing::error!(error = %e, "internal error");
     page(state, lang, StatusCode::INTERNAL_SERVER_ERROR, "err_server", None)
 }

@@ -79,6 +79,47 @@ impl Idp {
         Self { dir, base, child: None, env, pg_admin }
     }
 
+    /// Another node of the same deployment: its own port and folder, the same database, cache
+    /// (and key prefix), data key and issuer. Meaningful on PostgreSQL, where nodes share rows.
+    pub fn peer(&self, extra: &[(&str, &str)]) -> Self {
+        let key = self.dir.path().join("data").join("data.key").display().to_string();
+        let mut shared: Vec<(String, String)> = vec![("IDP_SECRETS__DATA_KEY_FILE".into(), key)];
+        for k in [
+            "IDP_DATABASE__URL",
+            "IDP_CACHE__URL",
+            "IDP_CACHE__KEY_PREFIX",
+            "IDP_ISSUER",
+            "IDP_OUTBOUND__ALLOW_PRIVATE_ADDRESSES",
+        ] {
+            if let Some(v) = self.env_value(k) {
+                shared.push((k.into(), v));
+            }
+        }
+        let mut all: Vec<(&str, &str)> = shared.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        all.extend_from_slice(extra);
+        Self::with_env(&all)
+    }
+
+    /// Whether the run has PostgreSQL for the tests that need several nodes; panics when the
+    /// run was meant to (`IDP_TEST_EXPECT=postgres-redis`) and does not, so a skip cannot hide.
+    pub fn several_nodes_possible(test: &str) -> bool {
+        if std::env::var_os("IDP_TEST_DATABASE_URL").is_some() {
+            return true;
+        }
+        assert_ne!(
+            std::env::var("IDP_TEST_EXPECT").as_deref(),
+            Ok("postgres-redis"),
+            "{test} needs IDP_TEST_DATABASE_URL in the PostgreSQL run"
+        );
+        eprintln!("skipped {test}: several nodes need PostgreSQL (IDP_TEST_DATABASE_URL)");
+        false
+    }
+
+    /// Kills the server at once (SIGKILL): no shutdown, nothing finished.
+    pub fn kill(&mut self) {
+        self.stop();
+    }
+
     /// A setting this instance runs with (as given to the server).
     pub fn env_value(&self, key: &str) -> Option<String> {
         self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
