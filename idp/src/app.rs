@@ -51,6 +51,12 @@ pub fn serve(state: AppState, listener: std::net::TcpListener) -> std::io::Resul
                     if let Ok(v) = HeaderValue::from_str(&request_id) {
                         res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
                     }
+                    crate::metrics::request(
+                        res.request().match_pattern().as_deref(),
+                        res.request().method(),
+                        res.status().as_u16(),
+                        started.elapsed(),
+                    );
                     tracing::info!(
                         target: "http",
                         request_id = %request_id,

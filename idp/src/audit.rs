@@ -43,6 +43,7 @@ impl<'a> Event<'a> {
 
 /// Records an event.
 pub fn record(conn: &mut DbConn, e: Event<'_>, now: i64) -> Result<(), InfraError> {
+    crate::metrics::audited(e.event, e.outcome);
     tracing::info!(
         target: "audit",
         event = e.event,

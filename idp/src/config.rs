@@ -146,6 +146,51 @@ pub struct Config {
     pub certificates: CertificatesConfig,
     pub card_login: CardLoginConfig,
     pub outbound: OutboundConfig,
+    pub cleanup: CleanupConfig,
+    pub audit: AuditConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// The periodic clean-up of expired and finished rows (see `cleanup`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CleanupConfig {
+    /// How often a node purges; one node at a time does it.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long finished or given-up back-channel deliveries stay on record.
+    #[serde(with = "humantime_serde")]
+    pub outbox_keep: Duration,
+}
+
+impl Default for CleanupConfig {
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(3600), outbox_keep: Duration::from_secs(7 * 24 * 3600) }
+    }
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Audit events older than this are purged by the clean-up. The default, 400 days, keeps
+    /// a whole year for the yearly audit with a month to spare (see the README).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention: Duration::from_secs(400 * 24 * 3600) }
+    }
+}
+
+/// The Prometheus `/metrics` endpoint, on a listener of its own so it is never public.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address the metrics listener binds to, e.g. `127.0.0.1:9090`; empty means off.
+    pub bind: String,
 }
 
 /// Requests the provider makes to addresses clients registered.
@@ -461,6 +506,9 @@ impl Default for Config {
             certificates: CertificatesConfig::default(),
             card_login: CardLoginConfig::default(),
             outbound: OutboundConfig::default(),
+            cleanup: CleanupConfig::default(),
+            audit: AuditConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -688,6 +736,15 @@ impl Config {
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad("log.level", "must be a filter such as info or idp=debug");
+        }
+        if self.cleanup.interval < Duration::from_secs(1) {
+            return bad("cleanup.interval", "must be at least 1 s");
+        }
+        if self.audit.retention < Duration::from_secs(24 * 3600) {
+            return bad("audit.retention", "must be at least 1 day");
+        }
+        if !self.metrics.bind.is_empty() && self.metrics.bind.parse::<std::net::SocketAddr>().is_err() {
+            return bad("metrics.bind", "must be an address such as 127.0.0.1:9090");
         }
         if self.keys.reload_interval < Duration::from_secs(1) {
             return bad("keys.reload_interval", "must be at least 1 s");

@@ -12,6 +12,7 @@ use std::net::TcpListener;
 pub const HTTP: &str = "http";
 /// The name of the socket for the card TLS listener (`card_login`).
 pub const CARD_TLS: &str = "card-tls";
+pub const METRICS: &str = "metrics";
 
 /// Which of the passed sockets (counted from fd 3) serves what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +20,7 @@ pub struct Plan {
     pub count: usize,
     pub http: Option<usize>,
     pub card_tls: Option<usize>,
+    pub metrics: Option<usize>,
 }
 
 /// Reads the protocol's variables (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`, as given).
@@ -56,18 +58,20 @@ pub fn plan(fds: Option<&str>, pid: Option<&str>, names: Option<&str>, our_pid: 
         Ok(first)
     };
     let card_tls = only(CARD_TLS)?;
+    let metrics = only(METRICS)?;
     let http = match only(HTTP)? {
         Some(i) => Some(i),
-        None => names.iter().position(|n| *n != CARD_TLS),
+        None => names.iter().position(|n| *n != CARD_TLS && *n != METRICS),
     };
-    if let Some((i, name)) = names.iter().enumerate().find(|(i, _)| Some(*i) != http && Some(*i) != card_tls) {
+    let used = |i: usize| Some(i) == http || Some(i) == card_tls || Some(i) == metrics;
+    if let Some((i, name)) = names.iter().enumerate().find(|(i, _)| !used(*i)) {
         return Err(format!(
-            "passed socket {} (fd {}, named {name:?}) has no use: name them {HTTP} and {CARD_TLS}",
+            "passed socket {} (fd {}, named {name:?}) has no use: name them {HTTP}, {CARD_TLS} or {METRICS}",
             i + 1,
             i + 3
         ));
     }
-    Ok(Some(Plan { count, http, card_tls }))
+    Ok(Some(Plan { count, http, card_tls, metrics }))
 }
 
 /// The listening sockets this process was given.
@@ -75,6 +79,7 @@ pub fn plan(fds: Option<&str>, pid: Option<&str>, names: Option<&str>, our_pid: 
 pub struct Inherited {
     pub http: Option<TcpListener>,
     pub card_tls: Option<TcpListener>,
+    pub metrics: Option<TcpListener>,
 }
 
 /// Takes the sockets passed to this process and clears the variables, so that nothing this
@@ -104,7 +109,11 @@ pub fn take() -> Result<Inherited, String> {
             Err(e) => Err(format!("passed socket for {what} (fd {}): {e}", i + 3)),
         }
     };
-    Ok(Inherited { http: tcp(plan.http, HTTP)?, card_tls: tcp(plan.card_tls, CARD_TLS)? })
+    Ok(Inherited {
+        http: tcp(plan.http, HTTP)?,
+        card_tls: tcp(plan.card_tls, CARD_TLS)?,
+        metrics: tcp(plan.metrics, METRICS)?,
+    })
 }
 
 /// For the simulators: the socket passed as `http` (or the only one) when started with socket
@@ -135,30 +144,30 @@ mod tests {
 
     #[test]
     fn one_unnamed_socket_is_the_main_site() {
-        assert_eq!(ok("1", None, None), Some(Plan { count: 1, http: Some(0), card_tls: None }));
+        assert_eq!(ok("1", None, None), Some(Plan { count: 1, http: Some(0), card_tls: None, metrics: None }));
         // systemd names a socket after its unit when FileDescriptorName= is not set.
-        assert_eq!(ok("1", Some("4242"), Some("idp.socket")), Some(Plan { count: 1, http: Some(0), card_tls: None }));
+        assert_eq!(ok("1", Some("4242"), Some("idp.socket")), Some(Plan { count: 1, http: Some(0), card_tls: None, metrics: None }));
     }
 
     #[test]
     fn named_sockets_are_matched_by_name_in_any_order() {
-        let both = Some(Plan { count: 2, http: Some(1), card_tls: Some(0) });
+        let both = Some(Plan { count: 2, http: Some(1), card_tls: Some(0), metrics: None });
         assert_eq!(ok("2", None, Some("card-tls:http")), both);
         assert_eq!(
             ok("2", Some("4242"), Some("http:card-tls")),
-            Some(Plan { count: 2, http: Some(0), card_tls: Some(1) })
+            Some(Plan { count: 2, http: Some(0), card_tls: Some(1), metrics: None })
         );
         // The card listener's socket named, the main site's left to its unit name.
         assert_eq!(ok("2", None, Some("card-tls:idp.socket")), both);
         // Only the card listener passed: the main site binds `http.bind` as usual.
-        assert_eq!(ok("1", None, Some("card-tls")), Some(Plan { count: 1, http: None, card_tls: Some(0) }));
+        assert_eq!(ok("1", None, Some("card-tls")), Some(Plan { count: 1, http: None, card_tls: Some(0), metrics: None }));
     }
 
     #[test]
     fn sockets_meant_for_another_process_are_not_taken() {
         assert_eq!(ok("2", Some("4243"), Some("http:card-tls")), None);
         // An empty LISTEN_PID is no check at all (as when the starter cannot know the pid).
-        assert_eq!(ok("1", Some(""), None), Some(Plan { count: 1, http: Some(0), card_tls: None }));
+        assert_eq!(ok("1", Some(""), None), Some(Plan { count: 1, http: Some(0), card_tls: None, metrics: None }));
     }
 
     #[test]
@@ -169,5 +178,15 @@ mod tests {
         assert!(plan(Some("2"), None, Some("http:http"), 4242).unwrap_err().contains("more than one"));
         assert!(plan(Some("2"), None, Some("http:metrics"), 4242).unwrap_err().contains("\"metrics\""));
         assert!(plan(Some("2"), None, None, 4242).unwrap_err().contains("fd 4"));
+    }
+
+    #[test]
+    fn the_metrics_socket_is_matched_by_name_and_is_never_the_main_site() {
+        assert_eq!(
+            ok("2", None, Some("metrics:http")),
+            Some(Plan { count: 2, http: Some(1), card_tls: None, metrics: Some(0) })
+        );
+        assert_eq!(ok("2", None, Some("metrics:")), Some(Plan { count: 2, http: Some(1), card_tls: None, metrics: Some(0) }));
+        assert_eq!(ok("1", None, Some("metrics")), Some(Plan { count: 1, http: None, card_tls: None, metrics: Some(0) }));
     }
 }

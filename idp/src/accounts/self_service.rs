@@ -170,7 +170,10 @@ pub fn end_sessions(conn: &mut DbConn, account_id: &str, which: EndSessions<'_>)
         for (id, _) in &ids {
             diesel::delete(sessions::table.find(id)).execute(conn)?;
         }
-        Ok(ids.into_iter().map(|(_, sid)| sid).collect())
+        let sids: Vec<String> = ids.into_iter().map(|(_, sid)| sid).collect();
+        // Their back-channel logouts are queued in the same transaction that ends them.
+        crate::oidc::backchannel::mark_ended(conn, &sids, crate::error::now())?;
+        Ok(sids)
     })
 }
 

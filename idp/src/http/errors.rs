@@ -109,6 +109,7 @@ fn titled_page(
 /// The page for an infrastructure failure: 503 系統暫時無法使用 when a dependency is down or
 /// not answering, else 500.
 pub fn internal(state: &AppState, lang: Lang, e: InfraError) -> Failure {
+    crate::metrics::infra_error(&e);
     match e.unavailable() {
         Some(dependency) => {
             tracing::warn!(dependency, error = %e, "dependency unavailable");
@@ -133,6 +134,7 @@ pub fn unavailable_page(state: &AppState, lang: Lang) -> Failure {
 /// registration) for an infrastructure failure: 503 `temporarily_unavailable` with
 /// `Retry-After` when a dependency is down, else 500 `server_error`.
 pub fn server_error(e: &InfraError, endpoint: &'static str) -> Failure {
+    crate::metrics::infra_error(e);
     match e.unavailable() {
         Some(dependency) => {
             tracing::warn!(dependency, endpoint, error = %e, "dependency unavailable");

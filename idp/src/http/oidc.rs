@@ -5,6 +5,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use diesel::Connection;
 use serde_json::{json, Map};
 
 use super::authorize::current_session;
@@ -292,11 +293,15 @@ async fn logout(
         let ended = state
             .db
             .run(move |c| -> Result<_, InfraError> {
-                let ended = session::end(c, &token)?;
-                if let Some(s) = &ended {
-                    audit::record(c, Event::own("logout", "success", &s.account_id, &addr), now())?;
-                }
-                Ok(ended)
+                c.transaction(|c| {
+                    let ended = session::end(c, &token)?;
+                    if let Some(s) = &ended {
+                        // Queued with the ending itself, so a crash right after loses no delivery.
+                        backchannel::mark_ended(c, std::slice::from_ref(&s.sid), now())?;
+                        audit::record(c, Event::own("logout", "success", &s.account_id, &addr), now())?;
+                    }
+                    Ok(ended)
+                })
             })
             .await
             .map_err(|e| internal(&state, lang, e))?;

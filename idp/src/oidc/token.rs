@@ -109,11 +109,13 @@ pub async fn exchange(state: &AppState, params: &Params, basic: BasicCredentials
     if !client.allows_grant(grant_type) {
         return Err(TokenError::UnauthorizedClient(format!("this client may not use {grant_type}")));
     }
-    match grant_type {
+    let answer = match grant_type {
         "authorization_code" => authorization_code(state, params, &client).await,
         "refresh_token" => refresh_token(state, params, &client).await,
         _ => client_credentials(state, params, &client).await,
-    }
+    };
+    crate::metrics::token(grant_type, answer.as_ref().err().map(TokenError::code));
+    answer
 }
 
 async fn authorization_code(state: &AppState, params: &Params, client: &Client) -> Result<Value, TokenError> {

@@ -37,6 +37,8 @@ pub struct Idp {
     /// The card TLS listener's socket, when the test asked for one (`IDP_CARD_LOGIN__BIND`
     /// given as `127.0.0.1:0`).
     card: Option<TcpListener>,
+    /// The metrics listener's socket, likewise (`IDP_METRICS__BIND` given as `127.0.0.1:0`).
+    metrics: Option<TcpListener>,
 }
 
 fn random_name() -> String {
@@ -234,25 +236,36 @@ impl Idp {
             env.push(("IDP_CACHE__URL".into(), cache));
             env.push(("IDP_CACHE__KEY_PREFIX".into(), format!("test:{}:", random_name())));
         }
-        let mut card = None;
+        let (mut card, mut metrics) = (None, None);
         for (k, v) in extra {
             env.retain(|(key, _)| key != k);
-            let v = if *k == "IDP_CARD_LOGIN__BIND" && *v == "127.0.0.1:0" {
-                let l = listener();
-                let at = l.local_addr().unwrap().to_string();
-                card = Some(l);
-                at
-            } else {
-                v.to_string()
+            let slot = match *k {
+                "IDP_CARD_LOGIN__BIND" => Some(&mut card),
+                "IDP_METRICS__BIND" => Some(&mut metrics),
+                _ => None,
+            };
+            let v = match slot {
+                Some(slot) if *v == "127.0.0.1:0" => {
+                    let l = listener();
+                    let at = l.local_addr().unwrap().to_string();
+                    *slot = Some(l);
+                    at
+                }
+                _ => v.to_string(),
             };
             env.push((k.to_string(), v));
         }
-        Self { dir, base, child: None, env, pg_admin, http, card }
+        Self { dir, base, child: None, env, pg_admin, http, card, metrics }
     }
 
     /// The main site's port (known before the server starts).
     pub fn port(&self) -> u16 {
         self.http.local_addr().unwrap().port()
+    }
+
+    /// The metrics listener's address, when the instance has one.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(|l| l.local_addr().unwrap())
     }
 
     /// The card TLS listener's base URL, when the instance has one.
@@ -272,7 +285,51 @@ impl Idp {
         if let Some(card) = &self.card {
             sockets.push((card, "card-tls"));
         }
+        if let Some(metrics) = &self.metrics {
+            sockets.push((metrics, "metrics"));
+        }
         hand_over(cmd, &sockets);
+    }
+
+    /// Another node of the same deployment: its own port and folder, the same database, cache
+    /// (and key prefix), data key and issuer. Meaningful on PostgreSQL, where nodes share rows.
+    pub fn peer(&self, extra: &[(&str, &str)]) -> Self {
+        let key = self.dir.path().join("data").join("data.key").display().to_string();
+        let mut shared: Vec<(String, String)> = vec![("IDP_SECRETS__DATA_KEY_FILE".into(), key)];
+        for k in [
+            "IDP_DATABASE__URL",
+            "IDP_CACHE__URL",
+            "IDP_CACHE__KEY_PREFIX",
+            "IDP_ISSUER",
+            "IDP_OUTBOUND__ALLOW_PRIVATE_ADDRESSES",
+        ] {
+            if let Some(v) = self.env_value(k) {
+                shared.push((k.into(), v));
+            }
+        }
+        let mut all: Vec<(&str, &str)> = shared.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        all.extend_from_slice(extra);
+        Self::with_env(&all)
+    }
+
+    /// Whether the run has PostgreSQL for the tests that need several nodes; panics when the
+    /// run was meant to (`IDP_TEST_EXPECT=postgres-redis`) and does not, so a skip cannot hide.
+    pub fn several_nodes_possible(test: &str) -> bool {
+        if std::env::var_os("IDP_TEST_DATABASE_URL").is_some() {
+            return true;
+        }
+        assert_ne!(
+            std::env::var("IDP_TEST_EXPECT").as_deref(),
+            Ok("postgres-redis"),
+            "{test} needs IDP_TEST_DATABASE_URL in the PostgreSQL run"
+        );
+        eprintln!("skipped {test}: several nodes need PostgreSQL (IDP_TEST_DATABASE_URL)");
+        false
+    }
+
+    /// Kills the server at once (SIGKILL): no shutdown, nothing finished.
+    pub fn kill(&mut self) {
+        self.stop();
     }
 
     /// A setting this instance runs with (as given to the server).

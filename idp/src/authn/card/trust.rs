@@ -231,6 +231,11 @@ impl CardTrust {
         Ok(true)
     }
 
+    /// For each issuing CA, the `thisUpdate` of the newest CRL in use (for `/metrics`).
+    pub fn crl_issued(&self) -> Vec<(String, i64)> {
+        self.current.load().crl_issued()
+    }
+
     /// Builds a validator from the configured files plus every accepted download and swaps it in.
     fn rebuild(&self) -> Result<(), ConfigError> {
         let mut settings = self.base.clone();

@@ -367,6 +367,19 @@ impl CardValidator {
         })
     }
 
+    /// For each CRL issuer (by name), the `thisUpdate` of the newest CRL held.
+    pub fn crl_issued(&self) -> Vec<(String, i64)> {
+        let mut newest: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+        for c in &self.crls {
+            let name = x509_parser::x509::X509Name::from_der(&c.issuer_der)
+                .map(|(_, n)| n.to_string())
+                .unwrap_or_else(|_| "unknown".into());
+            let at = newest.entry(name).or_insert(c.this_update);
+            *at = (*at).max(c.this_update);
+        }
+        newest.into_iter().collect()
+    }
+
     /// What to do when revocation status cannot be established.
     pub fn revocation_mode(&self) -> RevocationMode {
         self.revocation

@@ -30,6 +30,8 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgresql");
+/// The PostgreSQL advisory lock key held while migrations run ("idpmigr" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0069_6470_6d69_6772;
 
 /// A connection to either backend; diesel queries written once run on both.
 #[derive(diesel::MultiConnection)]
@@ -159,6 +161,14 @@ impl ManageConnection for Manager {
     }
 }
 
+/// A snapshot of the pool's use (for `/metrics`).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolState {
+    pub connections: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// The connection pool, cheap to clone.
 #[derive(Clone)]
 pub struct Db {
@@ -201,9 +211,27 @@ impl Db {
         let mut conn = self.get()?;
         let ran = match &mut *conn {
             DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
-            DbConn::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+            DbConn::Postgresql(c) => {
+                // Several nodes starting at once would otherwise all see the same migrations
+                // pending and run them concurrently (the loser fails on a table that now exists).
+                // The session lock serialises them: the others wait, then find nothing to do.
+                c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                    .map_err(|e| DbError::Migration(format!("migration lock: {e}")))?;
+                let ran = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len());
+                if let Err(e) = c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")) {
+                    // Only a broken connection fails here, and PostgreSQL frees the lock with it.
+                    tracing::warn!(error = %e, "migration lock not released");
+                }
+                ran
+            }
         };
         ran.map_err(|e| DbError::Migration(e.to_string()))
+    }
+
+    /// How many connections the pool holds, how many of them are idle, and its maximum.
+    pub fn pool_state(&self) -> PoolState {
+        let s = self.pool.state();
+        PoolState { connections: s.connections, idle: s.idle_connections, max: self.pool.max_size() }
     }
 
     /// A pooled connection, for synchronous callers (the CLI, start-up).

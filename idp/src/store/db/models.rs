@@ -123,6 +123,23 @@ pub struct SessionClientRow {
     pub ended_at: Option<i64>,
 }
 
+/// One owed back-channel logout delivery (see `oidc::backchannel`).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = logout_outbox)]
+pub struct OutboxRow {
+    pub sid: String,
+    pub client_id: String,
+    pub account_id: String,
+    pub created_at: i64,
+    /// When the row is next due; while a node holds it, the end of that node's lease.
+    pub next_attempt_at: i64,
+    /// Attempts claimed so far, the current one included.
+    pub attempts: i32,
+    pub done_at: Option<i64>,
+    /// `delivered`, `given_up` or `no_endpoint`, once done.
+    pub outcome: Option<String>,
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sessions)]
 pub struct SessionRow {

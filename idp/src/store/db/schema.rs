@@ -141,6 +141,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    logout_outbox (sid, client_id) {
+        sid -> Text,
+        client_id -> Text,
+        account_id -> Text,
+        created_at -> BigInt,
+        next_attempt_at -> BigInt,
+        attempts -> Integer,
+        done_at -> Nullable<BigInt>,
+        outcome -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     registration_tokens (id) {
         id -> Text,
         created_at -> BigInt,
