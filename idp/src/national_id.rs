@@ -108,6 +108,51 @@ mod tests {
         assert_eq!(NationalId::parse("A123456788"), Err(NationalIdError::CheckDigit));
     }
 
+    /// Valid IDs worked out from the published rule (the letter's two-digit code, then weights
+    /// 1 9 8 7 6 5 4 3 2 1 1, sum divisible by 10), not from this module: letters whose codes
+    /// start with 1, 2 and 3, including the out-of-order I, O and W, and both resident formats.
+    const VALID: [&str; 10] = [
+        "A123456789",
+        "F131104093",
+        "B222222228",
+        "D102030402",
+        "K200000002",
+        "I287654327",
+        "O199999992",
+        "W812345671",
+        "Z100000002",
+        "Y911111118",
+    ];
+
+    #[test]
+    fn the_check_digit_is_the_published_rule_for_every_kind_of_letter() {
+        for id in VALID {
+            assert!(NationalId::parse(id).is_ok(), "{id} is valid");
+            for d in (0..10).map(|d| char::from(b'0' + d)).filter(|&d| !id.ends_with(d)) {
+                let wrong = format!("{}{d}", &id[..9]);
+                assert_eq!(NationalId::parse(&wrong), Err(NationalIdError::CheckDigit), "{wrong}");
+            }
+        }
+    }
+
+    #[test]
+    fn any_character_out_of_place_is_a_format_error() {
+        for bad in ["A12345678X", "A1234567-9", "AB23456789", "A1234567890", "", "王123456789"] {
+            assert_eq!(NationalId::parse(bad), Err(NationalIdError::Format), "{bad:?}");
+        }
+        assert_eq!(NationalId::parse("A023456789"), Err(NationalIdError::Gender));
+    }
+
+    #[test]
+    fn looks_like_is_the_shape_whatever_the_check_digit() {
+        for shaped in ["A123456789", "a123456788", "Z999999999", " B000000000 "] {
+            assert!(NationalId::looks_like(shaped), "{shaped:?}");
+        }
+        for not in ["A12345678", "A1234567890", "AB23456789", "1123456789", "A12345678X", "ming.wang"] {
+            assert!(!NationalId::looks_like(not), "{not:?}");
+        }
+    }
+
     #[test]
     fn check_digit_helper_produces_valid_ids() {
         for prefix in ["B22222222", "Z10000000", "I28765432", "O19999999", "W81234567"] {

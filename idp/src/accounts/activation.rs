@@ -255,4 +255,44 @@ mod tests {
             Err(ActivationError::PasswordMismatch)
         );
     }
+
+    #[test]
+    fn password_lengths_are_counted_in_characters_and_both_limits_are_allowed() {
+        let p = person();
+        let pw = |s: &str| check_password(s, s, "ming.wang", "ming@example.gov.tw", &p);
+        assert_eq!(pw("Tr0ub4dor&3x"), Ok(()), "12 characters");
+        assert_eq!(pw("Tr0ub4dor&3"), Err(ActivationError::PasswordTooShort), "11 characters");
+        assert_eq!(pw("人事行政總處密碼很安全吧"), Ok(()), "12 Chinese characters, 36 bytes");
+        let long = "Tr0ub4dor&3xyz-".repeat(9);
+        assert_eq!(pw(&long[..128]), Ok(()), "128 characters");
+        assert_eq!(pw(&long[..129]), Err(ActivationError::PasswordTooLong), "129 characters");
+    }
+
+    #[test]
+    fn four_different_characters_are_enough_and_three_are_not() {
+        let p = person();
+        let pw = |s: &str| check_password(s, s, "ming.wang", "ming@example.gov.tw", &p);
+        assert_eq!(pw("abcdabcdabcd"), Ok(()));
+        assert_eq!(pw("abcabcabcabc"), Err(ActivationError::PasswordCommon));
+    }
+
+    #[test]
+    fn the_e_mail_must_be_an_address_of_at_most_254_characters() {
+        assert_eq!(check_email(" ming@example.gov.tw "), Ok(()));
+        for bad in ["", "ming", "ming@", "@example.gov.tw", "ming wang@example.gov.tw"] {
+            assert_eq!(check_email(bad), Err(ActivationError::EmailInvalid), "{bad:?}");
+        }
+        // A valid address of 254 characters, and the same with one more.
+        let domain = format!("{}.{}.{}.gov.tw", "a".repeat(63), "b".repeat(63), "c".repeat(63));
+        let at_limit = format!("{}@{domain}", "m".repeat(254 - 1 - domain.len()));
+        assert_eq!(at_limit.len(), 254);
+        assert_eq!(check_email(&at_limit), Ok(()));
+        assert_eq!(check_email(&format!("m{at_limit}")), Err(ActivationError::EmailInvalid));
+    }
+
+    #[test]
+    fn each_refusal_names_its_message() {
+        assert_eq!(ActivationError::PasswordMismatch.key(), "err_password_mismatch");
+        assert_eq!(ActivationError::AccountLikeNationalId.key(), "err_account_like_national_id");
+    }
 }

@@ -58,3 +58,49 @@ pub fn granted(conn: &mut crate::store::db::DbConn, account_id: &str) -> Result<
     use diesel::prelude::*;
     Ok(account_roles::table.filter(account_roles::account_id.eq(account_id)).select(account_roles::role).load(conn)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::national_id::NationalId;
+
+    fn person(category: &str, unit: &str, duty: &str, status: PersonStatus) -> Person {
+        Person {
+            id: "p-1".into(),
+            national_id: NationalId::parse("A123456789").expect("valid"),
+            name: "王小明".into(),
+            agency_code: "A21000000I".into(),
+            unit: unit.into(),
+            person_category: category.into(),
+            concurrent_duty: duty.into(),
+            status,
+            email: String::new(),
+        }
+    }
+
+    #[test]
+    fn hr_staff_is_any_one_mark_of_table_2_and_never_a_separated_person() {
+        use PersonStatus::{Active, Separated};
+        let rows = [
+            ("an employee with none of the marks", person("01", "資訊處", "", Active), false),
+            ("person category 08 alone", person("08", "資訊處", "", Active), true),
+            ("a unit named 人事室 alone", person("01", "人事室", "", Active), true),
+            ("a unit containing 人事 anywhere", person("01", "秘書處人事科", "", Active), true),
+            ("concurrent duty 5 alone", person("01", "資訊處", "5", Active), true),
+            ("another category", person("09", "資訊處", "", Active), false),
+            ("another concurrent duty", person("01", "資訊處", "4", Active), false),
+            ("separated, with every mark", person("08", "人事室", "5", Separated), false),
+            ("separated, category 08 only", person("08", "資訊處", "", Separated), false),
+        ];
+        for (rule, p, want) in &rows {
+            assert_eq!(is_hr_staff(p), *want, "{rule}");
+        }
+    }
+
+    #[test]
+    fn the_roles_claim_is_employee_plus_hr_staff_when_the_rule_holds() {
+        assert_eq!(roles(&person("01", "資訊處", "", PersonStatus::Active)), ["employee"]);
+        assert_eq!(roles(&person("01", "資訊處", "5", PersonStatus::Active)), ["employee", "hr_staff"]);
+        assert_eq!(roles(&person("08", "人事室", "5", PersonStatus::Separated)), ["employee"]);
+    }
+}

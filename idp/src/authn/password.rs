@@ -188,6 +188,7 @@ pub fn sign_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::national_id::NationalId;
 
     #[test]
     fn argon2id_hashes_verify_and_carry_owasp_parameters() {
@@ -196,5 +197,87 @@ mod tests {
         assert!(verify_password("correct horse battery", &h));
         assert!(!verify_password("correct horse batterx", &h));
         assert!(!verify_password("x", "not a hash"));
+    }
+
+    fn stored(password_hash: Option<String>, state: AccountState, status: PersonStatus) -> Stored {
+        let person = Person {
+            id: "p-1".into(),
+            national_id: NationalId::parse("A123456789").unwrap(),
+            name: "王小明".into(),
+            agency_code: "A21000000I".into(),
+            unit: "資訊處".into(),
+            person_category: "01".into(),
+            concurrent_duty: String::new(),
+            status,
+            email: String::new(),
+        };
+        let account = Account {
+            id: "acc-1".into(),
+            person_id: "p-1".into(),
+            account_name: Some("ming.wang".into()),
+            email: None,
+            password_hash,
+            state,
+        };
+        Stored { found: Some((person, account)), one_time: None }
+    }
+
+    fn with_one_time(mut s: Stored, password: &str, expires_at: i64) -> Stored {
+        s.one_time = Some(OneTimePasswordRow {
+            account_id: "acc-1".into(),
+            password_hash: sha256_b64(password.as_bytes()),
+            issued_by: "hr".into(),
+            created_at: 0,
+            expires_at,
+        });
+        s
+    }
+
+    #[test]
+    fn the_password_signs_in_an_active_account_of_a_person_still_employed() {
+        use AccountState::{Active, Pending};
+        use PersonStatus::{Active as Employed, Separated};
+        let hash = || Some(hash_password("correct horse battery").unwrap());
+        let s = stored(hash(), Active, Employed);
+        assert_eq!(s.person().map(|p| p.id.as_str()), Some("p-1"));
+        assert!(matches!(check(s, "correct horse battery", 100), Ok(Checked::Password { .. })));
+        assert!(matches!(
+            check(stored(hash(), Active, Employed), "correct horse batterx", 100),
+            Err(LoginError::BadCredentials)
+        ));
+        // A pending account has no password yet, whatever is stored.
+        assert!(matches!(
+            check(stored(hash(), Pending, Employed), "correct horse battery", 100),
+            Err(LoginError::BadCredentials)
+        ));
+        // Separation is told only to someone who knew the password.
+        assert!(matches!(
+            check(stored(hash(), Active, Separated), "correct horse battery", 100),
+            Err(LoginError::Separated)
+        ));
+        assert!(matches!(
+            check(stored(hash(), Active, Separated), "correct horse batterx", 100),
+            Err(LoginError::BadCredentials)
+        ));
+        let unknown = Stored { found: None, one_time: None };
+        assert!(unknown.person().is_none());
+        assert!(matches!(check(unknown, "correct horse battery", 100), Err(LoginError::BadCredentials)));
+    }
+
+    #[test]
+    fn the_one_time_password_works_until_it_expires_and_never_for_a_separated_person() {
+        use PersonStatus::{Active as Employed, Separated};
+        let pending = |status| with_one_time(stored(None, AccountState::Pending, status), "Otp-12345678", 1_000);
+        match check(pending(Employed), "Otp-12345678", 999) {
+            Ok(Checked::OneTime { password_hash, .. }) => assert_eq!(password_hash, sha256_b64(b"Otp-12345678")),
+            other => panic!("a live one-time password signs in, got {other:?}"),
+        }
+        assert!(matches!(check(pending(Employed), "Otp-12345678", 1_000), Err(LoginError::OneTimePasswordExpired)));
+        assert!(matches!(check(pending(Separated), "Otp-12345678", 999), Err(LoginError::Separated)));
+        assert!(matches!(check(pending(Employed), "Otp-12345679", 999), Err(LoginError::BadCredentials)));
+        // An account's own password still works while a one-time password is pending.
+        let hash = Some(hash_password("correct horse battery").unwrap());
+        let active = with_one_time(stored(hash, AccountState::Active, Employed), "Otp-12345678", 1_000);
+        assert!(matches!(check(active, "correct horse battery", 999), Ok(Checked::Password { .. })));
     }
 }

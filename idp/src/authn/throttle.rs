@@ -232,6 +232,31 @@ mod tests {
         assert!(allowed(&t, &s, &other, "a").await.is_some());
     }
 
+    /// The waits themselves, without sleeping: each gate is opened by deleting it, as its expiry
+    /// would, and the refusal that follows says how long the next gate is set for.
+    #[tokio::test]
+    async fn each_attempt_beyond_the_free_ones_doubles_the_wait_up_to_the_cap() {
+        let t = Throttle { max_delay: Duration::from_secs(1000), ..throttle(2, 1000, 100_000) };
+        let s = Ephemeral::open("memory://", "t:").await.unwrap();
+        let key = t.key_for_identifier("ming.wang");
+        allowed(&t, &s, &key, "a").await.expect("first free attempt").failed();
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            allowed(&t, &s, &key, "a").await.expect("the gate is open").failed();
+            let Admission::Refused { retry_after } = t.begin(&s, &key, "a").await.unwrap() else {
+                panic!("the gate closes behind every attempt once the free ones are used")
+            };
+            waits.push(retry_after);
+            s.delete(&key.gate()).await.unwrap();
+        }
+        let expected = [100, 200, 400, 800, 1000, 1000];
+        for (got, want) in waits.iter().zip(expected) {
+            // Half the expected wait tells neighbours apart, whatever the test's own delays.
+            let want = Duration::from_secs(want);
+            assert!(*got <= want && *got > want / 2, "waits {waits:?}, expected {expected:?} s");
+        }
+    }
+
     #[tokio::test]
     async fn the_address_limit_counts_failures_not_successes() {
         let t = throttle(100, 3, 10);

@@ -84,4 +84,43 @@ mod tests {
         assert!(matches!(Params::parse(long.as_bytes()), Err(ParamError::TooLong(_))));
         assert_eq!(Params::parse(b"a=").unwrap().get("a").unwrap(), None);
     }
+
+    #[test]
+    fn the_limits_are_inclusive() {
+        let many = |n: usize| (0..n).map(|i| format!("p{i}=v")).collect::<Vec<_>>().join("&");
+        assert_eq!(Params::parse(many(MAX_PARAMS).as_bytes()).unwrap().get("p63").unwrap(), Some("v"));
+        assert_eq!(Params::parse(many(MAX_PARAMS + 1).as_bytes()).unwrap_err(), ParamError::TooMany);
+
+        let value = |n: usize| format!("v={}", "x".repeat(n));
+        assert_eq!(
+            Params::parse(value(MAX_VALUE).as_bytes()).unwrap().get("v").unwrap().map(str::len),
+            Some(MAX_VALUE)
+        );
+        assert!(matches!(Params::parse(value(MAX_VALUE + 1).as_bytes()), Err(ParamError::TooLong(k)) if k == "v"));
+
+        let name = |n: usize| format!("{}=1", "k".repeat(n));
+        assert!(Params::parse(name(128).as_bytes()).unwrap().has(&"k".repeat(128)));
+        // The error names the parameter, cut to 64 characters.
+        assert_eq!(Params::parse(name(129).as_bytes()).unwrap_err(), ParamError::TooLong("k".repeat(64)));
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_name_is_an_encoding_error() {
+        assert_eq!(Params::parse(b"%ff=1").unwrap_err(), ParamError::Encoding);
+        assert_eq!(Params::parse(b"ok=1&%c3=2").unwrap_err(), ParamError::Encoding);
+    }
+
+    #[test]
+    fn lookups_see_exactly_the_named_parameter() {
+        let p = Params::parse(b"scope=openid&state=&nonce=n-1").unwrap();
+        assert_eq!(p.get("scope").unwrap(), Some("openid"));
+        assert_eq!(p.get("nonce").unwrap(), Some("n-1"));
+        assert_eq!(p.get("prompt").unwrap(), None, "absent");
+        assert_eq!(p.get("state").unwrap(), None, "empty counts as absent");
+        assert!(p.has("state"), "but it was sent");
+        assert!(!p.has("prompt"));
+        assert_eq!(p.first_duplicate(), None);
+        let p = Params::parse(b"a=1&b=2&b=3&a=4").unwrap();
+        assert_eq!(p.first_duplicate(), Some("b"), "the first name seen twice");
+    }
 }

@@ -129,3 +129,96 @@ pub fn revoke_account(conn: &mut DbConn, account_id: &str, now: i64) -> Result<u
         .set(refresh_tokens::revoked_at.eq(now))
         .execute(conn)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::db::Db;
+
+    fn db() -> Db {
+        let db = Db::connect("sqlite://:memory:", 1).unwrap();
+        db.migrate().unwrap();
+        db
+    }
+
+    fn grant(family_id: &str, account_id: &str, expires_at: i64) -> RefreshGrant {
+        RefreshGrant {
+            family_id: family_id.into(),
+            account_id: account_id.into(),
+            client_id: "app".into(),
+            scope: vec!["openid".into(), "offline_access".into()],
+            sid: "sid-1".into(),
+            auth_time: 900,
+            acr: "loa-2".into(),
+            amr: vec!["hwk".into(), "pin".into()],
+            expires_at,
+        }
+    }
+
+    fn is_invalid(r: Redeem) -> bool {
+        matches!(r, Redeem::Invalid)
+    }
+
+    #[test]
+    fn a_refresh_token_is_spent_once_and_its_second_use_revokes_the_family() {
+        let db = db();
+        let mut c = db.get().unwrap();
+        let first = issue(&mut c, &grant("fam-1", "acc-1", 5_000), 1_000).unwrap();
+        let sibling = issue(&mut c, &grant("fam-1", "acc-1", 5_000), 1_000).unwrap();
+        let stranger = issue(&mut c, &grant("fam-2", "acc-1", 5_000), 1_000).unwrap();
+        assert_ne!(first, sibling);
+        let row = find(&mut c, &first).unwrap().expect("stored");
+        assert_eq!(row.id, sha256_b64(first.as_bytes()), "kept by hash, never in clear");
+        assert_eq!(row.used_at, None);
+
+        let Redeem::Ok(g) = redeem(&mut c, &first, "app", 2_000).unwrap() else { panic!("a fresh token is good") };
+        assert_eq!((g.family_id.as_str(), g.account_id.as_str(), g.client_id.as_str()), ("fam-1", "acc-1", "app"));
+        assert_eq!(g.scope, ["openid", "offline_access"]);
+        assert_eq!((g.sid.as_str(), g.auth_time, g.acr.as_str()), ("sid-1", 900, "loa-2"));
+        assert_eq!(g.amr, ["hwk", "pin"]);
+        assert_eq!(g.expires_at, 5_000);
+
+        match redeem(&mut c, &first, "app", 2_001).unwrap() {
+            Redeem::Reused { family_id, account_id } => {
+                assert_eq!((family_id.as_str(), account_id.as_str()), ("fam-1", "acc-1"))
+            }
+            other => panic!("a second use is reuse, got {other:?}"),
+        }
+        assert!(is_invalid(redeem(&mut c, &sibling, "app", 2_002).unwrap()), "the whole family is revoked");
+        assert!(matches!(redeem(&mut c, &stranger, "app", 2_003).unwrap(), Redeem::Ok(_)), "other families are not");
+    }
+
+    #[test]
+    fn a_refresh_token_is_only_for_its_client_and_only_before_it_expires() {
+        let db = db();
+        let mut c = db.get().unwrap();
+        let t = issue(&mut c, &grant("fam-1", "acc-1", 5_000), 1_000).unwrap();
+        assert!(is_invalid(redeem(&mut c, "made-up", "app", 2_000).unwrap()));
+        assert!(is_invalid(redeem(&mut c, &t, "other-app", 2_000).unwrap()), "another client");
+        assert!(is_invalid(redeem(&mut c, &t, "app", 5_000).unwrap()), "expired at expires_at");
+        assert!(matches!(redeem(&mut c, &t, "app", 4_999).unwrap(), Redeem::Ok(_)), "refusals did not spend it");
+    }
+
+    #[test]
+    fn revocation_by_family_and_by_account_ends_exactly_those_tokens() {
+        let db = db();
+        let mut c = db.get().unwrap();
+        let a1 = issue(&mut c, &grant("fam-1", "acc-1", 5_000), 1_000).unwrap();
+        let a2 = issue(&mut c, &grant("fam-2", "acc-1", 5_000), 1_000).unwrap();
+        let a3 = issue(&mut c, &grant("fam-2", "acc-1", 5_000), 1_000).unwrap();
+        let b = issue(&mut c, &grant("fam-3", "acc-2", 5_000), 1_000).unwrap();
+
+        assert_eq!(revoke_family(&mut c, "fam-2", 1_500).unwrap(), 2);
+        assert_eq!(revoke_family(&mut c, "fam-2", 1_600).unwrap(), 0, "already revoked");
+        assert_eq!(find(&mut c, &a2).unwrap().and_then(|r| r.revoked_at), Some(1_500), "the first revocation stays");
+        assert!(is_invalid(redeem(&mut c, &a3, "app", 2_000).unwrap()));
+
+        assert_eq!(revoke_family_owner(&mut c, "fam-3", 1_700).unwrap().as_deref(), Some("acc-2"));
+        assert!(is_invalid(redeem(&mut c, &b, "app", 2_000).unwrap()));
+        assert_eq!(revoke_family_owner(&mut c, "fam-none", 1_700).unwrap(), None);
+
+        assert_eq!(revoke_account(&mut c, "acc-1", 1_800).unwrap(), 1, "fam-1's token; fam-2's were revoked");
+        assert!(is_invalid(redeem(&mut c, &a1, "app", 2_000).unwrap()));
+        assert_eq!(revoke_account(&mut c, "acc-1", 1_900).unwrap(), 0);
+    }
+}

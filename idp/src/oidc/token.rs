@@ -156,20 +156,7 @@ async fn authorization_code(state: &AppState, params: &Params, client: &Client) 
     if grant.redirect_uri != redirect_uri {
         return Err(TokenError::InvalidGrant("redirect_uri does not match the authorization request".into()));
     }
-    match (&grant.code_challenge, get("code_verifier")) {
-        (Some(challenge), Some(verifier)) => {
-            let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-            let well_formed = (43..=128).contains(&verifier.len());
-            if !well_formed || !constant_time_eq(computed.as_bytes(), challenge.as_bytes()) {
-                return Err(TokenError::InvalidGrant("code_verifier does not match the code_challenge".into()));
-            }
-        }
-        (Some(_), None) => return Err(TokenError::InvalidGrant("code_verifier is missing".into())),
-        (None, Some(_)) => {
-            return Err(TokenError::InvalidGrant("no code_challenge was sent with the authorization request".into()))
-        }
-        (None, None) => {}
-    }
+    check_pkce(grant.code_challenge.as_deref(), get("code_verifier"))?;
     ensure_active(state, &grant.account_id).await?;
     let session = SessionFacts {
         account_id: grant.account_id.clone(),
@@ -178,8 +165,7 @@ async fn authorization_code(state: &AppState, params: &Params, client: &Client) 
         acr: grant.acr.clone(),
         amr: grant.amr.clone(),
     };
-    let family = (grant.scope.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token"))
-        .then(|| marker.family_id.clone());
+    let family = issues_refresh_token(&grant.scope, client).then(|| marker.family_id.clone());
     let issued = issue_user_tokens(
         state,
         client,
@@ -201,6 +187,54 @@ async fn authorization_code(state: &AppState, params: &Params, client: &Client) 
         }
     }
     Ok(issued.body)
+}
+
+/// PKCE (RFC 7636 §4.6): a code whose request carried an S256 challenge is redeemed only with
+/// the verifier it was computed from (43–128 characters); a code without one takes no verifier.
+fn check_pkce(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), TokenError> {
+    match (challenge, verifier) {
+        (Some(challenge), Some(verifier)) => {
+            let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+            let well_formed = (43..=128).contains(&verifier.len());
+            if !well_formed || !constant_time_eq(computed.as_bytes(), challenge.as_bytes()) {
+                return Err(TokenError::InvalidGrant("code_verifier does not match the code_challenge".into()));
+            }
+            Ok(())
+        }
+        (Some(_), None) => Err(TokenError::InvalidGrant("code_verifier is missing".into())),
+        (None, Some(_)) => {
+            Err(TokenError::InvalidGrant("no code_challenge was sent with the authorization request".into()))
+        }
+        (None, None) => Ok(()),
+    }
+}
+
+/// A refresh token comes only with `offline_access` granted, to a client allowed the grant.
+fn issues_refresh_token(scope: &[String], client: &Client) -> bool {
+    scope.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token")
+}
+
+/// The scope of a refreshed token: the granted one, or a narrower one asked for, never a wider
+/// one (RFC 6749 §6).
+fn refreshed_scope(granted: &[String], asked: Option<&str>) -> Result<Vec<String>, TokenError> {
+    let Some(asked) = asked else { return Ok(granted.to_vec()) };
+    let asked: Vec<String> = asked.split(' ').filter(|x| !x.is_empty()).map(str::to_string).collect();
+    if asked.iter().any(|a| !granted.contains(a)) {
+        return Err(TokenError::InvalidScope("the scope exceeds what was granted".into()));
+    }
+    Ok(asked)
+}
+
+/// The scopes a client may ask for on its own behalf: ones it is registered for, but never
+/// `openid` or `offline_access`, since no person stands behind the token.
+fn service_scope<'a>(client: &Client, asked: Option<&'a str>) -> Result<Vec<&'a str>, TokenError> {
+    let asked: Vec<&str> = asked.unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
+    for s in &asked {
+        if matches!(*s, "openid" | "offline_access") || !client.allows_scope(s) {
+            return Err(TokenError::InvalidScope(format!("scope `{s}` is not available to this client")));
+        }
+    }
+    Ok(asked)
 }
 
 /// A code presented again: revoke what its first redemption issued (RFC 6749 §4.1.2).
@@ -278,17 +312,7 @@ async fn refresh_token(state: &AppState, params: &Params, client: &Client) -> Re
             return Err(TokenError::InvalidGrant("the refresh token was already used".into()));
         }
     };
-    // A narrower scope may be asked for, never a wider one (RFC 6749 §6).
-    let scope = match params.get("scope").ok().flatten() {
-        None => grant.scope.clone(),
-        Some(s) => {
-            let asked: Vec<String> = s.split(' ').filter(|x| !x.is_empty()).map(str::to_string).collect();
-            if asked.iter().any(|a| !grant.scope.contains(a)) {
-                return Err(TokenError::InvalidScope("the scope exceeds what was granted".into()));
-            }
-            asked
-        }
-    };
+    let scope = refreshed_scope(&grant.scope, params.get("scope").ok().flatten())?;
     ensure_active(state, &grant.account_id).await?;
     let session = SessionFacts {
         account_id: grant.account_id.clone(),
@@ -304,13 +328,7 @@ async fn refresh_token(state: &AppState, params: &Params, client: &Client) -> Re
 }
 
 async fn client_credentials(state: &AppState, params: &Params, client: &Client) -> Result<Value, TokenError> {
-    let asked: Vec<&str> =
-        params.get("scope").ok().flatten().unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
-    for s in &asked {
-        if matches!(*s, "openid" | "offline_access") || !client.allows_scope(s) {
-            return Err(TokenError::InvalidScope(format!("scope `{s}` is not available to this client")));
-        }
-    }
+    let asked = service_scope(client, params.get("scope").ok().flatten())?;
     let now = now();
     let ttl = state.config.tokens.access_token_ttl.as_secs() as i64;
     let claims = AccessClaims::new(
@@ -411,4 +429,113 @@ async fn issue_user_tokens(
         body["refresh_token"] = json!(rt);
     }
     Ok(Issued { body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(grants: &[&str], scopes: &[&str]) -> Client {
+        let mut c = Client::default();
+        c.client_id = "app".into();
+        c.grant_types = grants.iter().map(|g| g.to_string()).collect();
+        c.scope = scopes.iter().map(|s| s.to_string()).collect();
+        c
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn invalid_grant(r: Result<(), TokenError>) -> bool {
+        matches!(r, Err(TokenError::InvalidGrant(_)))
+    }
+
+    #[test]
+    fn pkce_needs_the_verifier_of_the_challenge_and_only_then() {
+        // RFC 7636 Appendix B.
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(check_pkce(Some(challenge), Some(verifier)).is_ok());
+        assert!(invalid_grant(check_pkce(Some(challenge), Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl"))));
+        assert!(invalid_grant(check_pkce(Some(challenge), None)), "the verifier is missing");
+        assert!(invalid_grant(check_pkce(None, Some(verifier))), "a verifier for a code without a challenge");
+        assert!(check_pkce(None, None).is_ok());
+        // A verifier outside 43..=128 characters is refused even when its hash matches.
+        let short = "a".repeat(42);
+        let hash = |v: &str| URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes()));
+        assert!(invalid_grant(check_pkce(Some(&hash(&short)), Some(&short))));
+        for n in [43, 128] {
+            let v = "a".repeat(n);
+            assert!(check_pkce(Some(&hash(&v)), Some(&v)).is_ok(), "{n} characters");
+        }
+        let long = "a".repeat(129);
+        assert!(invalid_grant(check_pkce(Some(&hash(&long)), Some(&long))));
+    }
+
+    #[test]
+    fn a_refresh_token_needs_offline_access_and_the_grant() {
+        let both = client(&["authorization_code", "refresh_token"], &["openid", "offline_access"]);
+        let code_only = client(&["authorization_code"], &["openid", "offline_access"]);
+        assert!(issues_refresh_token(&strings(&["openid", "offline_access"]), &both));
+        assert!(!issues_refresh_token(&strings(&["openid"]), &both));
+        assert!(!issues_refresh_token(&strings(&["openid", "offline_access"]), &code_only));
+    }
+
+    #[test]
+    fn a_refresh_may_narrow_the_scope_never_widen_it() {
+        let granted = strings(&["openid", "profile", "offline_access"]);
+        assert_eq!(refreshed_scope(&granted, None).unwrap(), granted);
+        assert_eq!(refreshed_scope(&granted, Some(" openid  profile ")).unwrap(), ["openid", "profile"]);
+        assert!(matches!(refreshed_scope(&granted, Some("openid email")), Err(TokenError::InvalidScope(_))));
+    }
+
+    #[test]
+    fn a_service_token_has_only_registered_scopes_and_no_person_s() {
+        let c = client(&["client_credentials"], &["openid", "offline_access", "hr.read", "hr.write"]);
+        assert_eq!(service_scope(&c, None).unwrap(), Vec::<&str>::new());
+        assert_eq!(service_scope(&c, Some("hr.read  hr.write")).unwrap(), ["hr.read", "hr.write"]);
+        for bad in ["openid", "offline_access", "hr.read hr.admin"] {
+            assert!(matches!(service_scope(&c, Some(bad)), Err(TokenError::InvalidScope(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_code_slot_tells_a_redemption_record_from_a_grant() {
+        let marker = Redeemed {
+            redeemed_at: 1,
+            client_id: "app".into(),
+            jti: "jti-1".into(),
+            exp: 2,
+            family_id: "fam-1".into(),
+        };
+        let grant = CodeGrant {
+            client_id: "app".into(),
+            redirect_uri: "https://app.example/cb".into(),
+            account_id: "acc-1".into(),
+            sid: "sid-1".into(),
+            auth_time: 1,
+            acr: "loa-1".into(),
+            amr: vec![],
+            nonce: None,
+            scope: strings(&["openid"]),
+            code_challenge: None,
+        };
+        let marker = serde_json::to_vec(&marker).unwrap();
+        let grant = serde_json::to_vec(&grant).unwrap();
+        assert!(matches!(Slot::of(Some(marker)), Slot::Redeemed(r) if r.jti == "jti-1"));
+        assert!(matches!(Slot::of(Some(grant)), Slot::Unredeemed(g) if g.account_id == "acc-1"));
+        assert!(matches!(Slot::of(Some(b"not json".to_vec())), Slot::Unknown));
+        assert!(matches!(Slot::of(None), Slot::Unknown));
+    }
+
+    #[test]
+    fn each_error_has_its_rfc_6749_code() {
+        assert_eq!(TokenError::InvalidGrant(String::new()).code(), "invalid_grant");
+        assert_eq!(TokenError::InvalidScope(String::new()).code(), "invalid_scope");
+        assert_eq!(TokenError::UnsupportedGrantType.code(), "unsupported_grant_type");
+        let e: TokenError = ClientAuthError::InvalidClient { description: "x".into(), basic: true }.into();
+        assert!(matches!(e, TokenError::InvalidClient { basic: true, .. }));
+        assert_eq!(e.code(), "invalid_client");
+    }
 }
