@@ -146,7 +146,10 @@ mod tests {
     fn one_unnamed_socket_is_the_main_site() {
         assert_eq!(ok("1", None, None), Some(Plan { count: 1, http: Some(0), card_tls: None, metrics: None }));
         // systemd names a socket after its unit when FileDescriptorName= is not set.
-        assert_eq!(ok("1", Some("4242"), Some("idp.socket")), Some(Plan { count: 1, http: Some(0), card_tls: None, metrics: None }));
+        assert_eq!(
+            ok("1", Some("4242"), Some("idp.socket")),
+            Some(Plan { count: 1, http: Some(0), card_tls: None, metrics: None })
+        );
     }
 
     #[test]
@@ -160,7 +163,10 @@ mod tests {
         // The card listener's socket named, the main site's left to its unit name.
         assert_eq!(ok("2", None, Some("card-tls:idp.socket")), both);
         // Only the card listener passed: the main site binds `http.bind` as usual.
-        assert_eq!(ok("1", None, Some("card-tls")), Some(Plan { count: 1, http: None, card_tls: Some(0), metrics: None }));
+        assert_eq!(
+            ok("1", None, Some("card-tls")),
+            Some(Plan { count: 1, http: None, card_tls: Some(0), metrics: None })
+        );
     }
 
     #[test]
@@ -186,7 +192,13 @@ mod tests {
             ok("2", None, Some("metrics:http")),
             Some(Plan { count: 2, http: Some(1), card_tls: None, metrics: Some(0) })
         );
-        assert_eq!(ok("2", None, Some("metrics:")), Some(Plan { count: 2, http: Some(1), card_tls: None, metrics: Some(0) }));
-        assert_eq!(ok("1", None, Some("metrics")), Some(Plan { count: 1, http: None, card_tls: None, metrics: Some(0) }));
+        assert_eq!(
+            ok("2", None, Some("metrics:")),
+            Some(Plan { count: 2, http: Some(1), card_tls: None, metrics: Some(0) })
+        );
+        assert_eq!(
+            ok("1", None, Some("metrics")),
+            Some(Plan { count: 1, http: None, card_tls: None, metrics: Some(0) })
+        );
     }
 }

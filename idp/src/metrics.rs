@@ -212,14 +212,17 @@ pub fn serve(state: &AppState, inherited: Option<std::net::TcpListener>) -> Resu
     if bind.is_empty() {
         if inherited.is_some() {
             // A socket unit that opens a port nobody serves is a mistake to say, not to hide.
-            return Err(InfraError::Internal("socket activation: a metrics socket was passed, but metrics.bind is not set".into()));
+            return Err(InfraError::Internal(
+                "socket activation: a metrics socket was passed, but metrics.bind is not set".into(),
+            ));
         }
         return Ok(());
     }
     let listener = match inherited {
         Some(l) => l,
-        None => std::net::TcpListener::bind(&bind)
-            .map_err(|e| InfraError::Internal(format!("metrics.bind {bind}: {e}")))?,
+        None => {
+            std::net::TcpListener::bind(&bind).map_err(|e| InfraError::Internal(format!("metrics.bind {bind}: {e}")))?
+        }
     };
     let data = web::Data::new(state.clone());
     let server = HttpServer::new(move || App::new().app_data(data.clone()).route("/metrics", web::get().to(scrape)))
