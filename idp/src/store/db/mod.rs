@@ -59,14 +59,14 @@ impl DbError {
     /// request may succeed later, and the person is told so.
     pub fn is_unavailable(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
-        match self {
-            DbError::Unavailable(_) => true,
-            DbError::Query(Error::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                _,
-            )) => true,
-            _ => false,
-        }
+        matches!(
+            self,
+            DbError::Unavailable(_)
+                | DbError::Query(Error::DatabaseError(
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                    _,
+                ))
+        )
     }
 }
 
