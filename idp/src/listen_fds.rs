@@ -182,7 +182,7 @@ mod tests {
         assert!(plan(Some("1"), Some("me"), None, 4242).unwrap_err().contains("LISTEN_PID"));
         assert!(plan(Some("2"), None, Some("http"), 4242).unwrap_err().contains("1 name(s) for 2"));
         assert!(plan(Some("2"), None, Some("http:http"), 4242).unwrap_err().contains("more than one"));
-        assert!(plan(Some("2"), None, Some("http:metrics"), 4242).unwrap_err().contains("\"metrics\""));
+        assert!(plan(Some("2"), None, Some("http:stats"), 4242).unwrap_err().contains("\"stats\""));
         assert!(plan(Some("2"), None, None, 4242).unwrap_err().contains("fd 4"));
     }
 
