@@ -182,8 +182,10 @@ fn finish(conn: &mut DbConn, row: &OutboxRow, attempt: Attempt, now: i64) -> Res
         let changed = if done {
             diesel::update(mine).set((logout_outbox::done_at.eq(now), logout_outbox::outcome.eq(outcome))).execute(c)?
         } else {
+            // Times are whole seconds and `now` is rounded down, so one second more keeps the
+            // promised wait a lower bound: the retry comes at least `delay` after the failure.
             let delay = retry.copied().unwrap_or(0);
-            diesel::update(mine).set(logout_outbox::next_attempt_at.eq(now + delay)).execute(c)?
+            diesel::update(mine).set(logout_outbox::next_attempt_at.eq(now + delay + 1)).execute(c)?
         };
         if changed == 0 {
             // The lease ran out and another node has claimed the row since.
