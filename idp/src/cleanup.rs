@@ -24,6 +24,9 @@ const LOCK_KEY: i64 = 0x6964_7063_6c65_616e;
 /// Tokens recorded for a session are kept this long past its end at least, so a record made in
 /// the same instant as a sign-in is never taken for a leftover.
 const SESSION_CLIENT_GRACE: i64 = 3600;
+/// An expired one-time password is kept this long, so a person who types it late is told it has
+/// expired (一次性密碼已逾期) and whom to ask, instead of only that the password is wrong.
+const EXPIRED_ONE_TIME_PASSWORD_KEEP: i64 = 30 * 24 * 3600;
 
 /// How many rows one round removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -87,8 +90,10 @@ pub fn run_once(conn: &mut DbConn, now: i64, keep: Retention) -> Result<Option<P
         p.session_clients = diesel::delete(session_clients::table.filter(session_clients::sid.eq_any(gone)))
             .filter(session_clients::ended_at.is_null())
             .execute(c)?;
-        p.one_time_passwords =
-            diesel::delete(one_time_passwords::table.filter(one_time_passwords::expires_at.le(now))).execute(c)?;
+        p.one_time_passwords = diesel::delete(
+            one_time_passwords::table.filter(one_time_passwords::expires_at.le(now - EXPIRED_ONE_TIME_PASSWORD_KEEP)),
+        )
+        .execute(c)?;
         p.registration_tokens =
             diesel::delete(registration_tokens::table.filter(registration_tokens::expires_at.le(now))).execute(c)?;
         let consented: Vec<String> = consents::table.select(consents::client_id).distinct().load(c)?;

@@ -83,9 +83,10 @@ async fn the_clean_up_purges_expired_and_finished_rows_keeps_live_ones_and_keeps
     {
         let c = &mut *db.get().unwrap();
         let n = now();
-        // 李美華's one-time password has expired; 王小明's is live.
+        // 李美華's one-time password expired more than 30 days ago (a recently expired one is kept
+        // so its own message can be shown: login.rs); 王小明's is live.
         diesel::update(one_time_passwords::table.find(&meihua))
-            .set(one_time_passwords::expires_at.eq(n - 60))
+            .set(one_time_passwords::expires_at.eq(n - 31 * 24 * 3600))
             .execute(c)
             .unwrap();
         session(c, "expired", &ming, n - 60);
