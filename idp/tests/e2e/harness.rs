@@ -33,7 +33,9 @@ pub struct Idp {
     /// The main site's socket, bound here and kept for the instance's life: every start of the
     /// server gets it (socket activation), so the port is known before the first start and no
     /// other test can take it between a stop and the next start.
-    http: TcpListener,
+    http: Option<TcpListener>,
+    /// The main site's port, fixed when the instance is made.
+    port: u16,
     /// The card TLS listener's socket, when the test asked for one (`IDP_CARD_LOGIN__BIND`
     /// given as `127.0.0.1:0`).
     card: Option<TcpListener>,
@@ -255,12 +257,20 @@ impl Idp {
             };
             env.push((k.to_string(), v));
         }
-        Self { dir, base, child: None, env, pg_admin, http, card, metrics }
+        let port = http.local_addr().unwrap().port();
+        Self { dir, base, child: None, env, pg_admin, http: Some(http), port, card, metrics }
     }
 
     /// The main site's port (known before the server starts).
     pub fn port(&self) -> u16 {
-        self.http.local_addr().unwrap().port()
+        self.port
+    }
+
+    /// Closes this process's copy of the main site's listening socket, so that once the server
+    /// closes its own the port refuses connections (as without socket activation). The instance
+    /// cannot be started again afterwards.
+    pub fn release_port(&mut self) {
+        self.http = None;
     }
 
     /// The metrics listener's address, when the instance has one.
@@ -281,7 +291,10 @@ impl Idp {
 
     /// Gives `idp serve` this instance's sockets.
     fn hand_over_sockets(&self, cmd: &mut Command) {
-        let mut sockets = vec![(&self.http, "http")];
+        let mut sockets = Vec::new();
+        if let Some(http) = &self.http {
+            sockets.push((http, "http"));
+        }
         if let Some(card) = &self.card {
             sockets.push((card, "card-tls"));
         }

@@ -570,8 +570,12 @@ async fn redis_cut_or_hanging_gives_503s_within_the_bound_and_service_resumes_wi
 /// exits 0.
 #[tokio::test]
 async fn sigterm_drains_then_finishes_the_request_in_flight_and_exits_0() {
-    let mut idp = Idp::with_env(&[("IDP_HTTP__DRAIN_DELAY", "3s"), ("IDP_HTTP__SHUTDOWN_TIMEOUT", "20s")]);
+    // A generous shutdown bound: on a loaded machine the steps below may take a while, and the
+    // server must not give up on the request in flight meanwhile.
+    let mut idp = Idp::with_env(&[("IDP_HTTP__DRAIN_DELAY", "3s"), ("IDP_HTTP__SHUTDOWN_TIMEOUT", "120s")]);
     idp.start().await;
+    // Only the server holds the listening socket, so closing it refuses new connections.
+    idp.release_port();
     let addr = idp.base.trim_start_matches("http://").to_string();
     let http = reqwest::Client::new();
     assert_eq!(http.get(format!("{}/readyz", idp.base)).send().await.unwrap().status(), 200);
@@ -632,7 +636,7 @@ async fn sigterm_drains_then_finishes_the_request_in_flight_and_exits_0() {
     assert!(answer.starts_with("HTTP/1.1 401"), "the request in flight was answered: {answer}");
     assert!(answer.contains("invalid_client"), "{answer}");
 
-    let status = idp.wait_exit(Duration::from_secs(20)).await.expect("the server exits once the request is done");
+    let status = idp.wait_exit(Duration::from_secs(30)).await.expect("the server exits once the request is done");
     assert!(status.success(), "exit status {status}");
     let log = std::fs::read_to_string(idp.log_path()).unwrap();
     assert!(log.contains("stopping"), "{log}");
