@@ -198,8 +198,12 @@ impl Db {
         }
         // Not `build`: it waits for the whole pool to fill within the (short) checkout
         // timeout. The first real checkout below (migrations) waits patiently instead.
+        // `min_idle(0)`: connections are opened when asked for, never in the background. A
+        // filling pool would have r2d2's threads inside libpq's connect while a short command
+        // (the CLI) exits, and libpq torn down under them crashes the process at exit.
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)
+            .min_idle(Some(0))
             .connection_timeout(timeouts.checkout)
             .test_on_check_out(true)
             .build_unchecked(Manager { url: crate::config::SecretUrl::new(url), connect_timeout: timeouts.connect });
