@@ -407,7 +407,7 @@ impl Idp {
     /// Runs a command that must succeed; returns its standard output.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
-        assert!(out.status.success(), "idp {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "idp {args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     }
 
