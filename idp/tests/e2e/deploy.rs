@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
+use crate::behind_nginx::nginx_binary;
 use crate::harness::*;
 
 fn deploy_dir() -> PathBuf {
@@ -104,13 +105,6 @@ fn the_dockerfile_is_multi_stage_runs_as_a_numeric_non_root_user_and_checks_heal
     assert!(check.lines().take(3).collect::<String>().contains("/healthz"));
     let unit = std::fs::read_to_string(deploy_dir().join("systemd/idp.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/local/bin/idp serve") && unit.contains("User=idp"));
-}
-
-fn nginx_binary() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("nginx")).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path.into_iter().chain([PathBuf::from("/usr/sbin/nginx")]).find(|p| p.is_file())
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod admin;
 mod adversarial;
+mod behind_nginx;
 mod browser;
 mod card;
 mod card_tls;

@@ -26,11 +26,11 @@ const CB_ENC: &str = "http%3A%2F%2F127.0.0.1%3A9%2Fcb";
 const PW: &str = "Civil-Service-2026";
 /// The bounds the server runs with here (the defaults, spelled out): a dependency that is out
 /// costs a request `checkout_timeout` (PostgreSQL) or two attempts of `cache.timeout` (Redis).
-const BOUNDS: [(&str, &str); 3] =
+pub(crate) const BOUNDS: [(&str, &str); 3] =
     [("IDP_DATABASE__CHECKOUT_TIMEOUT", "1s"), ("IDP_DATABASE__CONNECT_TIMEOUT", "2s"), ("IDP_CACHE__TIMEOUT", "1s")];
 /// No answer may take longer than this while a dependency is out: the bounds above plus a
 /// generous margin for a loaded machine (an upper bound that only a hang can exceed).
-const LIMIT: Duration = Duration::from_secs(5);
+pub(crate) const LIMIT: Duration = Duration::from_secs(5);
 
 /// What the relay does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ enum Mode {
 
 /// A TCP relay in front of a real server, on its own runtime (the harness runs blocking CLI
 /// commands on the test's thread, which must not stop the relay).
-struct Relay {
+pub(crate) struct Relay {
     port: u16,
     target: SocketAddr,
     mode: watch::Sender<Mode>,
@@ -61,7 +61,7 @@ struct Shared {
 }
 
 impl Relay {
-    fn start(target: SocketAddr) -> Self {
+    pub(crate) fn start(target: SocketAddr) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -112,7 +112,7 @@ impl Relay {
     }
 
     /// The server goes away: live connections closed, new ones refused.
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.mode.send_replace(Mode::Refuse);
         if let Some(a) = self.shared.lock().unwrap().acceptor.take() {
             a.abort();
@@ -121,18 +121,18 @@ impl Relay {
     }
 
     /// The server stops answering: live connections stall, new ones are accepted and stall.
-    fn hang(&self) {
+    pub(crate) fn hang(&self) {
         self.mode.send_replace(Mode::Hang);
     }
 
     /// One network hiccup: live connections closed, forwarding goes on. How many were closed.
-    fn drop_connections(&self) -> usize {
+    pub(crate) fn drop_connections(&self) -> usize {
         self.close_all()
     }
 
     /// The server is back: what was stalled is closed (the state a middlebox dropped) and new
     /// connections are forwarded.
-    fn restore(&self) {
+    pub(crate) fn restore(&self) {
         self.close_all();
         let previous = self.mode.send_replace(Mode::Forward);
         if previous == Mode::Refuse {
@@ -151,7 +151,7 @@ impl Relay {
     }
 
     /// `url` with its host and port replaced by the relay's.
-    fn url_for(&self, url: &str) -> String {
+    pub(crate) fn url_for(&self, url: &str) -> String {
         let mut u = url::Url::parse(url).unwrap();
         u.set_host(Some("127.0.0.1")).unwrap();
         u.set_port(Some(self.port)).unwrap();
@@ -206,7 +206,7 @@ async fn copy(
 
 /// The URL of a dependency this run has, or `None` (and a note) when it has none. Fails when
 /// the run asked for PostgreSQL and Redis and this one is missing.
-fn dependency(var: &str) -> Option<String> {
+pub(crate) fn dependency(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) => Some(url),
         Err(_) => {
@@ -221,7 +221,7 @@ fn dependency(var: &str) -> Option<String> {
     }
 }
 
-fn address_of(url: &str) -> SocketAddr {
+pub(crate) fn address_of(url: &str) -> SocketAddr {
     let u = url::Url::parse(url).unwrap();
     let host = u.host_str().unwrap();
     let host = if host == "localhost" { "127.0.0.1" } else { host };
@@ -277,12 +277,23 @@ async fn world(key: &str, real_url: &str) -> World {
 }
 
 /// An answer, and how long it took.
-struct Timed {
-    status: u16,
-    retry_after: Option<String>,
-    location: Option<String>,
-    body: String,
-    took: Duration,
+pub(crate) struct Timed {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<String>,
+    pub(crate) location: Option<String>,
+    pub(crate) body: String,
+    pub(crate) took: Duration,
+}
+
+/// Sends a request; its answer and how long it took.
+pub(crate) async fn timed(req: reqwest::RequestBuilder) -> Timed {
+    let started = Instant::now();
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let header = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
+    let (retry_after, location) = (header("retry-after"), header("location"));
+    let body = r.text().await.unwrap();
+    Timed { status, retry_after, location, body, took: started.elapsed() }
 }
 
 impl World {
@@ -313,13 +324,7 @@ impl World {
     }
 
     async fn timed(&self, req: reqwest::RequestBuilder) -> Timed {
-        let started = Instant::now();
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let header = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
-        let (retry_after, location) = (header("retry-after"), header("location"));
-        let body = r.text().await.unwrap();
-        Timed { status, retry_after, location, body, took: started.elapsed() }
+        timed(req).await
     }
 
     fn url(&self, path: &str) -> String {
@@ -373,12 +378,12 @@ impl World {
     }
 }
 
-fn in_time(what: &str, t: &Timed) {
+pub(crate) fn in_time(what: &str, t: &Timed) {
     assert!(t.took < LIMIT, "{what} took {:?} (limit {LIMIT:?})", t.took);
 }
 
 /// A 503 page in the seeds' words, with `Retry-After`.
-fn unavailable_page(what: &str, t: &Timed) {
+pub(crate) fn unavailable_page(what: &str, t: &Timed) {
     in_time(what, t);
     assert_eq!(t.status, 503, "{what}: {}", t.body);
     assert!(t.retry_after.is_some(), "{what}: Retry-After");
@@ -386,7 +391,7 @@ fn unavailable_page(what: &str, t: &Timed) {
 }
 
 /// 503 `temporarily_unavailable` JSON, with `Retry-After`.
-fn unavailable_json(what: &str, t: &Timed) {
+pub(crate) fn unavailable_json(what: &str, t: &Timed) {
     in_time(what, t);
     assert_eq!(t.status, 503, "{what}: {}", t.body);
     assert!(t.retry_after.is_some(), "{what}: Retry-After");
