@@ -26,6 +26,7 @@ struct Metrics {
     tokens: IntCounterVec,
     token_refusals: IntCounterVec,
     dependency_errors: IntCounterVec,
+    dependency_timeouts: IntCounterVec,
     pool: IntGaugeVec,
     crl_age: GaugeVec,
     outbox_pending: IntGauge,
@@ -93,6 +94,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Failures of a dependency (database, ephemeral store, mail, …) seen by a request or background task",
             &["dependency"],
         ),
+        dependency_timeouts: counter(
+            &registry,
+            "idp_dependency_timeouts_total",
+            "Calls to a dependency that ran out of their time bound: database pool checkout (also when no connection can be opened) or query, ephemeral store command; each attempt counted",
+            &["dependency"],
+        ),
         backchannel: counter(
             &registry,
             "idp_backchannel_attempts_total",
@@ -155,6 +162,13 @@ pub fn token(grant: &str, refused: Option<&str>) {
 /// A dependency failed (`database`, `ephemeral`, `mail`, …).
 pub fn dependency_error(dependency: &str) {
     METRICS.dependency_errors.with_label_values(&[name(dependency)]).inc();
+}
+
+/// A call to a dependency (`database`, `ephemeral`) ran out of its time bound: a server that
+/// hangs, told apart from one that refuses (counted by [`dependency_error`] when the failure
+/// reaches a request).
+pub fn dependency_timeout(dependency: &str) {
+    METRICS.dependency_timeouts.with_label_values(&[name(dependency)]).inc();
 }
 
 /// An infrastructure error reached a request: counted by the dependency it came from.

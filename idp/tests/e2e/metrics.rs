@@ -172,3 +172,76 @@ async fn metrics_on_their_own_listener_count_requests_sign_ins_and_tokens_withou
         assert!(!text.contains(private), "`{private}` is in /metrics");
     }
 }
+
+/// A dependency that hangs is counted as a timeout, apart from one that refuses: Redis cut
+/// (connections refused) moves `idp_dependency_errors_total` only; Redis or PostgreSQL hanging
+/// moves `idp_dependency_timeouts_total` too.
+#[tokio::test]
+async fn a_hanging_dependency_counts_as_a_timeout_and_a_refusing_one_does_not() {
+    use crate::outages::{address_of, dependency, Relay, BOUNDS};
+    let Some(cache) = dependency("IDP_TEST_CACHE_URL") else { return };
+    let mut env = BOUNDS.to_vec();
+    env.push(("IDP_METRICS__BIND", "127.0.0.1:0"));
+    let mut idp = Idp::with_env(&env);
+    let redis = Relay::start(address_of(&cache));
+    idp.set_env("IDP_CACHE__URL", &redis.url_for(&cache));
+    let postgres = idp.env_value("IDP_DATABASE__URL").map(|url| {
+        let relay = Relay::start(address_of(&url));
+        idp.set_env("IDP_DATABASE__URL", &relay.url_for(&url));
+        relay
+    });
+    idp.import_register();
+    let (client_id, _) = idp.create_client(CB, "http://127.0.0.1:9/");
+    idp.start().await;
+    let url = format!("http://{}/metrics", idp.metrics_addr().unwrap());
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    // A new sign-in starts with a login transaction in Redis.
+    let authorize = format!(
+        "{}/authorize?client_id={client_id}&redirect_uri={CB_ENC}&response_type=code&scope=openid&state=s",
+        idp.base
+    );
+    let count = |s: &[Sample], name: &str, dep: &str| value(s, name, &[("dependency", dep)]);
+    let (_, before) = scrape(&url).await;
+
+    redis.cut();
+    let r = http.get(&authorize).send().await.unwrap();
+    assert!(r.headers()["location"].to_str().unwrap().contains("temporarily_unavailable"));
+    let (_, cut) = scrape(&url).await;
+    assert!(
+        count(&cut, "idp_dependency_errors_total", "ephemeral")
+            > count(&before, "idp_dependency_errors_total", "ephemeral")
+    );
+    assert_eq!(
+        count(&cut, "idp_dependency_timeouts_total", "ephemeral"),
+        count(&before, "idp_dependency_timeouts_total", "ephemeral"),
+        "a refused connection is not a timeout"
+    );
+
+    // Back, then hanging: connections accepted, nothing answered.
+    redis.restore();
+    redis.hang();
+    let r = http.get(&authorize).send().await.unwrap();
+    assert!(r.headers()["location"].to_str().unwrap().contains("temporarily_unavailable"));
+    let (_, hung) = scrape(&url).await;
+    assert!(
+        count(&hung, "idp_dependency_timeouts_total", "ephemeral")
+            > count(&cut, "idp_dependency_timeouts_total", "ephemeral")
+    );
+    assert!(
+        count(&hung, "idp_dependency_errors_total", "ephemeral")
+            > count(&cut, "idp_dependency_errors_total", "ephemeral")
+    );
+    redis.restore();
+
+    if let Some(postgres) = postgres {
+        let (_, fine) = scrape(&url).await;
+        postgres.hang();
+        assert_eq!(http.get(format!("{}/", idp.base)).send().await.unwrap().status().as_u16(), 503);
+        let (_, hung) = scrape(&url).await;
+        assert!(
+            count(&hung, "idp_dependency_timeouts_total", "database")
+                > count(&fine, "idp_dependency_timeouts_total", "database")
+        );
+        postgres.restore();
+    }
+}

@@ -303,8 +303,10 @@ impl Db {
         if !self.remote {
             return task.await.map_err(failed)?;
         }
-        let unavailable =
-            |what: &str, d: Duration| E::from(DbError::Unavailable(format!("{what} within {} ms", d.as_millis())));
+        let unavailable = |what: &str, d: Duration| {
+            crate::metrics::dependency_timeout("database");
+            E::from(DbError::Unavailable(format!("{what} within {} ms", d.as_millis())))
+        };
         let checkout = self.timeouts.checkout;
         tokio::select! {
             biased;

@@ -213,6 +213,9 @@ impl Inner {
             Ok(Ok(v)) => Attempt::Done(v),
             Ok(Err(e)) if !is_outage(&e) => Attempt::Refused(e),
             Ok(Err(e)) => {
+                if e.is_timeout() {
+                    crate::metrics::dependency_timeout("ephemeral");
+                }
                 close();
                 Attempt::Broken { stale: stale && is_broken(&e), error: e.to_string() }
             }
@@ -220,6 +223,7 @@ impl Inner {
             // used again. Not worth a second attempt either: one that hangs costs the whole
             // deadline again, and the person is better served by a quick "try again".
             Err(_) => {
+                crate::metrics::dependency_timeout("ephemeral");
                 close();
                 Attempt::Broken { error: format!("no answer within {} ms", self.timeout.as_millis()), stale: false }
             }
