@@ -652,7 +652,16 @@ impl Config {
             return bad("http.drain_delay", "http.drain_delay is at most 5m and http.shutdown_timeout at most 10m");
         }
         let cache = self.cache.url.expose();
-        if !(cache == "memory://" || cache.starts_with("redis://") || cache.starts_with("rediss://")) {
+        // TLS to Redis is not built in (the redis crate's TLS features are off): refused here,
+        // at start, rather than by the first request.
+        if cache.starts_with("rediss://") {
+            return bad(
+                "cache.url",
+                "rediss:// (TLS to Redis) is not supported: reach Redis over redis:// on a private network, \
+                 or through a local TLS tunnel (stunnel, spiped) and point redis:// at it",
+            );
+        }
+        if !(cache == "memory://" || cache.starts_with("redis://")) {
             return bad("cache.url", "must be memory:// or redis://…");
         }
         let smtp = self.mail.smtp_url.expose();

@@ -646,3 +646,15 @@ async fn sigterm_drains_then_finishes_the_request_in_flight_and_exits_0() {
     let log = std::fs::read_to_string(idp.log_path()).unwrap();
     assert!(log.contains("stopping"), "{log}");
 }
+
+/// TLS to Redis is not built in: a `rediss://` URL stops the server at start with a message
+/// that says so and what to do instead, not at the first request.
+#[test]
+fn a_rediss_url_is_refused_at_start_with_a_clear_message() {
+    let idp = Idp::new();
+    let out = idp.cli_with(&[("IDP_CACHE__URL", "rediss://:pw-not-shown@127.0.0.1:6380/0")], &["serve"]);
+    assert!(!out.status.success(), "serve started with rediss://");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("cache.url") && said.contains("rediss:// (TLS to Redis) is not supported"), "{said}");
+    assert!(!said.contains("pw-not-shown"), "the URL's password is not shown: {said}");
+}
