@@ -170,21 +170,6 @@ pub fn complete(conn: &mut DbConn, checked: Checked) -> Result<LoginOutcome, Log
     }
 }
 
-/// Checks an identifier and password in one go (read, compare, write) on one connection, which
-/// it holds through Argon2id: for the CLI and tests. Request handlers use [`load`],
-/// [`check_off_thread`] and [`complete`], so no connection waits on a hash.
-pub fn sign_in(
-    conn: &mut DbConn,
-    protector: &DataProtector,
-    identifier: &str,
-    password: &str,
-    now: i64,
-) -> Result<LoginOutcome, LoginError> {
-    let stored = load(conn, protector, identifier)?;
-    let checked = check(stored, password, now)?;
-    complete(conn, checked)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
