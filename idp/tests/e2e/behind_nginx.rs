@@ -54,7 +54,10 @@ impl NginxSockets {
 
 /// Debian's nginx running the shipped site file in front of some nodes.
 pub struct Nginx {
+    /// The site, `https://127.0.0.1:PORT`.
     pub base: String,
+    /// The card port (client certificates), `https://127.0.0.1:PORT`.
+    pub card_base: String,
     pub dir: tempfile::TempDir,
     _proc: Proc,
     _sockets: NginxSockets,
@@ -64,7 +67,7 @@ impl Nginx {
     /// Renders the shipped site file for this test — its upstream line becomes one line per node,
     /// its `listen` ports the inherited sockets' addresses, its certificate a throw-away one —
     /// starts nginx and waits until it answers. `None` (after a note) without nginx outside CI.
-    pub async fn start(sockets: NginxSockets, node_ports: &[u16]) -> Option<Self> {
+    pub async fn start(sockets: NginxSockets, upstreams: &[String]) -> Option<Self> {
         let Some(bin) = nginx_binary() else {
             assert!(std::env::var_os("CI").is_none(), "nginx is required in CI (apt-get install nginx)");
             eprintln!("skipped: nginx is not installed (apt-get install nginx)");
@@ -76,7 +79,7 @@ impl Nginx {
         std::fs::write(d.join("server.crt"), cert.cert.pem()).unwrap();
         std::fs::write(d.join("server.key"), cert.signing_key.serialize_pem()).unwrap();
         let shipped = std::fs::read_to_string(site_file()).unwrap();
-        let servers: String = node_ports.iter().map(|p| format!("server 127.0.0.1:{p};\n    ")).collect();
+        let servers: String = upstreams.iter().map(|a| format!("server {a};\n    ")).collect();
         let mut site = shipped.clone();
         for (from, to) in [
             ("server 127.0.0.1:8080;", servers.trim_end().to_string()),
@@ -108,12 +111,14 @@ impl Nginx {
         // nginx's own socket inheritance: descriptors 3 and 4, matched to `listen` by address.
         cmd.env("NGINX", "3;4;");
         let proc = Proc::spawn("nginx", &mut cmd);
-        let nginx = Self { base: sockets.base(), dir, _proc: proc, _sockets: sockets };
+        let card_base = format!("https://{}", sockets.card.local_addr().unwrap());
+        let nginx = Self { base: sockets.base(), card_base, dir, _proc: proc, _sockets: sockets };
         let client = client(false);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = client.get(format!("{}/healthz", nginx.base)).send().await {
-                if r.status() == 200 {
+            let up = |base: &str| client.get(format!("{base}/healthz")).send();
+            if let (Ok(a), Ok(b)) = (up(&nginx.base).await, up(&nginx.card_base).await) {
+                if a.status() == 200 && b.status() == 200 {
                     return Some(nginx);
                 }
             }
@@ -390,8 +395,8 @@ pub async fn deployment(count: usize, extra: &[(&str, &str)], through: Option<(&
         n.start().await;
         nodes.push(n);
     }
-    let ports: Vec<u16> = nodes.iter().map(Idp::port).collect();
-    let nginx = Nginx::start(sockets, &ports).await?;
+    let upstreams: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
+    let nginx = Nginx::start(sockets, &upstreams).await?;
     let site = Site {
         base,
         client_id: v["client_id"].as_str().unwrap().to_string(),

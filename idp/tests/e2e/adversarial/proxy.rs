@@ -2,14 +2,14 @@
 //! the client's address), and the sign-in throttle under parallel guessing.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
 use diesel::prelude::*;
 use idp::authn::card::pki_fixtures;
 
+use crate::behind_nginx::{Nginx, NginxSockets};
 use crate::card::{card_world_on, list, test_pki, CardWorld};
 use crate::harness::*;
 
@@ -255,86 +255,6 @@ async fn a_throttled_person_waits_but_is_never_locked_out() {
     assert_eq!(idp.audit_count("login.password", "success"), 1);
 }
 
-/// A port nothing listens on now, for nginx to bind: the one place left where another process
-/// could take the port first (nginx then fails to start, visibly, with "address in use").
-fn port_for_nginx() -> u16 {
-    closed_port()
-}
-
-/// An nginx with `deploy/nginx/idp.conf`, killed (with any worker) on drop.
-struct Nginx {
-    _child: Proc,
-    main: u16,
-    card: u16,
-    _dir: tempfile::TempDir,
-}
-
-fn nginx_binary() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("nginx")).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path.into_iter().chain([PathBuf::from("/usr/sbin/nginx")]).find(|p| p.is_file())
-}
-
-/// Renders the deployment's site file for this test (ports, upstream, certificate) and starts
-/// nginx in the foreground as a single process.
-async fn start_nginx(bin: &Path, upstream: &str) -> Nginx {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    std::fs::write(d.join("server.crt"), cert.cert.pem()).unwrap();
-    std::fs::write(d.join("server.key"), cert.signing_key.serialize_pem()).unwrap();
-    // nginx binds its `listen` addresses itself: it takes no port 0 it would report, and with
-    // sockets handed over (its NGINX variable) 1.22 crashes single-process or never accepts.
-    let (main, card) = (port_for_nginx(), port_for_nginx());
-    let site = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx/idp.conf")).unwrap();
-    let mut rendered = site.clone();
-    for (from, to) in [
-        ("server 127.0.0.1:8080;", format!("server {upstream};")),
-        ("listen 443 ssl;", format!("listen 127.0.0.1:{main} ssl;")),
-        ("listen 8443 ssl;", format!("listen 127.0.0.1:{card} ssl;")),
-        ("/etc/nginx/tls/sso.example.gov.tw.crt", d.join("server.crt").display().to_string()),
-        ("/etc/nginx/tls/sso.example.gov.tw.key", d.join("server.key").display().to_string()),
-    ] {
-        assert!(rendered.contains(from), "deploy/nginx/idp.conf no longer has `{from}`");
-        rendered = rendered.replace(from, &to);
-    }
-    std::fs::write(d.join("idp.conf"), rendered).unwrap();
-    let p = d.display();
-    let conf = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log info;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  \
-         fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  \
-         include {p}/idp.conf;\n}}\n"
-    );
-    std::fs::write(d.join("nginx.conf"), conf).unwrap();
-    let log = std::fs::File::create(d.join("stderr.log")).unwrap();
-    let mut cmd = Command::new(bin);
-    cmd.args(["-p", &p.to_string(), "-e", &format!("{p}/error.log"), "-c", &format!("{p}/nginx.conf")])
-        .stdout(Stdio::null())
-        .stderr(log);
-    let mut child = Proc::spawn("nginx", &mut cmd);
-    // Wait for TLS answers on both (each try bounded), and stop waiting if nginx exited.
-    let probe = reqwest::Client::builder()
-        .use_rustls_tls()
-        .danger_accept_invalid_certs(true)
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
-    for _ in 0..100 {
-        let up = |port: u16| probe.get(format!("https://127.0.0.1:{port}/healthz")).send();
-        if up(main).await.is_ok() && up(card).await.is_ok() {
-            return Nginx { _child: child, main, card, _dir: dir };
-        }
-        if let Some(status) = child.try_wait() {
-            panic!("nginx exited with {status}: {}", std::fs::read_to_string(d.join("error.log")).unwrap_or_default());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("nginx did not start: {}", std::fs::read_to_string(d.join("error.log")).unwrap_or_default());
-}
-
 /// A browser talking to nginx from 127.0.0.2, optionally holding a card's certificate.
 fn nginx_browser(pki: &Path, card: Option<&str>) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
@@ -365,16 +285,11 @@ async fn identify_as(browser: &reqwest::Client, site: &str, identifier: &str) ->
 
 #[tokio::test]
 async fn behind_the_deployed_nginx_a_card_signs_in_and_forged_headers_sign_nobody_in() {
-    let Some(bin) = nginx_binary() else {
-        assert!(std::env::var_os("CI").is_none(), "nginx is required in CI (apt-get install nginx)");
-        eprintln!("skipped: nginx is not installed (apt-get install nginx)");
-        return;
-    };
     let (w, _pki) = behind_proxy("x-ssl-client-cert").await;
     let upstream = w.idp.base.trim_start_matches("http://").to_string();
-    let nginx = start_nginx(&bin, &upstream).await;
-    let card_site = format!("https://127.0.0.1:{}", nginx.card);
-    let main_site = format!("https://127.0.0.1:{}", nginx.main);
+    // nginx on sockets bound by the test (no port chosen and let go); None without nginx.
+    let Some(nginx) = Nginx::start(NginxSockets::bind(), &[upstream]).await else { return };
+    let (card_site, main_site) = (nginx.card_base.clone(), nginx.base.clone());
 
     // The card holder: the certificate from the TLS handshake reaches the IdP and is accepted.
     let holder = nginx_browser(&w.pki, Some(pki_fixtures::CITIZEN_WANG));
