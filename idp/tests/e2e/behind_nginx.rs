@@ -376,18 +376,7 @@ pub async fn deployment(count: usize, extra: &[(&str, &str)], through: Option<(&
         first.set_env(key, &relay.url_for(&url));
     }
     first.import_register();
-    let out = first.cli_ok(&[
-        "clients",
-        "create",
-        "--name",
-        "Rolling app",
-        "--redirect-uri",
-        CB,
-        "--scope",
-        "openid profile offline_access",
-        "--json",
-    ]);
-    let v: Value = serde_json::from_str(&out).unwrap();
+    let (client_id, secret) = first.create_refresh_client("Rolling app", CB);
     first.start().await;
     let mut nodes = vec![first];
     for _ in 1..count {
@@ -397,12 +386,7 @@ pub async fn deployment(count: usize, extra: &[(&str, &str)], through: Option<(&
     }
     let upstreams: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
     let nginx = Nginx::start(sockets, &upstreams).await?;
-    let site = Site {
-        base,
-        client_id: v["client_id"].as_str().unwrap().to_string(),
-        secret: v["client_secret"].as_str().unwrap().to_string(),
-        http: client(false),
-    };
+    let site = Site { base, client_id, secret, http: client(false) };
     activate(&nodes[0], &site).await;
     let (browser, code) = site.sign_in("ming.wang", PW).await.unwrap();
     let (access, refresh) = site.redeem(&code).await.unwrap();

@@ -514,6 +514,16 @@ impl Idp {
         (v["client_id"].as_str().unwrap().to_string(), v["client_secret"].as_str().unwrap().to_string())
     }
 
+    /// Creates a confidential client that may get refresh tokens (`openid profile
+    /// offline_access`); returns (id, secret).
+    pub fn create_refresh_client(&self, name: &str, redirect: &str) -> (String, String) {
+        let scope = "openid profile offline_access";
+        let out =
+            self.cli_ok(&["clients", "create", "--name", name, "--redirect-uri", redirect, "--scope", scope, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (v["client_id"].as_str().unwrap().to_string(), v["client_secret"].as_str().unwrap().to_string())
+    }
+
     /// Issues a one-time password through the CLI and reads it from the newest mail.
     pub fn reset_password(&self, nid: &str, email: &str) -> String {
         self.cli_ok(&["users", "reset-password", "--national-id", nid, "--email", email]);

@@ -248,20 +248,7 @@ async fn world(key: &str, real_url: &str) -> World {
     let relay = Relay::start(address_of(&url));
     idp.set_env(key, &relay.url_for(&url));
     idp.import_register();
-    let out = idp.cli_ok(&[
-        "clients",
-        "create",
-        "--name",
-        "Outage app",
-        "--redirect-uri",
-        CB,
-        "--scope",
-        "openid profile offline_access",
-        "--json",
-    ]);
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let client_id = v["client_id"].as_str().unwrap().to_string();
-    let secret = v["client_secret"].as_str().unwrap().to_string();
+    let (client_id, secret) = idp.create_refresh_client("Outage app", CB);
     idp.start().await;
     idp.activate(MING, "ming.wang", PW).await;
     let browser = Browser::new(&idp.base);
