@@ -49,7 +49,7 @@ fn shown(page: &Page, id: &str) -> String {
 }
 
 /// Whether a secret authenticates the client at /token (a bogus code then gives invalid_grant).
-async fn secret_works(idp: &Idp, client_id: &str, secret: &str) -> bool {
+pub(crate) async fn secret_works(idp: &Idp, client_id: &str, secret: &str) -> bool {
     let r = reqwest::Client::new()
         .post(format!("{}/token", idp.base))
         .basic_auth(client_id, Some(secret))

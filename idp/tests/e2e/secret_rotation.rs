@@ -4,29 +4,13 @@
 use diesel::prelude::*;
 use serde_json::Value;
 
+use crate::admin::secret_works;
 use crate::harness::*;
 
 const RP: &str = "http://127.0.0.1:9/callback";
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-/// Whether a secret authenticates the client at a node's /token (a bogus code then gives
-/// `invalid_grant`, a wrong secret `invalid_client`).
-async fn works(base: &str, client_id: &str, secret: &str) -> bool {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/token"))
-        .basic_auth(client_id, Some(secret))
-        .form(&[("grant_type", "authorization_code"), ("code", "bogus"), ("redirect_uri", RP)])
-        .send()
-        .await
-        .unwrap();
-    match r.status().as_u16() {
-        400 => true,
-        401 => false,
-        s => panic!("unexpected {s}"),
-    }
 }
 
 /// `idp clients rotate-secret --json`: the new secret and until when the old one works.
@@ -51,7 +35,7 @@ fn end_overlap_at(idp: &Idp, client_id: &str, at: i64) {
 async fn all_accept(nodes: &[&Idp], client_id: &str, secret: &str) -> bool {
     let mut all = true;
     for n in nodes {
-        all &= works(&n.base, client_id, secret).await;
+        all &= secret_works(n, client_id, secret).await;
     }
     all
 }
@@ -59,7 +43,7 @@ async fn all_accept(nodes: &[&Idp], client_id: &str, secret: &str) -> bool {
 async fn none_accepts(nodes: &[&Idp], client_id: &str, secret: &str) -> bool {
     let mut none = true;
     for n in nodes {
-        none &= !works(&n.base, client_id, secret).await;
+        none &= !secret_works(n, client_id, secret).await;
     }
     none
 }
