@@ -116,6 +116,17 @@ pub enum ClientsCommand {
     Update(UpdateClient),
     /// Remove an application.
     Delete { client_id: String },
+    /// Replace an application's secret; prints the new one, once. The old one keeps working
+    /// beside it for `--old-valid-for`, then stops on every node.
+    RotateSecret {
+        client_id: String,
+        /// How long the old secret keeps working: `0` (stops at once) or e.g. `1h`, `7d` (1 minute to 30 days).
+        #[arg(long, default_value = "0", value_parser = clients::parse_secret_overlap)]
+        old_valid_for: std::time::Duration,
+        /// Print `{"client_id": …, "client_secret": …, "old_secret_valid_until": …}` (epoch seconds or null).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a single-use initial access token for dynamic client registration (RFC 7591).
     IssueRegistrationToken {
         /// How long the token can be used, e.g. `24h`, `30m`, `7d` (at most 30 days).
@@ -695,6 +706,36 @@ fn clients_command(config: Config, command: ClientsCommand) -> Result<(), Failur
                 now,
             )?;
             println!("client {client_id} deleted");
+            Ok(())
+        }
+        ClientsCommand::RotateSecret { client_id, old_valid_for, json } => {
+            let rotated = clients::rotate_secret_with_overlap(&mut conn, &client_id, old_valid_for, now)?
+                .ok_or_else(|| fail(format!("no client `{client_id}` with a secret")))?;
+            let until = rotated.old_valid_until.map(timestamp);
+            audit::record(
+                &mut conn,
+                Event {
+                    event: "client.rotate_secret",
+                    outcome: "success",
+                    actor: Some("cli"),
+                    client_id: Some(&client_id),
+                    detail: clients::rotation_detail(rotated.old_valid_until),
+                    ..Default::default()
+                },
+                now,
+            )?;
+            if json {
+                let v = serde_json::json!({
+                    "client_id": client_id,
+                    "client_secret": rotated.secret,
+                    "old_secret_valid_until": rotated.old_valid_until,
+                });
+                println!("{v}");
+            } else {
+                println!("client_secret:              {}", rotated.secret);
+                println!("old secret valid until:     {}", until.as_deref().unwrap_or("(stopped now)"));
+                println!("(the secret is shown this once; store it now)");
+            }
             Ok(())
         }
         ClientsCommand::IssueRegistrationToken { ttl, json } => {

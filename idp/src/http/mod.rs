@@ -31,6 +31,7 @@ pub const ACTIVATION_COOKIE: &str = "idp_activation";
 /// Routes of the whole site.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/.well-known/openid-configuration").route(web::get().to(oidc::discovery)))
+        .service(web::resource("/.well-known/oauth-authorization-server").route(web::get().to(oidc::oauth_metadata)))
         .service(web::resource("/jwks").route(web::get().to(oidc::jwks)))
         .service(
             web::resource("/authorize")

@@ -41,6 +41,16 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
         .body(state.discovery.as_str().to_owned())
 }
 
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414)
+pub async fn oauth_metadata(state: web::Data<AppState>) -> HttpResponse {
+    let body = crate::oidc::discovery::oauth_authorization_server(&state.config.issuer, state.card.is_some());
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .body(body.to_string())
+}
+
 /// `GET /jwks`
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()

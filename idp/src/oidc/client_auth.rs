@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use super::clients::{self, Client};
+use super::clients::{self, Client, SecretMatch};
 use super::params::Params;
 use crate::error::{now, InfraError};
 use crate::state::AppState;
@@ -42,6 +42,11 @@ impl ClientCache {
                 }
             }
         }
+        self.load(state, id).await
+    }
+
+    /// A client by id from the database, replacing what the cache held.
+    async fn load(&self, state: &AppState, id: &str) -> Result<Option<Arc<Client>>, InfraError> {
         let key = id.to_string();
         let found = state.db.run(move |c| clients::get(c, &key)).await?.map(Arc::new);
         if let (Some(c), Ok(mut map)) = (&found, self.clients.write()) {
@@ -148,13 +153,44 @@ pub async fn authenticate(
         },
     };
     let Some(client) = state.client_cache.get(state, &client_id).await?.filter(|c| !c.disabled) else {
-        return Err(invalid("unknown client or wrong credentials", basic_used));
+        return Err(invalid(WRONG, basic_used));
     };
     match (client.token_endpoint_auth_method.as_str(), secret) {
         ("none", None) => Ok(client),
-        ("client_secret_basic" | "client_secret_post", Some(s)) if client.secret_matches(&s) => Ok(client),
-        _ => Err(invalid("unknown client or wrong credentials", basic_used)),
+        ("client_secret_basic" | "client_secret_post", Some(s)) => {
+            client_secret(state, client, &s).await?.ok_or_else(|| invalid(WRONG, basic_used))
+        }
+        _ => Err(invalid(WRONG, basic_used)),
     }
+}
+
+const WRONG: &str = "unknown client or wrong credentials";
+
+/// Checks a client secret. The current secret of the cached client is enough. Anything else is
+/// decided by the database, since the cached copy may predate a rotation made on another node
+/// or by the CLI: a secret it does not know may be the new one, and a replaced one may have
+/// been cut short. So the replaced secret of a rotation with overlap stops at its time on every
+/// node, and a new one works on every node at once.
+async fn client_secret(
+    state: &AppState,
+    cached: Arc<Client>,
+    presented: &str,
+) -> Result<Option<Arc<Client>>, InfraError> {
+    if cached.check_secret(presented, now()) == SecretMatch::Current {
+        return Ok(Some(cached));
+    }
+    let fresh = state.client_cache.load(state, &cached.client_id).await?.filter(|c| !c.disabled);
+    Ok(match fresh {
+        Some(c) => match c.check_secret(presented, now()) {
+            SecretMatch::Current => Some(c),
+            SecretMatch::Previous { until } => {
+                tracing::info!(client = %c.client_id, until, "client authenticated with its replaced secret");
+                Some(c)
+            }
+            SecretMatch::No => None,
+        },
+        None => None,
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -191,7 +227,7 @@ async fn private_key_jwt(
         return Err(ClientAuthError::InvalidRequest("client_id does not match the assertion".into()));
     }
     let Some(client) = state.client_cache.get(state, &unverified.iss).await?.filter(|c| !c.disabled) else {
-        return Err(bad("unknown client or wrong credentials"));
+        return Err(bad(WRONG));
     };
     if client.token_endpoint_auth_method != "private_key_jwt" {
         return Err(bad("this client does not use private_key_jwt"));

@@ -1,5 +1,7 @@
 //! Relying applications registered by operators (CLI) or by dynamic registration.
 
+use std::time::Duration;
+
 use diesel::prelude::*;
 use serde_json::Value;
 
@@ -71,8 +73,23 @@ pub struct Client {
     secret_hash: Option<String>,
     #[serde(skip)]
     registration_token_hash: Option<String>,
+    /// The replaced secret's hash and until when (epoch seconds) it still works, during a
+    /// rotation with overlap ([`rotate_secret_with_overlap`]).
+    #[serde(skip)]
+    previous_secret: Option<(String, i64)>,
     #[serde(rename = "client_id_issued_at")]
     pub created_at: i64,
+}
+
+/// Which of a client's secrets a presented one is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretMatch {
+    Current,
+    /// The one replaced by a rotation with overlap, which works until `until`.
+    Previous {
+        until: i64,
+    },
+    No,
 }
 
 /// Who may use a client.
@@ -146,6 +163,25 @@ impl Client {
             Some(h) => constant_time_eq(sha256_b64(presented.as_bytes()).as_bytes(), h.as_bytes()),
             None => false,
         }
+    }
+
+    /// Checks a presented secret against the current one and, until its time, the one it
+    /// replaced. Both comparisons are made, in constant time, whatever the outcome.
+    pub fn check_secret(&self, presented: &str, now: i64) -> SecretMatch {
+        let hash = sha256_b64(presented.as_bytes());
+        let matches = |h: Option<&String>| h.is_some_and(|h| constant_time_eq(hash.as_bytes(), h.as_bytes()));
+        let current = matches(self.secret_hash.as_ref());
+        let previous = matches(self.previous_secret.as_ref().map(|(h, _)| h));
+        match self.previous_secret {
+            _ if current => SecretMatch::Current,
+            Some((_, until)) if previous && now < until => SecretMatch::Previous { until },
+            _ => SecretMatch::No,
+        }
+    }
+
+    /// Until when the replaced secret still works, if a rotation's overlap is running.
+    pub fn previous_secret_valid_until(&self, now: i64) -> Option<i64> {
+        self.previous_secret.as_ref().map(|(_, until)| *until).filter(|until| now < *until)
     }
 
     /// Whether the client authenticates with a shared secret.
@@ -229,6 +265,7 @@ impl TryFrom<ClientRow> for Client {
             backchannel_logout_session_required: r.backchannel_logout_uri.is_some(),
             backchannel_logout_uri: r.backchannel_logout_uri,
             secret_hash: r.secret_hash,
+            previous_secret: None,
             registration_token_hash: r.registration_token_hash,
             client_id: r.id,
             client_name: r.name,
@@ -561,14 +598,19 @@ pub fn change_by_operator(
     Ok(get(conn, id)?)
 }
 
-/// A client by id.
+/// A client by id, with the secret a rotation replaced while it still works.
 pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<Client>, InfraError> {
-    clients::table
+    let found: Option<(ClientRow, Option<String>, Option<i64>)> = clients::table
         .find(id)
-        .select(ClientRow::as_select())
+        .select((ClientRow::as_select(), clients::previous_secret_hash, clients::previous_secret_expires_at))
         .get_result(conn)
-        .optional()?
-        .map(Client::try_from)
+        .optional()?;
+    found
+        .map(|(row, hash, until)| {
+            let mut client = Client::try_from(row)?;
+            client.previous_secret = hash.zip(until);
+            Ok(client)
+        })
         .transpose()
 }
 
@@ -601,16 +643,88 @@ pub fn set_disabled(conn: &mut DbConn, id: &str, disabled: bool, now: i64) -> Re
 }
 
 /// Replaces a client's secret; returns the new one (shown once), or `None` for clients without.
+/// The old one stops at once; see [`rotate_secret_with_overlap`].
 pub fn rotate_secret(conn: &mut DbConn, id: &str, now: i64) -> Result<Option<String>, InfraError> {
-    let Some(client) = get(conn, id)? else { return Ok(None) };
-    if !client.has_secret() {
-        return Ok(None);
+    Ok(rotate_secret_with_overlap(conn, id, Duration::ZERO, now)?.map(|r| r.secret))
+}
+
+/// The shortest overlap a rotation may give the old secret (zero aside): every node's client
+/// cache is refreshed well within it.
+pub const MIN_SECRET_OVERLAP: Duration = Duration::from_secs(60);
+/// The longest: an overlap is for rolling an application out, not a second permanent secret.
+pub const MAX_SECRET_OVERLAP: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Parses how long the old secret keeps working: `0` (it stops at once) or a human duration
+/// (`humantime` syntax: `1h`, `7d`) between [`MIN_SECRET_OVERLAP`] and [`MAX_SECRET_OVERLAP`].
+pub fn parse_secret_overlap(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
     }
+    let d = humantime_serde::re::humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))?;
+    if d.is_zero() {
+        return Ok(d);
+    }
+    if d < MIN_SECRET_OVERLAP || d > MAX_SECRET_OVERLAP {
+        return Err("the old secret may keep working for 0, or between 1 minute and 30 days".into());
+    }
+    Ok(d)
+}
+
+/// The audit detail of a rotation: when the old secret stops (epoch seconds), never a secret.
+pub fn rotation_detail(old_valid_until: Option<i64>) -> String {
+    match old_valid_until {
+        Some(until) => format!("old secret valid until {until}"),
+        None => "old secret stopped".into(),
+    }
+}
+
+/// A new client secret from [`rotate_secret_with_overlap`].
+#[derive(Debug)]
+pub struct RotatedSecret {
+    /// Shown once; only its hash is stored.
+    pub secret: String,
+    /// Until when (epoch seconds) the replaced secret still works; `None`: it stopped at once.
+    pub old_valid_until: Option<i64>,
+}
+
+/// Replaces a client's secret, the replaced one working beside it for `overlap` (as Keycloak's
+/// client secret rotation does), so an application can be rolled out without an outage. The
+/// end is a time stored with the client, so it is the same on every node. A secret replaced
+/// earlier, still in its overlap, stops now: there are never more than two. One statement, so
+/// two rotations at once cannot lose a secret halfway. `None` for a client without a secret or
+/// no client.
+pub fn rotate_secret_with_overlap(
+    conn: &mut DbConn,
+    id: &str,
+    overlap: Duration,
+    now: i64,
+) -> Result<Option<RotatedSecret>, InfraError> {
     let secret = random_token(32);
-    diesel::update(clients::table.find(id))
-        .set((clients::secret_hash.eq(sha256_b64(secret.as_bytes())), clients::updated_at.eq(now)))
-        .execute(conn)?;
-    Ok(Some(secret))
+    let old_valid_until = (!overlap.is_zero()).then(|| now.saturating_add(overlap.as_secs() as i64));
+    let target = clients::table.find(id).filter(clients::secret_hash.is_not_null());
+    let new_hash = clients::secret_hash.eq(sha256_b64(secret.as_bytes()));
+    // In an UPDATE every right-hand side sees the row as it was, so `previous_secret_hash =
+    // secret_hash` takes the secret being replaced.
+    let n = match old_valid_until {
+        Some(until) => diesel::update(target)
+            .set((
+                clients::previous_secret_hash.eq(clients::secret_hash.nullable()),
+                clients::previous_secret_expires_at.eq(Some(until)),
+                new_hash,
+                clients::updated_at.eq(now),
+            ))
+            .execute(conn)?,
+        None => diesel::update(target)
+            .set((
+                clients::previous_secret_hash.eq(None::<String>),
+                clients::previous_secret_expires_at.eq(None::<i64>),
+                new_hash,
+                clients::updated_at.eq(now),
+            ))
+            .execute(conn)?,
+    };
+    Ok((n == 1).then_some(RotatedSecret { secret, old_valid_until }))
 }
 
 /// A generated client id: 128 random bits in lower-case hex. Never starts with `-` (which a
@@ -622,6 +736,44 @@ fn new_client_id() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn with_secrets(current: &str, previous: Option<(&str, i64)>) -> Client {
+        Client {
+            secret_hash: Some(sha256_b64(current.as_bytes())),
+            previous_secret: previous.map(|(s, until)| (sha256_b64(s.as_bytes()), until)),
+            ..Client::default()
+        }
+    }
+
+    #[test]
+    fn the_replaced_secret_works_until_its_time_and_not_a_second_longer() {
+        let c = with_secrets("new", Some(("old", 1000)));
+        assert_eq!(c.check_secret("new", 999), SecretMatch::Current);
+        assert_eq!(c.check_secret("new", 5000), SecretMatch::Current);
+        assert_eq!(c.check_secret("old", 999), SecretMatch::Previous { until: 1000 });
+        assert_eq!(c.check_secret("old", 1000), SecretMatch::No, "the end is exclusive");
+        assert_eq!(c.check_secret("other", 999), SecretMatch::No);
+        assert_eq!(c.check_secret("", 999), SecretMatch::No);
+        assert_eq!(c.previous_secret_valid_until(999), Some(1000));
+        assert_eq!(c.previous_secret_valid_until(1000), None);
+        // Without an overlap only the current one works; registration checks stay current-only.
+        let c = with_secrets("new", None);
+        assert_eq!(c.check_secret("old", 0), SecretMatch::No);
+        assert!(!with_secrets("new", Some(("old", 1000))).secret_matches("old"));
+    }
+
+    #[test]
+    fn overlaps_are_zero_or_between_a_minute_and_thirty_days() {
+        assert_eq!(parse_secret_overlap("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_secret_overlap("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_secret_overlap("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_secret_overlap("1m"), Ok(MIN_SECRET_OVERLAP));
+        for bad in ["59s", "31d", "soon", "", "-1h"] {
+            assert!(parse_secret_overlap(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn generated_client_ids_are_hex_and_never_look_like_an_option() {
         for _ in 0..2000 {

@@ -1,4 +1,10 @@
-//! The discovery document: it advertises exactly what works, nothing more.
+//! The discovery documents: they advertise exactly what works, nothing more.
+//!
+//! Two views of one description: `/.well-known/openid-configuration` (OpenID Connect Discovery)
+//! and `/.well-known/oauth-authorization-server` (RFC 8414), for API gateways and OAuth-only
+//! libraries. The second is the first restricted to the members RFC 8414 §2 (and the later
+//! OAuth RFCs that register authorization-server metadata) define, so the two can never
+//! disagree: same issuer, same endpoints, same methods.
 
 use serde_json::{json, Value};
 
@@ -53,4 +59,65 @@ pub fn document(issuer: &str, card_sign_in: bool) -> Value {
         "backchannel_logout_session_supported": true,
         "frontchannel_logout_supported": false,
     })
+}
+
+/// The members of RFC 8414 §2, plus those later OAuth RFCs registered in the same IANA
+/// "OAuth Authorization Server Metadata" registry (RFC 9207 `iss`, RFC 9126 PAR, RFC 9449 DPoP).
+/// Left out are OpenID Connect's own: `userinfo_endpoint`, `end_session_endpoint`, subject
+/// types, ID token algorithms, ACR values, claims, prompt values, request objects and logout.
+pub const OAUTH_METADATA_MEMBERS: &[&str] = &[
+    "issuer",
+    "authorization_endpoint",
+    "token_endpoint",
+    "jwks_uri",
+    "registration_endpoint",
+    "scopes_supported",
+    "response_types_supported",
+    "response_modes_supported",
+    "grant_types_supported",
+    "token_endpoint_auth_methods_supported",
+    "token_endpoint_auth_signing_alg_values_supported",
+    "service_documentation",
+    "ui_locales_supported",
+    "op_policy_uri",
+    "op_tos_uri",
+    "revocation_endpoint",
+    "revocation_endpoint_auth_methods_supported",
+    "revocation_endpoint_auth_signing_alg_values_supported",
+    "introspection_endpoint",
+    "introspection_endpoint_auth_methods_supported",
+    "introspection_endpoint_auth_signing_alg_values_supported",
+    "code_challenge_methods_supported",
+    "authorization_response_iss_parameter_supported",
+    "pushed_authorization_request_endpoint",
+    "require_pushed_authorization_requests",
+    "dpop_signing_alg_values_supported",
+];
+
+/// Builds `/.well-known/oauth-authorization-server` (RFC 8414 §3) for an issuer: the OpenID
+/// configuration restricted to [`OAUTH_METADATA_MEMBERS`].
+pub fn oauth_authorization_server(issuer: &str, card_sign_in: bool) -> Value {
+    let Value::Object(all) = document(issuer, card_sign_in) else { unreachable!("the document is an object") };
+    Value::Object(all.into_iter().filter(|(k, _)| OAUTH_METADATA_MEMBERS.contains(&k.as_str())).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oauth_metadata_is_the_openid_configuration_without_openid_connect_members() {
+        let oidc = document("https://idp.example", true);
+        let oauth = oauth_authorization_server("https://idp.example", true);
+        let oauth = oauth.as_object().unwrap();
+        for (k, v) in oauth {
+            assert_eq!(&oidc[k], v, "{k} agrees");
+        }
+        for required in ["issuer", "authorization_endpoint", "token_endpoint", "response_types_supported"] {
+            assert!(oauth.contains_key(required), "RFC 8414 §2 requires {required}");
+        }
+        for oidc_only in ["userinfo_endpoint", "end_session_endpoint", "subject_types_supported", "claims_supported"] {
+            assert!(!oauth.contains_key(oidc_only), "{oidc_only} is OpenID Connect's");
+        }
+    }
 }

@@ -73,6 +73,10 @@ impl From<diesel::result::Error> for RegistrationError {
     }
 }
 
+/// The ID token algorithm of a client that registers itself without naming one (OpenID Connect
+/// Dynamic Registration §2).
+pub const DEFAULT_ID_TOKEN_ALG: &str = "RS256";
+
 /// A freshly issued initial access token; `token` is shown once and never stored.
 #[derive(Debug)]
 pub struct InitialAccessToken {
@@ -263,9 +267,9 @@ pub fn parse(body: &[u8]) -> Result<Metadata, ClientError> {
     new.post_logout_redirect_uris =
         strings(&obj, "post_logout_redirect_uris", MAX_URIS, ClientError::Metadata)?.unwrap_or_default();
     new.backchannel_logout_uri = string(&obj, "backchannel_logout_uri", MAX_VALUE_LEN)?;
-    if let Some(alg) = string(&obj, "id_token_signed_response_alg", 20)? {
-        new.id_token_alg = alg;
-    }
+    // OpenID Connect Dynamic Registration §2: omitted, the ID token algorithm is RS256 (an
+    // operator's clients default to ES256 instead, see [`NewClient::new`]).
+    new.id_token_alg = string(&obj, "id_token_signed_response_alg", 20)?.unwrap_or_else(|| DEFAULT_ID_TOKEN_ALG.into());
     if let Some(subject_type) = string(&obj, "subject_type", 20)? {
         new.subject_type = subject_type;
     }
@@ -595,6 +599,9 @@ mod tests {
         assert!(m.client.scope.iter().any(|s| s == "openid"));
         assert!(!m.client.scope.iter().any(|s| s == "offline_access" || s == "national_id"));
         assert!(m.client_id.is_none());
+        assert_eq!(m.client.id_token_alg, "RS256", "OpenID Connect Dynamic Registration §2");
+        let es = parse_json(json!({"client_name": "App", "id_token_signed_response_alg": "ES256"})).unwrap();
+        assert_eq!(es.client.id_token_alg, "ES256");
     }
 
     #[test]

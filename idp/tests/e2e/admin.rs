@@ -49,7 +49,7 @@ fn shown(page: &Page, id: &str) -> String {
 }
 
 /// Whether a secret authenticates the client at /token (a bogus code then gives invalid_grant).
-async fn secret_works(idp: &Idp, client_id: &str, secret: &str) -> bool {
+pub(crate) async fn secret_works(idp: &Idp, client_id: &str, secret: &str) -> bool {
     let r = reqwest::Client::new()
         .post(format!("{}/token", idp.base))
         .basic_auth(client_id, Some(secret))
@@ -173,6 +173,18 @@ async fn operators_create_edit_rotate_disable_and_delete_clients() {
     assert_ne!(rotated, secret);
     assert!(!secret_works(&idp, "mydata", &secret).await);
     assert!(secret_works(&idp, "mydata", &rotated).await);
+    // With an overlap the old one keeps working beside the new one, and the page says until when.
+    assert!(op.get("/admin/clients/mydata").await.body.contains("name=\"old_secret_valid_for\""));
+    let r =
+        submit(&op, "/admin/clients/mydata", "/admin/clients/mydata/secret", &[("old_secret_valid_for", "1h")]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("舊密鑰有效至") && r.body.contains("id=\"old-valid-until\""), "{}", r.body);
+    let overlapping = shown(&r, "secret");
+    assert!(secret_works(&idp, "mydata", &rotated).await && secret_works(&idp, "mydata", &overlapping).await);
+    let r =
+        submit(&op, "/admin/clients/mydata", "/admin/clients/mydata/secret", &[("old_secret_valid_for", "99d")]).await;
+    assert_eq!(r.status, 400, "an overlap beyond 30 days is refused");
+    assert!(secret_works(&idp, "mydata", &overlapping).await, "and changed nothing");
 
     // Disable: /authorize refuses it and it leaves the portal; enable brings it back.
     let authorize = "/authorize?client_id=mydata&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback&response_type=code&scope=openid";

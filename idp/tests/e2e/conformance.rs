@@ -141,11 +141,53 @@ async fn config_discovery_advertises_only_working_endpoints_and_matches_the_issu
 }
 
 #[tokio::test]
+async fn config_oauth_authorization_server_metadata_agrees_with_the_openid_configuration() {
+    let mut idp = Idp::new();
+    idp.start().await;
+    let get = |path: &str| {
+        let url = format!("{}{path}", idp.base);
+        async move {
+            let r = http().get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["content-type"], "application/json");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let oidc = get("/.well-known/openid-configuration").await;
+    let oauth = get("/.well-known/oauth-authorization-server").await;
+    // RFC 8414 §3.3: the issuer is exactly the one the metadata was asked of.
+    assert_eq!(oauth["issuer"], idp.base);
+    for (k, v) in oauth.as_object().unwrap() {
+        assert_eq!(&oidc[k], v, "{k}");
+    }
+    for member in [
+        "authorization_endpoint",
+        "token_endpoint",
+        "jwks_uri",
+        "registration_endpoint",
+        "revocation_endpoint",
+        "introspection_endpoint",
+        "response_types_supported",
+        "grant_types_supported",
+        "token_endpoint_auth_methods_supported",
+        "code_challenge_methods_supported",
+    ] {
+        assert!(oauth.get(member).is_some(), "{member}: {oauth}");
+    }
+    // OpenID Connect's own members stay in the OpenID configuration.
+    for member in ["userinfo_endpoint", "end_session_endpoint", "id_token_signing_alg_values_supported"] {
+        assert!(oauth.get(member).is_none() && oidc.get(member).is_some(), "{member}");
+    }
+}
+
+#[tokio::test]
 async fn basic_id_token_access_token_and_userinfo_agree_and_carry_the_required_claims() {
     let w = world().await;
     let code = w.code("%20profile&nonce=n-0S6_WzA2Mj").await;
     let t = w.exchange(&code).await;
     let id = jwt_part(t["id_token"].as_str().unwrap(), 1);
+    // An operator's client keeps ES256 (only self-registered ones default to RS256).
+    assert_eq!(jwt_part(t["id_token"].as_str().unwrap(), 0)["alg"], "ES256");
     for claim in ["iss", "sub", "aud", "exp", "iat", "auth_time", "acr", "amr", "sid", "at_hash"] {
         assert!(id.get(claim).is_some(), "ID token lacks {claim}");
     }

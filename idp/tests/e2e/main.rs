@@ -29,4 +29,5 @@ mod processes;
 mod registration;
 mod relying_party;
 mod revocation;
+mod secret_rotation;
 mod setup;

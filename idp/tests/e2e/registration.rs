@@ -297,8 +297,13 @@ async fn a_registered_client_signs_people_in_after_their_consent() {
     idp.start().await;
     idp.activate(MING, "ming.wang", "Civil-Service-2026").await;
     let token = registration_token(&idp);
-    let a = register(&idp, Some(&token), &metadata()).await;
+    // No id_token_signed_response_alg: OpenID Connect Dynamic Registration §2 makes it RS256
+    // (the certification suite's oidcc-idtoken-signature checks it), and the answer says so.
+    let mut asked = metadata();
+    asked.as_object_mut().unwrap().remove("id_token_signed_response_alg");
+    let a = register(&idp, Some(&token), &asked).await;
     assert_eq!(a.status, 201, "{}", a.json);
+    assert_eq!(a.json["id_token_signed_response_alg"], "RS256", "{}", a.json);
     let client_id = a.json["client_id"].as_str().unwrap().to_string();
     let secret = a.json["client_secret"].as_str().unwrap().to_string();
 
@@ -335,8 +340,16 @@ async fn a_registered_client_signs_people_in_after_their_consent() {
     assert_eq!(r.status(), 200);
     let tokens: Value = r.json().await.unwrap();
     assert!(tokens["id_token"].is_string() && tokens["access_token"].is_string(), "{tokens}");
+    let header = tokens["id_token"].as_str().unwrap().split('.').next().unwrap().to_string();
+    let header: Value = serde_json::from_slice(&base64_url(&header)).unwrap();
+    assert_eq!(header["alg"], "RS256", "the registered default signs the ID token: {header}");
 
     // Approved once: the next authorization goes straight back to the client.
     let r = b.get(&authorize).await;
     assert!(r.location.as_deref().is_some_and(|l| l.starts_with(RP)), "{:?}", r.location);
+}
+
+fn base64_url(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap()
 }

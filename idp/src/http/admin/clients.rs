@@ -313,24 +313,36 @@ pub async fn update(
     Ok(super::super::viewer::see_other(&format!("/admin/clients/{}", existing.client_id)))
 }
 
-/// `POST /admin/clients/{id}/secret`: a new secret, shown once; the old one stops working.
+/// `POST /admin/clients/{id}/secret`: a new secret, shown once; the old one keeps working for
+/// `old_secret_valid_for` (`0`, the default: it stops at once).
 pub async fn rotate_secret(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, actix_web::Error> {
     let op = Operator::of(&state, &req).await?;
-    op.form(&state, &req, &body)?;
+    let form = op.form(&state, &req, &body)?;
+    let overlap = match field(&form, "old_secret_valid_for") {
+        f if f.is_empty() => "0".to_string(),
+        f => f,
+    };
+    let overlap = clients::parse_secret_overlap(&overlap)
+        .map_err(|e| crate::http::errors::page(&state, op.lang, StatusCode::BAD_REQUEST, "err_bad_request", Some(e)))?;
     let client = load(&state, &op, &client_id_of(&req)).await?;
     let id = client.client_id.clone();
-    let secret =
-        state.db.run(move |c| clients::rotate_secret(c, &id, now())).await.map_err(|e| op.internal(&state, e))?;
+    let rotated = state
+        .db
+        .run(move |c| clients::rotate_secret_with_overlap(c, &id, overlap, now()))
+        .await
+        .map_err(|e| op.internal(&state, e))?;
     state.client_cache.forget(&client.client_id);
-    let outcome = if secret.is_some() { "success" } else { "no_secret" };
-    op.audit(&state, "client.rotate_secret", outcome, Some(client.client_id.clone()), String::new()).await?;
+    let outcome = if rotated.is_some() { "success" } else { "no_secret" };
+    let detail = rotated.as_ref().map(|r| clients::rotation_detail(r.old_valid_until)).unwrap_or_default();
+    op.audit(&state, "client.rotate_secret", outcome, Some(client.client_id.clone()), detail).await?;
     let mut ctx = Map::new();
     ctx.insert("client".into(), summary(&client));
-    ctx.insert("secret".into(), json!(secret));
+    ctx.insert("secret".into(), json!(rotated.as_ref().map(|r| &r.secret)));
+    ctx.insert("old_valid_until".into(), json!(rotated.and_then(|r| r.old_valid_until).map(crate::mail::local_time)));
     Ok(op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_secret_rotated", ctx)?)
 }
 

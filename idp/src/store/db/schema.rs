@@ -78,6 +78,8 @@ diesel::table! {
         disabled_at -> Nullable<BigInt>,
         client_credentials_allowed -> Bool,
         resource_server -> Bool,
+        previous_secret_hash -> Nullable<Text>,
+        previous_secret_expires_at -> Nullable<BigInt>,
     }
 }
 
