@@ -42,11 +42,14 @@ const provider = new Provider(issuer, {
       grant_types: ['client_credentials'],
       response_types: [],
       token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: 'ES256',
     },
   ],
   jwks: { keys: [jwk] },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   pkce: { required: () => false },
+  // Fixed lifetimes (seconds), as ours has them configured; the defaults only warn.
+  ttl: { AccessToken: 600, ClientCredentials: 600, AuthorizationCode: 60, IdToken: 3600, Interaction: 600, Grant: 28800, Session: 28800 },
   claims: { openid: ['sub'], profile: ['name'], email: ['email'] },
   features: {
     devInteractions: { enabled: false },
