@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run scenarios and print the results.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// First sign-in with a one-time password and account activation, through the pages.
     Activate(ActivateArgs),
     /// Wait until the server answers /healthz.
@@ -235,7 +235,7 @@ async fn run(command: Command, threads: usize) -> Result<()> {
             eprintln!("idp-load: account {} activated", a.account);
             Ok(())
         }
-        Command::Run(args) => run_scenarios(args, threads).await,
+        Command::Run(args) => run_scenarios(*args, threads).await,
         Command::Pki { out } => {
             let m = idp::authn::card::pki_fixtures::generate_with(
                 &out,
