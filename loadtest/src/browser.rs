@@ -2,10 +2,12 @@
 //! through `/login` (CSRF double-submit cookie and the hidden `csrf_token` field), activating
 //! an account after a one-time password, and granting consent if a client asks for it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use reqwest::header::{LOCATION, SET_COOKIE};
+use reqwest::cookie::{CookieStore, Jar};
+use reqwest::header::{HeaderValue, LOCATION, SET_COOKIE};
 use reqwest::{redirect, Response, StatusCode};
 use url::Url;
 
@@ -18,6 +20,7 @@ pub const SESSION_COOKIE: &str = "idp_session";
 /// outside the base URL is ever fetched).
 pub struct Browser {
     http: reqwest::Client,
+    jar: Arc<Jar>,
     base: Url,
 }
 
@@ -78,14 +81,40 @@ fn html_unescape(s: &str) -> String {
 
 impl Browser {
     pub fn new(base: &Url) -> Result<Self> {
+        let jar = Arc::new(Jar::default());
         let http = reqwest::Client::builder()
-            .cookie_store(true)
+            .cookie_provider(jar.clone())
             .redirect(redirect::Policy::none())
             .no_proxy()
             .timeout(Duration::from_secs(30))
             .user_agent("idp-load (setup)")
             .build()?;
-        Ok(Self { http, base: base.clone() })
+        Ok(Self { http, jar, base: base.clone() })
+    }
+
+    /// The `Cookie` header this browser would send to `url` (marked sensitive), if any.
+    pub fn cookie_header(&self, url: &Url) -> Option<HeaderValue> {
+        let mut v = self.jar.cookies(url)?;
+        v.set_sensitive(true);
+        Some(v)
+    }
+
+    /// Follows an authorization request through redirects on the base origin (a provider's
+    /// own interaction pages that sign in by themselves, as the peer set-up's do) and returns
+    /// the first redirect that leaves it: the answer to the client.
+    pub async fn follow_to_client(&self, authorize: Url) -> Result<String> {
+        let mut url = authorize;
+        for _ in 0..10 {
+            let page = self.get(url.clone()).await?;
+            page.expect("authorization (following the provider's redirects)", &[302, 303])?;
+            let location = page.location.context("a redirect without Location")?;
+            let next = self.base.join(&location)?;
+            if next.origin() != self.base.origin() {
+                return Ok(location);
+            }
+            url = next;
+        }
+        bail!("more than 10 redirects without reaching the client")
     }
 
     /// Resolves a `Location` (absolute or relative) and refuses to leave the base origin.

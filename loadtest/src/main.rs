@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run scenarios and print the results.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// First sign-in with a one-time password and account activation, through the pages.
     Activate(ActivateArgs),
     /// Wait until the server answers /healthz.
@@ -54,6 +54,19 @@ enum Command {
     },
     /// Print a free TCP port on 127.0.0.1 (for scripts starting a server).
     FreePort,
+    /// Write the card test PKI with P-256 keys into DIR (`idp dev pki` writes RSA ones): the
+    /// tool signs every challenge itself, and an RSA-2048 signature per sign-in would make the
+    /// card scenario measure the tool instead of the server.
+    Pki {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Measure the Argon2id bound alone: password verifications per second on all cores.
+    Argon2Bound {
+        /// Seconds to measure.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -119,6 +132,18 @@ struct RunArgs {
     /// Browser sessions for the SSO scenario; default: one per closed-loop worker.
     #[arg(long)]
     sessions: Option<usize>,
+    /// A software card (certificate PEM, key in the `.key.pem` beside it) for the card
+    /// scenario; it is bound to `--username` at setup.
+    #[arg(long)]
+    card: Option<PathBuf>,
+    /// The target is the peer provider set up by `scripts/bench` (its interaction pages sign
+    /// in by themselves; there is no password form or card).
+    #[arg(long)]
+    peer: bool,
+    /// Seconds of the Argon2id bound measured right before the password scenario (same
+    /// build, all cores); 0 skips it.
+    #[arg(long, default_value_t = 5.0)]
+    argon2_seconds: f64,
     /// The server's process id, to report its CPU use next to the tool's.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -210,8 +235,57 @@ async fn run(command: Command, threads: usize) -> Result<()> {
             eprintln!("idp-load: account {} activated", a.account);
             Ok(())
         }
-        Command::Run(args) => run_scenarios(args, threads).await,
+        Command::Run(args) => run_scenarios(*args, threads).await,
+        Command::Pki { out } => {
+            let m = idp::authn::card::pki_fixtures::generate_with(
+                &out,
+                &idp::authn::card::pki_fixtures::FixtureOptions::fast(),
+            )?;
+            println!("{}", serde_json::to_string(&m)?);
+            Ok(())
+        }
+        Command::Argon2Bound { seconds } => {
+            let b = argon2_bound(Duration::from_secs_f64(seconds.clamp(0.5, 120.0))).await?;
+            println!("{}", serde_json::to_string(&b)?);
+            Ok(())
+        }
     }
+}
+
+/// What password sign-in is bounded by: Argon2id verifications per second with every core
+/// hashing (the server's parameters, from the same build).
+#[derive(serde::Serialize)]
+struct Argon2Bound {
+    threads: usize,
+    verifications: u64,
+    seconds: f64,
+    per_s: f64,
+}
+
+async fn argon2_bound(span: Duration) -> Result<Argon2Bound> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let hash = idp::authn::password::hash_password("bound-Password-2026").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let started = Instant::now();
+    let until = started + span;
+    let mut pending = tokio::task::JoinSet::new();
+    for _ in 0..threads {
+        let hash = hash.clone();
+        pending.spawn_blocking(move || {
+            let mut n = 0u64;
+            while Instant::now() < until {
+                if idp::authn::password::verify_password("bound-Password-2026", &hash) {
+                    n += 1;
+                }
+            }
+            n
+        });
+    }
+    let mut verifications = 0;
+    while let Some(n) = pending.join_next().await {
+        verifications += n?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Argon2Bound { threads, verifications, seconds, per_s: (verifications as f64 / seconds * 10.0).round() / 10.0 })
 }
 
 /// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`.
@@ -332,6 +406,8 @@ async fn run_scenarios(args: RunArgs, threads: usize) -> Result<()> {
             username: u.clone(),
             password: p.clone(),
             sessions: args.sessions.unwrap_or(args.concurrency).clamp(1, 4096),
+            peer: args.peer,
+            card: args.card.as_deref().map(scenario::SoftCard::from_file).transpose()?,
         }),
         (Some(_), _, _) => {
             bail!("--sso-client needs --username and --password (or LOADTEST_USERNAME, LOADTEST_PASSWORD)")
@@ -345,7 +421,12 @@ async fn run_scenarios(args: RunArgs, threads: usize) -> Result<()> {
     };
     let tick = Duration::from_micros(args.tick_us.min(10_000));
     let mut rows = Vec::new();
+    let mut bound = None;
     for scenario in scenarios {
+        if scenario == Scenario::PasswordSignIn && sso.is_some() && !args.peer && args.argon2_seconds > 0.0 {
+            eprintln!("idp-load: Argon2id bound, {} s on all cores …", args.argon2_seconds);
+            bound = Some(argon2_bound(Duration::from_secs_f64(args.argon2_seconds.min(120.0))).await?);
+        }
         let Some(prepared) = Prepared::setup(scenario, &http, &base, &ep, cc.as_ref(), sso.as_ref())
             .await
             .with_context(|| format!("setting up {scenario}"))?
@@ -387,6 +468,7 @@ async fn run_scenarios(args: RunArgs, threads: usize) -> Result<()> {
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "rows": rows,
+        "argon2id_bound": bound,
     });
     if let Some(path) = &args.json_out {
         std::fs::write(path, serde_json::to_string_pretty(&doc)?).with_context(|| format!("{}", path.display()))?;
@@ -395,6 +477,17 @@ async fn run_scenarios(args: RunArgs, threads: usize) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", report::table(&rows));
+        if let Some(b) = &bound {
+            let closed = rows.iter().find(|r| r.scenario == Scenario::PasswordSignIn.name() && r.mode == "closed");
+            let share = closed
+                .map(|r| format!(" — password-sign-in reached {:.0} % of it", r.requests_per_s / b.per_s * 100.0));
+            println!(
+                "argon2id bound (same build, {} threads, verifications alone): {:.1}/s{}",
+                b.threads,
+                b.per_s,
+                share.unwrap_or_default()
+            );
+        }
         for r in rows.iter().filter(|r| r.errors > 0) {
             eprintln!("idp-load: {} errors: {}", r.scenario, r.error_kinds);
         }

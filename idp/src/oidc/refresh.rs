@@ -75,23 +75,36 @@ pub enum Redeem {
 
 /// Spends a refresh token, atomically: two concurrent uses cannot both succeed, and the loser
 /// is treated as reuse.
+///
+/// The write comes first: a transaction that reads and then writes holds a read snapshot, and on
+/// SQLite a commit by another connection in between makes the write fail at once with "database
+/// is locked" (the busy timeout cannot help a stale snapshot), which concurrent rotations of
+/// different families did. Writing first takes the write lock before anything is read.
 pub fn redeem(conn: &mut DbConn, token: &str, client_id: &str, now: i64) -> Result<Redeem, InfraError> {
     let id = sha256_b64(token.as_bytes());
     conn.transaction(|conn| {
+        let spent = diesel::update(
+            refresh_tokens::table
+                .find(&id)
+                .filter(refresh_tokens::client_id.eq(client_id))
+                .filter(refresh_tokens::revoked_at.is_null())
+                .filter(refresh_tokens::expires_at.gt(now))
+                .filter(refresh_tokens::used_at.is_null()),
+        )
+        .set(refresh_tokens::used_at.eq(now))
+        .execute(conn)?;
         let row: Option<RefreshTokenRow> =
             refresh_tokens::table.find(&id).select(RefreshTokenRow::as_select()).get_result(conn).optional()?;
         let Some(row) = row else { return Ok(Redeem::Invalid) };
+        if spent == 1 {
+            return Ok(Redeem::Ok(row.into()));
+        }
         if row.client_id != client_id || row.revoked_at.is_some() || row.expires_at <= now {
             return Ok(Redeem::Invalid);
         }
-        let spent = diesel::update(refresh_tokens::table.find(&id).filter(refresh_tokens::used_at.is_null()))
-            .set(refresh_tokens::used_at.eq(now))
-            .execute(conn)?;
-        if spent != 1 {
-            revoke_family(conn, &row.family_id, now)?;
-            return Ok(Redeem::Reused { family_id: row.family_id, account_id: row.account_id });
-        }
-        Ok(Redeem::Ok(row.into()))
+        // Valid but already used.
+        revoke_family(conn, &row.family_id, now)?;
+        Ok(Redeem::Reused { family_id: row.family_id, account_id: row.account_id })
     })
 }
 
@@ -186,6 +199,28 @@ mod tests {
         }
         assert!(is_invalid(redeem(&mut c, &sibling, "app", 2_002).unwrap()), "the whole family is revoked");
         assert!(matches!(redeem(&mut c, &stranger, "app", 2_003).unwrap(), Redeem::Ok(_)), "other families are not");
+    }
+
+    /// Another connection commits while a rotation is under way (it holds the write lock when
+    /// the rotation starts): the rotation waits its turn instead of failing with "database is
+    /// locked", which a read-then-write transaction did on SQLite.
+    #[test]
+    fn a_rotation_waits_for_a_concurrent_writer_on_sqlite() {
+        use diesel::connection::SimpleConnection;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("idp.db").display());
+        let db = Db::connect(&url, 2).unwrap();
+        db.migrate().unwrap();
+        let mut c = db.get().unwrap();
+        let t = issue(&mut c, &grant("fam-1", "acc-1", 5_000), 1_000).unwrap();
+        let mut other = db.get().unwrap();
+        other.batch_execute("BEGIN IMMEDIATE").unwrap();
+        issue(&mut other, &grant("fam-2", "acc-2", 5_000), 1_000).unwrap();
+        let rotation = std::thread::spawn(move || redeem(&mut c, &t, "app", 2_000).map(|r| matches!(r, Redeem::Ok(_))));
+        // Give the rotation time to start under the other connection's lock, then commit.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        other.batch_execute("COMMIT").unwrap();
+        assert!(rotation.join().unwrap().unwrap(), "the rotation succeeded after the other commit");
     }
 
     #[test]
