@@ -758,7 +758,7 @@ fn demo_pki(config: &mut Config) -> Result<(), Failure> {
 /// Without the `dev-pki` feature there is no test PKI to make: the demo needs `certificates.*`.
 #[cfg(not(feature = "dev-pki"))]
 fn demo_pki(_: &mut Config) -> Result<(), Failure> {
-    Err(fail(format!("idp demo: {NO_DEV_PKI}; configure certificates.* to run the demo with card sign-in")))
+    Err(fail(format!("the demo needs certificates.* configured: {NO_DEV_PKI}")))
 }
 
 /// What a command that needs the test PKI says in a build without it.
@@ -969,5 +969,5 @@ fn dev_pki(out: &std::path::Path) -> Result<(), Failure> {
 /// `idp dev pki` in a build without the test PKI.
 #[cfg(not(feature = "dev-pki"))]
 fn dev_pki(_: &std::path::Path) -> Result<(), Failure> {
-    Err(fail(format!("idp dev pki: {NO_DEV_PKI}")))
+    Err(fail(NO_DEV_PKI))
 }
