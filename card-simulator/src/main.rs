@@ -87,7 +87,7 @@ fn sign(card: &Card, package: &str) -> serde_json::Value {
     if !p.signature_type.is_empty() && p.signature_type != "PKCS7" {
         return result(0x7610_0001, 0);
     }
-    match idp::authn::card::challenge::sign_pkcs7(&card.cert, &card.key, &content) {
+    match test_pki::pkcs7::sign_pkcs7(&card.cert, &card.key, &content) {
         Ok(cms) => json!({
             "func": "sign", "ret_code": 0, "last_error": 0,
             "signature": STANDARD.encode(cms), "certb64": STANDARD.encode(&card.cert),
@@ -154,7 +154,7 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
-    let listener = idp::listen_fds::listener_or_bind(&args.bind)?;
+    let listener = card_simulator::listener_or_bind(&args.bind)?;
     eprintln!("card-simulator: card {} on http://{}", args.card.display(), listener.local_addr()?);
     HttpServer::new(move || {
         App::new()

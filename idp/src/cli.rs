@@ -773,8 +773,9 @@ pub const DEMO_CLIENT_ID: &str = "relying-party-example";
 
 /// The demo trusts a test PKI made once in `<data_dir>/pki`, so card sign-in can be tried with
 /// the card simulator (`card-simulator --card <data_dir>/pki/citizen-A123456789.pem`).
+#[cfg(feature = "dev-pki")]
 fn demo_pki(config: &mut Config) -> Result<(), Failure> {
-    use crate::authn::card::pki_fixtures::{self, FixtureOptions};
+    use test_pki::fixtures::{self as pki_fixtures, FixtureOptions};
     let dir = config.data_dir.join("pki");
     let manifest_file = dir.join("manifest.json");
     let manifest: pki_fixtures::Manifest = if manifest_file.exists() {
@@ -794,6 +795,16 @@ fn demo_pki(config: &mut Config) -> Result<(), Failure> {
     eprintln!("demo: card sign-in trusts the test PKI in {}", dir.display());
     Ok(())
 }
+
+/// Without the `dev-pki` feature there is no test PKI to make: the demo needs `certificates.*`.
+#[cfg(not(feature = "dev-pki"))]
+fn demo_pki(_: &mut Config) -> Result<(), Failure> {
+    Err(fail(format!("the demo needs certificates.* configured: {NO_DEV_PKI}")))
+}
+
+/// What a command that needs the test PKI says in a build without it.
+#[cfg(not(feature = "dev-pki"))]
+const NO_DEV_PKI: &str = "the test PKI is not in this build (built without the dev-pki feature)";
 
 /// Loads the demo agency table, people and client; idempotent.
 fn load_demo(config: Config) -> Result<(), Failure> {
@@ -979,8 +990,9 @@ pub enum DevCommand {
 }
 
 /// `idp dev pki`: generates the card test PKI and lists what it wrote.
+#[cfg(feature = "dev-pki")]
 fn dev_pki(out: &std::path::Path) -> Result<(), Failure> {
-    let manifest = crate::authn::card::pki_fixtures::generate(out).map_err(|e| fail(e.to_string()))?;
+    let manifest = test_pki::fixtures::generate(out).map_err(|e| fail(e.to_string()))?;
     let mut stdout = std::io::stdout().lock();
     for entry in &manifest.files {
         let _ = writeln!(stdout, "{:<42} {}", entry.file, entry.description);
@@ -989,8 +1001,14 @@ fn dev_pki(out: &std::path::Path) -> Result<(), Failure> {
         stdout,
         "wrote {} files and {} to {}",
         manifest.files.len(),
-        crate::authn::card::pki_fixtures::MANIFEST,
+        test_pki::fixtures::MANIFEST,
         out.display()
     );
     Ok(())
+}
+
+/// `idp dev pki` in a build without the test PKI.
+#[cfg(not(feature = "dev-pki"))]
+fn dev_pki(_: &std::path::Path) -> Result<(), Failure> {
+    Err(fail(NO_DEV_PKI))
 }

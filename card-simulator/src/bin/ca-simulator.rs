@@ -16,13 +16,12 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use base64::Engine;
 use clap::Parser;
-use idp::authn::card::ocsp::CertStatus;
-use idp::authn::card::ocsp_responder::{self, ErrorStatus, ResponderError, ResponderKey};
-use idp::authn::card::pki_fixtures::{self, EntryKind, Expectation, Manifest};
-use idp::authn::card::profile;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
+use test_pki::fixtures::{self as pki_fixtures, EntryKind, Expectation, Manifest};
+use test_pki::ocsp_responder::CertStatus;
+use test_pki::ocsp_responder::{self, ErrorStatus, ResponderError, ResponderKey};
 
 /// How long an OCSP answer stays fresh (its `nextUpdate`).
 const OCSP_VALIDITY_SECS: i64 = 3600;
@@ -123,14 +122,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn now() -> i64 {
-    idp::error::now()
-}
-
-/// Serial bytes as lowercase hex without leading zero bytes: the manifest's form, whatever form
-/// (DER's sign byte, a control request's digits) the serial arrived in.
-fn serial_hex(bytes: &[u8]) -> String {
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    profile::hex(&bytes[start..])
+    test_pki::now()
 }
 
 fn parse_hex(text: &str) -> Option<Vec<u8>> {
@@ -139,7 +131,7 @@ fn parse_hex(text: &str) -> Option<Vec<u8>> {
     if digits.is_empty() {
         return None;
     }
-    profile::unhex(&digits)
+    test_pki::unhex(&digits)
 }
 
 fn load(args: &Args) -> Result<Sim, String> {
@@ -173,7 +165,7 @@ fn load(args: &Args) -> Result<Sim, String> {
         let mut issued = BTreeSet::new();
         for cert in issued_here.filter(|e| e.kind != EntryKind::Crl) {
             let Some(serial) = cert.serial.as_deref().and_then(parse_hex) else { continue };
-            let serial = serial_hex(&serial);
+            let serial = test_pki::serial_hex(&serial);
             if cert.expect == Some(Expectation::Revoked) {
                 // Revoked before the PKI was written, as far as anyone can tell.
                 revoked.entry(stem.clone()).or_default().insert(serial.clone(), manifest.generated_at);
@@ -191,7 +183,7 @@ fn load(args: &Args) -> Result<Sim, String> {
         .iter()
         .filter(|e| e.kind == EntryKind::PersonCertificate)
         .filter_map(|e| {
-            let serial = serial_hex(&parse_hex(e.serial.as_deref()?)?);
+            let serial = test_pki::serial_hex(&parse_hex(e.serial.as_deref()?)?);
             Some((serial, e.national_id.clone()?))
         })
         .collect();
@@ -265,7 +257,7 @@ fn ocsp_answer(sim: &Sim, stem: &str, request: &[u8]) -> HttpResponse {
     };
     let revoked = lock(&sim.revoked).get(stem).cloned().unwrap_or_default();
     let status_of = |serial: &[u8]| {
-        let serial = serial_hex(serial);
+        let serial = test_pki::serial_hex(serial);
         match revoked.get(&serial) {
             Some(at) => CertStatus::Revoked { revoked_at: *at },
             None if ca.issued.contains(&serial) => CertStatus::Good,
@@ -318,10 +310,11 @@ async fn ownership(sim: web::Data<Sim>, req: HttpRequest, body: web::Bytes) -> H
     }
     let Ok(query) = serde_json::from_slice::<OwnershipQuery>(&body) else { return bad_request("malformed JSON") };
     let Ok(der) = STANDARD.decode(query.certificate.trim()) else { return bad_request("certificate is not base64") };
-    let Ok(cert) = profile::parse(&der) else { return bad_request("certificate does not parse") };
+    let Some(serial_of_cert) = test_pki::cert_serial_hex(&der) else {
+        return bad_request("certificate does not parse");
+    };
     let national_id = query.national_id.trim();
-    let owner =
-        sim.owners.iter().any(|(serial, id)| *serial == cert.serial_hex && id.eq_ignore_ascii_case(national_id));
+    let owner = sim.owners.iter().any(|(serial, id)| *serial == serial_of_cert && id.eq_ignore_ascii_case(national_id));
     HttpResponse::Ok().json(json!({ "owner": owner }))
 }
 
@@ -355,7 +348,7 @@ async fn control_revoke(sim: web::Data<Sim>, body: web::Bytes) -> HttpResponse {
         return bad_request("unknown issuer");
     }
     let Some(serial) = parse_hex(&revoke.serial) else { return bad_request("serial is not hex") };
-    lock(&sim.revoked).entry(stem.to_owned()).or_default().entry(serial_hex(&serial)).or_insert_with(now);
+    lock(&sim.revoked).entry(stem.to_owned()).or_default().entry(test_pki::serial_hex(&serial)).or_insert_with(now);
     HttpResponse::NoContent().finish()
 }
 
@@ -403,7 +396,7 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
-    let listener = idp::listen_fds::listener_or_bind(&args.bind)?;
+    let listener = card_simulator::listener_or_bind(&args.bind)?;
     let addr = listener.local_addr()?;
     let server = HttpServer::new({
         let sim = sim.clone();

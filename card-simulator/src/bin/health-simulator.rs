@@ -88,7 +88,7 @@ async fn main() -> std::io::Result<()> {
     };
     let card =
         web::Data::new(Card { national_id: args.national_id.clone(), card_number: args.card_number.clone(), key });
-    let listener = idp::listen_fds::listener_or_bind(&args.bind)?;
+    let listener = card_simulator::listener_or_bind(&args.bind)?;
     eprintln!("health-simulator: card {} on http://{}", args.card_number, listener.local_addr()?);
     HttpServer::new(move || {
         App::new().app_data(card.clone()).route("/token", web::get().to(token)).route("/verify", web::post().to(verify))

@@ -53,11 +53,7 @@ async fn a_person_signs_in_with_the_card_component_in_a_real_browser() {
     let chromium = chromium_path();
     // The test PKI and the simulator's software card.
     let pki = tempfile::tempdir().unwrap();
-    let m = idp::authn::card::pki_fixtures::generate_with(
-        pki.path(),
-        &idp::authn::card::pki_fixtures::FixtureOptions::fast(),
-    )
-    .unwrap();
+    let m = test_pki::fixtures::generate_with(pki.path(), &test_pki::fixtures::FixtureOptions::fast()).unwrap();
     let list = |files: &[String]| {
         format!(
             "[{}]",
@@ -65,7 +61,7 @@ async fn a_person_signs_in_with_the_card_component_in_a_real_browser() {
         )
     };
     // The simulated component first, on a port of its choosing: the IdP is told where it is.
-    let card = pki.path().join(idp::authn::card::pki_fixtures::CITIZEN_WANG);
+    let card = pki.path().join(test_pki::fixtures::CITIZEN_WANG);
     let mut sim = Command::new(workspace_binary("card-simulator"));
     sim.args(["--bind", "127.0.0.1:0", "--card"]).arg(&card).args(["--pin", "123456"]).stderr(Stdio::null());
     let (_sim, component) = Proc::spawn_listening("card-simulator", &mut sim);

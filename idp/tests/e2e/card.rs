@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use idp::authn::card::challenge::sign_pkcs7;
-use idp::authn::card::pki_fixtures::{self, pem_to_der};
 use serde_json::Value;
+use test_pki::fixtures::{self as pki_fixtures, pem_to_der};
+use test_pki::pkcs7::sign_pkcs7;
 
 use crate::harness::*;
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use idp::authn::card::pki_fixtures::{self, pem_to_der};
+use test_pki::fixtures::{self as pki_fixtures, pem_to_der};
 
 use crate::harness::*;
 

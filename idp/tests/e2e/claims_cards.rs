@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use idp::authn::card::pki_fixtures;
 use rustls::client::ResolvesClientCert;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, SignatureScheme, StreamOwned};
 use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
+use test_pki::fixtures as pki_fixtures;
 
 use crate::card::{card_world, card_world_on, list, test_pki, CardWorld};
 use crate::harness::*;
@@ -82,11 +82,11 @@ async fn claims_a_renewed_certificate_signs_in_its_account_by_key_and_another_ke
 }
 
 /// An OCSP responder for MOICA G2 that says "good" for every certificate it is asked about,
-/// signing as the CA with the project's test responder ([`idp::authn::card::ocsp_responder`]),
+/// signing as the CA with the project's test responder ([`test_pki::ocsp_responder`]),
 /// over real HTTP. Returns its port and the number of requests answered so far.
 async fn always_good_responder(pki: &Path) -> (u16, Arc<AtomicUsize>) {
-    use idp::authn::card::ocsp::CertStatus;
-    use idp::authn::card::ocsp_responder::{respond, ResponderKey};
+    use test_pki::ocsp_responder::CertStatus;
+    use test_pki::ocsp_responder::{respond, ResponderKey};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ca_pem = std::fs::read_to_string(pki.join(pki_fixtures::MOICA_G2)).unwrap();
     let key = ResponderKey::from_pem(&ca_pem, &std::fs::read_to_string(pki.join("moica-g2.key.pem")).unwrap()).unwrap();

@@ -99,6 +99,8 @@ fn the_dockerfile_is_multi_stage_runs_as_a_numeric_non_root_user_and_checks_heal
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     assert!(lines.iter().filter(|l| l.starts_with("FROM ")).count() >= 2, "multi-stage");
     assert!(lines.iter().any(|l| l.starts_with("COPY --from=build")), "the runtime stage takes the binary only");
+    let build = lines.iter().find(|l| l.starts_with("RUN cargo build")).expect("a cargo build line");
+    assert!(build.contains("--no-default-features"), "the image is built without the test PKI: {build}");
     let user = lines.iter().rev().find_map(|l| l.strip_prefix("USER ")).expect("a USER line");
     assert!(user.split(':').all(|id| id.parse::<u32>().is_ok_and(|n| n > 0)), "numeric non-root: {user}");
     let check = text.split("HEALTHCHECK").nth(1).expect("a HEALTHCHECK");

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use idp::authn::card::pki_fixtures::{self, Manifest};
 use serde_json::{json, Value};
+use test_pki::fixtures::{self as pki_fixtures, Manifest};
 
 use crate::card::{card_world_on, test_pki, CardWorld};
 use crate::harness::*;

@@ -14,17 +14,7 @@ use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 
 /// Object identifiers used in CMS.
-mod oid {
-    use der::asn1::ObjectIdentifier as Oid;
-    pub const SIGNED_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.2");
-    pub const DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.1");
-    pub const CONTENT_TYPE: Oid = Oid::new_unwrap("1.2.840.113549.1.9.3");
-    pub const MESSAGE_DIGEST: Oid = Oid::new_unwrap("1.2.840.113549.1.9.4");
-    pub const SHA256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.1");
-    pub const RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
-    pub const SHA256_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.11");
-    pub const ECDSA_SHA256: Oid = Oid::new_unwrap("1.2.840.10045.4.3.2");
-}
+use pki_oids::asn1 as oid;
 
 /// Why a signed message was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,7 +116,8 @@ pub fn verify(cms_der: &[u8], challenge: &[u8]) -> Result<SignedChallenge, Chall
     let key_bytes = spki.subject_public_key.raw_bytes();
     let sig = si.signature.as_bytes();
     let alg = si.signature_algorithm.oid;
-    let ok = if spki.algorithm.oid == oid::RSA && (alg == oid::RSA || alg == oid::SHA256_RSA) {
+    let ok = if spki.algorithm.oid == oid::RSA_ENCRYPTION && (alg == oid::RSA_ENCRYPTION || alg == oid::SHA256_WITH_RSA)
+    {
         UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, key_bytes).verify(&signed_bytes, sig).is_ok()
     } else if alg == oid::ECDSA_SHA256 {
         UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, key_bytes).verify(&signed_bytes, sig).is_ok()
@@ -148,80 +139,10 @@ pub fn verify(cms_der: &[u8], challenge: &[u8]) -> Result<SignedChallenge, Chall
     Ok(SignedChallenge { signer: signer_der, others })
 }
 
-/// A software card: signs content as the local component does with `signatureType: PKCS7`
-/// (RSA PKCS#1 v1.5 SHA-256, signed attributes, signer certificate included). Used by the
-/// card simulator and the tests; the real component does this inside the card.
-pub fn sign_pkcs7(cert_der: &[u8], key_pkcs8_der: &[u8], content: &[u8]) -> Result<Vec<u8>, String> {
-    use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
-    use cms::signed_data::{CertificateSet, EncapsulatedContentInfo, SignerInfo, SignerInfos};
-    use der::asn1::{Any, SetOfVec};
-    use x509_cert::attr::Attribute;
-    use x509_cert::spki::AlgorithmIdentifierOwned;
-
-    let e = |e: der::Error| e.to_string();
-    let cert = Certificate::from_der(cert_der).map_err(e)?;
-    let digest = Sha256::digest(content);
-    let attr = |oid, value: Any| -> Result<Attribute, String> {
-        let mut values = SetOfVec::new();
-        values.insert(value).map_err(e)?;
-        Ok(Attribute { oid, values })
-    };
-    let mut attrs = SetOfVec::new();
-    attrs.insert(attr(oid::CONTENT_TYPE, Any::encode_from(&oid::DATA).map_err(e)?)?).map_err(e)?;
-    attrs
-        .insert(attr(
-            oid::MESSAGE_DIGEST,
-            Any::encode_from(&OctetString::new(digest.to_vec()).map_err(e)?).map_err(e)?,
-        )?)
-        .map_err(e)?;
-    let to_sign = attrs.to_der().map_err(e)?;
-    let rng = ring::rand::SystemRandom::new();
-    let (sig, sig_alg) = if let Ok(pair) = signature::RsaKeyPair::from_pkcs8(key_pkcs8_der) {
-        let mut sig = vec![0u8; pair.public().modulus_len()];
-        pair.sign(&signature::RSA_PKCS1_SHA256, &rng, &to_sign, &mut sig).map_err(|e| e.to_string())?;
-        (sig, oid::RSA)
-    } else {
-        let pair = signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, key_pkcs8_der, &rng)
-            .map_err(|e| format!("the key is neither RSA nor P-256: {e}"))?;
-        (pair.sign(&rng, &to_sign).map_err(|e| e.to_string())?.as_ref().to_vec(), oid::ECDSA_SHA256)
-    };
-    let alg = |oid| AlgorithmIdentifierOwned { oid, parameters: None };
-    let si = SignerInfo {
-        version: cms::content_info::CmsVersion::V1,
-        sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
-            issuer: cert.tbs_certificate.issuer.clone(),
-            serial_number: cert.tbs_certificate.serial_number.clone(),
-        }),
-        digest_alg: alg(oid::SHA256),
-        signed_attrs: Some(attrs),
-        signature_algorithm: alg(sig_alg),
-        signature: OctetString::new(sig).map_err(e)?,
-        unsigned_attrs: None,
-    };
-    let mut digest_algorithms = SetOfVec::new();
-    digest_algorithms.insert(alg(oid::SHA256)).map_err(e)?;
-    let mut certs = SetOfVec::new();
-    certs.insert(CertificateChoices::Certificate(cert)).map_err(e)?;
-    let mut infos = SetOfVec::new();
-    infos.insert(si).map_err(e)?;
-    let sd = SignedData {
-        version: cms::content_info::CmsVersion::V1,
-        digest_algorithms,
-        encap_content_info: EncapsulatedContentInfo {
-            econtent_type: oid::DATA,
-            econtent: Some(Any::encode_from(&OctetString::new(content.to_vec()).map_err(e)?).map_err(e)?),
-        },
-        certificates: Some(CertificateSet(certs)),
-        crls: None,
-        signer_infos: SignerInfos(infos),
-    };
-    let ci = ContentInfo { content_type: oid::SIGNED_DATA, content: Any::encode_from(&sd).map_err(e)? };
-    ci.to_der().map_err(e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use test_pki::pkcs7::sign_pkcs7;
 
     fn card() -> (Vec<u8>, Vec<u8>) {
         let key = rcgen::KeyPair::generate().unwrap();

@@ -150,7 +150,7 @@ pub fn load_cached(cache_dir: &Path, url: &str, cas: &[CertificateDer<'static>])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::card::pki_fixtures::{self as fx, FixtureOptions};
+    use test_pki::fixtures::{self as fx, FixtureOptions};
 
     fn pki() -> (tempfile::TempDir, Vec<CertificateDer<'static>>) {
         let dir = tempfile::tempdir().unwrap();

@@ -8,16 +8,16 @@
 //! - [`trust`]: the validator in use, swapped whole when a CRL arrives, plus OCSP.
 //! - [`challenge`], [`health`]: the signed-challenge channel and the health-card verifier.
 //! - [`ocsp`]: revocation by OCSP: requests, fetching, and verifying the CA's answers.
-//! - [`pki_fixtures`]: `idp dev pki`, a test PKI shaped like the real one.
-//! - [`ocsp_responder`]: an OCSP responder for that test PKI (CA simulator and tests only).
+//!
+//! The test PKI shaped like the real one (`idp dev pki`), its OCSP responder and the software
+//! card's signature are the `test-pki` crate, outside the product; [`oids`] is the `pki-oids`
+//! crate, which both read.
 
 pub mod challenge;
 pub mod crl_fetch;
 pub mod health;
 pub mod ocsp;
-pub mod ocsp_responder;
-pub mod oids;
-pub mod pki_fixtures;
+pub use pki_oids as oids;
 pub mod profile;
 pub mod trust;
 pub mod validate;

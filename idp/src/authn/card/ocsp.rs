@@ -46,24 +46,8 @@ pub const MAX_CLOCK_SKEW_SECS: i64 = 5 * 60;
 /// freshness, so only a recent answer says anything about now.
 pub const MAX_AGE_WITHOUT_NEXT_UPDATE_SECS: i64 = 60 * 60;
 
-/// Object identifiers of OCSP and of the signature algorithms accepted (RSA PKCS#1 v1.5 as on the
-/// GPKI CAs, PKI.md; ECDSA as in the test PKI and newer CAs). Shared with the test responder.
-pub(crate) mod oid {
-    use der::asn1::ObjectIdentifier as Oid;
-    pub const SHA1: Oid = Oid::new_unwrap("1.3.14.3.2.26");
-    pub const SHA256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.1");
-    pub const OCSP_BASIC: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.48.1.1");
-    pub const OCSP_NONCE: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.48.1.2");
-    pub const RSA_ENCRYPTION: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
-    pub const SHA256_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.11");
-    pub const SHA384_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.12");
-    pub const SHA512_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.13");
-    pub const EC_PUBLIC_KEY: Oid = Oid::new_unwrap("1.2.840.10045.2.1");
-    pub const P256: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");
-    pub const P384: Oid = Oid::new_unwrap("1.3.132.0.34");
-    pub const ECDSA_SHA256: Oid = Oid::new_unwrap("1.2.840.10045.4.3.2");
-    pub const ECDSA_SHA384: Oid = Oid::new_unwrap("1.2.840.10045.4.3.3");
-}
+/// Object identifiers of OCSP and of the signature algorithms accepted.
+pub(crate) use pki_oids::asn1 as oid;
 
 /// A request for one certificate's status: the DER to send and what the answer must match.
 #[derive(Debug, Clone)]
@@ -453,8 +437,17 @@ mod tests {
     use base64::Engine;
 
     use super::*;
-    use crate::authn::card::ocsp_responder::{self, ErrorStatus, ResponderKey};
-    use crate::authn::card::pki_fixtures::{self, FixtureOptions, KeyAlgorithm, Manifest};
+    use test_pki::fixtures::{self as pki_fixtures, FixtureOptions, KeyAlgorithm, Manifest};
+    use test_pki::ocsp_responder::{self, CertStatus as Said, ErrorStatus, ResponderKey};
+
+    /// What the test responder is told to say, for the status the client should then read.
+    fn said(status: CertStatus) -> Said {
+        match status {
+            CertStatus::Good => Said::Good,
+            CertStatus::Revoked { revoked_at } => Said::Revoked { revoked_at },
+            CertStatus::Unknown => Said::Unknown,
+        }
+    }
 
     const HOUR: i64 = 3600;
     const DAY: i64 = 24 * HOUR;
@@ -501,7 +494,7 @@ mod tests {
         fn ask(&self, cert_file: &str, key: &ResponderKey, status: CertStatus, at: i64, validity: i64) -> Answer {
             let issuer = self.der(pki_fixtures::MOICA_G2);
             let query = build_request(&issuer, &self.serial(cert_file)).unwrap();
-            let der = ocsp_responder::respond(&query.der, &issuer, key, |_| status, at, validity).unwrap();
+            let der = ocsp_responder::respond(&query.der, &issuer, key, |_| said(status), at, validity).unwrap();
             check_response(&der, &query, &issuer, self.now)
         }
 
@@ -591,7 +584,7 @@ mod tests {
         let first = build_request(&issuer, &serial).unwrap();
         let second = build_request(&issuer, &serial).unwrap();
         assert_ne!(first.nonce, second.nonce);
-        let der = ocsp_responder::respond(&first.der, &issuer, &key, |_| CertStatus::Good, pki.now, HOUR).unwrap();
+        let der = ocsp_responder::respond(&first.der, &issuer, &key, |_| Said::Good, pki.now, HOUR).unwrap();
         assert!(check_response(&der, &first, &issuer, pki.now).is_ok());
         assert_eq!(check_response(&der, &second, &issuer, pki.now), Err(OcspError::NonceMismatch));
 
@@ -599,7 +592,7 @@ mod tests {
         let mut request = OcspRequest::from_der(&first.der).unwrap();
         request.tbs_request.request_extensions = None;
         let without = request.to_der().unwrap();
-        let der = ocsp_responder::respond(&without, &issuer, &key, |_| CertStatus::Good, pki.now, HOUR).unwrap();
+        let der = ocsp_responder::respond(&without, &issuer, &key, |_| Said::Good, pki.now, HOUR).unwrap();
         assert_eq!(check_response(&der, &first, &issuer, pki.now).unwrap().status, CertStatus::Good);
     }
 
@@ -626,7 +619,7 @@ mod tests {
         let key = pki.ca_key(pki_fixtures::MOICA_G2);
         let asked = build_request(&issuer, &pki.serial(pki_fixtures::CITIZEN_CHEN)).unwrap();
         let wanted = build_request(&issuer, &pki.serial(pki_fixtures::CITIZEN_WANG)).unwrap();
-        let der = ocsp_responder::respond(&asked.der, &issuer, &key, |_| CertStatus::Good, pki.now, HOUR).unwrap();
+        let der = ocsp_responder::respond(&asked.der, &issuer, &key, |_| Said::Good, pki.now, HOUR).unwrap();
         assert_eq!(check_response(&der, &wanted, &issuer, pki.now), Err(OcspError::NoAnswerForCertificate));
         // Same serial, other CA generation (same name, other key): another certificate too.
         let g3 = pki.der(pki_fixtures::MOICA_G3);
@@ -635,7 +628,7 @@ mod tests {
             &under_g3.der,
             &g3,
             &pki.ca_key(pki_fixtures::MOICA_G3),
-            |_| CertStatus::Good,
+            |_| Said::Good,
             pki.now,
             HOUR,
         )
@@ -666,7 +659,7 @@ mod tests {
         assert!(matches!(check(&vec![0x30; MAX_RESPONSE_BYTES + 1]), Err(OcspError::TooLarge)));
         let key = pki.ca_key(pki_fixtures::MOICA_G2);
         assert!(matches!(
-            ocsp_responder::respond(b"nonsense", &issuer, &key, |_| CertStatus::Good, pki.now, HOUR),
+            ocsp_responder::respond(b"nonsense", &issuer, &key, |_| Said::Good, pki.now, HOUR),
             Err(ocsp_responder::ResponderError::MalformedRequest)
         ));
         assert_eq!(build_request(b"not a certificate", &[1]).err(), Some(OcspError::Issuer));
@@ -684,7 +677,7 @@ mod tests {
             let key = std::sync::Arc::new(ResponderKey::from_pem(&cert_pem, &key_pem).unwrap());
             let answer = move |req: actix_web::HttpRequest, body: web::Bytes| {
                 let sent_type = req.headers().get("content-type").map(|v| v.as_bytes().to_vec());
-                let der = ocsp_responder::respond(&body, &issuer, &key, |_| CertStatus::Good, now, HOUR).unwrap();
+                let der = ocsp_responder::respond(&body, &issuer, &key, |_| Said::Good, now, HOUR).unwrap();
                 let ok = sent_type.as_deref() == Some(b"application/ocsp-request".as_slice());
                 async move {
                     if ok {
@@ -864,11 +857,11 @@ AgEGMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDRwAwRAIgbUsJfL5otgAPYvR19JtO6YCumgyF
         let status_of = |serial: &[u8]| {
             let trimmed: Vec<u8> = serial.iter().copied().skip_while(|b| *b == 0).collect();
             if trimmed == hex_bytes(REVOKED_SERIAL) {
-                CertStatus::Revoked { revoked_at: REVOKED_AT }
+                Said::Revoked { revoked_at: REVOKED_AT }
             } else if trimmed == hex_bytes(GOOD_SERIAL) {
-                CertStatus::Good
+                Said::Good
             } else {
-                CertStatus::Unknown
+                Said::Unknown
             }
         };
         for request in [OPENSSL_REQUEST_NONCE, OPENSSL_REQUEST_TWO] {

@@ -299,7 +299,7 @@ pub fn parse_directory_attributes(value: &[u8]) -> Result<DirectoryAttributes, P
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::card::pki_fixtures::{self, der, FixtureOptions};
+    use test_pki::fixtures::{self as pki_fixtures, der, FixtureOptions};
 
     fn fixtures() -> (tempfile::TempDir, pki_fixtures::Manifest) {
         let dir = tempfile::tempdir().unwrap();
@@ -430,5 +430,36 @@ mod tests {
     fn card_profile_serial_hex_has_no_leading_zero_bytes() {
         assert_eq!(hex(trim_leading_zeros(&[0, 0x8f, 1])), "8f01");
         assert_eq!(hex(trim_leading_zeros(&[0])), "00");
+    }
+
+    #[test]
+    fn card_fixtures_ca_profiles_match_pki_md() {
+        use test_pki::fixtures::*;
+        use x509_parser::prelude::*;
+        let dir = tempfile::tempdir().unwrap();
+        generate_with(dir.path(), &FixtureOptions::fast()).unwrap();
+        let g2 = read_cert(dir.path(), MOICA_G2).unwrap();
+        let g3 = read_cert(dir.path(), MOICA_G3).unwrap();
+        let (_, g2) = X509Certificate::from_der(&g2).unwrap();
+        let (_, g3) = X509Certificate::from_der(&g3).unwrap();
+        assert_eq!(g2.subject().as_raw(), g3.subject().as_raw(), "generations share one name");
+        assert_ne!(g2.public_key().raw, g3.public_key().raw);
+        let bc = g2.basic_constraints().unwrap().unwrap().value;
+        assert!(bc.ca);
+        assert_eq!(bc.path_len_constraint, Some(0));
+        let profile = crate::authn::card::profile::from_certificate(&g2).unwrap();
+        assert!(profile.policies.iter().any(|p| p == oids::POLICY_GPKI_LEVEL_3));
+        assert!(profile.subject_dn.contains("OU=內政部憑證管理中心"));
+        let gca = read_cert(dir.path(), GCA).unwrap();
+        assert!(crate::authn::card::profile::parse(&gca).unwrap().subject_dn.contains("OU=政府憑證管理中心"));
+        let test = read_cert(dir.path(), GTESTCA).unwrap();
+        assert!(crate::authn::card::profile::parse(&test).unwrap().subject_dn.contains("OU=政府測試憑證管理中心"));
+        let test_agency = read_cert(dir.path(), AGENCY_TEST).unwrap();
+        let (_, test_agency) = X509Certificate::from_der(&test_agency).unwrap();
+        let (test_root, root) = (read_cert(dir.path(), TEST_ROOT).unwrap(), read_cert(dir.path(), ROOT).unwrap());
+        let (_, test_root) = X509Certificate::from_der(&test_root).unwrap();
+        let (_, root) = X509Certificate::from_der(&root).unwrap();
+        assert_ne!(test_root.subject().as_raw(), root.subject().as_raw());
+        assert!(test_agency.issuer().to_string().contains("政府測試憑證管理中心"));
     }
 }

@@ -588,7 +588,7 @@ impl ExtendedKeyUsageValidator for CardEku {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::card::pki_fixtures::{self as fx, FixtureOptions};
+    use test_pki::fixtures::{self as fx, FixtureOptions};
 
     struct Pki {
         dir: tempfile::TempDir,
@@ -931,5 +931,50 @@ mod tests {
         assert_eq!(check(&v, &pki, fx::CITIZEN_LI, pki.now()).unwrap().kind, CardKind::Citizen);
         assert_eq!(check(&v, &pki, fx::CITIZEN_LI_REVOKED, pki.now()), Err(CardError::Invalid(InvalidReason::Revoked)));
         assert_eq!(check(&v, &pki, fx::AGENCY_DGPA, pki.now()).unwrap().agency_code.as_deref(), Some("A21000000I"));
+    }
+
+    #[test]
+    fn card_fixtures_sign_crl_on_demand() {
+        use rustls_pki_types::CertificateRevocationListDer;
+        use test_pki::fixtures::*;
+        use x509_parser::prelude::*;
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = generate_with(dir.path(), &FixtureOptions::fast()).unwrap();
+        let now = manifest.generated_at;
+        let pem = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+        let key = |f: &str| pem(manifest.entry(f).unwrap().key_file.as_deref().unwrap());
+        let wang = read_cert(dir.path(), CITIZEN_WANG).unwrap();
+        let (_, parsed) = X509Certificate::from_der(&wang).unwrap();
+        let revoked = [(parsed.raw_serial().to_vec(), now - 60)];
+        let crl = sign_crl(&pem(MOICA_G2), &key(MOICA_G2), &revoked, now - 60, now + 3600, 7).unwrap();
+        // The right issuer, the right authority key, but another CA's signature.
+        let forged = sign_crl(&pem(MOICA_G2), &key(UNTRUSTED_CA), &revoked, now - 60, now + 3600, 8).unwrap();
+        let g2 = read_cert(dir.path(), MOICA_G2).unwrap();
+        let (_, g2) = X509Certificate::from_der(&g2).unwrap();
+        for der in [&crl, &forged] {
+            let (_, parsed) = CertificateRevocationList::from_der(der).unwrap();
+            assert_eq!(parsed.issuer().as_raw(), g2.subject().as_raw());
+            assert_eq!(parsed.iter_revoked_certificates().count(), 1);
+            assert_eq!(parsed.next_update().map(|t| t.timestamp()), Some(now + 3600));
+            let aki = parsed.extensions().iter().find_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+                _ => None,
+            });
+            let ski = g2.extensions().iter().find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            });
+            assert_eq!(aki, ski);
+        }
+        let validate = |crl: &[u8]| {
+            let settings = TrustSettings {
+                citizen_anchors: vec![read_cert(dir.path(), MOICA_G2).unwrap()],
+                crls: vec![CertificateRevocationListDer::from(crl.to_vec())],
+                ..Default::default()
+            };
+            CardValidator::new(settings).unwrap().validate(&wang, &[], now, |_| None)
+        };
+        assert_eq!(validate(&crl).unwrap_err(), CardError::Invalid(InvalidReason::Revoked));
+        assert!(matches!(validate(&forged), Err(CardError::Invalid(InvalidReason::CrlInvalid(_)))));
     }
 }

@@ -4,7 +4,7 @@
 //! or by keeping a card bound after the register moved its holder out of HR.
 
 use diesel::prelude::*;
-use idp::authn::card::pki_fixtures;
+use test_pki::fixtures as pki_fixtures;
 
 use crate::card::{card_world, CardWorld};
 use crate::harness::*;
@@ -336,10 +336,9 @@ async fn the_hr_staff_re_check_holds_on_the_tls_listener_and_the_proxy_channel_t
             diesel::insert_into(card_bindings).values(row).execute(&mut *w.idp.db().get().unwrap()).unwrap();
         }
     }
-    let der = idp::authn::card::pki_fixtures::pem_to_der(
-        &std::fs::read_to_string(dir.path().join(pki_fixtures::AGENCY_DGPA)).unwrap(),
-    )
-    .unwrap();
+    let der =
+        test_pki::fixtures::pem_to_der(&std::fs::read_to_string(dir.path().join(pki_fixtures::AGENCY_DGPA)).unwrap())
+            .unwrap();
     use base64::Engine;
     let header = format!(":{}:", base64::engine::general_purpose::STANDARD.encode(&der));
     let r = b.http.get(format!("{}/card/proxy-login", w.idp.base)).header("Client-Cert", header).send().await.unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use diesel::prelude::*;
-use idp::authn::card::pki_fixtures;
+use test_pki::fixtures as pki_fixtures;
 
 use crate::behind_nginx::{Nginx, NginxSockets};
 use crate::card::{card_world_on, list, test_pki, CardWorld};

@@ -1,5 +1,5 @@
 //! The responder side of OCSP (RFC 6960), for tests and demos only — the CA simulator and the
-//! OCSP unit tests — like [`super::pki_fixtures`]. It answers from a callback instead of a CA
+//! OCSP tests — like [`crate::fixtures`]. It answers from a callback instead of a CA
 //! database, reads its key from an unprotected PEM file, and deliberately does not check that the
 //! key belongs to the certificate it names, so tests can produce answers that must be refused.
 //! Nothing here is for production.
@@ -18,8 +18,21 @@ use x509_ocsp::{
     SingleResponse,
 };
 
-use super::ocsp::{self, oid, CertStatus};
-use super::pki_fixtures;
+use pki_oids::asn1 as oid;
+
+use crate::fixtures;
+
+/// What to answer about one certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertStatus {
+    Good,
+    /// Revoked at this time (Unix seconds).
+    Revoked {
+        revoked_at: i64,
+    },
+    /// Not a certificate of this CA, or one the CA keeps no record of.
+    Unknown,
+}
 
 /// Why no answer could be produced.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +78,7 @@ impl ResponderKey {
     /// Reads the signer certificate and its PKCS#8 key (ECDSA P-256 or RSA), as `idp dev pki`
     /// writes them. The key is not matched against the certificate (see the module comment).
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, ResponderError> {
-        let cert_der = pki_fixtures::pem_to_der(cert_pem).map_err(|e| ResponderError::Pem(e.to_string()))?;
+        let cert_der = fixtures::pem_to_der(cert_pem).map_err(|e| ResponderError::Pem(e.to_string()))?;
         let key =
             PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| ResponderError::Pem(e.to_string()))?;
         let pkcs8 = key.secret_pkcs8_der();
@@ -116,8 +129,8 @@ impl ResponderKey {
     /// key — of the certificate, not of the signing key, so that an answer signed with the wrong key
     /// still names the CA and fails only at the signature.
     fn key_hash(&self) -> Result<Vec<u8>, ResponderError> {
-        let cert = ocsp::parse_certificate(&self.cert_der).ok_or(ResponderError::Issuer)?;
-        let public = &cert.public_key().subject_public_key.data;
+        let cert = Certificate::from_der(&self.cert_der).map_err(|_| ResponderError::Issuer)?;
+        let public = cert.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
         Ok(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, public).as_ref().to_vec())
     }
 }
@@ -162,13 +175,13 @@ pub fn respond(
     if request.tbs_request.request_list.is_empty() {
         return Err(ResponderError::MalformedRequest);
     }
-    let issuer = ocsp::parse_certificate(issuer_der).ok_or(ResponderError::Issuer)?;
+    let issuer = Certificate::from_der(issuer_der).map_err(|_| ResponderError::Issuer)?;
     let this_update = time(now)?;
     let next_update = if validity_secs > 0 { Some(time(now.saturating_add(validity_secs))?) } else { None };
     let mut responses = Vec::new();
     for single in &request.tbs_request.request_list {
         let id = &single.req_cert;
-        let ours = ocsp::issuer_hashes(&issuer, &id.hash_algorithm.oid).is_some_and(|(name, key)| {
+        let ours = issuer_hashes(&issuer, &id.hash_algorithm.oid)?.is_some_and(|(name, key)| {
             id.issuer_name_hash.as_bytes() == name.as_slice() && id.issuer_key_hash.as_bytes() == key.as_slice()
         });
         let status = if ours { status_of(id.serial_number.as_bytes()) } else { CertStatus::Unknown };
@@ -215,6 +228,29 @@ pub fn respond(
         certs: Some(certs),
     };
     Ok(OcspResponse::successful(basic)?.to_der()?)
+}
+
+/// A CertID's issuer name hash and issuer key hash.
+type NameAndKeyHash = (Vec<u8>, Vec<u8>);
+
+/// The CertID hashes (RFC 6960 §4.1.1) of the issuer's name and key with `hash`, `None` for a hash
+/// other than SHA-1 and SHA-256. Read with `x509-cert`, apart from the IdP's client, which reads
+/// them with `x509-parser`: the two sides check each other instead of sharing a mistake.
+fn issuer_hashes(
+    issuer: &Certificate,
+    hash: &der::asn1::ObjectIdentifier,
+) -> Result<Option<NameAndKeyHash>, ResponderError> {
+    let algorithm = match *hash {
+        h if h == oid::SHA1 => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        h if h == oid::SHA256 => &ring::digest::SHA256,
+        _ => return Ok(None),
+    };
+    let name = issuer.tbs_certificate.subject.to_der()?;
+    let key = issuer.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
+    Ok(Some((
+        ring::digest::digest(algorithm, &name).as_ref().to_vec(),
+        ring::digest::digest(algorithm, key).as_ref().to_vec(),
+    )))
 }
 
 fn time(t: i64) -> Result<OcspGeneralizedTime, ResponderError> {

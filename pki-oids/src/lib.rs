@@ -1,4 +1,6 @@
-//! Every object identifier and issuer name the card code knows, in one table.
+//! Every object identifier and issuer name the card code knows, in one table: the IdP's card
+//! sign-in reads certificates with these, and the test PKI (`test-pki`) writes certificates with
+//! them. It is its own crate so that both depend on it and neither on the other.
 //!
 //! PKI.md asks that OIDs, issuer names and URLs never be scattered through the code: the real
 //! profiles are partly unconfirmed, and when one turns out different it must be one edit here (or a
@@ -68,17 +70,35 @@ pub const OU_GCA: &str = "政府憑證管理中心";
 /// GTestCA, GPKI's test CA: a certificate whose issuer name contains this is a test certificate and
 /// is refused with its own message (the default of the configurable test-issuer markers).
 pub const OU_GTESTCA: &str = "政府測試憑證管理中心";
-/// The GPKI root (GRCA). Used only by the test PKI generator.
-pub const ORG_GRCA: &str = "Government Root Certification Authority";
-/// The test PKI generator's separate test root, standing in for the root above GTestCA.
-pub const ORG_GTEST_ROOT: &str = "Government Test Root Certification Authority";
-/// The test PKI generator's unrelated, never-trusted CA.
-pub const ORG_UNTRUSTED: &str = "Untrusted Example Certification Authority";
 
 /// The documented revocation endpoints (PKI.md), as examples for operators; the code takes CRLs
 /// from configuration only.
 pub const EXAMPLE_CRL_URLS: &[&str] =
     &["https://crl-moica.moi.gov.tw/crl/MOICA-G3-complete.crl", "http://grca.nat.gov.tw/repository/CRL3/CA.crl"];
+
+/// Object identifiers of the message formats around the certificates — CMS (the signed
+/// challenge), OCSP — and of the hash and signature algorithms accepted (RSA PKCS#1 v1.5 as on the
+/// GPKI CAs and cards, PKI.md; ECDSA as in the test PKI and newer CAs).
+pub mod asn1 {
+    use der::asn1::ObjectIdentifier as Oid;
+    pub const SIGNED_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.2");
+    pub const DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.1");
+    pub const CONTENT_TYPE: Oid = Oid::new_unwrap("1.2.840.113549.1.9.3");
+    pub const MESSAGE_DIGEST: Oid = Oid::new_unwrap("1.2.840.113549.1.9.4");
+    pub const SHA1: Oid = Oid::new_unwrap("1.3.14.3.2.26");
+    pub const SHA256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.1");
+    pub const OCSP_BASIC: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.48.1.1");
+    pub const OCSP_NONCE: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.48.1.2");
+    pub const RSA_ENCRYPTION: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
+    pub const SHA256_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.11");
+    pub const SHA384_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.12");
+    pub const SHA512_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.13");
+    pub const EC_PUBLIC_KEY: Oid = Oid::new_unwrap("1.2.840.10045.2.1");
+    pub const P256: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");
+    pub const P384: Oid = Oid::new_unwrap("1.3.132.0.34");
+    pub const ECDSA_SHA256: Oid = Oid::new_unwrap("1.2.840.10045.4.3.2");
+    pub const ECDSA_SHA384: Oid = Oid::new_unwrap("1.2.840.10045.4.3.3");
+}
 
 /// The numeric arcs of a dotted OID; `None` when it is not one (an empty arc or a non-number).
 pub fn arcs(dotted: &str) -> Option<Vec<u64>> {

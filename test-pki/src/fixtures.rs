@@ -1,4 +1,4 @@
-//! `idp dev pki`: a test PKI shaped like Taiwan's government PKI (PKI.md).
+//! The test PKI generator behind `idp dev pki`: a PKI shaped like Taiwan's government PKI (PKI.md).
 //!
 //! Real citizen and agency cards cannot be used in tests or demos, so this builds hierarchies with
 //! the same *shape*: a GRCA-like root; MOICA-like citizen CAs (two generations with one
@@ -22,7 +22,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
 
-use super::oids;
+use pki_oids as oids;
 
 /// GRCA-like production root.
 pub const ROOT: &str = "grca-root.pem";
@@ -76,6 +76,13 @@ pub const CRL_MOICA_G3: &str = "moica-g3.crl";
 pub const CRL_GCA: &str = "gca.crl";
 /// CRL of the root, covering the issuing CAs (empty).
 pub const CRL_ROOT: &str = "grca-root.crl";
+
+/// Organisation of the GRCA-like root (the real GPKI root's name).
+pub const ORG_GRCA: &str = "Government Root Certification Authority";
+/// Organisation of the separate test root, standing in for the root above GTestCA.
+pub const ORG_GTEST_ROOT: &str = "Government Test Root Certification Authority";
+/// Organisation of the unrelated, never-trusted CA.
+pub const ORG_UNTRUSTED: &str = "Untrusted Example Certification Authority";
 
 /// The manifest's own file name.
 pub const MANIFEST: &str = "manifest.json";
@@ -131,7 +138,7 @@ pub struct FixtureOptions {
 
 impl Default for FixtureOptions {
     fn default() -> Self {
-        FixtureOptions { now: crate::error::now(), key_algorithm: KeyAlgorithm::Rsa2048 }
+        FixtureOptions { now: crate::now(), key_algorithm: KeyAlgorithm::Rsa2048 }
     }
 }
 
@@ -236,7 +243,7 @@ pub fn generate_with(dir: &Path, options: &FixtureOptions) -> Result<Manifest, F
     let root = g.ca(
         ROOT,
         None,
-        dn(&[(DnType::OrganizationName, oids::ORG_GRCA)])?,
+        dn(&[(DnType::OrganizationName, ORG_GRCA)])?,
         (now - 10 * YEAR, now + 20 * YEAR),
         None,
         "GRCA-like production root (self-signed)",
@@ -244,7 +251,7 @@ pub fn generate_with(dir: &Path, options: &FixtureOptions) -> Result<Manifest, F
     let test_root = g.ca(
         TEST_ROOT,
         None,
-        dn(&[(DnType::OrganizationName, oids::ORG_GTEST_ROOT)])?,
+        dn(&[(DnType::OrganizationName, ORG_GTEST_ROOT)])?,
         (now - 10 * YEAR, now + 20 * YEAR),
         None,
         "root above GTestCA; separate from the production root",
@@ -649,7 +656,7 @@ impl Generator<'_> {
         let mut entry =
             self.entry(file, if parent.is_some() { EntryKind::IssuingCa } else { EntryKind::RootCa }, description);
         entry.issuer = parent.map(|p| p.file.clone());
-        entry.serial = params.serial_number.as_ref().map(|s| profile_hex(&s.to_bytes()));
+        entry.serial = params.serial_number.as_ref().map(|s| crate::serial_hex(&s.to_bytes()));
         let cert_pem = cert.pem();
         self.write_pair(entry, &cert_pem, &key)?;
         Ok(Ca { file: file.into(), params, key, cert_pem })
@@ -791,7 +798,7 @@ impl Generator<'_> {
         ];
         let mut entry = self.entry(file, EntryKind::PersonCertificate, description);
         entry.issuer = Some(ca.file.clone());
-        entry.serial = Some(profile_hex(&serial.to_bytes()));
+        entry.serial = Some(crate::serial_hex(&serial.to_bytes()));
         let key = match key {
             Some(key) => key,
             None => new_key(self.options.key_algorithm)?,
@@ -822,16 +829,11 @@ fn arcs(dotted: &str) -> Result<Vec<u64>, FixtureError> {
     oids::arcs(dotted).ok_or_else(|| FixtureError::Oid(dotted.into()))
 }
 
-fn profile_hex(bytes: &[u8]) -> String {
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len().saturating_sub(1));
-    super::profile::hex(&bytes[start..])
-}
-
 /// A minimal DER writer for the two extensions `rcgen` has no builder for (Subject Directory
 /// Attributes, Certificate Policies). Public so tests can build odd encodings on purpose.
 pub mod der {
     use super::FixtureError;
-    use crate::authn::card::oids;
+    use pki_oids as oids;
 
     /// An attribute value in one of the encodings GPKI uses (PKI.md: OIDs may also come as
     /// strings).
@@ -967,81 +969,6 @@ mod tests {
     }
 
     #[test]
-    fn card_fixtures_ca_profiles_match_pki_md() {
-        use x509_parser::prelude::*;
-        let dir = tempfile::tempdir().unwrap();
-        generate_with(dir.path(), &FixtureOptions::fast()).unwrap();
-        let g2 = read_cert(dir.path(), MOICA_G2).unwrap();
-        let g3 = read_cert(dir.path(), MOICA_G3).unwrap();
-        let (_, g2) = X509Certificate::from_der(&g2).unwrap();
-        let (_, g3) = X509Certificate::from_der(&g3).unwrap();
-        assert_eq!(g2.subject().as_raw(), g3.subject().as_raw(), "generations share one name");
-        assert_ne!(g2.public_key().raw, g3.public_key().raw);
-        let bc = g2.basic_constraints().unwrap().unwrap().value;
-        assert!(bc.ca);
-        assert_eq!(bc.path_len_constraint, Some(0));
-        let profile = crate::authn::card::profile::from_certificate(&g2).unwrap();
-        assert!(profile.policies.iter().any(|p| p == oids::POLICY_GPKI_LEVEL_3));
-        assert!(profile.subject_dn.contains("OU=內政部憑證管理中心"));
-        let gca = read_cert(dir.path(), GCA).unwrap();
-        assert!(crate::authn::card::profile::parse(&gca).unwrap().subject_dn.contains("OU=政府憑證管理中心"));
-        let test = read_cert(dir.path(), GTESTCA).unwrap();
-        assert!(crate::authn::card::profile::parse(&test).unwrap().subject_dn.contains("OU=政府測試憑證管理中心"));
-        let test_agency = read_cert(dir.path(), AGENCY_TEST).unwrap();
-        let (_, test_agency) = X509Certificate::from_der(&test_agency).unwrap();
-        let (test_root, root) = (read_cert(dir.path(), TEST_ROOT).unwrap(), read_cert(dir.path(), ROOT).unwrap());
-        let (_, test_root) = X509Certificate::from_der(&test_root).unwrap();
-        let (_, root) = X509Certificate::from_der(&root).unwrap();
-        assert_ne!(test_root.subject().as_raw(), root.subject().as_raw());
-        assert!(test_agency.issuer().to_string().contains("政府測試憑證管理中心"));
-    }
-
-    #[test]
-    fn card_fixtures_sign_crl_on_demand() {
-        use crate::authn::card::validate::{CardError, CardValidator, InvalidReason, TrustSettings};
-        use rustls_pki_types::CertificateRevocationListDer;
-        use x509_parser::prelude::*;
-        let dir = tempfile::tempdir().unwrap();
-        let manifest = generate_with(dir.path(), &FixtureOptions::fast()).unwrap();
-        let now = manifest.generated_at;
-        let pem = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
-        let key = |f: &str| pem(manifest.entry(f).unwrap().key_file.as_deref().unwrap());
-        let wang = read_cert(dir.path(), CITIZEN_WANG).unwrap();
-        let (_, parsed) = X509Certificate::from_der(&wang).unwrap();
-        let revoked = [(parsed.raw_serial().to_vec(), now - 60)];
-        let crl = sign_crl(&pem(MOICA_G2), &key(MOICA_G2), &revoked, now - 60, now + 3600, 7).unwrap();
-        // The right issuer, the right authority key, but another CA's signature.
-        let forged = sign_crl(&pem(MOICA_G2), &key(UNTRUSTED_CA), &revoked, now - 60, now + 3600, 8).unwrap();
-        let g2 = read_cert(dir.path(), MOICA_G2).unwrap();
-        let (_, g2) = X509Certificate::from_der(&g2).unwrap();
-        for der in [&crl, &forged] {
-            let (_, parsed) = CertificateRevocationList::from_der(der).unwrap();
-            assert_eq!(parsed.issuer().as_raw(), g2.subject().as_raw());
-            assert_eq!(parsed.iter_revoked_certificates().count(), 1);
-            assert_eq!(parsed.next_update().map(|t| t.timestamp()), Some(now + 3600));
-            let aki = parsed.extensions().iter().find_map(|e| match e.parsed_extension() {
-                ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
-                _ => None,
-            });
-            let ski = g2.extensions().iter().find_map(|e| match e.parsed_extension() {
-                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
-                _ => None,
-            });
-            assert_eq!(aki, ski);
-        }
-        let validate = |crl: &[u8]| {
-            let settings = TrustSettings {
-                citizen_anchors: vec![read_cert(dir.path(), MOICA_G2).unwrap()],
-                crls: vec![CertificateRevocationListDer::from(crl.to_vec())],
-                ..Default::default()
-            };
-            CardValidator::new(settings).unwrap().validate(&wang, &[], now, |_| None)
-        };
-        assert_eq!(validate(&crl).unwrap_err(), CardError::Invalid(InvalidReason::Revoked));
-        assert!(matches!(validate(&forged), Err(CardError::Invalid(InvalidReason::CrlInvalid(_)))));
-    }
-
-    #[test]
     fn card_fixtures_crls_are_signed_by_their_ca() {
         use x509_parser::prelude::*;
         let dir = tempfile::tempdir().unwrap();
@@ -1049,8 +976,7 @@ mod tests {
         let crl = std::fs::read(dir.path().join(CRL_MOICA_G2)).unwrap();
         let (_, crl) = CertificateRevocationList::from_der(&crl).unwrap();
         let revoked = manifest.entry(CITIZEN_LI_REVOKED).unwrap().serial.clone().unwrap();
-        let listed: Vec<String> =
-            crl.iter_revoked_certificates().map(|r| super::super::profile::hex(r.raw_serial())).collect();
+        let listed: Vec<String> = crl.iter_revoked_certificates().map(|r| crate::hex(r.raw_serial())).collect();
         assert!(listed.iter().any(|s| s.trim_start_matches("00") == revoked), "{listed:?} / {revoked}");
         assert!(crl.next_update().is_some());
         let empty = std::fs::read(dir.path().join(CRL_GCA)).unwrap();
