@@ -237,9 +237,9 @@ async fn run(command: Command, threads: usize) -> Result<()> {
         }
         Command::Run(args) => run_scenarios(*args, threads).await,
         Command::Pki { out } => {
-            let m = idp::authn::card::pki_fixtures::generate_with(
+            let m = test_pki::fixtures::generate_with(
                 &out,
-                &idp::authn::card::pki_fixtures::FixtureOptions::fast(),
+                &test_pki::fixtures::FixtureOptions::fast(),
             )?;
             println!("{}", serde_json::to_string(&m)?);
             Ok(())

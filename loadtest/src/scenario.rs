@@ -341,7 +341,7 @@ async fn bind_card(base: &Url, ep: &Endpoints, sso: &SsoSetup, card: &SoftCard) 
     let ch: ChallengeAnswer =
         serde_json::from_str(&b.get(base.join("card/challenge")?).await?.body).context("card challenge")?;
     let sig = STANDARD.encode(
-        idp::authn::card::challenge::sign_pkcs7(&card.cert, &card.key, ch.challenge.as_bytes())
+        test_pki::pkcs7::sign_pkcs7(&card.cert, &card.key, ch.challenge.as_bytes())
             .map_err(|e| anyhow::anyhow!("signing the challenge: {e}"))?,
     );
     let done = b
@@ -641,7 +641,7 @@ impl Prepared {
                 let ch: ChallengeAnswer =
                     serde_json::from_slice(&bytes).map_err(|_| IterError("challenge: not JSON".into()))?;
                 // The card's signature is the tool's work (a real card does it in hardware).
-                let cms = idp::authn::card::challenge::sign_pkcs7(&card.cert, &card.key, ch.challenge.as_bytes())
+                let cms = test_pki::pkcs7::sign_pkcs7(&card.cert, &card.key, ch.challenge.as_bytes())
                     .map_err(|_| IterError("challenge: signing failed".into()))?;
                 let t1 = Instant::now();
                 steps[0] = t1 - t0;
