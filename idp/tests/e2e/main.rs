@@ -13,6 +13,7 @@ mod cleanup;
 mod cli;
 mod conformance;
 mod deploy;
+mod forgot;
 mod harness;
 mod hr;
 mod keys;
