@@ -12,6 +12,7 @@ mod claims_protocol;
 mod cleanup;
 mod cli;
 mod conformance;
+mod dead_ends;
 mod deploy;
 mod forgot;
 mod harness;
