@@ -149,6 +149,55 @@ pub struct Config {
     pub cleanup: CleanupConfig,
     pub audit: AuditConfig,
     pub metrics: MetricsConfig,
+    pub forgot: ForgotConfig,
+    pub site: SiteConfig,
+}
+
+/// 忘記密碼 on the sign-in page: how often a one-time password may be asked for. Every request
+/// counts, whether or not it matched, so the limits say nothing about who is registered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForgotConfig {
+    /// Requests per person (national ID) and per e-mail address allowed without waiting; each
+    /// further one waits `delay`, doubling up to `max_delay`.
+    pub per_person: u64,
+    /// Requests per client address within `window`.
+    pub per_address: u64,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// A person's requests are forgotten after this long without another.
+    #[serde(with = "humantime_serde")]
+    pub forget_after: Duration,
+}
+
+impl Default for ForgotConfig {
+    fn default() -> Self {
+        Self {
+            per_person: 3,
+            per_address: 20,
+            window: Duration::from_secs(3600),
+            delay: Duration::from_secs(15 * 60),
+            max_delay: Duration::from_secs(24 * 3600),
+            forget_after: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Who runs the site, as the pages name them: the helpdesk people are sent to where the site
+/// cannot help (作法三).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiteConfig {
+    /// The helpdesk's telephone number, as shown; empty (the default) to show none.
+    pub helpdesk_phone: String,
+    /// When the helpdesk answers, as shown (e.g. `週一至週五 08:30–17:30`); empty to show none.
+    pub helpdesk_hours: String,
+    /// The helpdesk's e-mail address; empty to show none.
+    pub helpdesk_email: String,
 }
 
 /// The periodic clean-up of expired and finished rows (see `cleanup`).
@@ -509,6 +558,8 @@ impl Default for Config {
             cleanup: CleanupConfig::default(),
             audit: AuditConfig::default(),
             metrics: MetricsConfig::default(),
+            forgot: ForgotConfig::default(),
+            site: SiteConfig::default(),
         }
     }
 }

@@ -126,20 +126,49 @@ pub fn local_time(t: i64) -> String {
     }
 }
 
+/// How long a wrapped line may be, in bytes: 8bit bodies are sent only while every line stays
+/// under 76 (a CJK character takes three).
+const WIDTH: usize = 72;
+
+/// Whether a line may break between `a` and `b`: at a space, or next to a CJK (non-ASCII)
+/// character; never inside a run of ASCII letters, digits or symbols (a word, an address, a
+/// password), never before closing punctuation and never after opening punctuation.
+fn may_break(a: char, b: char) -> bool {
+    let closing = "，。、；：？！）」』》〉】".contains(b);
+    let opening = "（「『《〈【".contains(a);
+    !closing && !opening && (a == ' ' || b == ' ' || !a.is_ascii() || !b.is_ascii())
+}
+
 /// Wraps lines to at most 72 bytes, so the text can travel as 8bit (RFC 5322 line limits)
-/// instead of base64, and stays readable in the outbox and in any mail client.
+/// instead of base64 and stays readable in the outbox and in any mail client. Lines break at
+/// the last place [`may_break`] allows, so no English word and no password is split; only a
+/// single word longer than a whole line is cut, where it must be.
 fn wrap(body: &str) -> String {
     let mut out = String::with_capacity(body.len() + body.len() / 24);
     for line in body.lines() {
-        let mut width = 0;
-        for c in line.chars() {
-            if width + c.len_utf8() > 72 {
-                out.push('\n');
-                width = 0;
+        let mut rest: Vec<char> = line.chars().collect();
+        while rest.iter().map(|c| c.len_utf8()).sum::<usize>() > WIDTH {
+            let (mut width, mut cut, mut hard) = (0, None, 1);
+            for i in 1..rest.len() {
+                width += rest[i - 1].len_utf8();
+                if width > WIDTH {
+                    break;
+                }
+                hard = i;
+                if may_break(rest[i - 1], rest[i]) {
+                    cut = Some(i);
+                }
             }
-            out.push(c);
-            width += c.len_utf8();
+            let cut = cut.unwrap_or(hard);
+            let head: String = rest[..cut].iter().collect();
+            out.push_str(head.trim_end());
+            out.push('\n');
+            rest.drain(..cut);
+            while rest.first() == Some(&' ') {
+                rest.remove(0);
+            }
         }
+        out.extend(rest);
         out.push('\n');
     }
     out
@@ -147,11 +176,59 @@ fn wrap(body: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn width(line: &str) -> usize {
+        line.len()
+    }
+
     #[test]
     fn wrapped_lines_fit_and_short_lines_stay_whole() {
         let text = format!("{}\n一次性密碼: abcdEFGH2345jkmn\n", "人事".repeat(40));
-        let wrapped = super::wrap(&text);
-        assert!(wrapped.lines().all(|l| l.len() <= 72));
+        let wrapped = wrap(&text);
+        assert!(wrapped.lines().all(|l| width(l) <= WIDTH), "{wrapped}");
         assert!(wrapped.lines().any(|l| l == "一次性密碼: abcdEFGH2345jkmn"));
+    }
+
+    #[test]
+    fn no_english_word_is_split_and_every_word_survives() {
+        let text = "Sign in with your national ID and the one-time password above; you will then choose a \
+                    custom account, e-mail and password. It works once and expires in 72 hours.";
+        let wrapped = wrap(text);
+        assert!(wrapped.lines().count() > 1);
+        assert!(wrapped.lines().all(|l| width(l) <= WIDTH && !l.starts_with(' ') && !l.ends_with(' ')));
+        let words: Vec<&str> = wrapped.split_whitespace().collect();
+        assert_eq!(words, text.split_whitespace().collect::<Vec<_>>(), "{wrapped}");
+    }
+
+    #[test]
+    fn chinese_breaks_between_characters_but_never_before_closing_punctuation() {
+        let text = "登入後需設定自訂帳號、電子郵件及登入密碼，輸入新密碼兩次後，點選【送出】，即完成帳號密碼設定。請於登入頁面輸入 abcdEFGH2345jkmn 登入。";
+        let wrapped = wrap(text);
+        assert!(wrapped.lines().count() > 1);
+        for l in wrapped.lines() {
+            assert!(width(l) <= WIDTH, "{l}");
+            assert!(!l.starts_with(['，', '。', '、', '】']) && !l.ends_with('【'), "{wrapped}");
+        }
+        let letters = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        assert_eq!(letters(&wrapped), letters(text), "only the breaks are new: {wrapped}");
+        assert!(wrapped.contains("abcdEFGH2345jkmn"));
+    }
+
+    #[test]
+    fn only_a_word_longer_than_a_line_is_cut() {
+        let long = "x".repeat(100);
+        let (head, tail) = long.split_at(WIDTH);
+        assert_eq!(wrap(&format!("see {long} now")), format!("see\n{head}\n{tail} now\n"));
+    }
+
+    #[test]
+    fn every_wrapped_body_can_travel_as_8bit() {
+        let text = format!("{}\n{}\n", "人事服務網，".repeat(30), "word ".repeat(60));
+        let body = lettre::message::Body::new_with_encoding(
+            wrap(&text),
+            lettre::message::header::ContentTransferEncoding::EightBit,
+        );
+        assert!(body.is_ok());
     }
 }

@@ -58,7 +58,7 @@ impl Lang {
     }
 }
 
-const PAGES: [(&str, &str); 27] = [
+const PAGES: [(&str, &str); 30] = [
     ("card_identify", include_str!("../../templates/card_identify.hbs")),
     ("consent", include_str!("../../templates/consent.hbs")),
     ("layout", include_str!("../../templates/layout.hbs")),
@@ -86,6 +86,9 @@ const PAGES: [(&str, &str); 27] = [
     ("hr_reset_confirm", include_str!("../../templates/hr_reset_confirm.hbs")),
     ("hr_reset_done", include_str!("../../templates/hr_reset_done.hbs")),
     ("me", include_str!("../../templates/me.hbs")),
+    ("forgot", include_str!("../../templates/forgot.hbs")),
+    ("forgot_sent", include_str!("../../templates/forgot_sent.hbs")),
+    ("forgot_ask", include_str!("../../templates/forgot_ask.hbs")),
 ];
 
 /// The card sign-in script, served at `/static/card.js`.

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod activation;
 pub mod binding;
+pub mod forgot;
 pub mod one_time;
 pub mod ownership;
 pub mod register;

@@ -179,26 +179,42 @@ pub fn issue(
             .execute(conn)
             .map_err(InfraError::from)?;
         let ended = access::end_sessions_and_tokens(conn, &account.id, None, now)?;
-        let password = generate();
-        let row = OneTimePasswordRow {
-            account_id: account.id.clone(),
-            password_hash: sha256_b64(password.as_bytes()),
-            issued_by: issued_by.to_string(),
-            created_at: now,
-            expires_at: now + ttl_secs,
-        };
-        diesel::delete(one_time_passwords::table.find(&account.id)).execute(conn).map_err(InfraError::from)?;
-        diesel::insert_into(one_time_passwords::table).values(&row).execute(conn).map_err(InfraError::from)?;
+        let (password, expires_at) = store(conn, &account.id, issued_by, ttl_secs, now)?;
         // The notice first: a reset to another address is never silent, and of the two mails
         // the one with the password is the last thing that can fail.
         let notice_to = current.filter(|c| needs_notice(Some(c), email));
         if let Some(to) = &notice_to {
             mailer.send(to, "人事服務網密碼重設通知 / Password reset notice", notice(&person, by, email, now))?;
         }
-        mailer.send(email, "人事服務網一次性密碼 / One-time password", body(&person, &password, ttl_secs))?;
+        mailer.send(email, SUBJECT, body(&person, Why::ResetByStaff, &password, ttl_secs))?;
         let account = Account { password_hash: None, ..account };
-        Ok(Issued { account, person, expires_at: row.expires_at, ended, notice_to })
+        Ok(Issued { account, person, expires_at, ended, notice_to })
     })
+}
+
+/// The subject of the mail that carries a one-time password.
+pub(crate) const SUBJECT: &str = "人事服務網一次性密碼 / One-time password";
+
+/// Stores a new one-time password for an account in place of any earlier one; returns it (to
+/// be mailed, never shown) and when it expires. Only its hash is kept.
+pub(crate) fn store(
+    conn: &mut DbConn,
+    account_id: &str,
+    issued_by: &str,
+    ttl_secs: i64,
+    now: i64,
+) -> Result<(String, i64), InfraError> {
+    let password = generate();
+    let row = OneTimePasswordRow {
+        account_id: account_id.to_string(),
+        password_hash: sha256_b64(password.as_bytes()),
+        issued_by: issued_by.to_string(),
+        created_at: now,
+        expires_at: now + ttl_secs,
+    };
+    diesel::delete(one_time_passwords::table.find(account_id)).execute(conn).map_err(InfraError::from)?;
+    diesel::insert_into(one_time_passwords::table).values(&row).execute(conn).map_err(InfraError::from)?;
+    Ok((password, row.expires_at))
 }
 
 /// `ming@example.gov.tw` → `m***@example.gov.tw`: enough for the owner to recognise, not a
@@ -238,17 +254,33 @@ fn notice(person: &Person, by: ResetBy<'_>, to: &str, now: i64) -> String {
     )
 }
 
-fn body(person: &Person, password: &str, ttl_secs: i64) -> String {
+/// Why a one-time password was mailed, as its mail explains it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// HR staff or the helpdesk reset the password; the old one no longer works.
+    ResetByStaff,
+    /// The person asked on the sign-in page (忘記密碼); the old password works until this is used.
+    Requested,
+}
+
+/// The mail with the password: Chinese first, then English, one line per paragraph; the
+/// wrapping in [`Mailer::send`] breaks them without splitting a word, and the password stays
+/// alone on its line.
+pub(crate) fn body(person: &Person, why: Why, password: &str, ttl_secs: i64) -> String {
     let hours = ttl_secs / 3600;
+    let (zh, en) = match why {
+        Why::ResetByStaff => ("人事人員已為您重設人事服務網的登入密碼。", "Your HR staff have reset your sign-in password."),
+        Why::Requested => (
+            "您已於人事服務網登入頁面申請「忘記密碼」。原密碼在您使用下列一次性密碼之前仍可使用；如非您本人申請，請忽略本信，並洽所屬機關人事單位。",
+            "You asked for a one-time password on the sign-in page (Forgot password). Your old password keeps working until you use this one. If this was not you, ignore this mail and tell your HR office.",
+        ),
+    };
     format!(
         "{name} 您好：\n\n\
-         人事人員已為您重設人事服務網的登入密碼。請於登入頁面的帳號欄輸入身分證號，密碼欄輸入下列一次性密碼，\
-         登入後需設定自訂帳號、電子郵件及登入密碼，輸入新密碼兩次後，點選【送出】，即完成帳號密碼設定。\n\
+         {zh}請於登入頁面的帳號欄輸入身分證號，密碼欄輸入下列一次性密碼，登入後需設定自訂帳號、電子郵件及登入密碼，輸入新密碼兩次後，點選【送出】，即完成帳號密碼設定。\n\
          此密碼僅能使用一次，{hours} 小時後失效，且無法再提供查詢，請妥善保管。\n\n\
          一次性密碼: {password}\n\n\
-         Your HR staff have reset your sign-in password. Sign in with your national ID and the one-time\n\
-         password above; you will then choose a custom account, e-mail and password. It works once and\n\
-         expires in {hours} hours.\n",
+         {en} Sign in with your national ID and the one-time password above; you will then choose a custom account, e-mail and password. It works once and expires in {hours} hours.\n",
         name = person.name,
     )
 }

@@ -7,6 +7,7 @@ pub mod card;
 pub mod card_tls;
 pub mod csrf;
 pub mod errors;
+pub mod forgot;
 pub mod forwarded;
 pub mod hr;
 pub mod login;
@@ -59,6 +60,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::resource("/login").route(web::get().to(login::login_page)).route(web::post().to(login::login_submit)),
+        )
+        .service(
+            web::resource(forgot::PATH).route(web::get().to(forgot::form_page)).route(web::post().to(forgot::submit)),
         )
         .service(
             web::resource("/activate")

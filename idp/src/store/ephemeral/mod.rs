@@ -97,6 +97,12 @@ impl Ephemeral {
         Ok(Self { prefix: prefix.to_string(), backend })
     }
 
+    /// The same store with every key further prefixed by `scope`, so one feature's counters
+    /// (e.g. 忘記密碼's throttle) never share a name with another's.
+    pub fn scoped(&self, scope: &str) -> Ephemeral {
+        Ephemeral { prefix: format!("{}{scope}", self.prefix), backend: self.backend.clone() }
+    }
+
     /// Whether values survive this process (false for the in-process store).
     pub fn is_shared(&self) -> bool {
         matches!(self.backend, Backend::Redis(_))
