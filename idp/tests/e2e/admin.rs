@@ -414,7 +414,8 @@ async fn a_client_made_on_the_command_line_is_the_one_the_operator_page_makes() 
     let (idp, op, _) = with_operator().await;
     // The blank form as a browser sends it: the default radio, select option and scope text.
     let default_scope = op.get("/admin/clients/new").await.input("scope").unwrap();
-    let cases: [(&[&str], &[(&str, &str)]); 3] = [
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+    let cases: [Case; 3] = [
         (&[], &[]),
         // Scopes as typed, on both: nothing added, any white space separates.
         (&["--scope", "profile  email"], &[("scope", "profile  email")]),
