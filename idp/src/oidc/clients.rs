@@ -537,28 +537,21 @@ pub fn edit_by(
             ))
             .execute(c)?;
         let client = get(c, id)?.ok_or_else(|| ClientError::Metadata("unknown client".into()))?;
-        audit::record(
-            c,
-            Event {
-                client_id: Some(id),
-                detail: operator_settings(&client),
-                ..actor.event("client.update", "success")
-            },
-            now,
-        )?;
+        audit_update(c, &client, actor, now)?;
         Ok(Some(client))
     })
 }
 
-/// The settings only an operator decides, as the audit detail of a change.
-fn operator_settings(c: &Client) -> String {
-    format!(
+/// Audits a changed client as `client.update`, with the settings only an operator decides.
+fn audit_update(conn: &mut DbConn, c: &Client, actor: &Actor, now: i64) -> Result<(), InfraError> {
+    let detail = format!(
         "audience {}, min_acr {}, client_credentials_allowed {}, resource_server {}",
         c.audience.as_string(),
         c.min_acr.as_deref().unwrap_or("none"),
         c.client_credentials_allowed,
         c.resource_server
-    )
+    );
+    audit::record(conn, Event { client_id: Some(&c.client_id), detail, ..actor.event("client.update", "success") }, now)
 }
 
 /// [`change_by_operator`] for `actor`, audited as `client.update` in the same transaction.
@@ -571,15 +564,7 @@ pub fn change_by(
 ) -> Result<Option<Client>, ClientError> {
     conn.transaction(|c| {
         let Some(client) = change_by_operator(c, id, change, now)? else { return Ok(None) };
-        audit::record(
-            c,
-            Event {
-                client_id: Some(id),
-                detail: operator_settings(&client),
-                ..actor.event("client.update", "success")
-            },
-            now,
-        )?;
+        audit_update(c, &client, actor, now)?;
         Ok(Some(client))
     })
 }
