@@ -7,7 +7,37 @@ use crate::crypto::random_token;
 use crate::error::InfraError;
 use crate::store::db::models::AuditRow;
 use crate::store::db::schema::audit_events;
-use crate::store::db::DbConn;
+use crate::store::db::{Db, DbConn};
+
+/// Who made a change, as the audit trail names them: `cli` (an operator on the server), or a
+/// person's account id and the address they came from (the operator and HR pages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub id: String,
+    pub address: Option<String>,
+}
+
+impl Actor {
+    /// An operator on the server's command line.
+    pub fn cli() -> Self {
+        Self::named("cli")
+    }
+
+    /// A named channel without an address, e.g. `helpdesk:cli`, `demo`, `system`.
+    pub fn named(id: &str) -> Self {
+        Self { id: id.into(), address: None }
+    }
+
+    /// A signed-in person acting from an address.
+    pub fn person(account_id: &str, address: &str) -> Self {
+        Self { id: account_id.into(), address: Some(address.into()) }
+    }
+
+    /// An event this actor caused; the other fields are filled in by the caller.
+    pub fn event<'a>(&'a self, event: &'a str, outcome: &'a str) -> Event<'a> {
+        Event { event, outcome, actor: Some(&self.id), address: self.address.as_deref(), ..Default::default() }
+    }
+}
 
 /// One security event.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +98,17 @@ pub fn record(conn: &mut DbConn, e: Event<'_>, now: i64) -> Result<(), InfraErro
     };
     diesel::insert_into(audit_events::table).values(&row).execute(conn)?;
     Ok(())
+}
+
+/// Records an event where failing to record must not change the answer (a refusal, a page
+/// view): the failure is logged instead. `record` builds and writes the event on a connection.
+pub async fn record_logged<F>(db: &Db, record: F)
+where
+    F: FnOnce(&mut DbConn) -> Result<(), InfraError> + Send + 'static,
+{
+    if let Err(e) = db.run(record).await {
+        tracing::error!(error = %e, "audit event not recorded");
+    }
 }
 
 /// The most recent events, newest first.

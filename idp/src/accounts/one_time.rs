@@ -10,6 +10,7 @@
 use diesel::prelude::*;
 use rand::Rng;
 
+use crate::audit::{self, Actor, Event};
 use crate::crypto::{sha256_b64, DataProtector};
 use crate::error::InfraError;
 use crate::mail::Mailer;
@@ -56,6 +57,20 @@ pub enum IssueError {
     Infra(#[from] InfraError),
 }
 
+impl IssueError {
+    /// The audit outcome of a refused or failed reset.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            IssueError::NotInRegister => "not_in_register",
+            IssueError::Separated => "separated",
+            IssueError::BadEmail(_) => "bad_email",
+            IssueError::Privileged => "privileged",
+            IssueError::Infra(InfraError::Mail(_)) => "mail_failed",
+            IssueError::Infra(_) => "error",
+        }
+    }
+}
+
 impl From<diesel::result::Error> for IssueError {
     fn from(e: diesel::result::Error) -> Self {
         IssueError::Infra(e.into())
@@ -89,6 +104,16 @@ pub enum ResetBy<'a> {
 }
 
 impl ResetBy<'_> {
+    /// The channel, as the audit detail names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetBy::HrStaff { .. } => "hr_staff",
+            ResetBy::AgencyCard { .. } => "agency_card",
+            ResetBy::Helpdesk => "helpdesk",
+            ResetBy::Server => "server",
+        }
+    }
+
     /// Whether this channel may reset an account holding a privileged role.
     pub fn may_reset_privileged(self) -> bool {
         self == ResetBy::Server
@@ -215,6 +240,45 @@ pub(crate) fn store(
     diesel::delete(one_time_passwords::table.find(account_id)).execute(conn).map_err(InfraError::from)?;
     diesel::insert_into(one_time_passwords::table).values(&row).execute(conn).map_err(InfraError::from)?;
     Ok((password, row.expires_at))
+}
+
+/// [`issue`] for `actor`, audited as `password.reset`: a success in the same transaction as the
+/// password (so a reset that rolled back leaves no success behind), a refusal or failure with
+/// its own outcome afterwards. The detail names the person by masked national ID only.
+pub fn issue_by(
+    conn: &mut DbConn,
+    protector: &DataProtector,
+    mailer: &Mailer,
+    request: &IssueRequest<'_>,
+    actor: &Actor,
+    now: i64,
+) -> Result<Issued, IssueError> {
+    let whom = format!("for {} as {}", request.national_id, request.by.as_str());
+    let issued = conn.transaction(|conn| {
+        let issued = issue(conn, protector, mailer, request, now)?;
+        let detail = format!(
+            "{whom}; old password ended, {} session(s) ended, {} refresh token(s) revoked{}",
+            issued.ended.sids.len(),
+            issued.ended.refresh_tokens,
+            if issued.notice_to.is_some() { ", notice sent to the account's own address" } else { "" }
+        );
+        let e = Event { account_id: Some(&issued.account.id), detail, ..actor.event("password.reset", "success") };
+        audit::record(conn, e, now)?;
+        Ok(issued)
+    });
+    if let Err(e) = &issued {
+        // Whose account it concerns, when there is one.
+        let account = match e {
+            IssueError::NotInRegister | IssueError::Infra(InfraError::Db(_)) => None,
+            _ => match person_by_national_id(conn, protector, request.national_id)? {
+                Some(p) => account_of_person(conn, &p.id)?.map(|a| a.id),
+                None => None,
+            },
+        };
+        let e = Event { account_id: account.as_deref(), detail: whom, ..actor.event("password.reset", e.outcome()) };
+        audit::record(conn, e, now)?;
+    }
+    issued
 }
 
 /// `ming@example.gov.tw` → `m***@example.gov.tw`: enough for the owner to recognise, not a

@@ -8,6 +8,7 @@ use std::fmt;
 
 use diesel::prelude::*;
 
+use crate::audit::{self, Actor, Event};
 use crate::crypto::{random_token, DataProtector};
 use crate::error::InfraError;
 use crate::national_id::NationalId;
@@ -136,6 +137,62 @@ fn is_agency_code(s: &str) -> bool {
 fn is_oid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('.').collect();
     parts.len() >= 2 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Which register a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Register {
+    /// The agency table (機關代碼檔).
+    Agencies,
+    /// The personnel register (公務人力資料庫).
+    Personnel,
+}
+
+impl Register {
+    /// The audit event of an import.
+    pub fn event(self) -> &'static str {
+        match self {
+            Register::Agencies => "agencies.import",
+            Register::Personnel => "personnel.import",
+        }
+    }
+}
+
+impl ImportReport {
+    /// The counts, as the audit detail and the command line show them.
+    pub fn summary(&self) -> String {
+        format!(
+            "inserted {}, updated {}, unchanged {}, separated {}",
+            self.inserted, self.updated, self.unchanged, self.separated
+        )
+    }
+}
+
+/// Imports a register file for `actor` (the command line, an operator page): applied and
+/// audited as `agencies.import` / `personnel.import` in one transaction; a refused file is
+/// audited as `rejected` with the number of problems (never their text, which may quote people).
+pub fn import(
+    conn: &mut DbConn,
+    protector: &DataProtector,
+    register: Register,
+    bytes: &[u8],
+    actor: &Actor,
+    now: i64,
+) -> Result<ImportReport, ImportError> {
+    let event = register.event();
+    let applied = conn.transaction(|conn| {
+        let report = match register {
+            Register::Agencies => import_agencies(conn, bytes, now)?,
+            Register::Personnel => import_personnel(conn, protector, bytes, now)?,
+        };
+        audit::record(conn, Event { detail: report.summary(), ..actor.event(event, "success") }, now)?;
+        Ok(report)
+    });
+    if let Err(ImportError::Invalid(errors)) = &applied {
+        let detail = format!("{} problem(s)", errors.len());
+        audit::record(conn, Event { detail, ..actor.event(event, "rejected") }, now)?;
+    }
+    applied
 }
 
 /// Imports the agency table (機關代碼檔): `code,name,parent_code,oid`, upserting by code.

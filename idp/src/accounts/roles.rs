@@ -59,6 +59,104 @@ pub fn granted(conn: &mut crate::store::db::DbConn, account_id: &str) -> Result<
     Ok(account_roles::table.filter(account_roles::account_id.eq(account_id)).select(account_roles::role).load(conn)?)
 }
 
+/// What [`change_by`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleChange {
+    Granted,
+    AlreadyHeld,
+    Withdrawn,
+    NotHeld,
+}
+
+impl RoleChange {
+    /// The audit outcome.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            RoleChange::Granted | RoleChange::Withdrawn => "success",
+            RoleChange::AlreadyHeld => "already_held",
+            RoleChange::NotHeld => "not_held",
+        }
+    }
+}
+
+/// Why a role was not granted or withdrawn.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleError {
+    #[error("no one with this national ID is in the personnel register")]
+    NotInRegister,
+    #[error("this person is separated (not in service); no role can be granted")]
+    Separated,
+    #[error(transparent)]
+    Infra(#[from] crate::error::InfraError),
+}
+
+impl RoleError {
+    /// The audit outcome.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            RoleError::NotInRegister => "not_in_register",
+            RoleError::Separated => "separated",
+            RoleError::Infra(_) => "error",
+        }
+    }
+}
+
+impl From<diesel::result::Error> for RoleError {
+    fn from(e: diesel::result::Error) -> Self {
+        RoleError::Infra(e.into())
+    }
+}
+
+/// Grants (`grant`) or withdraws a role by national ID for `actor`, audited as `role.grant` /
+/// `role.revoke` in the same transaction, the national ID only masked. The helpdesk and
+/// operator roles are not in the register, so they are given by national ID; the account is
+/// created (pending) if the person never signed in, so the role is there at their first sign-in.
+pub fn change_by(
+    conn: &mut crate::store::db::DbConn,
+    protector: &crate::crypto::DataProtector,
+    national_id: &crate::national_id::NationalId,
+    role: &str,
+    grant: bool,
+    actor: &crate::audit::Actor,
+    now: i64,
+) -> Result<RoleChange, RoleError> {
+    use crate::audit::{self, Event};
+    use diesel::Connection;
+    let event = if grant { "role.grant" } else { "role.revoke" };
+    let detail = format!("{role} for {national_id}");
+    let changed = conn.transaction(|conn| {
+        let person = super::person_by_national_id(conn, protector, national_id)?.ok_or(RoleError::NotInRegister)?;
+        if grant && person.status == PersonStatus::Separated {
+            return Err(RoleError::Separated);
+        }
+        let (account, change) = if grant {
+            let account = super::ensure_account(conn, &person, now)?;
+            let held = granted(conn, &account.id)?.iter().any(|r| r == role);
+            self::grant(conn, &account.id, role, &actor.id, now)?;
+            (Some(account), if held { RoleChange::AlreadyHeld } else { RoleChange::Granted })
+        } else {
+            match super::account_of_person(conn, &person.id)? {
+                Some(account) => {
+                    let held = revoke(conn, &account.id, role)?;
+                    (Some(account), if held { RoleChange::Withdrawn } else { RoleChange::NotHeld })
+                }
+                None => (None, RoleChange::NotHeld),
+            }
+        };
+        let e = Event {
+            account_id: account.as_ref().map(|a| a.id.as_str()),
+            detail: detail.clone(),
+            ..actor.event(event, change.outcome())
+        };
+        audit::record(conn, e, now)?;
+        Ok(change)
+    });
+    if let Err(e @ (RoleError::NotInRegister | RoleError::Separated)) = &changed {
+        audit::record(conn, Event { detail, ..actor.event(event, e.outcome()) }, now)?;
+    }
+    changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +200,15 @@ mod tests {
         assert_eq!(roles(&person("01", "資訊處", "", PersonStatus::Active)), ["employee"]);
         assert_eq!(roles(&person("01", "資訊處", "5", PersonStatus::Active)), ["employee", "hr_staff"]);
         assert_eq!(roles(&person("08", "人事室", "5", PersonStatus::Separated)), ["employee"]);
+    }
+
+    #[test]
+    fn only_a_real_change_is_a_success() {
+        assert_eq!(RoleChange::Granted.outcome(), "success");
+        assert_eq!(RoleChange::Withdrawn.outcome(), "success");
+        assert_eq!(RoleChange::AlreadyHeld.outcome(), "already_held");
+        assert_eq!(RoleChange::NotHeld.outcome(), "not_held");
+        assert_eq!(RoleError::NotInRegister.outcome(), "not_in_register");
+        assert_eq!(RoleError::Separated.outcome(), "separated");
     }
 }

@@ -20,7 +20,7 @@ use super::viewer::{require_signed_in, see_other, Viewer};
 use super::{client_address, csrf, lang_of};
 use crate::accounts::one_time::{self, IssueError, IssueRequest, ResetBy, PRIVILEGED_ROLES};
 use crate::accounts::{self, roles, self_service, Person, PersonStatus};
-use crate::audit::{self, Event};
+use crate::audit::{self, Actor, Event};
 use crate::error::{now, InfraError};
 use crate::national_id::NationalId;
 use crate::oidc::backchannel;
@@ -152,8 +152,9 @@ fn acting_as(viewer: &Viewer) -> &'static str {
     }
 }
 
-/// Records one attempt: who (the viewer's account), whom (the account if there is one, and the
-/// masked national ID in the detail), from where, and how it ended.
+/// Records one attempt that issued nothing (issuing is audited by `one_time::issue_by`): who
+/// (the viewer's account), whom (the account if there is one, and the masked national ID in the
+/// detail), from where, and how it ended.
 async fn record(
     state: &AppState,
     viewer: &Viewer,
@@ -162,45 +163,16 @@ async fn record(
     target_account: Option<String>,
     target: Option<&NationalId>,
 ) {
-    record_with(state, viewer, address, outcome, target_account, target, String::new()).await
-}
-
-/// [`record`] with more detail after the who and whom.
-async fn record_with(
-    state: &AppState,
-    viewer: &Viewer,
-    address: &str,
-    outcome: &'static str,
-    target_account: Option<String>,
-    target: Option<&NationalId>,
-    more: String,
-) {
-    let (actor, address) = (viewer.account.id.clone(), address.to_string());
-    let mut detail = match target {
+    let actor = Actor::person(&viewer.account.id, address);
+    let detail = match target {
         Some(nid) => format!("for {nid} as {}", acting_as(viewer)),
         None => format!("as {}", acting_as(viewer)),
     };
-    if !more.is_empty() {
-        detail = format!("{detail}; {more}");
-    }
-    let recorded = state
-        .db
-        .run(move |c| {
-            let e = Event {
-                event: "password.reset",
-                outcome,
-                actor: Some(&actor),
-                account_id: target_account.as_deref(),
-                address: Some(&address),
-                detail,
-                ..Default::default()
-            };
-            audit::record(c, e, now())
-        })
-        .await;
-    if let Err(e) = recorded {
-        tracing::error!(error = %e, "audit event not recorded");
-    }
+    audit::record_logged(&state.db, move |c| {
+        let e = Event { account_id: target_account.as_deref(), detail, ..actor.event("password.reset", outcome) };
+        audit::record(c, e, now())
+    })
+    .await
 }
 
 /// The signed-in viewer who may use this page at all; others get 403 (audited).
@@ -425,34 +397,26 @@ pub async fn issue(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     let (protector, mailer) = (state.protector.clone(), state.mailer.clone());
     let (nid, to, issued_by) = (target.person.national_id.clone(), email.clone(), viewer.account.id.clone());
     let (who, agency_name) = (viewer.clone(), target.agency_name.clone());
+    let actor = Actor::person(&viewer.account.id, &address);
     let ttl = state.config.login.one_time_password_ttl.as_secs() as i64;
     let issued = state
         .db
         .run(move |c| -> Result<_, InfraError> {
             let by = reset_by(&who, &agency_name);
             let request = IssueRequest { national_id: &nid, email: &to, issued_by: &issued_by, by, ttl_secs: ttl };
-            Ok(one_time::issue(c, &protector, &mailer, &request, now()))
+            Ok(one_time::issue_by(c, &protector, &mailer, &request, &actor, now()))
         })
         .await
         .map_err(|e| internal(&state, lang, e))?;
-    let nid = &target.person.national_id;
+    // `issue_by` audited the outcome, whichever it was.
     match issued {
         Ok(issued) => {
-            let more = format!(
-                "old password ended, {} session(s) ended, {} refresh token(s) revoked{}",
-                issued.ended.sids.len(),
-                issued.ended.refresh_tokens,
-                if issued.notice_to.is_some() { ", notice sent to the account's own address" } else { "" }
-            );
-            let account = Some(issued.account.id.clone());
-            record_with(&state, &viewer, &address, "success", account, Some(nid), more).await;
             backchannel::notify_all(&state, &issued.ended.sids).await;
             let mut ctx = target.context(email.trim());
             ctx.insert("hours".into(), json!(ttl / 3600));
             show(&state, &req, lang, &viewer, StatusCode::OK, "hr_reset_done", ctx)
         }
         Err(IssueError::BadEmail(_)) => {
-            record(&state, &viewer, &address, "bad_email", target.account_id.clone(), Some(nid)).await;
             let mut ctx = target.context(&email);
             ctx.insert("error_key".into(), json!("err_email_invalid"));
             show(&state, &req, lang, &viewer, StatusCode::UNPROCESSABLE_ENTITY, "hr_reset_found", ctx)
@@ -460,28 +424,16 @@ pub async fn issue(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
         Err(IssueError::Infra(InfraError::Mail(e))) => {
             // Nothing was stored (the transaction rolled back): say so, and let them try again.
             tracing::warn!(error = %e, "one-time password not delivered");
-            record(&state, &viewer, &address, "mail_failed", target.account_id.clone(), Some(nid)).await;
             let mut ctx = target.context(&email);
             ctx.insert("error_key".into(), json!("hr_err_mail"));
             show(&state, &req, lang, &viewer, StatusCode::BAD_GATEWAY, "hr_reset_found", ctx)
         }
-        Err(IssueError::NotInRegister) => {
-            record(&state, &viewer, &address, Refusal::NotInRegister.outcome(), None, Some(nid)).await;
-            refusal_page(&state, &req, lang, &viewer, Refusal::NotInRegister)
-        }
+        Err(IssueError::NotInRegister) => refusal_page(&state, &req, lang, &viewer, Refusal::NotInRegister),
         Err(IssueError::Privileged) => {
             // Granted between the search and the confirmation: the domain refuses it too.
-            let outcome = Refusal::Privileged.outcome();
-            record(&state, &viewer, &address, outcome, target.account_id.clone(), Some(nid)).await;
             refusal_page(&state, &req, lang, &viewer, Refusal::Privileged)
         }
-        Err(IssueError::Separated) => {
-            record(&state, &viewer, &address, Refusal::Separated.outcome(), target.account_id.clone(), Some(nid)).await;
-            refusal_page(&state, &req, lang, &viewer, Refusal::Separated)
-        }
-        Err(IssueError::Infra(e)) => {
-            record(&state, &viewer, &address, "error", target.account_id.clone(), Some(nid)).await;
-            Err(internal(&state, lang, e))
-        }
+        Err(IssueError::Separated) => refusal_page(&state, &req, lang, &viewer, Refusal::Separated),
+        Err(IssueError::Infra(e)) => Err(internal(&state, lang, e)),
     }
 }

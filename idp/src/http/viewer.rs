@@ -1,11 +1,11 @@
 //! Who is looking at a page: the signed-in person with their account, register entry and roles.
 //! Every portal, HR and operator page starts here.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::authorize::signed_in;
-use super::errors::{internal, page, Failure};
+use super::errors::{internal, Failure};
 use crate::accounts::{roles, Account, Person};
 use crate::authn::session::Session;
 use crate::error::InfraError;
@@ -63,16 +63,6 @@ pub async fn require_signed_in(state: &AppState, req: &HttpRequest, lang: Lang) 
     match viewer(state, req).await.map_err(|e| internal(state, lang, e))? {
         Some(v) => Ok(v),
         None => Err(Failure::redirect("/login")),
-    }
-}
-
-/// The signed-in person holding one of `roles`, or 403.
-pub async fn require_role(state: &AppState, req: &HttpRequest, lang: Lang, any_of: &[&str]) -> Result<Viewer, Failure> {
-    let v = require_signed_in(state, req, lang).await?;
-    if any_of.iter().any(|r| v.has(r)) {
-        Ok(v)
-    } else {
-        Err(page(state, lang, StatusCode::FORBIDDEN, "err_forbidden", None))
     }
 }
 

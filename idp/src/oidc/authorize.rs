@@ -222,13 +222,3 @@ pub fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> String {
         Err(_) => redirect_uri.to_string(),
     }
 }
-
-/// The redirect for an error that may go back to the client (RFC 6749 §4.1.2.1, RFC 9207).
-pub fn error_redirect(redirect_uri: &str, state: Option<&str>, error: &str, description: &str, issuer: &str) -> String {
-    let mut pairs = vec![("error", error), ("error_description", description)];
-    if let Some(s) = state {
-        pairs.push(("state", s));
-    }
-    pairs.push(("iss", issuer));
-    redirect_with(redirect_uri, &pairs)
-}

@@ -5,6 +5,7 @@ use std::time::Duration;
 use diesel::prelude::*;
 use serde_json::Value;
 
+use crate::audit::{self, Actor, Event};
 use crate::crypto::{constant_time_eq, random_token, sha256_b64};
 use crate::error::InfraError;
 use crate::store::db::models::ClientRow;
@@ -340,6 +341,20 @@ pub enum ClientError {
     Infra(#[from] InfraError),
 }
 
+impl From<diesel::result::Error> for ClientError {
+    fn from(e: diesel::result::Error) -> Self {
+        ClientError::Infra(e.into())
+    }
+}
+
+/// Scopes as an operator types them (the `--scope` option, the form's field): separated by any
+/// white space; nothing typed keeps [`NewClient::new`]'s default. Taken as typed, `openid`
+/// included or not, on the command line as on the operator pages.
+pub fn operator_scope(text: &str) -> Option<Vec<String>> {
+    let scope: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+    (!scope.is_empty()).then_some(scope)
+}
+
 /// A redirect URI must be absolute, without fragment, and use https — or http on a loopback
 /// host, for development and native apps (RFC 8252).
 pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
@@ -512,6 +527,131 @@ pub fn create(conn: &mut DbConn, new: NewClient, now: i64) -> Result<(Client, Op
         Err(e) => return Err(InfraError::from(e).into()),
     }
     Ok((row.try_into()?, secret))
+}
+
+/// Registers a client for an operator (the command line, `/admin/clients`), audited as
+/// `client.create` (with its audience) in the same transaction.
+pub fn create_by(
+    conn: &mut DbConn,
+    new: NewClient,
+    actor: &Actor,
+    now: i64,
+) -> Result<(Client, Option<String>), ClientError> {
+    conn.transaction(|c| {
+        let (client, secret) = create(c, new, now)?;
+        let e = Event {
+            client_id: Some(&client.client_id),
+            detail: client.audience.as_string(),
+            ..actor.event("client.create", "success")
+        };
+        audit::record(c, e, now)?;
+        Ok((client, secret))
+    })
+}
+
+/// Replaces a client's metadata from the operator page's form, with the settings RFC 7592
+/// leaves to operators (consent, permissions), audited as `client.update`. `None`: no such
+/// client.
+pub fn edit_by(
+    conn: &mut DbConn,
+    id: &str,
+    new: NewClient,
+    actor: &Actor,
+    now: i64,
+) -> Result<Option<Client>, ClientError> {
+    conn.transaction(|c| {
+        if get(c, id)?.is_none() {
+            return Ok(None);
+        }
+        let consent = if new.consent_required { "required" } else { "pre-approved" };
+        let (rs, cc) = (new.resource_server, new.client_credentials_allowed);
+        replace(c, id, new, now)?;
+        diesel::update(clients::table.find(id))
+            .set((
+                clients::consent.eq(consent),
+                clients::resource_server.eq(rs),
+                clients::client_credentials_allowed.eq(cc),
+            ))
+            .execute(c)?;
+        let client = get(c, id)?.ok_or_else(|| ClientError::Metadata("unknown client".into()))?;
+        audit_update(c, &client, actor, now)?;
+        Ok(Some(client))
+    })
+}
+
+/// Audits a changed client as `client.update`, with the settings only an operator decides.
+fn audit_update(conn: &mut DbConn, c: &Client, actor: &Actor, now: i64) -> Result<(), InfraError> {
+    let detail = format!(
+        "audience {}, min_acr {}, client_credentials_allowed {}, resource_server {}",
+        c.audience.as_string(),
+        c.min_acr.as_deref().unwrap_or("none"),
+        c.client_credentials_allowed,
+        c.resource_server
+    );
+    audit::record(conn, Event { client_id: Some(&c.client_id), detail, ..actor.event("client.update", "success") }, now)
+}
+
+/// [`change_by_operator`] for `actor`, audited as `client.update` in the same transaction.
+pub fn change_by(
+    conn: &mut DbConn,
+    id: &str,
+    change: &OperatorChange,
+    actor: &Actor,
+    now: i64,
+) -> Result<Option<Client>, ClientError> {
+    conn.transaction(|c| {
+        let Some(client) = change_by_operator(c, id, change, now)? else { return Ok(None) };
+        audit_update(c, &client, actor, now)?;
+        Ok(Some(client))
+    })
+}
+
+/// Removes a client for `actor`, audited as `client.delete`; returns whether it existed.
+pub fn delete_by(conn: &mut DbConn, id: &str, actor: &Actor, now: i64) -> Result<bool, InfraError> {
+    conn.transaction(|c| {
+        if !delete(c, id)? {
+            return Ok(false);
+        }
+        audit::record(c, Event { client_id: Some(id), ..actor.event("client.delete", "success") }, now)?;
+        Ok(true)
+    })
+}
+
+/// Disables or re-enables a client for `actor`, audited as `client.disable` / `client.enable`;
+/// returns whether it exists.
+pub fn set_disabled_by(
+    conn: &mut DbConn,
+    id: &str,
+    disabled: bool,
+    actor: &Actor,
+    now: i64,
+) -> Result<bool, InfraError> {
+    conn.transaction(|c| {
+        if !set_disabled(c, id, disabled, now)? {
+            return Ok(false);
+        }
+        let event = if disabled { "client.disable" } else { "client.enable" };
+        audit::record(c, Event { client_id: Some(id), ..actor.event(event, "success") }, now)?;
+        Ok(true)
+    })
+}
+
+/// A new secret for `actor` (shown once), audited as `client.rotate_secret` (`no_secret` for a
+/// client without one).
+pub fn rotate_secret_by(
+    conn: &mut DbConn,
+    id: &str,
+    overlap: Duration,
+    actor: &Actor,
+    now: i64,
+) -> Result<Option<RotatedSecret>, InfraError> {
+    conn.transaction(|c| {
+        let rotated = rotate_secret_with_overlap(c, id, overlap, now)?;
+        let outcome = if rotated.is_some() { "success" } else { "no_secret" };
+        let detail = rotated.as_ref().map(|r| rotation_detail(r.old_valid_until)).unwrap_or_default();
+        audit::record(c, Event { client_id: Some(id), detail, ..actor.event("client.rotate_secret", outcome) }, now)?;
+        Ok(rotated)
+    })
 }
 
 /// Gives a client a registration access token (RFC 7592); returns the token, shown once.

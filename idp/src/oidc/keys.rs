@@ -35,6 +35,7 @@ use rsa::traits::PublicKeyParts;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use crate::audit::{self, Actor, Event};
 use crate::config::Config;
 use crate::crypto::{random_token, DataProtector};
 use crate::error::{now, InfraError};
@@ -320,6 +321,18 @@ pub fn rotate(
     activates_at: i64,
     now: i64,
 ) -> Result<Rotation, InfraError> {
+    rotate_then(conn, protector, alg, activates_at, now, |_, _| Ok(()))
+}
+
+/// [`rotate`], with `then` run in the rotation's transaction (to audit it).
+fn rotate_then(
+    conn: &mut DbConn,
+    protector: &DataProtector,
+    alg: &str,
+    activates_at: i64,
+    now: i64,
+    then: impl FnOnce(&mut DbConn, &Rotation) -> Result<(), InfraError>,
+) -> Result<Rotation, InfraError> {
     let algo = algorithm(alg)?;
     // On a database no server has used yet there is nothing to rotate from: the first keys
     // sign at once, and the new one takes over from them like from any other.
@@ -349,8 +362,81 @@ pub fn rotate(
         .set(signing_keys::retired_at.eq(Some(row.activates_at)))
         .execute(c)?;
         diesel::insert_into(signing_keys::table).values(&row).execute(c)?;
-        Ok(Rotation { key, replaces, withdrawn })
+        let rotation = Rotation { key, replaces, withdrawn };
+        then(c, &rotation)?;
+        Ok(rotation)
     })
+}
+
+/// The algorithms an operator names: `all` or one of [`ALGORITHMS`], in any case; none for
+/// anything else.
+pub fn algorithms_named(name: &str) -> Vec<&'static str> {
+    if name.eq_ignore_ascii_case("all") {
+        ALGORITHMS.to_vec()
+    } else {
+        ALGORITHMS.iter().copied().filter(|a| a.eq_ignore_ascii_case(name)).collect()
+    }
+}
+
+/// An epoch time as RFC 3339 (UTC, whole seconds).
+pub fn rfc3339(t: i64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0));
+    humantime_serde::re::humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// What a rotation for `alg` did, as its audit detail says it.
+pub fn rotation_detail(alg: &str, r: &Rotation, at_once: bool, retention: i64) -> String {
+    let activates_at = r.key.activates_at;
+    let mut detail = format!(
+        "{alg}: new key {} signs from {}{}",
+        r.key.kid,
+        rfc3339(activates_at),
+        if at_once { " (at once)" } else { "" }
+    );
+    if let Some(old) = &r.replaces {
+        detail.push_str(&format!(
+            "; replaces {old}, published until {}",
+            rfc3339(activates_at.saturating_add(retention))
+        ));
+    }
+    if !r.withdrawn.is_empty() {
+        detail.push_str(&format!("; withdrew pending {}", r.withdrawn.join(" ")));
+    }
+    detail
+}
+
+/// What an operator's rotation did: one line per algorithm, as audited, and the expired keys
+/// it removed.
+#[derive(Debug, Clone, Default)]
+pub struct RotationReport {
+    pub details: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Rotates the keys of `algs` for `actor` (the command line, `/admin/keys`): each rotation
+/// audited as `key.rotate` in its own transaction; `at_once` is an emergency rotation (the new
+/// key signs now instead of after the policy's activation delay). Then removes expired keys.
+pub fn rotate_by(
+    conn: &mut DbConn,
+    protector: &DataProtector,
+    algs: &[&str],
+    at_once: bool,
+    policy: KeyPolicy,
+    actor: &Actor,
+    now: i64,
+) -> Result<RotationReport, InfraError> {
+    let activates_at = if at_once { now } else { now.saturating_add(policy.activation_delay) };
+    let mut report = RotationReport::default();
+    for alg in algs {
+        let mut detail = String::new();
+        rotate_then(conn, protector, alg, activates_at, now, |c, r| {
+            detail = rotation_detail(alg, r, at_once, policy.retention);
+            audit::record(c, Event { detail: detail.clone(), ..actor.event("key.rotate", "success") }, now)
+        })?;
+        report.details.push(detail);
+    }
+    report.removed = delete_expired(conn, policy.retention, now)?;
+    Ok(report)
 }
 
 /// Deletes the keys that have left the JWKS; returns their kids.

@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::clients::{self, Client, ClientError, NewClient};
-use crate::audit::{self, Event};
+use crate::audit::{self, Actor, Event};
 use crate::crypto::{random_token, sha256_b64};
 use crate::error::InfraError;
 use crate::store::db::schema::registration_tokens;
@@ -86,10 +86,12 @@ pub struct InitialAccessToken {
 
 /// Issues a single-use initial access token valid for `ttl` (at most
 /// [`MAX_INITIAL_ACCESS_TOKEN_TTL`]); only its SHA-256 is stored. Long-dead tokens are swept on
-/// the way, so the table stays small without a separate job.
+/// the way, so the table stays small without a separate job. Issued for `actor` (the command
+/// line, an operator page), audited as `registration_token.issue` in the same transaction.
 pub fn issue_initial_access_token(
     conn: &mut DbConn,
     ttl: Duration,
+    actor: &Actor,
     now: i64,
 ) -> Result<InitialAccessToken, InfraError> {
     if ttl.is_zero() || ttl > MAX_INITIAL_ACCESS_TOKEN_TTL {
@@ -97,16 +99,21 @@ pub fn issue_initial_access_token(
     }
     let token = random_token(32);
     let expires_at = now.saturating_add(ttl.as_secs() as i64);
-    diesel::delete(registration_tokens::table.filter(registration_tokens::expires_at.lt(now - FORGET_AFTER_SECS)))
-        .execute(conn)?;
-    diesel::insert_into(registration_tokens::table)
-        .values((
-            registration_tokens::id.eq(sha256_b64(token.as_bytes())),
-            registration_tokens::created_at.eq(now),
-            registration_tokens::expires_at.eq(expires_at),
-        ))
-        .execute(conn)?;
-    Ok(InitialAccessToken { token, expires_at })
+    conn.transaction(|conn| {
+        diesel::delete(registration_tokens::table.filter(registration_tokens::expires_at.lt(now - FORGET_AFTER_SECS)))
+            .execute(conn)?;
+        diesel::insert_into(registration_tokens::table)
+            .values((
+                registration_tokens::id.eq(sha256_b64(token.as_bytes())),
+                registration_tokens::created_at.eq(now),
+                registration_tokens::expires_at.eq(expires_at),
+            ))
+            .execute(conn)?;
+        let e =
+            Event { detail: format!("expires at {expires_at}"), ..actor.event("registration_token.issue", "success") };
+        audit::record(conn, e, now)?;
+        Ok(InitialAccessToken { token, expires_at })
+    })
 }
 
 /// Uses up an initial access token: true exactly once for a live token. A single conditional

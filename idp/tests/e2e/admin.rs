@@ -409,3 +409,49 @@ async fn the_audit_log_finds_operator_actions_pages_and_never_shows_a_national_i
     let r = audit_rows(&op.get("/admin/audit?event=audit.search").await.body);
     assert!(r.iter().any(|r| r.event == "audit.search" && r.actor == operator), "{r:?}");
 }
+
+/// A client's stored settings, without what differs between any two clients (id, times).
+fn settings(idp: &Idp, client_id: &str) -> serde_json::Value {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&idp.cli_ok(&["clients", "show", client_id, "--json"])).unwrap();
+    let o = v.as_object_mut().unwrap();
+    for k in ["client_id", "created_at", "updated_at"] {
+        o.remove(k);
+    }
+    v
+}
+
+#[tokio::test]
+async fn a_client_made_on_the_command_line_is_the_one_the_operator_page_makes() {
+    let (idp, op, _) = with_operator().await;
+    // The blank form as a browser sends it: the default radio, select option and scope text.
+    let default_scope = op.get("/admin/clients/new").await.input("scope").unwrap();
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+    let cases: [Case; 3] = [
+        (&[], &[]),
+        // Scopes as typed, on both: nothing added, any white space separates.
+        (&["--scope", "profile  email"], &[("scope", "profile  email")]),
+        (&["--public"], &[("token_endpoint_auth_method", "none")]),
+    ];
+    for (i, (options, fields)) in cases.iter().enumerate() {
+        let (cli_id, page_id) = (format!("cli-{i}"), format!("page-{i}"));
+        let mut args = vec!["clients", "create", "--name", "同一應用", "--redirect-uri", RP, "--client-id", &cli_id];
+        args.extend_from_slice(options);
+        idp.cli_ok(&args);
+        let mut form = vec![
+            ("client_id", page_id.as_str()),
+            ("name", "同一應用"),
+            ("redirect_uris", RP),
+            ("audience", "everyone"),
+            ("scope", default_scope.as_str()),
+            ("token_endpoint_auth_method", "client_secret_basic"),
+        ];
+        for (k, v) in fields.iter() {
+            form.retain(|(f, _)| f != k);
+            form.push((k, v));
+        }
+        let r = submit(&op, "/admin/clients/new", "/admin/clients", &form).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(settings(&idp, &cli_id), settings(&idp, &page_id), "case {i}: {options:?}");
+    }
+}

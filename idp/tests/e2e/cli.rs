@@ -134,3 +134,59 @@ fn a_failed_delivery_leaves_no_usable_password() {
     let stored: i64 = idp::store::db::schema::one_time_passwords::table.count().get_result(&mut *conn).unwrap();
     assert_eq!(stored, 0);
 }
+
+/// `(actor, event, outcome)` of every audit event, oldest first.
+fn audit_trail(idp: &Idp) -> Vec<(Option<String>, String, String)> {
+    use diesel::prelude::*;
+    use idp::store::db::schema::audit_events::dsl::*;
+    let db = idp.db();
+    let mut conn = db.get().unwrap();
+    audit_events.order((at.asc(), id.asc())).select((actor, event, outcome)).load(&mut *conn).unwrap()
+}
+
+#[test]
+fn every_change_made_on_the_command_line_is_audited_with_its_actor_and_outcome() {
+    let idp = Idp::new();
+    idp.import_register();
+    let bad = idp.file("bad.csv", b"code,name,parent_code,oid\nX1,Orphan,NOPE,\n");
+    assert!(!idp.cli(&["agencies", "import", &bad]).status.success());
+    idp.cli_ok(&["users", "reset-password", "--national-id", MING, "--email", "ming@example.gov.tw"]);
+    assert!(!idp
+        .cli(&["users", "reset-password", "--national-id", CHIH, "--email", "x@example.gov.tw"])
+        .status
+        .success());
+    idp.cli_ok(&["users", "grant", "--national-id", MING, "--role", "helpdesk"]);
+    idp.cli_ok(&["users", "grant", "--national-id", MING, "--role", "helpdesk"]);
+    idp.cli_ok(&["users", "revoke-role", "--national-id", MING, "--role", "operator"]);
+    assert!(!idp.cli(&["users", "grant", "--national-id", CHIH, "--role", "operator"]).status.success());
+    let (id, _) = idp.create_client("https://app.example.gov.tw/cb", "https://app.example.gov.tw/");
+    idp.cli_ok(&["clients", "update", &id, "--audience", "hr-staff"]);
+    idp.cli_ok(&["clients", "delete", &id]);
+    idp.cli_ok(&["clients", "issue-registration-token"]);
+    idp.cli_ok(&["keys", "rotate", "--alg", "ES256"]);
+    let trail = audit_trail(&idp);
+    let cli =
+        |actor: &str, event: &str, outcome: &str| (Some(actor.to_string()), event.to_string(), outcome.to_string());
+    for expected in [
+        cli("cli", "agencies.import", "success"),
+        cli("cli", "personnel.import", "success"),
+        cli("cli", "agencies.import", "rejected"),
+        cli("helpdesk:cli", "password.reset", "success"),
+        cli("helpdesk:cli", "password.reset", "separated"),
+        cli("cli", "role.grant", "success"),
+        cli("cli", "role.grant", "already_held"),
+        cli("cli", "role.revoke", "not_held"),
+        cli("cli", "role.grant", "separated"),
+        cli("cli", "client.create", "success"),
+        cli("cli", "client.update", "success"),
+        cli("cli", "client.delete", "success"),
+        cli("cli", "registration_token.issue", "success"),
+        cli("cli", "key.rotate", "success"),
+    ] {
+        assert!(trail.contains(&expected), "missing {expected:?} in {trail:?}");
+    }
+    // Nothing recorded twice (once by the command, once by the domain).
+    let events: Vec<&str> = trail.iter().map(|t| t.1.as_str()).collect();
+    assert_eq!(events.iter().filter(|e| **e == "password.reset").count(), 2, "{events:?}");
+    assert_eq!(events.iter().filter(|e| **e == "client.create").count(), 1, "{events:?}");
+}

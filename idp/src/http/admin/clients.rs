@@ -4,7 +4,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use diesel::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::{field, Operator};
@@ -12,7 +11,6 @@ use crate::error::{now, InfraError};
 use crate::oidc::clients::{self, Audience, Client, ClientError, NewClient, Portal};
 use crate::oidc::params::Params;
 use crate::state::AppState;
-use crate::store::db::schema;
 
 /// The seeds' categories, offered as suggestions in the form.
 const SEED_CATEGORIES: [&str; 4] =
@@ -119,8 +117,8 @@ impl ClientForm {
             }
         }
         n.post_logout_redirect_uris = lines(&self.post_logout_redirect_uris);
-        if !self.scope.is_empty() {
-            n.scope = self.scope.split_whitespace().map(str::to_string).collect();
+        if let Some(scope) = clients::operator_scope(&self.scope) {
+            n.scope = scope;
         }
         n.consent_required = self.consent_required;
         n.resource_server = self.resource_server;
@@ -242,16 +240,16 @@ pub async fn create(
         Err(e) => return refused(&state, &req, &op, &form, None, e),
     };
     // The database error and the refusal travel separately: `Db::run` wants an `InfraError`.
+    let actor = op.actor();
     let created = state
         .db
-        .run(move |c| -> Result<_, InfraError> { Ok(clients::create(c, new, now())) })
+        .run(move |c| -> Result<_, InfraError> { Ok(clients::create_by(c, new, &actor, now())) })
         .await
         .map_err(|e| op.internal(&state, e))?;
     let (client, secret) = match created {
         Ok(done) => done,
         Err(e) => return refused(&state, &req, &op, &form, None, e),
     };
-    op.audit(&state, "client.create", "success", Some(client.client_id.clone()), client.audience.as_string()).await?;
     let mut ctx = Map::new();
     ctx.insert("client".into(), summary(&client));
     ctx.insert("secret".into(), json!(secret));
@@ -283,33 +281,18 @@ pub async fn update(
         Ok(n) => n,
         Err(e) => return refused(&state, &req, &op, &form, Some(&existing), e),
     };
-    let id = existing.client_id.clone();
-    let consent = if new.consent_required { "required" } else { "pre-approved" };
-    let (rs, cc) = (new.resource_server, new.client_credentials_allowed);
+    let (id, actor) = (existing.client_id.clone(), op.actor());
     let saved = state
         .db
-        .run(move |c| -> Result<_, InfraError> {
-            if let Err(e) = clients::replace(c, &id, new, now()) {
-                return Ok(Err(e));
-            }
-            // `replace` follows RFC 7592, which has no consent setting; operators have one.
-            // Nor the operators' permissions.
-            diesel::update(schema::clients::table.find(&id))
-                .set((
-                    schema::clients::consent.eq(consent),
-                    schema::clients::resource_server.eq(rs),
-                    schema::clients::client_credentials_allowed.eq(cc),
-                ))
-                .execute(c)?;
-            Ok(Ok(()))
-        })
+        .run(move |c| -> Result<_, InfraError> { Ok(clients::edit_by(c, &id, new, &actor, now())) })
         .await
         .map_err(|e| op.internal(&state, e))?;
-    if let Err(e) = saved {
-        return refused(&state, &req, &op, &form, Some(&existing), e);
+    match saved {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(op.not_found(&state).into()),
+        Err(e) => return refused(&state, &req, &op, &form, Some(&existing), e),
     }
     state.client_cache.forget(&existing.client_id);
-    op.audit(&state, "client.update", "success", Some(existing.client_id.clone()), String::new()).await?;
     Ok(super::super::viewer::see_other(&format!("/admin/clients/{}", existing.client_id)))
 }
 
@@ -329,16 +312,13 @@ pub async fn rotate_secret(
     let overlap = clients::parse_secret_overlap(&overlap)
         .map_err(|e| crate::http::errors::page(&state, op.lang, StatusCode::BAD_REQUEST, "err_bad_request", Some(e)))?;
     let client = load(&state, &op, &client_id_of(&req)).await?;
-    let id = client.client_id.clone();
+    let (id, actor) = (client.client_id.clone(), op.actor());
     let rotated = state
         .db
-        .run(move |c| clients::rotate_secret_with_overlap(c, &id, overlap, now()))
+        .run(move |c| clients::rotate_secret_by(c, &id, overlap, &actor, now()))
         .await
         .map_err(|e| op.internal(&state, e))?;
     state.client_cache.forget(&client.client_id);
-    let outcome = if rotated.is_some() { "success" } else { "no_secret" };
-    let detail = rotated.as_ref().map(|r| clients::rotation_detail(r.old_valid_until)).unwrap_or_default();
-    op.audit(&state, "client.rotate_secret", outcome, Some(client.client_id.clone()), detail).await?;
     let mut ctx = Map::new();
     ctx.insert("client".into(), summary(&client));
     ctx.insert("secret".into(), json!(rotated.as_ref().map(|r| &r.secret)));
@@ -356,18 +336,16 @@ pub async fn set_state(
     let p = op.form(&state, &req, &body)?;
     let disable = field(&p, "disabled") == "1";
     let id = client_id_of(&req);
-    let key = id.clone();
+    let (key, actor) = (id.clone(), op.actor());
     let found = state
         .db
-        .run(move |c| clients::set_disabled(c, &key, disable, now()))
+        .run(move |c| clients::set_disabled_by(c, &key, disable, &actor, now()))
         .await
         .map_err(|e| op.internal(&state, e))?;
     if !found {
         return Err(op.not_found(&state).into());
     }
     state.client_cache.forget(&id);
-    let event = if disable { "client.disable" } else { "client.enable" };
-    op.audit(&state, event, "success", Some(id.clone()), String::new()).await?;
     Ok(super::super::viewer::see_other(&format!("/admin/clients/{id}")))
 }
 
@@ -395,12 +373,12 @@ pub async fn delete(
             ctx,
         )?);
     }
-    let key = id.clone();
-    let found = state.db.run(move |c| clients::delete(c, &key)).await.map_err(|e| op.internal(&state, e))?;
+    let (key, actor) = (id.clone(), op.actor());
+    let found =
+        state.db.run(move |c| clients::delete_by(c, &key, &actor, now())).await.map_err(|e| op.internal(&state, e))?;
     if !found {
         return Err(op.not_found(&state).into());
     }
     state.client_cache.forget(&id);
-    op.audit(&state, "client.delete", "success", Some(id), String::new()).await?;
     Ok(super::super::viewer::see_other("/admin/clients"))
 }

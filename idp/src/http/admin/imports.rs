@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::Operator;
-use crate::accounts::register::{self, ImportError, AGENCY_COLUMNS, PERSONNEL_COLUMNS};
+use crate::accounts::register::{self, ImportError, Register, AGENCY_COLUMNS, PERSONNEL_COLUMNS};
 use crate::error::{now, InfraError};
 use crate::http::csrf;
 use crate::state::AppState;
@@ -63,30 +63,21 @@ pub async fn submit(
     }
     let bytes = csv.unwrap_or_default().replace("\r\n", "\n").into_bytes();
     let protector = state.protector.clone();
+    let register = if personnel { Register::Personnel } else { Register::Agencies };
+    let actor = op.actor();
     // As long as the file is: no deadline on the work once it has its connection.
     let result = state
         .db
         .run_long(move |c| -> Result<_, InfraError> {
-            let at = now();
-            Ok(if personnel {
-                register::import_personnel(c, &protector, &bytes, at)
-            } else {
-                register::import_agencies(c, &bytes, at)
-            })
+            Ok(register::import(c, &protector, register, &bytes, &actor, now()))
         })
         .await
         .map_err(|e| op.internal(&state, e))?;
-    let event = if personnel { "personnel.import" } else { "agencies.import" };
     let mut ctx = Map::new();
     ctx.insert("kind_key".into(), json!(if personnel { "admin_import_personnel" } else { "admin_import_agencies" }));
     headers(&mut ctx);
     match result {
         Ok(r) => {
-            let detail = format!(
-                "inserted {}, updated {}, unchanged {}, separated {}",
-                r.inserted, r.updated, r.unchanged, r.separated
-            );
-            op.audit(&state, event, "success", None, detail).await?;
             ctx.insert(
                 "report".into(),
                 json!({ "inserted": r.inserted, "updated": r.updated, "unchanged": r.unchanged, "separated": r.separated }),
@@ -94,7 +85,6 @@ pub async fn submit(
             Ok(op.show(&state, &req, StatusCode::OK, "admin_import_report", "admin_import_done", ctx)?)
         }
         Err(ImportError::Invalid(errors)) => {
-            op.audit(&state, event, "rejected", None, format!("{} problem(s)", errors.len())).await?;
             let list: Vec<Value> = errors.iter().map(|e| json!({ "line": e.line, "message": e.message })).collect();
             ctx.insert("problems".into(), Value::Array(list));
             ctx.insert("error_key".into(), json!("err_import_rejected"));

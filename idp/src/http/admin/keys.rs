@@ -57,43 +57,23 @@ pub async fn rotate(
     let op = Operator::of(&state, &req).await?;
     let p = op.form(&state, &req, &body)?;
     let alg = field(&p, "alg");
-    let algs: Vec<&'static str> = match alg.as_str() {
-        "" | "all" => keys::ALGORITHMS.to_vec(),
-        a => keys::ALGORITHMS.iter().copied().filter(|k| *k == a).collect(),
-    };
+    let algs = keys::algorithms_named(if alg.is_empty() { "all" } else { &alg });
     if algs.is_empty() {
         return Err(crate::http::errors::page(&state, op.lang, StatusCode::BAD_REQUEST, "err_bad_request", None).into());
     }
     let at_once = field(&p, "now") == "1";
     let policy = KeyPolicy::from_config(&state.config);
-    let (protector, keyset) = (state.protector.clone(), state.keys.clone());
-    let details = state
+    let (protector, keyset, actor) = (state.protector.clone(), state.keys.clone(), op.actor());
+    let report = state
         .db
-        .run(move |c| -> Result<Vec<String>, InfraError> {
+        .run(move |c| -> Result<_, InfraError> {
             let t = now();
-            let activates_at = if at_once { t } else { t.saturating_add(policy.activation_delay) };
-            let mut details = Vec::new();
-            for alg in algs {
-                let r = keys::rotate(c, &protector, alg, activates_at, t)?;
-                let mut d = format!("{alg}: new key {} signs from {}", r.key.kid, taipei::format(activates_at));
-                if let Some(old) = &r.replaces {
-                    d.push_str(&format!("; replaces {old}"));
-                }
-                if !r.withdrawn.is_empty() {
-                    d.push_str(&format!("; withdrew pending {}", r.withdrawn.join(" ")));
-                }
-                details.push(d);
-            }
-            keys::delete_expired(c, policy.retention, t)?;
+            let report = keys::rotate_by(c, &protector, &algs, at_once, policy, &actor, t)?;
             // This node publishes the new key at once; the others on their next reload.
             keyset.reload(c, &protector, t)?;
-            Ok(details)
+            Ok(report)
         })
         .await
         .map_err(|e| op.internal(&state, e))?;
-    for d in &details {
-        op.audit(&state, "key.rotate", "success", None, format!("{d}{}", if at_once { " (at once)" } else { "" }))
-            .await?;
-    }
-    page(&state, &req, &op, details).await
+    page(&state, &req, &op, report.details).await
 }

@@ -17,7 +17,7 @@ use super::errors::{internal, page, Failure};
 use super::pages::render;
 use super::viewer::{require_signed_in, Viewer};
 use super::{client_address, csrf, lang_of};
-use crate::audit::{self, Event};
+use crate::audit::{self, Actor, Event};
 use crate::error::now;
 use crate::oidc::params::Params;
 use crate::state::AppState;
@@ -81,30 +81,23 @@ impl Operator {
         let address = client_address(req);
         if !viewer.has("operator") {
             let (id, addr, path) = (viewer.account.id.clone(), address.clone(), req.path().chars().take(100).collect());
-            let recorded = state
-                .db
-                .run(move |c| {
-                    let e = Event {
-                        event: "admin.access",
-                        outcome: "forbidden",
-                        actor: Some(&id),
-                        account_id: Some(&id),
-                        address: Some(&addr),
-                        detail: path,
-                        ..Default::default()
-                    };
-                    audit::record(c, e, now())
-                })
-                .await;
-            if let Err(e) = recorded {
-                tracing::error!(error = %e, "audit event not recorded");
-            }
+            audit::record_logged(&state.db, move |c| {
+                let e = Event { detail: path, ..Event::own("admin.access", "forbidden", &id, &addr) };
+                audit::record(c, e, now())
+            })
+            .await;
             return Err(page(state, lang, StatusCode::FORBIDDEN, "err_forbidden", None));
         }
         Ok(Self { viewer, lang, address })
     }
 
-    /// Records what the operator did. Details carry ids and counts, never personal data.
+    /// The operator as the audit trail names them.
+    pub fn actor(&self) -> Actor {
+        Actor::person(&self.viewer.account.id, &self.address)
+    }
+
+    /// Records what the operator did that no domain function records itself (announcements,
+    /// client state). Details carry ids and counts, never personal data.
     pub async fn audit(
         &self,
         state: &AppState,
@@ -113,19 +106,11 @@ impl Operator {
         client_id: Option<String>,
         detail: String,
     ) -> Result<(), Failure> {
-        let (actor, address) = (self.viewer.account.id.clone(), self.address.clone());
+        let actor = self.actor();
         state
             .db
             .run(move |c| {
-                let e = Event {
-                    event,
-                    outcome,
-                    actor: Some(&actor),
-                    client_id: client_id.as_deref(),
-                    address: Some(&address),
-                    detail,
-                    ..Default::default()
-                };
+                let e = Event { client_id: client_id.as_deref(), detail, ..actor.event(event, outcome) };
                 audit::record(c, e, now())
             })
             .await

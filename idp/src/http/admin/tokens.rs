@@ -30,13 +30,13 @@ pub async fn issue(
     let p = op.form(&state, &req, &body)?;
     let hours = field(&p, "ttl_hours").parse::<u64>().ok().filter(|h| TTL_HOURS.contains(h)).unwrap_or(24);
     let ttl = Duration::from_secs(hours * 3600);
+    let actor = op.actor();
     let issued = state
         .db
-        .run(move |c| registration::issue_initial_access_token(c, ttl, now()))
+        .run(move |c| registration::issue_initial_access_token(c, ttl, &actor, now()))
         .await
         .map_err(|e| op.internal(&state, e))?;
     let expires = crate::portal::taipei::format(issued.expires_at);
-    op.audit(&state, "registration_token.issue", "success", None, format!("expires at {}", issued.expires_at)).await?;
     let mut ctx = Map::new();
     ctx.insert("token".into(), json!(issued.token));
     ctx.insert("expires".into(), json!(expires));

@@ -1,0 +1,50 @@
+//! `idp serve` (and the server part of `idp demo`).
+
+use super::{fail, Failure};
+use crate::config::Config;
+use crate::state::AppState;
+
+/// Runs the server; `demo` loads the demo data first.
+pub(super) fn serve(mut config: Config, demo: bool) -> Result<(), Failure> {
+    // Before any thread exists: taking them clears the protocol's environment variables.
+    let inherited = crate::listen_fds::take().map_err(|e| fail(format!("socket activation: {e}")))?;
+    if demo && !config.certificates.enabled() {
+        super::demo::demo_pki(&mut config)?;
+    }
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| fail(e.to_string()))?;
+    let served = runtime.block_on(async move {
+        if demo {
+            let c = config.clone();
+            tokio::task::spawn_blocking(move || super::demo::load_demo(c)).await.map_err(|e| fail(e.to_string()))??;
+        }
+        let (listener, activated) = match inherited.http {
+            Some(l) => (l, true),
+            None => (
+                std::net::TcpListener::bind(&config.http.bind)
+                    .map_err(|e| fail(format!("http.bind {}: {e}", config.http.bind)))?,
+                false,
+            ),
+        };
+        let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
+        let state = AppState::build(config).await?;
+        crate::oidc::backchannel::spawn_pending_delivery(state.clone());
+        crate::cleanup::spawn(state.clone());
+        crate::metrics::serve(&state, inherited.metrics)?;
+        tracing::info!(%addr, issuer = %state.config.issuer, database = if state.config.database_url().starts_with("sqlite") { "sqlite" } else { "postgresql" }, shared_cache = state.eph.is_shared(), socket_activation = activated, "listening");
+        let card_server = crate::http::card_tls::serve(state.clone(), inherited.card_tls)?;
+        let server = crate::app::serve(state.clone(), listener).map_err(|e| fail(e.to_string()))?;
+        let handles = std::iter::once(server.handle()).chain(card_server.as_ref().map(|c| c.handle())).collect();
+        tokio::spawn(crate::app::stop_on_signal(state, handles));
+        match card_server {
+            Some(card) => {
+                let (main, card) = tokio::join!(server, card);
+                main.and(card).map_err(|e| fail(e.to_string()))
+            }
+            None => server.await.map_err(|e| fail(e.to_string())),
+        }
+    });
+    // Background work still running (a database call on a server that never answers cannot be
+    // interrupted) must not keep a stopped server from exiting.
+    runtime.shutdown_timeout(crate::app::RUNTIME_SHUTDOWN);
+    served
+}
