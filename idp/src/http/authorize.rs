@@ -6,6 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map};
 
 use super::errors::{internal, page, Failure};
+use super::form::CheckedForm;
 use super::pages::render;
 use super::{audit_request, client_address, csrf, lang_of, SESSION_COOKIE};
 use crate::accounts::{self, AccountState, Person, PersonStatus};
@@ -355,15 +356,11 @@ pub async fn consent_submit(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let lang0 = lang_of(&req, None);
-    let form =
-        Params::parse(&body).map_err(|_| page(&state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", None))?;
-    if !csrf::verify(&req, form.get("csrf_token").ok().flatten()) {
-        return Err(page(&state, lang0, StatusCode::FORBIDDEN, "err_csrf", None));
-    }
-    let tx = form.get("tx").ok().flatten().unwrap_or("").to_string();
-    let decision = match form.get("decision").ok().flatten() {
-        Some("allow") => true,
-        Some("deny") => false,
+    let form = CheckedForm::read(&state, &req, lang0, &body)?;
+    let tx = form.text("tx");
+    let decision = match form.text("decision").as_str() {
+        "allow" => true,
+        "deny" => false,
         _ => {
             return Err(page(
                 &state,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map};
 
 use super::errors::{internal, page, Failure};
+use super::form::CheckedForm;
 use super::pages::render;
 use super::{audit_request, client_address, cookie, csrf, lang_of, removal, ACTIVATION_COOKIE, SESSION_COOKIE};
 use crate::accounts::activation::{self, ActivateError, ActivationForm};
@@ -101,7 +102,7 @@ pub async fn transaction_or_page(
 /// A posted sign-in form (password or card): parsed, its CSRF token checked, with the login transaction it continues
 /// (if any) and the language that transaction asks for.
 pub struct LoginForm {
-    pub form: Params,
+    pub form: CheckedForm,
     pub auth: Option<AuthRequest>,
     pub lang: Lang,
 }
@@ -109,12 +110,9 @@ pub struct LoginForm {
 impl LoginForm {
     pub async fn read(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Self, Failure> {
         let lang0 = lang_of(req, None);
-        let form =
-            Params::parse(body).map_err(|_| page(state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", None))?;
-        if !csrf::verify(req, form.get("csrf_token").ok().flatten()) {
-            return Err(page(state, lang0, StatusCode::FORBIDDEN, "err_csrf", None));
-        }
-        let auth = transaction_or_page(state, lang0, form.get("tx").ok().flatten()).await?;
+        let form = CheckedForm::read(state, req, lang0, body)?;
+        let tx = form.text("tx");
+        let auth = transaction_or_page(state, lang0, (!tx.is_empty()).then_some(tx.as_str())).await?;
         let lang = lang_of(req, auth.as_ref().and_then(|a| a.ui_locales.as_deref()));
         Ok(Self { form, auth, lang })
     }
@@ -197,11 +195,10 @@ pub async fn login_submit(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let LoginForm { form, auth, lang } = LoginForm::read(&state, &req, &body).await?;
-    let field = |n: &str| form.get(n).ok().flatten().unwrap_or("").to_string();
-    let tx = field("tx");
+    let tx = form.text("tx");
     let tx_opt = (!tx.is_empty()).then_some(tx.as_str());
-    let username = field("username");
-    let password = field("password");
+    let username = form.text("username");
+    let password = form.secret("password");
     let address = client_address(&req);
     if username.is_empty() || password.is_empty() || username.chars().count() > 64 || password.chars().count() > 128 {
         return login_form(&state, &req, lang, StatusCode::UNAUTHORIZED, tx_opt, &username, Some("err_credentials"));
@@ -427,21 +424,15 @@ pub async fn activate_submit(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let Ok(params) = Params::parse(&body) else {
-        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
-    };
-    if !csrf::verify(&req, params.get("csrf_token").ok().flatten()) {
-        return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
-    }
+    let params = CheckedForm::read(&state, &req, lang, &body)?;
     let Some((token, pending)) = pending_activation(&state, &req).await.map_err(|e| internal(&state, lang, e))? else {
         return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_activation_expired", None));
     };
-    let field = |n: &str| params.get(n).ok().flatten().unwrap_or("").to_string();
     let form = ActivationForm {
-        account: field("account"),
-        email: field("email"),
-        password: field("password"),
-        password_confirm: field("password_confirm"),
+        account: params.text("account"),
+        email: params.text("email"),
+        password: params.secret("password"),
+        password_confirm: params.secret("password_confirm"),
     };
     let (account_name, email) = (form.account.clone(), form.email.clone());
     let id = pending.account_id.clone();

@@ -7,6 +7,7 @@ pub mod card;
 pub mod card_tls;
 pub mod csrf;
 pub mod errors;
+pub mod form;
 pub mod forwarded;
 pub mod hr;
 pub mod login;
