@@ -12,7 +12,7 @@ use serde_json::{json, Map};
 
 use super::errors::{internal, page, Failure};
 use super::form::CheckedForm;
-use super::login::{begin_activation, load_transaction, open_session, LoginForm, SignIn};
+use super::login::{begin_activation, open_session, LoginForm, SignIn};
 use super::pages::render;
 use super::{audit_request, client_address, cookie, csrf, lang_of, removal};
 use crate::accounts::binding::{self, IdentifyError, PresentedCard};
@@ -162,15 +162,7 @@ pub(crate) async fn validate_card(
     end_entity: &[u8],
     intermediates: &[rustls_pki_types::CertificateDer<'_>],
 ) -> Result<Result<crate::authn::card::validate::ValidatedCard, CardError>, Failure> {
-    let agencies: Vec<(String, Option<String>)> = state
-        .db
-        .run(|c| -> Result<_, InfraError> {
-            use crate::store::db::schema::agencies;
-            use diesel::prelude::*;
-            Ok(agencies::table.select((agencies::code, agencies::oid)).load(c)?)
-        })
-        .await
-        .map_err(|e| internal(state, lang, e))?;
+    let agencies = state.db.run(crate::accounts::register::agency_oids).await.map_err(|e| internal(state, lang, e))?;
     Ok(trust
         .check(end_entity, intermediates, now(), |oid| {
             agencies.iter().find(|(_, o)| o.as_deref() == Some(oid)).map(|(code, _)| code.clone())
@@ -454,7 +446,7 @@ pub async fn identify_submit(
     }
     let _ = state.eph.delete(&pending_key(&token)).await;
     audit_request(&state, "card.bind", "success", Some(account.id.clone()), address.clone()).await;
-    let auth = load_transaction(&state, pending.tx.as_deref()).await.ok().flatten();
+    let auth = crate::oidc::transaction::load(&state, pending.tx.as_deref()).await.ok().flatten();
     let kind = if agency { CardKind::Agency } else { CardKind::Citizen };
     let mut resp =
         sign_in_bound(&state, &req, lang, &account.id, &pending.card, auth, pending.tx.as_deref(), kind).await?;

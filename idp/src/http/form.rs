@@ -21,8 +21,9 @@ use crate::oidc::params::{ParamError, Params};
 use crate::state::AppState;
 use crate::templates::Lang;
 
-/// The largest ordinary form body (the same bound the server puts on every body).
-pub const MAX_BODY: usize = crate::app::MAX_BODY;
+/// The largest request body (forms and token requests are small); the server refuses larger
+/// ones with 413 before any handler runs.
+pub const MAX_BODY: usize = 64 * 1024;
 /// The largest upload form (a CSV import): its file field may be this long.
 pub const MAX_UPLOAD: usize = 32 * 1024 * 1024;
 

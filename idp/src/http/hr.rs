@@ -15,9 +15,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::errors::{internal, page, Failure};
+use super::form::CheckedForm;
 use super::pages::render;
 use super::viewer::{require_signed_in, see_other, Viewer};
-use super::form::CheckedForm;
 use super::{client_address, csrf, lang_of};
 use crate::accounts::one_time::{self, IssueError, IssueRequest, ResetBy, PRIVILEGED_ROLES};
 use crate::accounts::{self, roles, self_service, Person, PersonStatus};

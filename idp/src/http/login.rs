@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map};
 
-use super::errors::{internal, page, Failure};
+use super::errors::{internal, page, transaction_page, Failure};
 use super::form::CheckedForm;
 use super::pages::render;
 use super::{audit_request, client_address, cookie, csrf, lang_of, removal, ACTIVATION_COOKIE, SESSION_COOKIE};
@@ -19,7 +19,7 @@ use crate::crypto::random_token;
 use crate::error::{now, InfraError};
 use crate::oidc::authorize::AuthRequest;
 use crate::oidc::params::Params;
-use crate::oidc::ACR_PASSWORD;
+use crate::oidc::{transaction, ACR_PASSWORD};
 use crate::state::AppState;
 use crate::templates::Lang;
 
@@ -30,60 +30,8 @@ struct PendingActivation {
     tx: Option<String>,
 }
 
-fn tx_key(tx: &str) -> String {
-    format!("tx:{tx}")
-}
-
 fn activation_key(token: &str) -> String {
     format!("act:{token}")
-}
-
-/// Stores a login transaction and returns its id.
-pub async fn start_transaction(state: &AppState, req: &AuthRequest) -> Result<String, InfraError> {
-    let tx = random_token(24);
-    state.eph.put_json(&tx_key(&tx), req, state.config.login.transaction_ttl).await?;
-    Ok(tx)
-}
-
-/// Writes a transaction back under its id, e.g. once the consent page has been shown.
-pub async fn save_transaction(state: &AppState, tx: &str, req: &AuthRequest) -> Result<(), InfraError> {
-    state.eph.put_json(&tx_key(tx), req, state.config.login.transaction_ttl).await?;
-    Ok(())
-}
-
-/// Takes a transaction out of the store (at most one request can), or the page for one that is
-/// gone or malformed.
-pub async fn take_transaction(state: &AppState, lang: Lang, tx: &str) -> Result<Option<AuthRequest>, Failure> {
-    if tx.is_empty() || tx.len() > 64 {
-        return Err(page(state, lang, StatusCode::BAD_REQUEST, "err_tx", None));
-    }
-    match state.eph.take_json::<AuthRequest>(&tx_key(tx)).await {
-        Ok(Some(r)) => Ok(Some(r)),
-        Ok(None) => Err(page(state, lang, StatusCode::BAD_REQUEST, "err_tx", None)),
-        Err(e) => Err(internal(state, lang, e.into())),
-    }
-}
-
-/// Forgets a finished transaction.
-pub async fn end_transaction(state: &AppState, tx: &str) {
-    let _ = state.eph.delete(&tx_key(tx)).await;
-}
-
-/// Reads the login transaction named in a form or query, if any. `Err` means it was named but
-/// has expired.
-pub async fn load_transaction(
-    state: &AppState,
-    tx: Option<&str>,
-) -> Result<Option<AuthRequest>, Result<InfraError, ()>> {
-    let Some(tx) = tx.filter(|t| !t.is_empty()) else { return Ok(None) };
-    if tx.len() > 64 {
-        return Err(Err(()));
-    }
-    match state.eph.get_json::<AuthRequest>(&tx_key(tx)).await {
-        Ok(Some(r)) => Ok(Some(r)),
-        Ok(None) => Err(Err(())),
-        Err(e) => Err(Ok(e.into())),
-    }
 }
 
 /// The login transaction `tx` names (none for a plain sign-in), or the page a person gets when it
@@ -93,10 +41,7 @@ pub async fn transaction_or_page(
     lang: Lang,
     tx: Option<&str>,
 ) -> Result<Option<AuthRequest>, Failure> {
-    load_transaction(state, tx).await.map_err(|e| match e {
-        Ok(e) => internal(state, lang, e),
-        Err(()) => page(state, lang, StatusCode::BAD_REQUEST, "err_tx", None),
-    })
+    transaction::load(state, tx).await.map_err(|e| transaction_page(state, lang, e))
 }
 
 /// A posted sign-in form (password or card): parsed, its CSRF token checked, with the login transaction it continues
@@ -349,7 +294,7 @@ pub async fn open_session(
     let mut resp = match auth {
         Some(mut auth) => {
             if let Some(tx) = tx {
-                end_transaction(state, tx).await;
+                transaction::end(state, tx).await;
             }
             // The sign-in was made for this request: it answers `prompt=login` and `max_age`.
             auth.interaction.signed_in = Some(sess.sid.clone());

@@ -195,7 +195,6 @@ fn done_key(req: &HttpRequest) -> Option<&'static str> {
     DONE.iter().find(|(k, _)| *k == what).map(|(_, v)| *v)
 }
 
-
 /// Records an event the person caused on their own account.
 async fn record(
     state: &AppState,

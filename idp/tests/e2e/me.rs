@@ -282,7 +282,12 @@ async fn forms_trim_identifiers_never_passwords_and_refuse_repeated_fields() {
     let r = b
         .post(
             "/me/account",
-            &[("csrf_token", &csrf), ("account", "first.name"), ("account", "second.name"), ("email", "a@example.gov.tw")],
+            &[
+                ("csrf_token", &csrf),
+                ("account", "first.name"),
+                ("account", "second.name"),
+                ("email", "a@example.gov.tw"),
+            ],
         )
         .await;
     assert_eq!(r.status, 400, "{}", r.body);

@@ -9,8 +9,8 @@ use serde_json::{json, Map, Value};
 
 use super::{field, Operator};
 use crate::error::{now, InfraError};
-use crate::oidc::clients::{self, Audience, Client, ClientError, NewClient, Portal};
 use crate::http::form::CheckedForm;
+use crate::oidc::clients::{self, Audience, Client, ClientError, NewClient, Portal};
 use crate::state::AppState;
 use crate::store::db::schema;
 

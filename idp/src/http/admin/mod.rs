@@ -14,9 +14,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::errors::{internal, page, Failure};
+use super::form::CheckedForm;
 use super::pages::render;
 use super::viewer::{require_signed_in, Viewer};
-use super::form::CheckedForm;
 use super::{client_address, csrf, lang_of};
 use crate::audit::{self, Event};
 use crate::error::now;
