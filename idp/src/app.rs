@@ -11,10 +11,8 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 
 use crate::crypto::random_token;
 use crate::http;
+use crate::http::form::MAX_BODY;
 use crate::state::AppState;
-
-/// Request bodies larger than this are refused with 413 (forms and token requests are small).
-pub const MAX_BODY: usize = 64 * 1024;
 
 /// Starts serving on an already-bound listener (so tests can bind port 0 first).
 pub fn serve(state: AppState, listener: std::net::TcpListener) -> std::io::Result<Server> {
@@ -22,7 +20,7 @@ pub fn serve(state: AppState, listener: std::net::TcpListener) -> std::io::Resul
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n,
     };
-    let shutdown_timeout = shutdown_secs(&state);
+    let shutdown_timeout = state.config.http.shutdown_secs();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -81,11 +79,6 @@ pub fn serve(state: AppState, listener: std::net::TcpListener) -> std::io::Resul
     Ok(server)
 }
 
-/// `http.shutdown_timeout` in the whole seconds actix counts in, rounded up.
-pub fn shutdown_secs(state: &AppState) -> u64 {
-    state.config.http.shutdown_timeout.as_millis().div_ceil(1000) as u64
-}
-
 /// Waits for SIGTERM (or SIGINT), then stops the way a balancer needs it to:
 /// 1. `/readyz` answers 503 at once, while requests are still served as before;
 /// 2. after `http.drain_delay` — time for the balancer's readiness checks to notice and send
@@ -118,7 +111,7 @@ pub async fn stop_on_signal(state: AppState, servers: Vec<ServerHandle>) {
     );
     tokio::time::sleep(drain).await;
     tracing::info!(
-        shutdown_timeout_s = shutdown_secs(&state),
+        shutdown_timeout_s = state.config.http.shutdown_secs(),
         "stopping: new connections refused; finishing requests in flight"
     );
     let stops: Vec<_> = servers.iter().map(|h| h.stop(true)).collect();

@@ -412,6 +412,13 @@ pub struct HttpConfig {
     pub shutdown_timeout: Duration,
 }
 
+impl HttpConfig {
+    /// `shutdown_timeout` in the whole seconds actix counts in, rounded up.
+    pub fn shutdown_secs(&self) -> u64 {
+        self.shutdown_timeout.as_millis().div_ceil(1000) as u64
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {

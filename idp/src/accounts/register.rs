@@ -397,6 +397,12 @@ fn end_access(conn: &mut DbConn, person_id: &str, now: i64) -> Result<Vec<String
     Ok(sids)
 }
 
+/// Every agency code with the certificate policy OID its agency cards carry (if registered),
+/// for mapping a presented agency card to its agency.
+pub fn agency_oids(conn: &mut DbConn) -> Result<Vec<(String, Option<String>)>, InfraError> {
+    Ok(agencies::table.select((agencies::code, agencies::oid)).load(conn)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,11 +5,13 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map};
 
-use super::errors::{internal, page, Failure};
+use super::errors::{internal, page, transaction_page, Failure};
+use super::form::CheckedForm;
 use super::pages::render;
-use super::{audit_request, client_address, csrf, lang_of, SESSION_COOKIE};
-use crate::accounts::{self, AccountState, Person, PersonStatus};
-use crate::authn::session::{self, Session};
+use super::viewer::signed_in;
+use super::{audit_request, client_address, csrf, lang_of};
+use crate::accounts::Person;
+use crate::authn::session::Session;
 use crate::crypto::random_token;
 use crate::error::{now, InfraError};
 use crate::oidc::authorize::{self, AuthRequest, AuthorizeError, CodeGrant};
@@ -17,7 +19,7 @@ use crate::oidc::clients::Client;
 use crate::oidc::gate::{self, Hint, Outcome};
 use crate::oidc::params::Params;
 use crate::oidc::subject::subject_for;
-use crate::oidc::{backchannel, consent};
+use crate::oidc::{backchannel, consent, transaction};
 use crate::state::AppState;
 use crate::templates::Lang;
 
@@ -31,33 +33,6 @@ pub async fn authorize_post(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     authorize(state, req, body, true).await
-}
-
-/// The live session of the request's cookie whose person may still sign in.
-pub async fn current_session(state: &AppState, req: &HttpRequest) -> Result<Option<Session>, InfraError> {
-    Ok(signed_in(state, req).await?.map(|(s, _, _)| s))
-}
-
-/// The live session of the request's cookie with its account and register entry (looked up
-/// together: every page that needs the session also needs who it is).
-pub async fn signed_in(
-    state: &AppState,
-    req: &HttpRequest,
-) -> Result<Option<(Session, accounts::Account, accounts::Person)>, InfraError> {
-    let Some(cookie) = req.cookie(SESSION_COOKIE) else { return Ok(None) };
-    let token = cookie.value().to_string();
-    if token.len() > 64 {
-        return Ok(None);
-    }
-    let protector = state.protector.clone();
-    state
-        .db
-        .run(move |c| -> Result<_, InfraError> {
-            let Some(s) = session::find(c, &token, now())? else { return Ok(None) };
-            let Some((a, p)) = accounts::account_with_person(c, &protector, &s.account_id)? else { return Ok(None) };
-            Ok((a.state == AccountState::Active && p.status == PersonStatus::Active).then_some((s, a, p)))
-        })
-        .await
 }
 
 /// Sends the response parameters back to the client: a redirect with a query, or an
@@ -247,7 +222,7 @@ async fn render_outcome(
     status: StatusCode,
 ) -> Result<HttpResponse, Failure> {
     let interact = |auth: AuthRequest, query: &'static str| async move {
-        let tx = super::login::start_transaction(state, &auth).await.map_err(|e| internal(state, lang, e))?;
+        let tx = transaction::start(state, &auth).await.map_err(|e| internal(state, lang, e))?;
         Ok::<_, Failure>(
             HttpResponse::build(status).insert_header((header::LOCATION, query.replace("{tx}", &tx))).finish(),
         )
@@ -330,7 +305,7 @@ pub async fn consent_page(state: web::Data<AppState>, req: HttpRequest) -> Resul
         return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_tx", None));
     }
     auth.interaction.consent_shown = Some(session.sid.clone());
-    super::login::save_transaction(&state, &tx, &auth).await.map_err(|e| internal(&state, lang, e))?;
+    transaction::save(&state, &tx, &auth).await.map_err(|e| internal(&state, lang, e))?;
     let (csrf, csrf_cookie) = csrf::token(&state, &req);
     let scopes: Vec<_> = auth
         .scope
@@ -355,15 +330,11 @@ pub async fn consent_submit(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let lang0 = lang_of(&req, None);
-    let form =
-        Params::parse(&body).map_err(|_| page(&state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", None))?;
-    if !csrf::verify(&req, form.get("csrf_token").ok().flatten()) {
-        return Err(page(&state, lang0, StatusCode::FORBIDDEN, "err_csrf", None));
-    }
-    let tx = form.get("tx").ok().flatten().unwrap_or("").to_string();
-    let decision = match form.get("decision").ok().flatten() {
-        Some("allow") => true,
-        Some("deny") => false,
+    let form = CheckedForm::read(&state, &req, lang0, &body)?;
+    let tx = form.text("tx");
+    let decision = match form.text("decision").as_str() {
+        "allow" => true,
+        "deny" => false,
         _ => {
             return Err(page(
                 &state,
@@ -420,12 +391,11 @@ async fn consent_context(
     take: bool,
 ) -> Result<(AuthRequest, std::sync::Arc<Client>, (Session, Person), Lang), Failure> {
     let lang0 = lang_of(req, None);
-    let auth = if take {
-        super::login::take_transaction(state, lang0, tx).await?
-    } else {
-        super::login::transaction_or_page(state, lang0, Some(tx)).await?
-    };
-    let auth = auth.ok_or_else(|| page(state, lang0, StatusCode::BAD_REQUEST, "err_tx", None))?;
+    let auth =
+        if take { transaction::take(state, tx).await.map(Some) } else { transaction::load(state, Some(tx)).await };
+    let auth = auth
+        .map_err(|e| transaction_page(state, lang0, e))?
+        .ok_or_else(|| page(state, lang0, StatusCode::BAD_REQUEST, "err_tx", None))?;
     let lang = lang_of(req, auth.ui_locales.as_deref());
     let session = signed_in(state, req)
         .await

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map};
 
 use super::errors::{internal, page, Failure};
-use super::login::{begin_activation, load_transaction, open_session, LoginForm, SignIn};
+use super::form::CheckedForm;
+use super::login::{begin_activation, open_session, LoginForm, SignIn};
 use super::pages::render;
 use super::{audit_request, client_address, cookie, csrf, lang_of, removal};
 use crate::accounts::binding::{self, IdentifyError, PresentedCard};
@@ -24,7 +25,6 @@ use crate::authn::throttle::Admission;
 use crate::crypto::random_token;
 use crate::error::{now, InfraError};
 use crate::oidc::authorize::AuthRequest;
-use crate::oidc::params::Params;
 use crate::oidc::ACR_CARD;
 use crate::state::AppState;
 use crate::templates::Lang;
@@ -97,7 +97,7 @@ pub async fn card_login(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let LoginForm { form, auth, lang } = LoginForm::read(&state, &req, &body).await?;
-    let field = |n: &str| form.get(n).ok().flatten().unwrap_or("").to_string();
+    let field = |n: &str| form.text(n);
     let tx = field("tx");
     let tx_opt = (!tx.is_empty()).then_some(tx.as_str());
     let Some(trust) = state.card.clone() else {
@@ -126,7 +126,7 @@ pub async fn card_login(
     let Some(text) = state.eph.take(&challenge_key(&id)).await.map_err(|e| internal(&state, lang, e.into()))? else {
         return Err(refuse(StatusCode::BAD_REQUEST, "err_card_challenge", "stale_challenge", None).await);
     };
-    let Ok(cms) = STANDARD.decode(field("signature").trim()) else {
+    let Ok(cms) = STANDARD.decode(field("signature")) else {
         return Err(refuse(StatusCode::BAD_REQUEST, "err_card_signature", "malformed_signature", None).await);
     };
     let signed = match challenge::verify(&cms, &text) {
@@ -162,15 +162,7 @@ pub(crate) async fn validate_card(
     end_entity: &[u8],
     intermediates: &[rustls_pki_types::CertificateDer<'_>],
 ) -> Result<Result<crate::authn::card::validate::ValidatedCard, CardError>, Failure> {
-    let agencies: Vec<(String, Option<String>)> = state
-        .db
-        .run(|c| -> Result<_, InfraError> {
-            use crate::store::db::schema::agencies;
-            use diesel::prelude::*;
-            Ok(agencies::table.select((agencies::code, agencies::oid)).load(c)?)
-        })
-        .await
-        .map_err(|e| internal(state, lang, e))?;
+    let agencies = state.db.run(crate::accounts::register::agency_oids).await.map_err(|e| internal(state, lang, e))?;
     Ok(trust
         .check(end_entity, intermediates, now(), |oid| {
             agencies.iter().find(|(_, o)| o.as_deref() == Some(oid)).map(|(code, _)| code.clone())
@@ -342,18 +334,14 @@ pub async fn identify_submit(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let form =
-        Params::parse(&body).map_err(|_| page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None))?;
-    if !csrf::verify(&req, form.get("csrf_token").ok().flatten()) {
-        return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
-    }
+    let form = CheckedForm::read(&state, &req, lang, &body)?;
     let Some((token, pending)) = pending_card(&state, &req).await.map_err(|e| internal(&state, lang, e))? else {
         return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_tx", None));
     };
-    let identifier = form.get("identifier").ok().flatten().unwrap_or("").trim().to_string();
+    let identifier = form.text("identifier");
     let agency = pending.card.is_agency();
     // Agency cards name no person: the account's own password proves who is binding.
-    let password = agency.then(|| form.get("password").ok().flatten().unwrap_or("").to_string());
+    let password = agency.then(|| form.secret("password"));
     let address = client_address(&req);
     let refuse = |status: StatusCode, key: &'static str, outcome: &'static str, account: Option<String>| {
         let (state, address) = (state.clone(), address.clone());
@@ -458,7 +446,7 @@ pub async fn identify_submit(
     }
     let _ = state.eph.delete(&pending_key(&token)).await;
     audit_request(&state, "card.bind", "success", Some(account.id.clone()), address.clone()).await;
-    let auth = load_transaction(&state, pending.tx.as_deref()).await.ok().flatten();
+    let auth = crate::oidc::transaction::load(&state, pending.tx.as_deref()).await.ok().flatten();
     let kind = if agency { CardKind::Agency } else { CardKind::Citizen };
     let mut resp =
         sign_in_bound(&state, &req, lang, &account.id, &pending.card, auth, pending.tx.as_deref(), kind).await?;
@@ -585,12 +573,8 @@ async fn bind_to_viewer(
 pub async fn unbind(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
     let viewer = super::viewer::require_signed_in(&state, &req, lang).await?;
-    let form =
-        Params::parse(&body).map_err(|_| page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None))?;
-    if !csrf::verify(&req, form.get("csrf_token").ok().flatten()) {
-        return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
-    }
-    let binding_id = form.get("binding").ok().flatten().unwrap_or("").to_string();
+    let form = CheckedForm::read(&state, &req, lang, &body)?;
+    let binding_id = form.text("binding");
     let id = viewer.account.id.clone();
     let removed =
         state.db.run(move |c| binding::unbind(c, &id, &binding_id)).await.map_err(|e| internal(&state, lang, e))?;
@@ -608,7 +592,7 @@ pub async fn health_login(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let LoginForm { form, auth, lang } = LoginForm::read(&state, &req, &body).await?;
-    let field = |n: &str| form.get(n).ok().flatten().unwrap_or("").to_string();
+    let field = |n: &str| form.text(n);
     let tx = field("tx");
     let tx_opt = (!tx.is_empty()).then_some(tx.as_str());
     if !state.config.certificates.health_enabled() {
@@ -618,7 +602,7 @@ pub async fn health_login(
     let identity = crate::authn::card::health::verify(
         &state.http,
         &state.config.certificates.health_verifier_url,
-        &field("card_token"),
+        &form.secret("card_token"),
     )
     .await;
     let identity = match identity {

@@ -231,7 +231,7 @@ pub fn serve(state: AppState, inherited: Option<std::net::TcpListener>) -> Resul
         None => std::net::TcpListener::bind(&bind).map_err(|e| infra(&format!("bind {bind}"), e))?,
     };
     tracing::info!(%bind, public_url = %state.config.card_login.public_url(), "card listener");
-    let shutdown_timeout = crate::app::shutdown_secs(&state);
+    let shutdown_timeout = state.config.http.shutdown_secs();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()

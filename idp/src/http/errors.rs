@@ -11,6 +11,9 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Map};
 
 use crate::error::InfraError;
+use crate::oidc::logout::LogoutError;
+use crate::oidc::transaction::TransactionError;
+use crate::oidc::userinfo::UserinfoError;
 use crate::state::AppState;
 use crate::templates::Lang;
 
@@ -153,6 +156,51 @@ pub fn server_error(e: &InfraError, endpoint: &'static str) -> Failure {
     }
 }
 
+/// The page for a login transaction that cannot be continued: 400 「登入作業已逾時」 when it is gone.
+pub fn transaction_page(state: &AppState, lang: Lang, e: TransactionError) -> Failure {
+    match e {
+        TransactionError::Gone => page(state, lang, StatusCode::BAD_REQUEST, "err_tx", None),
+        TransactionError::Infra(e) => internal(state, lang, e),
+    }
+}
+
+/// What a refused logout means to the person: status, page text, and whether the page names
+/// the reason (for the relying party's developer).
+fn logout_meaning(e: &LogoutError) -> (StatusCode, &'static str, bool) {
+    match e {
+        LogoutError::BadHint | LogoutError::ClientMismatch => (StatusCode::BAD_REQUEST, "err_bad_request", true),
+        LogoutError::RedirectWithoutClient => (StatusCode::BAD_REQUEST, "err_post_logout_redirect_uri", true),
+        LogoutError::UnregisteredRedirect => (StatusCode::BAD_REQUEST, "err_post_logout_redirect_uri", false),
+        LogoutError::Server(_) => (StatusCode::INTERNAL_SERVER_ERROR, "err_server", false),
+    }
+}
+
+/// The page for a refused logout request.
+pub fn logout_refused(state: &AppState, lang: Lang, e: LogoutError) -> Failure {
+    match e {
+        LogoutError::Server(infra) => internal(state, lang, infra),
+        e => {
+            let (status, key, named) = logout_meaning(&e);
+            page(state, lang, status, key, named.then(|| e.to_string()))
+        }
+    }
+}
+
+/// What a userinfo refusal means to the client (RFC 6750 §3.1); the description is the
+/// error's own text.
+impl From<UserinfoError> for Failure {
+    fn from(e: UserinfoError) -> Self {
+        let (status, code) = match &e {
+            UserinfoError::Missing => return bearer_required(),
+            UserinfoError::Server(infra) => return server_error(infra, "userinfo"),
+            UserinfoError::Twice => (StatusCode::BAD_REQUEST, "invalid_request"),
+            UserinfoError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            UserinfoError::NotAPerson | UserinfoError::NoOpenid => (StatusCode::FORBIDDEN, "insufficient_scope"),
+        };
+        bearer(status, code, &e.to_string())
+    }
+}
+
 /// An OAuth error as JSON (RFC 6749 §5.2).
 pub fn oauth(status: StatusCode, error: &str, description: &str) -> Failure {
     let body = json!({ "error": error, "error_description": description }).to_string();
@@ -187,4 +235,64 @@ pub fn bearer_required() -> Failure {
     let mut f = oauth(StatusCode::UNAUTHORIZED, "invalid_token", "a bearer token is required");
     f.www_authenticate = Some("Bearer realm=\"idp\"".into());
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ephemeral::EphemeralError;
+
+    fn parts(f: &Failure) -> (u16, String, Option<String>, Option<u32>) {
+        let code = serde_json::from_str::<serde_json::Value>(&f.body).unwrap()["error"].as_str().unwrap().to_string();
+        (f.status.as_u16(), code, f.www_authenticate.clone(), f.retry_after)
+    }
+
+    #[test]
+    fn every_logout_refusal_has_a_4xx_page_in_both_languages() {
+        let templates = crate::templates::Templates::new().unwrap();
+        let refusals = [
+            (LogoutError::BadHint, "err_bad_request", true),
+            (LogoutError::ClientMismatch, "err_bad_request", true),
+            (LogoutError::RedirectWithoutClient, "err_post_logout_redirect_uri", true),
+            (LogoutError::UnregisteredRedirect, "err_post_logout_redirect_uri", false),
+        ];
+        for (e, key, named) in refusals {
+            assert_eq!(logout_meaning(&e), (StatusCode::BAD_REQUEST, key, named), "{e:?}");
+            for lang in [Lang::ZhTw, Lang::En] {
+                let text = templates.text(lang, key);
+                assert!(text != key && !text.is_empty(), "{key} has no {} text", lang.tag());
+            }
+        }
+        let zh = templates.text(Lang::ZhTw, "err_post_logout_redirect_uri");
+        assert!(zh.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)), "Chinese first: {zh}");
+        let server = LogoutError::Server(InfraError::Internal("x".into()));
+        assert_eq!(logout_meaning(&server).0, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn every_userinfo_error_has_its_status_code_and_challenge() {
+        let table: Vec<(UserinfoError, u16, &str)> = vec![
+            (UserinfoError::Missing, 401, "invalid_token"),
+            (UserinfoError::Twice, 400, "invalid_request"),
+            (UserinfoError::InvalidToken, 401, "invalid_token"),
+            (UserinfoError::NotAPerson, 403, "insufficient_scope"),
+            (UserinfoError::NoOpenid, 403, "insufficient_scope"),
+            (UserinfoError::Server(InfraError::Internal("boom".into())), 500, "server_error"),
+            (UserinfoError::Server(EphemeralError::Unavailable("down".into()).into()), 503, "temporarily_unavailable"),
+        ];
+        for (e, status, code) in table {
+            let what = format!("{e:?}");
+            let server = matches!(e, UserinfoError::Server(_));
+            let missing = matches!(e, UserinfoError::Missing);
+            let (s, c, challenge, retry) = parts(&Failure::from(e));
+            assert_eq!((s, c.as_str()), (status, code), "{what}");
+            match (server, missing) {
+                (true, _) => assert_eq!(challenge, None, "{what}"),
+                // RFC 6750 §3.1: no error code in the challenge when no token was sent at all.
+                (false, true) => assert_eq!(challenge.as_deref(), Some("Bearer realm=\"idp\"")),
+                (false, false) => assert!(challenge.unwrap().contains(&format!("error=\"{code}\"")), "{what}"),
+            }
+            assert_eq!(retry.is_some(), status == 503, "{what}: Retry-After only while a dependency is down");
+        }
+    }
 }

@@ -13,15 +13,15 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::errors::{internal, page, Failure};
+use super::errors::{internal, Failure};
 use super::pages::render;
+use super::form::CheckedForm;
 use super::{audit_request, client_address, csrf, lang_of};
 use crate::accounts::{self, forgot::Outcome};
 use crate::audit::{self, Event};
 use crate::authn::throttle::{Admission, Throttle};
 use crate::error::{now, InfraError};
 use crate::national_id::NationalId;
-use crate::oidc::params::Params;
 use crate::state::AppState;
 use crate::templates::Lang;
 
@@ -40,36 +40,15 @@ pub async fn form_page(state: web::Data<AppState>, req: HttpRequest) -> Result<H
 /// `POST /forgot-password`: counts the request, answers, then does the work.
 pub async fn submit(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let Ok(params) = Params::parse(&body) else {
-        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
+    let form_in = CheckedForm::read(&state, &req, lang, &body)?;
+    let (typed_nid, email) = (form_in.text("national_id"), form_in.text("email"));
+    let nid = match NationalId::parse(&typed_nid) {
+        Ok(nid) if accounts::activation::check_email(&email).is_ok() => nid,
+        parsed => {
+            let key = if parsed.is_err() { "forgot_err_national_id" } else { "err_email_invalid" };
+            return form(&state, &req, lang, StatusCode::UNPROCESSABLE_ENTITY, &typed_nid, &email, Some(key));
+        }
     };
-    if !csrf::verify(&req, params.get("csrf_token").ok().flatten()) {
-        return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
-    }
-    let field = |n: &str| params.get(n).ok().flatten().unwrap_or("").trim().to_string();
-    let (typed_nid, email) = (field("national_id"), field("email"));
-    let Ok(nid) = NationalId::parse(&typed_nid) else {
-        return form(
-            &state,
-            &req,
-            lang,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &typed_nid,
-            &email,
-            Some("forgot_err_national_id"),
-        );
-    };
-    if accounts::activation::check_email(&email).is_err() {
-        return form(
-            &state,
-            &req,
-            lang,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &typed_nid,
-            &email,
-            Some("err_email_invalid"),
-        );
-    }
     let address = client_address(&req);
     match admit(&state, &nid, &email, &address).await {
         Ok(None) => {}

@@ -15,6 +15,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::errors::{internal, page, Failure};
+use super::form::CheckedForm;
 use super::pages::render;
 use super::viewer::{require_signed_in, see_other, Viewer};
 use super::{client_address, csrf, lang_of};
@@ -24,7 +25,6 @@ use crate::audit::{self, Actor, Event};
 use crate::error::{now, InfraError};
 use crate::national_id::NationalId;
 use crate::oidc::backchannel;
-use crate::oidc::params::Params;
 use crate::state::AppState;
 use crate::templates::Lang;
 
@@ -185,21 +185,6 @@ async fn begin(state: &AppState, req: &HttpRequest, lang: Lang) -> Result<Viewer
     Ok(viewer)
 }
 
-/// The form body with its CSRF token checked.
-fn form(state: &AppState, req: &HttpRequest, lang: Lang, body: &[u8]) -> Result<Params, Failure> {
-    let Ok(params) = Params::parse(body) else {
-        return Err(page(state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
-    };
-    if !csrf::verify(req, params.get("csrf_token").ok().flatten()) {
-        return Err(page(state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
-    }
-    Ok(params)
-}
-
-fn field(params: &Params, name: &str) -> String {
-    params.get(name).ok().flatten().unwrap_or("").trim().to_string()
-}
-
 /// A page of this flow with the CSRF token and the site navigation in it.
 fn show(
     state: &AppState,
@@ -344,9 +329,9 @@ async fn back(req: HttpRequest) -> HttpResponse {
 pub async fn search(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
     let viewer = begin(&state, &req, lang).await?;
-    let params = form(&state, &req, lang, &body)?;
+    let params = CheckedForm::read(&state, &req, lang, &body)?;
     let address = client_address(&req);
-    let Ok(nid) = NationalId::parse(&field(&params, "national_id")) else {
+    let Ok(nid) = NationalId::parse(&params.text("national_id")) else {
         record(&state, &viewer, &address, "invalid_national_id", None, None).await;
         return search_form(&state, &req, lang, &viewer, StatusCode::UNPROCESSABLE_ENTITY, Some("hr_err_national_id"));
     };
@@ -369,12 +354,12 @@ pub async fn search(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
 pub async fn confirm(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
     let viewer = begin(&state, &req, lang).await?;
-    let params = form(&state, &req, lang, &body)?;
-    let target = match checked_target(&state, &req, lang, &viewer, field(&params, "person")).await {
+    let params = CheckedForm::read(&state, &req, lang, &body)?;
+    let target = match checked_target(&state, &req, lang, &viewer, params.text("person")).await {
         Ok(t) => t,
         Err(answer) => return answer,
     };
-    let email = field(&params, "email");
+    let email = params.text("email");
     if crate::accounts::activation::check_email(&email).is_err() {
         let mut ctx = target.context(&email);
         ctx.insert("error_key".into(), json!("err_email_invalid"));
@@ -387,12 +372,12 @@ pub async fn confirm(state: web::Data<AppState>, req: HttpRequest, body: web::By
 pub async fn issue(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
     let viewer = begin(&state, &req, lang).await?;
-    let params = form(&state, &req, lang, &body)?;
-    let target = match checked_target(&state, &req, lang, &viewer, field(&params, "person")).await {
+    let params = CheckedForm::read(&state, &req, lang, &body)?;
+    let target = match checked_target(&state, &req, lang, &viewer, params.text("person")).await {
         Ok(t) => t,
         Err(answer) => return answer,
     };
-    let email = field(&params, "email");
+    let email = params.text("email");
     let address = client_address(&req);
     let (protector, mailer) = (state.protector.clone(), state.mailer.clone());
     let (nid, to, issued_by) = (target.person.national_id.clone(), email.clone(), viewer.account.id.clone());

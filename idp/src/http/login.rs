@@ -5,7 +5,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map};
 
-use super::errors::{internal, page, Failure};
+use super::errors::{internal, page, transaction_page, Failure};
+use super::form::CheckedForm;
 use super::pages::render;
 use super::{audit_request, client_address, cookie, csrf, lang_of, removal, ACTIVATION_COOKIE, SESSION_COOKIE};
 use crate::accounts::activation::{self, ActivateError, ActivationForm};
@@ -18,7 +19,7 @@ use crate::crypto::random_token;
 use crate::error::{now, InfraError};
 use crate::oidc::authorize::AuthRequest;
 use crate::oidc::params::Params;
-use crate::oidc::ACR_PASSWORD;
+use crate::oidc::{transaction, ACR_PASSWORD};
 use crate::state::AppState;
 use crate::templates::Lang;
 
@@ -29,60 +30,8 @@ struct PendingActivation {
     tx: Option<String>,
 }
 
-fn tx_key(tx: &str) -> String {
-    format!("tx:{tx}")
-}
-
 fn activation_key(token: &str) -> String {
     format!("act:{token}")
-}
-
-/// Stores a login transaction and returns its id.
-pub async fn start_transaction(state: &AppState, req: &AuthRequest) -> Result<String, InfraError> {
-    let tx = random_token(24);
-    state.eph.put_json(&tx_key(&tx), req, state.config.login.transaction_ttl).await?;
-    Ok(tx)
-}
-
-/// Writes a transaction back under its id, e.g. once the consent page has been shown.
-pub async fn save_transaction(state: &AppState, tx: &str, req: &AuthRequest) -> Result<(), InfraError> {
-    state.eph.put_json(&tx_key(tx), req, state.config.login.transaction_ttl).await?;
-    Ok(())
-}
-
-/// Takes a transaction out of the store (at most one request can), or the page for one that is
-/// gone or malformed.
-pub async fn take_transaction(state: &AppState, lang: Lang, tx: &str) -> Result<Option<AuthRequest>, Failure> {
-    if tx.is_empty() || tx.len() > 64 {
-        return Err(page(state, lang, StatusCode::BAD_REQUEST, "err_tx", None));
-    }
-    match state.eph.take_json::<AuthRequest>(&tx_key(tx)).await {
-        Ok(Some(r)) => Ok(Some(r)),
-        Ok(None) => Err(page(state, lang, StatusCode::BAD_REQUEST, "err_tx", None)),
-        Err(e) => Err(internal(state, lang, e.into())),
-    }
-}
-
-/// Forgets a finished transaction.
-pub async fn end_transaction(state: &AppState, tx: &str) {
-    let _ = state.eph.delete(&tx_key(tx)).await;
-}
-
-/// Reads the login transaction named in a form or query, if any. `Err` means it was named but
-/// has expired.
-pub async fn load_transaction(
-    state: &AppState,
-    tx: Option<&str>,
-) -> Result<Option<AuthRequest>, Result<InfraError, ()>> {
-    let Some(tx) = tx.filter(|t| !t.is_empty()) else { return Ok(None) };
-    if tx.len() > 64 {
-        return Err(Err(()));
-    }
-    match state.eph.get_json::<AuthRequest>(&tx_key(tx)).await {
-        Ok(Some(r)) => Ok(Some(r)),
-        Ok(None) => Err(Err(())),
-        Err(e) => Err(Ok(e.into())),
-    }
 }
 
 /// The login transaction `tx` names (none for a plain sign-in), or the page a person gets when it
@@ -92,16 +41,13 @@ pub async fn transaction_or_page(
     lang: Lang,
     tx: Option<&str>,
 ) -> Result<Option<AuthRequest>, Failure> {
-    load_transaction(state, tx).await.map_err(|e| match e {
-        Ok(e) => internal(state, lang, e),
-        Err(()) => page(state, lang, StatusCode::BAD_REQUEST, "err_tx", None),
-    })
+    transaction::load(state, tx).await.map_err(|e| transaction_page(state, lang, e))
 }
 
 /// A posted sign-in form (password or card): parsed, its CSRF token checked, with the login transaction it continues
 /// (if any) and the language that transaction asks for.
 pub struct LoginForm {
-    pub form: Params,
+    pub form: CheckedForm,
     pub auth: Option<AuthRequest>,
     pub lang: Lang,
 }
@@ -109,12 +55,9 @@ pub struct LoginForm {
 impl LoginForm {
     pub async fn read(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Self, Failure> {
         let lang0 = lang_of(req, None);
-        let form =
-            Params::parse(body).map_err(|_| page(state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", None))?;
-        if !csrf::verify(req, form.get("csrf_token").ok().flatten()) {
-            return Err(page(state, lang0, StatusCode::FORBIDDEN, "err_csrf", None));
-        }
-        let auth = transaction_or_page(state, lang0, form.get("tx").ok().flatten()).await?;
+        let form = CheckedForm::read(state, req, lang0, body)?;
+        let tx = form.text("tx");
+        let auth = transaction_or_page(state, lang0, (!tx.is_empty()).then_some(tx.as_str())).await?;
         let lang = lang_of(req, auth.as_ref().and_then(|a| a.ui_locales.as_deref()));
         Ok(Self { form, auth, lang })
     }
@@ -197,11 +140,10 @@ pub async fn login_submit(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let LoginForm { form, auth, lang } = LoginForm::read(&state, &req, &body).await?;
-    let field = |n: &str| form.get(n).ok().flatten().unwrap_or("").to_string();
-    let tx = field("tx");
+    let tx = form.text("tx");
     let tx_opt = (!tx.is_empty()).then_some(tx.as_str());
-    let username = field("username");
-    let password = field("password");
+    let username = form.text("username");
+    let password = form.secret("password");
     let address = client_address(&req);
     if username.is_empty() || password.is_empty() || username.chars().count() > 64 || password.chars().count() > 128 {
         return login_form(&state, &req, lang, StatusCode::UNAUTHORIZED, tx_opt, &username, Some("err_credentials"));
@@ -352,7 +294,7 @@ pub async fn open_session(
     let mut resp = match auth {
         Some(mut auth) => {
             if let Some(tx) = tx {
-                end_transaction(state, tx).await;
+                transaction::end(state, tx).await;
             }
             // The sign-in was made for this request: it answers `prompt=login` and `max_age`.
             auth.interaction.signed_in = Some(sess.sid.clone());
@@ -427,21 +369,15 @@ pub async fn activate_submit(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let Ok(params) = Params::parse(&body) else {
-        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
-    };
-    if !csrf::verify(&req, params.get("csrf_token").ok().flatten()) {
-        return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
-    }
+    let params = CheckedForm::read(&state, &req, lang, &body)?;
     let Some((token, pending)) = pending_activation(&state, &req).await.map_err(|e| internal(&state, lang, e))? else {
         return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_activation_expired", None));
     };
-    let field = |n: &str| params.get(n).ok().flatten().unwrap_or("").to_string();
     let form = ActivationForm {
-        account: field("account"),
-        email: field("email"),
-        password: field("password"),
-        password_confirm: field("password_confirm"),
+        account: params.text("account"),
+        email: params.text("email"),
+        password: params.secret("password"),
+        password_confirm: params.secret("password_confirm"),
     };
     let (account_name, email) = (form.account.clone(), form.email.clone());
     let id = pending.account_id.clone();

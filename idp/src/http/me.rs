@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::errors::{internal, page, Failure};
+use super::form::CheckedForm;
 use super::pages::render;
 use super::viewer::{require_signed_in, see_other, Viewer};
 use super::{client_address, csrf, lang_of};
@@ -194,21 +195,6 @@ fn done_key(req: &HttpRequest) -> Option<&'static str> {
     DONE.iter().find(|(k, _)| *k == what).map(|(_, v)| *v)
 }
 
-/// The form body with its CSRF token checked.
-fn form(state: &AppState, req: &HttpRequest, lang: Lang, body: &[u8]) -> Result<Params, Failure> {
-    let Ok(params) = Params::parse(body) else {
-        return Err(page(state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
-    };
-    if !csrf::verify(req, params.get("csrf_token").ok().flatten()) {
-        return Err(page(state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
-    }
-    Ok(params)
-}
-
-fn field(params: &Params, name: &str) -> String {
-    params.get(name).ok().flatten().unwrap_or("").to_string()
-}
-
 /// Records an event the person caused on their own account.
 async fn record(
     state: &AppState,
@@ -252,8 +238,8 @@ pub async fn change_account(
 ) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
     let viewer = require_signed_in(&state, &req, lang).await?;
-    let params = form(&state, &req, lang, &body)?;
-    let (account, email) = (field(&params, "account"), field(&params, "email"));
+    let params = CheckedForm::read(&state, &req, lang, &body)?;
+    let (account, email) = (params.text("account"), params.text("email"));
     let id = viewer.account.id.clone();
     let (a, e) = (account.clone(), email.clone());
     let result = state
@@ -301,7 +287,7 @@ pub async fn change_password(
 ) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
     let viewer = require_signed_in(&state, &req, lang).await?;
-    let params = form(&state, &req, lang, &body)?;
+    let params = CheckedForm::read(&state, &req, lang, &body)?;
     let address = client_address(&req);
     // Guessing the current password from a borrowed session counts in the person's sign-in
     // throttle, before the password is compared (parallel guesses get no more tries).
@@ -316,7 +302,7 @@ pub async fn change_password(
         Err(e) => return Err(internal(&state, lang, e.into())),
     };
     let (current, new, confirm) =
-        (field(&params, "current_password"), field(&params, "password"), field(&params, "password_confirm"));
+        (params.secret("current_password"), params.secret("password"), params.secret("password_confirm"));
     if current.chars().count() > 128 {
         attempt.failed();
         return show(
@@ -392,9 +378,9 @@ pub async fn change_password(
 /// the choice (`sign_out_offered`) and the box 「同時登出其他裝置」 (`sign_out_others`) came back
 /// unticked. A post without the marker (an old form, a script) signs the others out: the safe
 /// side, as after a reset.
-fn keeps_other_sessions(params: &Params) -> bool {
-    let offered = params.get("sign_out_offered").ok().flatten() == Some("1");
-    let ticked = params.get("sign_out_others").ok().flatten().is_some();
+fn keeps_other_sessions(params: &CheckedForm) -> bool {
+    let offered = params.text("sign_out_offered") == "1";
+    let ticked = params.is_set("sign_out_others");
     offered && !ticked
 }
 
@@ -407,10 +393,10 @@ pub async fn end_sessions(
 ) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
     let viewer = require_signed_in(&state, &req, lang).await?;
-    let params = form(&state, &req, lang, &body)?;
-    let sid = field(&params, "sid");
+    let params = CheckedForm::read(&state, &req, lang, &body)?;
+    let sid = params.text("sid");
     let current = viewer.session.sid.clone();
-    let (id, all) = (viewer.account.id.clone(), field(&params, "all") == "others");
+    let (id, all) = (viewer.account.id.clone(), params.text("all") == "others");
     if !all && (sid.is_empty() || sid.len() > 64) {
         return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
     }
@@ -443,8 +429,8 @@ pub async fn revoke_app(
 ) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
     let viewer = require_signed_in(&state, &req, lang).await?;
-    let params = form(&state, &req, lang, &body)?;
-    let client_id = field(&params, "client_id");
+    let params = CheckedForm::read(&state, &req, lang, &body)?;
+    let client_id = params.text("client_id");
     if client_id.is_empty() || client_id.len() > 256 {
         return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
     }
@@ -478,7 +464,7 @@ mod tests {
     use super::*;
 
     fn keeps(body: &str) -> bool {
-        keeps_other_sessions(&Params::parse(body.as_bytes()).unwrap())
+        keeps_other_sessions(&CheckedForm::unchecked(body))
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod card_tls;
 pub mod csrf;
 pub mod errors;
 pub mod forgot;
+pub mod form;
 pub mod forwarded;
 pub mod hr;
 pub mod login;

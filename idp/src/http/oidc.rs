@@ -5,23 +5,17 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use diesel::Connection;
 use serde_json::{json, Map};
 
-use super::authorize::current_session;
-use super::errors::{bearer, bearer_required, internal, invalid_client, oauth, page, server_error, Failure};
+use super::errors::{internal, invalid_client, logout_refused, oauth, page, server_error, Failure};
 use super::pages::render;
+use super::viewer::current_session;
 use super::{audit_request, client_address, csrf, lang_of, removal, SESSION_COOKIE};
-use crate::accounts::{self, PersonStatus};
-use crate::audit::{self, Event};
-use crate::authn::session;
-use crate::error::{now, InfraError};
-use crate::oidc::authorize;
+use crate::error::now;
 use crate::oidc::client_auth::BasicCredentials;
 use crate::oidc::params::Params;
-use crate::oidc::subject::subject_for;
 use crate::oidc::token::{self, TokenError};
-use crate::oidc::{access, backchannel, claims, introspection};
+use crate::oidc::{introspection, logout, userinfo};
 use crate::state::AppState;
 
 fn json_no_store(body: serde_json::Value) -> HttpResponse {
@@ -162,40 +156,8 @@ pub async fn userinfo(state: web::Data<AppState>, req: HttpRequest, body: web::B
     } else {
         None
     };
-    let token = match (from_header, from_body) {
-        (Some(_), Some(_)) => {
-            return Err(bearer(StatusCode::BAD_REQUEST, "invalid_request", "send the token one way only"))
-        }
-        (Some(t), None) | (None, Some(t)) => t,
-        (None, None) => return Err(bearer_required()),
-    };
-    let invalid = || bearer(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is invalid or expired");
-    let server = |e: InfraError| server_error(&e, "userinfo");
-    let claims = access::verify(&state, &token, now()).await.map_err(server)?.ok_or_else(invalid)?;
-    let Some(account_id) = claims.account.clone() else {
-        // A client_credentials token speaks for no person.
-        return Err(bearer(StatusCode::FORBIDDEN, "insufficient_scope", "this token does not represent a person"));
-    };
-    if !claims.scopes().iter().any(|s| s == "openid") {
-        return Err(bearer(StatusCode::FORBIDDEN, "insufficient_scope", "the openid scope is required"));
-    }
-    let client = state.client_cache.get(&state, &claims.client_id).await.map_err(server)?.ok_or_else(invalid)?;
-    let protector = state.protector.clone();
-    let scope = claims.scopes();
-    let body = state
-        .db
-        .run(move |c| -> Result<_, InfraError> {
-            let Some((a, p)) = accounts::account_with_person(c, &protector, &account_id)? else { return Ok(None) };
-            if p.status != PersonStatus::Active {
-                return Ok(None);
-            }
-            let sub = subject_for(&protector, &client, &a.id);
-            claims::userinfo(c, &sub, &a, &p, &scope).map(Some)
-        })
-        .await
-        .map_err(server)?
-        .ok_or_else(invalid)?;
-    Ok(json_no_store(body))
+    let token = userinfo::presented(from_header, from_body)?;
+    Ok(json_no_store(userinfo::userinfo(&state, &token, now()).await?))
 }
 
 pub async fn logout_get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
@@ -232,103 +194,33 @@ async fn logout(
             Some(format!("parameter `{dup}` is repeated")),
         ));
     }
-    let get = |n: &str| params.get(n).ok().flatten().map(str::to_string);
-    let lang = lang_of(&req, get("ui_locales").as_deref());
-    let hint =
-        get("id_token_hint").and_then(|t| state.keys.verify_own(&t)).filter(|c| c["iss"] == json!(state.config.issuer));
-    if get("id_token_hint").is_some() && hint.is_none() {
-        return Err(page(
-            &state,
-            lang,
-            StatusCode::BAD_REQUEST,
-            "err_bad_request",
-            Some("id_token_hint is not a valid ID token of this provider".into()),
-        ));
-    }
-    let hint_client = hint.as_ref().and_then(|c| c["aud"].as_str().map(str::to_string));
-    let client_id = match (get("client_id"), hint_client) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(page(
-                &state,
-                lang,
-                StatusCode::BAD_REQUEST,
-                "err_bad_request",
-                Some("client_id does not match id_token_hint".into()),
-            ))
-        }
-        (a, b) => a.or(b),
-    };
-    let post_logout = get("post_logout_redirect_uri");
-    if let Some(uri) = &post_logout {
-        let Some(id) = client_id.clone() else {
-            return Err(page(
-                &state,
-                lang,
-                StatusCode::BAD_REQUEST,
-                "err_post_logout_redirect_uri",
-                Some("client_id or id_token_hint is required".into()),
-            ));
-        };
-        let client = state.client_cache.get(&state, &id).await.map_err(|e| internal(&state, lang, e))?;
-        if !client.is_some_and(|c| c.has_post_logout_redirect_uri(uri)) {
-            return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_post_logout_redirect_uri", None));
-        }
-    }
-    let confirmed = post && get("confirm").as_deref() == Some("yes");
-    if confirmed && !csrf::verify(&req, get("csrf_token").as_deref()) {
+    let lang = lang_of(&req, params.get("ui_locales").ok().flatten());
+    let request = logout::check(&state, &params).await.map_err(|e| logout_refused(&state, lang, e))?;
+    let confirmed = post && params.get("confirm").ok().flatten() == Some("yes");
+    if confirmed && !csrf::verify(&req, params.get("csrf_token").ok().flatten()) {
         return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
     }
-    let session_token = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
     let current = current_session(&state, &req).await.map_err(|e| internal(&state, lang, e))?;
-    let hint_matches = match (&hint, &current) {
-        (Some(h), Some(s)) => {
-            let aud = h["aud"].as_str().unwrap_or("").to_string();
-            let client = state.client_cache.get(&state, &aud).await.map_err(|e| internal(&state, lang, e))?;
-            client.is_some_and(|c| h["sub"].as_str() == Some(subject_for(&state.protector, &c, &s.account_id).as_str()))
-        }
-        (Some(_), None) => true,
-        _ => false,
+    let hint_names_session = match (&request.hint, &current) {
+        (Some(h), Some(s)) => Some(logout::hint_names(&state, h, s).await.map_err(|e| internal(&state, lang, e))?),
+        _ => None,
     };
-    if !confirmed && !hint_matches {
+    if !logout::ends_now(confirmed, request.hint.is_some(), hint_names_session) {
         let (csrf, csrf_cookie) = csrf::token(&state, &req);
         let mut ctx = Map::new();
         ctx.insert("csrf".into(), json!(csrf));
-        ctx.insert("post_logout_redirect_uri".into(), json!(post_logout));
-        ctx.insert("client_id".into(), json!(client_id));
-        ctx.insert("state".into(), json!(get("state")));
+        ctx.insert("post_logout_redirect_uri".into(), json!(request.post_logout_redirect_uri));
+        ctx.insert("client_id".into(), json!(request.client_id));
+        ctx.insert("state".into(), json!(request.state));
         return render(&state, lang, StatusCode::OK, "logout", "logout_title", ctx, csrf_cookie.into_iter().collect());
     }
-    if let Some(token) = session_token.filter(|t| t.len() <= 64) {
-        let addr = client_address(&req);
-        let ended = state
-            .db
-            .run(move |c| -> Result<_, InfraError> {
-                c.transaction(|c| {
-                    let ended = session::end(c, &token)?;
-                    if let Some(s) = &ended {
-                        // Queued with the ending itself, so a crash right after loses no delivery.
-                        backchannel::mark_ended(c, std::slice::from_ref(&s.sid), now())?;
-                        audit::record(c, Event::own("logout", "success", &s.account_id, &addr), now())?;
-                    }
-                    Ok(ended)
-                })
-            })
-            .await
-            .map_err(|e| internal(&state, lang, e))?;
-        if let Some(s) = ended {
-            // Delivery happens in the background; the person is not kept waiting.
-            if let Err(e) = backchannel::notify(&state, &s.sid).await {
-                tracing::error!(error = %e, "back-channel logout");
-            }
-        }
+    if let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()) {
+        logout::end_session(&state, token, client_address(&req)).await.map_err(|e| internal(&state, lang, e))?;
     }
     let clear = removal(&state, SESSION_COOKIE);
-    match post_logout {
+    match request.post_logout_redirect_uri {
         Some(uri) => {
-            let url = match get("state") {
-                Some(s) => authorize::redirect_with(&uri, &[("state", &s)]),
-                None => uri,
-            };
+            let url = logout::redirect_after(&uri, request.state.as_deref());
             Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, url)).cookie(clear).finish())
         }
         None => render(&state, lang, StatusCode::OK, "logged_out", "logged_out_title", Map::new(), vec![clear]),

@@ -4,11 +4,11 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::authorize::signed_in;
 use super::errors::{internal, Failure};
-use crate::accounts::{roles, Account, Person};
-use crate::authn::session::Session;
-use crate::error::InfraError;
+use super::SESSION_COOKIE;
+use crate::accounts::{self, roles, Account, AccountState, Person, PersonStatus};
+use crate::authn::session::{self, Session};
+use crate::error::{now, InfraError};
 use crate::state::AppState;
 use crate::templates::Lang;
 
@@ -36,6 +36,33 @@ impl Viewer {
             "operator": self.has("operator"),
         })
     }
+}
+
+/// The live session of the request's cookie whose person may still sign in.
+pub async fn current_session(state: &AppState, req: &HttpRequest) -> Result<Option<Session>, InfraError> {
+    Ok(signed_in(state, req).await?.map(|(s, _, _)| s))
+}
+
+/// The live session of the request's cookie with its account and register entry (looked up
+/// together: every page that needs the session also needs who it is).
+pub async fn signed_in(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<Option<(Session, accounts::Account, accounts::Person)>, InfraError> {
+    let Some(cookie) = req.cookie(SESSION_COOKIE) else { return Ok(None) };
+    let token = cookie.value().to_string();
+    if token.len() > 64 {
+        return Ok(None);
+    }
+    let protector = state.protector.clone();
+    state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            let Some(s) = session::find(c, &token, now())? else { return Ok(None) };
+            let Some((a, p)) = accounts::account_with_person(c, &protector, &s.account_id)? else { return Ok(None) };
+            Ok((a.state == AccountState::Active && p.status == PersonStatus::Active).then_some((s, a, p)))
+        })
+        .await
 }
 
 /// The signed-in person, if any (an active account of an active person with a live session).

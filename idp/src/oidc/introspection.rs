@@ -9,20 +9,9 @@ use super::clients::Client;
 use super::params::Params;
 use super::refresh;
 use super::token::TokenError;
-use crate::accounts::{self, PersonStatus};
-use crate::error::{now, InfraError};
+use super::token_use;
+use crate::error::now;
 use crate::state::AppState;
-
-/// Whether the person behind a token may still use it.
-async fn account_active(state: &AppState, account_id: &str) -> Result<bool, InfraError> {
-    let id = account_id.to_string();
-    let protector = state.protector.clone();
-    let person = state
-        .db
-        .run(move |c| Ok::<_, InfraError>(accounts::account_with_person(c, &protector, &id)?.map(|(_, p)| p)))
-        .await?;
-    Ok(person.is_some_and(|p| p.status == PersonStatus::Active))
-}
 
 /// Whether a client may learn about a token issued to `issued_to`: its own tokens always, others'
 /// only when an operator made it a resource server. To anyone else such a token is simply
@@ -51,7 +40,7 @@ pub async fn introspect(state: &AppState, params: &Params, basic: BasicCredentia
                 return Ok(inactive);
             }
             if let Some(account) = &c.account {
-                if !account_active(state, account).await? {
+                if !token_use::may_use(state, account).await? {
                     return Ok(inactive);
                 }
             }
@@ -72,7 +61,7 @@ pub async fn introspect(state: &AppState, params: &Params, basic: BasicCredentia
     let row = state.db.run(move |c| refresh::find(c, &t)).await?;
     if let Some(r) = row.filter(|r| may_see(&client, &r.client_id)) {
         let live = r.used_at.is_none() && r.revoked_at.is_none() && r.expires_at > now;
-        if live && account_active(state, &r.account_id).await? {
+        if live && token_use::may_use(state, &r.account_id).await? {
             let client = state.client_cache.get(state, &r.client_id).await?;
             let sub = client
                 .map(|c| super::subject::subject_for(&state.protector, &c, &r.account_id))

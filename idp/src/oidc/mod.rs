@@ -12,11 +12,15 @@ pub mod discovery;
 pub mod gate;
 pub mod introspection;
 pub mod keys;
+pub mod logout;
 pub mod params;
 pub mod refresh;
 pub mod registration;
 pub mod subject;
 pub mod token;
+pub mod token_use;
+pub mod transaction;
+pub mod userinfo;
 
 /// Assurance of a password or one-time-password sign-in.
 pub const ACR_PASSWORD: &str = "loa-1";

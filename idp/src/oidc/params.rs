@@ -26,6 +26,16 @@ pub struct Params(Vec<(String, String)>);
 impl Params {
     /// Parses `application/x-www-form-urlencoded` text (a query string or a form body).
     pub fn parse(raw: &[u8]) -> Result<Self, ParamError> {
+        Self::parse_limited(raw, None, MAX_VALUE)
+    }
+
+    /// Like [`Params::parse`], but the one field `file` (an uploaded file) may be up to
+    /// `file_max` long.
+    pub fn parse_with_file(raw: &[u8], file: &str, file_max: usize) -> Result<Self, ParamError> {
+        Self::parse_limited(raw, Some(file), file_max)
+    }
+
+    fn parse_limited(raw: &[u8], file: Option<&str>, file_max: usize) -> Result<Self, ParamError> {
         // Percent-decoding into invalid UTF-8 is replaced by U+FFFD by the decoder; refuse it
         // instead of guessing what the client meant.
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw).into_owned().collect();
@@ -36,7 +46,8 @@ impl Params {
             if k.contains('\u{FFFD}') || v.contains('\u{FFFD}') {
                 return Err(ParamError::Encoding);
             }
-            if k.len() > 128 || v.len() > MAX_VALUE {
+            let max = if file == Some(k.as_str()) { file_max } else { MAX_VALUE };
+            if k.len() > 128 || v.len() > max {
                 return Err(ParamError::TooLong(k.chars().take(64).collect()));
             }
         }

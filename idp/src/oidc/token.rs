@@ -14,7 +14,6 @@ use super::clients::Client;
 use super::params::Params;
 use super::refresh::{self, Redeem, RefreshGrant};
 use super::subject::subject_for;
-use crate::accounts::{self, PersonStatus};
 use crate::audit::{self, Event};
 use crate::crypto::{constant_time_eq, random_token};
 use crate::error::{now, InfraError};
@@ -263,13 +262,7 @@ async fn replayed_code(state: &AppState, first: Redeemed) -> Result<(), InfraErr
 }
 
 async fn ensure_active(state: &AppState, account_id: &str) -> Result<(), TokenError> {
-    let id = account_id.to_string();
-    let protector = state.protector.clone();
-    let person = state
-        .db
-        .run(move |c| Ok::<_, InfraError>(accounts::account_with_person(c, &protector, &id)?.map(|(_, p)| p)))
-        .await?;
-    if person.is_some_and(|p| p.status == PersonStatus::Active) {
+    if super::token_use::may_use(state, account_id).await? {
         Ok(())
     } else {
         Err(TokenError::InvalidGrant("the account can no longer sign in".into()))

@@ -266,3 +266,43 @@ async fn a_connected_application_can_be_revoked_and_its_refresh_token_stops_work
     assert!(r.location.unwrap().starts_with("/consent"));
     assert!(events(&idp, "consent.revoke").iter().any(|e| e.0 == "success"));
 }
+
+#[tokio::test]
+async fn forms_trim_identifiers_never_passwords_and_refuse_repeated_fields() {
+    let idp = world().await;
+    // The account name is an identifier: surrounding spaces are not part of it.
+    signed_in(&idp, "  ming.wang\t", PW).await;
+    // The password is a secret: a space around it makes it another password.
+    let r = Browser::new(&idp.base).sign_in_at("/login", "ming.wang", &format!(" {PW}")).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    let b = signed_in(&idp, "ming.wang", PW).await;
+    let csrf = b.get("/me").await.input("csrf_token").unwrap();
+    // A repeated field is refused, not read as its first or last value.
+    let r = b
+        .post(
+            "/me/account",
+            &[
+                ("csrf_token", &csrf),
+                ("account", "first.name"),
+                ("account", "second.name"),
+                ("email", "a@example.gov.tw"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("要求的參數有誤"), "{}", r.body);
+    let page = b.get("/me").await;
+    assert_eq!(page.input("account").as_deref(), Some("ming.wang"), "nothing changed");
+    // A repeated CSRF token is refused too, even when both copies are right.
+    let r = b.post("/me/account", &[("csrf_token", &csrf), ("csrf_token", &csrf), ("account", "x.y")]).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    let r = b
+        .post("/me/account", &[("csrf_token", &csrf), ("account", " Ming.W "), ("email", " ming.w@example.gov.tw\n")])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = b.get("/me").await;
+    assert_eq!(page.input("account").as_deref(), Some("Ming.W"));
+    assert_eq!(page.input("email").as_deref(), Some("ming.w@example.gov.tw"));
+}

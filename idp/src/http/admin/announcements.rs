@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::{field, Operator};
 use crate::error::{now, InfraError};
-use crate::oidc::params::Params;
+use crate::http::form::CheckedForm;
 use crate::portal::{self, taipei, AnnouncementError, AnnouncementInput};
 use crate::state::AppState;
 use crate::store::db::models::AnnouncementRow;
@@ -28,7 +28,7 @@ fn row_json(a: &AnnouncementRow, at: i64) -> Value {
 }
 
 /// Reads the form; an empty publication time means now, an empty expiry means never.
-fn read(p: &Params, at: i64) -> Result<AnnouncementInput, &'static str> {
+fn read(p: &CheckedForm, at: i64) -> Result<AnnouncementInput, &'static str> {
     let published_at = match field(p, "published_at").as_str() {
         "" => at,
         s => taipei::parse_local(s).ok_or("err_announcement_time")?,
@@ -40,7 +40,7 @@ fn read(p: &Params, at: i64) -> Result<AnnouncementInput, &'static str> {
     Ok(AnnouncementInput { title: field(p, "title"), body: field(p, "body"), published_at, expires_at })
 }
 
-fn typed(p: &Params) -> Value {
+fn typed(p: &CheckedForm) -> Value {
     json!({
         "title": field(p, "title"),
         "body": field(p, "body"),

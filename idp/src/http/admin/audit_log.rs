@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::{field, Operator};
+use super::Operator;
 use crate::audit::{self, mask_national_ids, Query};
 use crate::oidc::params::Params;
 use crate::portal::taipei;
@@ -47,6 +47,8 @@ fn bounded(s: String) -> Option<String> {
 pub async fn search(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
     let op = Operator::of(&state, &req).await?;
     let p = Params::parse(req.query_string().as_bytes()).unwrap_or_default();
+    // A GET form changes nothing, so it carries no CSRF token; its fields are trimmed as a posted one's.
+    let field = |p: &Params, name: &str| p.get(name).ok().flatten().unwrap_or("").trim().to_string();
     let (from_text, to_text) = (field(&p, "from"), field(&p, "to"));
     let from = taipei::parse_day(&from_text);
     let until = taipei::parse_day(&to_text).map(|d| d + 86_400);

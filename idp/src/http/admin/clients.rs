@@ -8,8 +8,8 @@ use serde_json::{json, Map, Value};
 
 use super::{field, Operator};
 use crate::error::{now, InfraError};
+use crate::http::form::CheckedForm;
 use crate::oidc::clients::{self, Audience, Client, ClientError, NewClient, Portal};
-use crate::oidc::params::Params;
 use crate::state::AppState;
 
 /// The seeds' categories, offered as suggestions in the form.
@@ -44,7 +44,7 @@ fn opt(s: &str) -> Option<String> {
 }
 
 impl ClientForm {
-    fn read(p: &Params) -> Self {
+    fn read(p: &CheckedForm) -> Self {
         Self {
             client_id: field(p, "client_id"),
             name: field(p, "name"),

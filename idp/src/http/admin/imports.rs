@@ -9,11 +9,11 @@ use serde_json::{json, Map, Value};
 use super::Operator;
 use crate::accounts::register::{self, ImportError, Register, AGENCY_COLUMNS, PERSONNEL_COLUMNS};
 use crate::error::{now, InfraError};
-use crate::http::csrf;
+use crate::http::form::{CheckedForm, MAX_UPLOAD};
 use crate::state::AppState;
 
 /// The largest import form accepted; bigger registers go through `idp personnel import`.
-pub const MAX_FORM_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_FORM_BYTES: usize = MAX_UPLOAD;
 
 fn headers(ctx: &mut Map<String, Value>) {
     ctx.insert("agency_header".into(), json!(AGENCY_COLUMNS.join(",")));
@@ -47,21 +47,9 @@ pub async fn submit(
         Some("agencies") => false,
         _ => return Err(op.not_found(&state).into()),
     };
-    // Parsed here rather than with `Params`, whose per-value limit suits protocol parameters,
-    // not files.
-    let mut token = None;
-    let mut csv = None;
-    for (k, v) in url::form_urlencoded::parse(&body) {
-        match k.as_ref() {
-            "csrf_token" => token = Some(v.into_owned()),
-            "csv" => csv = Some(v.into_owned()),
-            _ => {}
-        }
-    }
-    if !csrf::verify(&req, token.as_deref()) {
-        return Err(crate::http::errors::page(&state, op.lang, StatusCode::FORBIDDEN, "err_csrf", None).into());
-    }
-    let bytes = csv.unwrap_or_default().replace("\r\n", "\n").into_bytes();
+    // The CSV is the one field allowed past the per-value limit of protocol parameters.
+    let form = CheckedForm::read_upload(&state, &req, op.lang, &body, "csv")?;
+    let bytes = form.secret("csv").replace("\r\n", "\n").into_bytes();
     let protector = state.protector.clone();
     let register = if personnel { Register::Personnel } else { Register::Agencies };
     let actor = op.actor();

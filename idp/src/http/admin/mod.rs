@@ -14,12 +14,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::errors::{internal, page, Failure};
+use super::form::CheckedForm;
 use super::pages::render;
 use super::viewer::{require_signed_in, Viewer};
 use super::{client_address, csrf, lang_of};
 use crate::audit::{self, Actor, Event};
 use crate::error::now;
-use crate::oidc::params::Params;
 use crate::state::AppState;
 use crate::templates::Lang;
 
@@ -135,17 +135,8 @@ impl Operator {
     }
 
     /// A posted form, after its CSRF token has been checked.
-    pub fn form(&self, state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Params, Failure> {
-        let p = Params::parse(body)
-            .map_err(|e| page(state, self.lang, StatusCode::BAD_REQUEST, "err_bad_request", Some(e.to_string())))?;
-        if let Some(d) = p.first_duplicate() {
-            let detail = format!("parameter `{d}` is repeated");
-            return Err(page(state, self.lang, StatusCode::BAD_REQUEST, "err_bad_request", Some(detail)));
-        }
-        if !csrf::verify(req, p.get("csrf_token").ok().flatten()) {
-            return Err(page(state, self.lang, StatusCode::FORBIDDEN, "err_csrf", None));
-        }
-        Ok(p)
+    pub fn form(&self, state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<CheckedForm, Failure> {
+        CheckedForm::read(state, req, self.lang, body)
     }
 
     pub fn not_found(&self, state: &AppState) -> Failure {
@@ -157,9 +148,9 @@ impl Operator {
     }
 }
 
-/// A form field, trimmed; absent, empty and repeated all read as "".
-pub(crate) fn field(p: &Params, name: &str) -> String {
-    p.get(name).ok().flatten().unwrap_or("").trim().to_string()
+/// A form field, trimmed; absent and empty read as "".
+pub(crate) fn field(p: &CheckedForm, name: &str) -> String {
+    p.text(name)
 }
 
 /// `GET /admin`: what operators can do here.
