@@ -1,4 +1,4 @@
-//! `card-simulator`: plays the local card component that government pages talk to (PKI.md:
+//! `card-simulator`: plays the local card component that government pages talk to (docs/cards-and-pki.md:
 //! the HiPKI Local Sign Server on `localhost:61161`), with a software card from `idp dev pki`.
 //! It speaks the same API — `/pkcs11info`, `/popupForm` with `postMessage`, `/sign` — checks a
 //! PIN and locks the card after three wrong ones, so demos and browser tests run the real page
@@ -40,7 +40,7 @@ struct Card {
     wrong: Mutex<u32>,
 }
 
-/// PKI.md's return codes.
+/// the component's return codes (docs/cards-and-pki.md).
 const LOGIN_FAILED: u32 = 0x7610_0006;
 const WRONG_PIN: u32 = 0xA0;
 const BAD_PIN_LENGTH: u32 = 0xA2;

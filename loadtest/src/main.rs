@@ -237,10 +237,7 @@ async fn run(command: Command, threads: usize) -> Result<()> {
         }
         Command::Run(args) => run_scenarios(*args, threads).await,
         Command::Pki { out } => {
-            let m = test_pki::fixtures::generate_with(
-                &out,
-                &test_pki::fixtures::FixtureOptions::fast(),
-            )?;
+            let m = test_pki::fixtures::generate_with(&out, &test_pki::fixtures::FixtureOptions::fast())?;
             println!("{}", serde_json::to_string(&m)?);
             Ok(())
         }

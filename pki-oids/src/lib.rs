@@ -2,7 +2,7 @@
 //! sign-in reads certificates with these, and the test PKI (`test-pki`) writes certificates with
 //! them. It is its own crate so that both depend on it and neither on the other.
 //!
-//! PKI.md asks that OIDs, issuer names and URLs never be scattered through the code: the real
+//! docs/cards-and-pki.md asks that OIDs, issuer names and URLs never be scattered through the code: the real
 //! profiles are partly unconfirmed, and when one turns out different it must be one edit here (or a
 //! configuration value that defaults to something here). OIDs are kept in dotted form because that
 //! is how operators write them in configuration and how `x509-parser` prints them; [`arcs`] turns one
@@ -17,7 +17,7 @@ pub const EXT_CERTIFICATE_POLICIES: &str = "2.5.29.32";
 /// Subject Directory Attribute: the subject *type* (its value is one of the `SUBJECT_TYPE_*` OIDs).
 pub const ATTR_SUBJECT_TYPE: &str = "2.16.886.1.100.2.1";
 /// Subject Directory Attribute: the last four characters of the holder's national ID (citizen
-/// certificates) — the only part of the ID the certificate carries (PKI.md "same-person check").
+/// certificates) — the only part of the ID the certificate carries (docs/cards-and-pki.md "same-person check").
 pub const ATTR_NATIONAL_ID_LAST_FOUR: &str = "2.16.886.1.100.2.51";
 /// Subject Directory Attribute: the company number of a business certificate (MOEACA). Not accepted
 /// here; listed so that nobody mistakes it for an agency identifier.
@@ -30,7 +30,7 @@ pub const ATTR_AGENCY_OID: &str = "2.16.886.1.100.2.102";
 pub const SUBJECT_TYPE_NATURAL_PERSON: &str = "2.16.886.1.100.3.1.1";
 /// Subject type: government agency (政府機關).
 pub const SUBJECT_TYPE_GOVERNMENT_AGENCY: &str = "2.16.886.1.100.3.2.1.1";
-/// Subject type: government unit (政府單位); accepted like an agency (PKI.md: "accept both").
+/// Subject type: government unit (政府單位); accepted like an agency (docs/cards-and-pki.md: "accept both").
 pub const SUBJECT_TYPE_GOVERNMENT_UNIT: &str = "2.16.886.1.100.3.2.1.2";
 
 /// GPKI certificate policy, assurance level 3 (carried by the MOICA CAs and their certificates).
@@ -71,14 +71,14 @@ pub const OU_GCA: &str = "政府憑證管理中心";
 /// is refused with its own message (the default of the configurable test-issuer markers).
 pub const OU_GTESTCA: &str = "政府測試憑證管理中心";
 
-/// The documented revocation endpoints (PKI.md), as examples for operators; the code takes CRLs
+/// The documented revocation endpoints (docs/cards-and-pki.md), as examples for operators; the code takes CRLs
 /// from configuration only.
 pub const EXAMPLE_CRL_URLS: &[&str] =
     &["https://crl-moica.moi.gov.tw/crl/MOICA-G3-complete.crl", "http://grca.nat.gov.tw/repository/CRL3/CA.crl"];
 
 /// Object identifiers of the message formats around the certificates — CMS (the signed
 /// challenge), OCSP — and of the hash and signature algorithms accepted (RSA PKCS#1 v1.5 as on the
-/// GPKI CAs and cards, PKI.md; ECDSA as in the test PKI and newer CAs).
+/// GPKI CAs and cards, docs/cards-and-pki.md; ECDSA as in the test PKI and newer CAs).
 pub mod asn1 {
     use der::asn1::ObjectIdentifier as Oid;
     pub const SIGNED_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.2");

@@ -1,4 +1,4 @@
-//! The test PKI generator behind `idp dev pki`: a PKI shaped like Taiwan's government PKI (PKI.md).
+//! The test PKI generator behind `idp dev pki`: a PKI shaped like Taiwan's government PKI (docs/cards-and-pki.md).
 //!
 //! Real citizen and agency cards cannot be used in tests or demos, so this builds hierarchies with
 //! the same *shape*: a GRCA-like root; MOICA-like citizen CAs (two generations with one
@@ -210,7 +210,7 @@ pub struct ManifestEntry {
 pub struct Manifest {
     pub generated_at: i64,
     pub key_algorithm: KeyAlgorithm,
-    /// Anchors for citizen cards: both MOICA generations (PKI.md "configure every current
+    /// Anchors for citizen cards: both MOICA generations (docs/cards-and-pki.md "configure every current
     /// generation as an anchor").
     pub citizen_trust_anchors: Vec<String>,
     /// Anchors for agency cards.
@@ -505,7 +505,7 @@ fn key_file(cert_file: &str) -> String {
     format!("{}.key.pem", cert_file.trim_end_matches(".pem"))
 }
 
-/// A positive 128-bit serial, like the real cards' (PKI.md).
+/// A positive 128-bit serial, like the real cards' (docs/cards-and-pki.md).
 fn random_serial() -> SerialNumber {
     let mut bytes: [u8; 16] = rand::thread_rng().gen();
     bytes[0] = (bytes[0] & 0x7f) | 0x01;
@@ -835,7 +835,7 @@ pub mod der {
     use super::FixtureError;
     use pki_oids as oids;
 
-    /// An attribute value in one of the encodings GPKI uses (PKI.md: OIDs may also come as
+    /// An attribute value in one of the encodings GPKI uses (docs/cards-and-pki.md: OIDs may also come as
     /// strings).
     #[derive(Debug, Clone, Copy)]
     pub enum AttrValue<'a> {

@@ -1,6 +1,6 @@
 //! `ca-simulator`: plays the certificate authorities' online services for a test PKI written by
 //! `idp dev pki` — CRL downloads and OCSP for every CA in it, and the ownership check that
-//! government relying parties may ask a CA (PKI.md, "The same-person check on first card login").
+//! government relying parties may ask a CA (docs/cards-and-pki.md, "The same-person check on first card login").
 //! Switches under `/control/` let tests revoke a certificate while the IdP runs, make a service
 //! fail, or have it serve answers that must be refused, and count the downloads so a test can see
 //! a background refresh happen. Never for production: it signs with unprotected key files.

@@ -1,4 +1,4 @@
-//! Binding smart-card certificates to accounts (first-login identity proof, PRODUCT.md §5).
+//! Binding smart-card certificates to accounts (first-login identity proof, README, "Card sign-in").
 //!
 //! A binding is found by issuer + serial, or by the public-key hash recorded at binding time so
 //! a renewed certificate for the same card key still signs its holder in. An unbound card leads
@@ -8,7 +8,7 @@
 //! asked between [`identify`] and [`bind_identified`]: outside any database transaction, so a
 //! slow service holds no connection or lock.
 //!
-//! **Agency cards name no person** (PRODUCT.md §5.4): the certificate says which agency, not who
+//! **Agency cards name no person** (README, "Card sign-in"): the certificate says which agency, not who
 //! holds it, so typing a colleague's national ID proves nothing. Binding one at the identify step
 //! therefore needs the account's own password (seed 004's 憑證上傳 page asks for ECPA 帳號 and
 //! 密碼); a one-time password is not it, and a never-activated account is never claimed by an

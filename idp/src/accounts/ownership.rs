@@ -1,4 +1,4 @@
-//! The certificate authority's online ownership check (PKI.md "The same-person check on first
+//! The certificate authority's online ownership check (docs/cards-and-pki.md "The same-person check on first
 //! card login"). A citizen certificate carries only the holder's name and the last four characters
 //! of the national ID, so two people with the same name and the same last four cannot be told
 //! apart from the certificate alone. Where a deployment may ask the CA whether a certificate

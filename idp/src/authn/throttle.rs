@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::crypto::DataProtector;
 use crate::national_id::NationalId;
+use crate::store::ephemeral::Key;
 use crate::store::ephemeral::{Ephemeral, EphemeralError};
 
 /// Limits from configuration, and the key that makes counter names opaque.
@@ -42,17 +43,17 @@ pub struct Throttle {
 pub struct AccountKey(String);
 
 impl AccountKey {
-    fn count(&self) -> String {
-        format!("thr:acct:{}", self.0)
+    fn count(&self) -> Key {
+        Key::throttle_account(&self.0)
     }
 
-    fn gate(&self) -> String {
-        format!("thr:gate:{}", self.0)
+    fn gate(&self) -> Key {
+        Key::throttle_gate(&self.0)
     }
 }
 
-fn address_key(address: &str) -> String {
-    format!("thr:addr:{address}")
+fn address_key(address: &str) -> Key {
+    Key::throttle_address(address)
 }
 
 /// The wait before the `n`-th attempt beyond the free ones (`n` ≥ 1): `delay · 2^(n-1)`, capped.
@@ -173,10 +174,10 @@ mod tests {
         let by_nid = t.key_for_identifier(" a123456789 ");
         assert_eq!(by_nid, t.key_for_person(&nid), "typed national IDs count as the person");
         assert_eq!(by_nid.0, t.protector.index("A123456789"), "the register's index");
-        assert!(!by_nid.count().contains("A123456789"));
+        assert!(!by_nid.count().as_str().contains("A123456789"));
         let name = t.key_for_identifier("Ming.Wang");
         assert_eq!(name, t.key_for_identifier("ming.wang"));
-        assert!(!name.count().to_lowercase().contains("ming"));
+        assert!(!name.count().as_str().to_lowercase().contains("ming"));
         assert_ne!(name.0, crate::crypto::sha256_b64(b"ming.wang"), "not a bare hash");
     }
 

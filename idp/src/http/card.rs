@@ -27,19 +27,12 @@ use crate::error::{now, InfraError};
 use crate::oidc::authorize::AuthRequest;
 use crate::oidc::ACR_CARD;
 use crate::state::AppState;
+use crate::store::ephemeral::Key;
 use crate::templates::Lang;
 
 /// A challenge lives this long (seconds); it is also single use.
 const CHALLENGE_TTL: u64 = 300;
 const PENDING_COOKIE: &str = "idp_card";
-
-fn challenge_key(id: &str) -> String {
-    format!("cardch:{id}")
-}
-
-fn pending_key(token: &str) -> String {
-    format!("cardpending:{token}")
-}
 
 /// A validated but unbound card waiting for the identify step.
 #[derive(Debug, Serialize, Deserialize)]
@@ -57,13 +50,13 @@ pub async fn new_challenge(state: web::Data<AppState>) -> Result<HttpResponse, F
     let text = format!("idp-card-login:{}:{}", state.config.issuer, random_token(24));
     state
         .eph
-        .put(&challenge_key(&id), text.as_bytes(), std::time::Duration::from_secs(CHALLENGE_TTL))
+        .put(&Key::card_challenge(&id), text.as_bytes(), std::time::Duration::from_secs(CHALLENGE_TTL))
         .await
         .map_err(|e| internal(&state, Lang::ZhTw, e.into()))?;
     Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({ "id": id, "challenge": text })))
 }
 
-/// The seeds' message for an error the card component reported (PKI.md's codes).
+/// The seeds' message for an error the card component reported (docs/cards-and-pki.md, "The local card component").
 fn component_error_key(ret_code: &str, last_error: &str) -> &'static str {
     // The component answers JSON numbers (decimal); its documentation writes them in hex.
     let number = |s: &str| {
@@ -123,7 +116,8 @@ pub async fn card_login(
         return Err(refuse(StatusCode::BAD_REQUEST, "err_card_challenge", "no_challenge", None).await);
     }
     // Taken once: a replayed signature finds no challenge.
-    let Some(text) = state.eph.take(&challenge_key(&id)).await.map_err(|e| internal(&state, lang, e.into()))? else {
+    let Some(text) = state.eph.take(&Key::card_challenge(&id)).await.map_err(|e| internal(&state, lang, e.into()))?
+    else {
         return Err(refuse(StatusCode::BAD_REQUEST, "err_card_challenge", "stale_challenge", None).await);
     };
     let Ok(cms) = STANDARD.decode(field("signature")) else {
@@ -201,7 +195,7 @@ pub(crate) async fn continue_with_card(
             let pending = PendingCard { card: presented, tx: tx_opt.map(str::to_string) };
             state
                 .eph
-                .put_json(&pending_key(&token), &pending, state.config.login.transaction_ttl)
+                .put_json(&Key::card_pending(&token), &pending, state.config.login.transaction_ttl)
                 .await
                 .map_err(|e| internal(state, lang, e.into()))?;
             Ok(HttpResponse::SeeOther()
@@ -295,7 +289,7 @@ async fn pending_card(state: &AppState, req: &HttpRequest) -> Result<Option<(Str
     if token.len() > 64 {
         return Ok(None);
     }
-    Ok(state.eph.get_json::<PendingCard>(&pending_key(&token)).await?.map(|p| (token, p)))
+    Ok(state.eph.get_json::<PendingCard>(&Key::card_pending(&token)).await?.map(|p| (token, p)))
 }
 
 fn identify_form(
@@ -444,7 +438,7 @@ pub async fn identify_submit(
     if let Some(a) = attempt.take() {
         let _ = a.succeeded(&state.throttle, &state.eph).await;
     }
-    let _ = state.eph.delete(&pending_key(&token)).await;
+    let _ = state.eph.delete(&Key::card_pending(&token)).await;
     audit_request(&state, "card.bind", "success", Some(account.id.clone()), address.clone()).await;
     let auth = crate::oidc::transaction::load(&state, pending.tx.as_deref()).await.ok().flatten();
     let kind = if agency { CardKind::Agency } else { CardKind::Citizen };
@@ -632,7 +626,7 @@ pub async fn health_login(
             let pending = PendingCard { card: presented, tx: tx_opt.map(str::to_string) };
             state
                 .eph
-                .put_json(&pending_key(&token), &pending, state.config.login.transaction_ttl)
+                .put_json(&Key::card_pending(&token), &pending, state.config.login.transaction_ttl)
                 .await
                 .map_err(|e| internal(&state, lang, e.into()))?;
             Ok(HttpResponse::SeeOther()

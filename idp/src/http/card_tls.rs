@@ -44,14 +44,11 @@ use crate::crypto::{random_token, sha256_b64};
 use crate::error::InfraError;
 use crate::oidc::params::Params;
 use crate::state::AppState;
+use crate::store::ephemeral::Key;
 use crate::templates::Lang;
 
 /// A handoff token is usable once, within this time.
 const HANDOFF_TTL: Duration = Duration::from_secs(60);
-
-fn handoff_key(token: &str) -> String {
-    format!("cardhandoff:{}", sha256_b64(token.as_bytes()))
-}
 
 /// The client certificates of a TLS connection (end entity first), put in the connection data.
 #[derive(Clone)]
@@ -309,7 +306,7 @@ pub async fn tls_login(state: web::Data<AppState>, req: HttpRequest) -> Result<H
     let token = random_token(32);
     state
         .eph
-        .put_json(&handoff_key(&token), &Handoff { card, kind, tx, bind }, HANDOFF_TTL)
+        .put_json(&Key::card_handoff(&token), &Handoff { card, kind, tx, bind }, HANDOFF_TTL)
         .await
         .map_err(|e| internal(&state, lang, e.into()))?;
     let location = format!("{}/card/handoff?token={token}&ui_locales={}", state.config.base(), lang.tag());
@@ -325,7 +322,11 @@ pub async fn handoff(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
     let taken = if token.is_empty() || token.len() > 64 {
         None
     } else {
-        state.eph.take_json::<Handoff>(&handoff_key(&token)).await.map_err(|e| internal(&state, lang0, e.into()))?
+        state
+            .eph
+            .take_json::<Handoff>(&Key::card_handoff(&token))
+            .await
+            .map_err(|e| internal(&state, lang0, e.into()))?
     };
     let Some(h) = taken else {
         audit_request(&state, "login.card", "stale_handoff", None, client_address(&req)).await;

@@ -14,8 +14,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::errors::{internal, Failure};
-use super::pages::render;
 use super::form::CheckedForm;
+use super::pages::render;
 use super::{audit_request, client_address, csrf, lang_of};
 use crate::accounts::{self, forgot::Outcome};
 use crate::audit::{self, Event};
@@ -23,6 +23,7 @@ use crate::authn::throttle::{Admission, Throttle};
 use crate::error::{now, InfraError};
 use crate::national_id::NationalId;
 use crate::state::AppState;
+use crate::store::ephemeral::Scope;
 use crate::templates::Lang;
 
 /// Where the form lives.
@@ -96,7 +97,7 @@ fn throttle(state: &AppState, per_address: u64) -> Throttle {
 /// Counts the request per person and client address, then per typed e-mail address; `Some`
 /// is how long to wait when either is used up (and then nothing is counted).
 async fn admit(state: &AppState, nid: &NationalId, email: &str, address: &str) -> Result<Option<Duration>, InfraError> {
-    let (people, mails) = (state.eph.scoped("forgot:person:"), state.eph.scoped("forgot:mail:"));
+    let (people, mails) = (state.eph.scoped(Scope::ForgotPerson), state.eph.scoped(Scope::ForgotMail));
     let by_person = throttle(state, state.config.forgot.per_address);
     let person = match by_person.begin(&people, &by_person.key_for_person(nid), address).await? {
         Admission::Allowed(attempt) => attempt,

@@ -21,6 +21,7 @@ use crate::oidc::authorize::AuthRequest;
 use crate::oidc::params::Params;
 use crate::oidc::{transaction, ACR_PASSWORD};
 use crate::state::AppState;
+use crate::store::ephemeral::Key;
 use crate::templates::Lang;
 
 /// An activation in progress, keyed by the activation cookie.
@@ -28,10 +29,6 @@ use crate::templates::Lang;
 struct PendingActivation {
     account_id: String,
     tx: Option<String>,
-}
-
-fn activation_key(token: &str) -> String {
-    format!("act:{token}")
 }
 
 /// The login transaction `tx` names (none for a plain sign-in), or the page a person gets when it
@@ -232,7 +229,7 @@ pub async fn begin_activation(
     let pending = PendingActivation { account_id: account_id.to_string(), tx: tx.map(str::to_string) };
     state
         .eph
-        .put_json(&activation_key(&token), &pending, state.config.login.transaction_ttl)
+        .put_json(&Key::activation(&token), &pending, state.config.login.transaction_ttl)
         .await
         .map_err(|e| internal(state, lang, e.into()))?;
     let (id, addr) = (account_id.to_string(), address.to_string());
@@ -316,7 +313,7 @@ async fn pending_activation(
     if token.len() > 64 {
         return Ok(None);
     }
-    Ok(state.eph.get_json::<PendingActivation>(&activation_key(&token)).await?.map(|p| (token, p)))
+    Ok(state.eph.get_json::<PendingActivation>(&Key::activation(&token)).await?.map(|p| (token, p)))
 }
 
 fn activation_form(
@@ -409,7 +406,7 @@ pub async fn activate_submit(
         ),
         Err(ActivateError::Infra(e)) => Err(internal(&state, lang, e)),
         Ok(()) => {
-            let _ = state.eph.delete(&activation_key(&token)).await;
+            let _ = state.eph.delete(&Key::activation(&token)).await;
             let login_url = match &pending.tx {
                 Some(tx) => format!("/login?tx={tx}"),
                 None => "/login".into(),

@@ -99,7 +99,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
     // Both at once, each bounded: a dependency that hangs must not make this check hang.
     let within = READINESS_BOUND;
-    let (db, eph) = tokio::join!(state.db.ping(within), tokio::time::timeout(within, state.eph.get("readyz")));
+    let probe = crate::store::ephemeral::Key::readiness_probe();
+    let (db, eph) = tokio::join!(state.db.ping(within), tokio::time::timeout(within, state.eph.get(&probe)));
     match (db, eph) {
         (Ok(()), Ok(Ok(_))) => HttpResponse::Ok().content_type("text/plain").body("ready"),
         (Err(e), _) => {

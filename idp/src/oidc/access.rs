@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InfraError;
 use crate::state::AppState;
+use crate::store::ephemeral::Key;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,10 +78,6 @@ impl AccessClaims {
     }
 }
 
-fn revoked_key(jti: &str) -> String {
-    format!("revoked:{jti}")
-}
-
 /// Signs an access token.
 pub fn sign(state: &AppState, claims: &AccessClaims) -> Result<String, InfraError> {
     let mut sealed = claims.clone();
@@ -118,7 +115,7 @@ pub async fn verify(state: &AppState, token: &str, now: i64) -> Result<Option<Ac
         let Some((account, sid)) = open_context(state, &ctx) else { return Ok(None) };
         (claims.account, claims.sid) = (Some(account), sid);
     }
-    if state.eph.get(&revoked_key(&claims.jti)).await?.is_some() {
+    if state.eph.get(&Key::revoked_access_token(&claims.jti)).await?.is_some() {
         return Ok(None);
     }
     Ok(Some(claims))
@@ -127,6 +124,6 @@ pub async fn verify(state: &AppState, token: &str, now: i64) -> Result<Option<Ac
 /// Revokes an access token until it would have expired anyway.
 pub async fn revoke(state: &AppState, jti: &str, exp: i64, now: i64) -> Result<(), InfraError> {
     let remaining = (exp - now).max(1) as u64;
-    state.eph.put(&revoked_key(jti), b"1", std::time::Duration::from_secs(remaining)).await?;
+    state.eph.put(&Key::revoked_access_token(jti), b"1", std::time::Duration::from_secs(remaining)).await?;
     Ok(())
 }

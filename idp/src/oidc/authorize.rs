@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::clients::Client;
 use super::params::{ParamError, Params};
-use crate::crypto::{random_token, sha256_b64};
+use crate::crypto::random_token;
+use crate::store::ephemeral::Key;
 
 /// Scopes this provider understands; others are ignored, as RFC 6749 §3.3 allows.
 pub const SUPPORTED_SCOPES: [&str; 7] =
@@ -196,15 +197,10 @@ pub struct CodeGrant {
 }
 
 /// A fresh code and the ephemeral-store key it is kept under.
-pub fn new_code() -> (String, String) {
+pub fn new_code() -> (String, Key) {
     let code = random_token(32);
-    let key = code_key(&code);
+    let key = Key::code(&code);
     (code, key)
-}
-
-/// The store key of a code (its hash: a leaked store never yields usable codes).
-pub fn code_key(code: &str) -> String {
-    format!("code:{}", sha256_b64(code.as_bytes()))
 }
 
 /// Appends response parameters to a redirect URI, keeping its own query.

@@ -271,7 +271,7 @@ async fn private_key_jwt(
         .filter(|j| !j.is_empty() && j.len() <= 256)
         .ok_or_else(|| bad("client_assertion jti is required"))?;
     // Replay: a jti may be used once while its assertion is valid.
-    let key = format!("jti:{}:{}", client.client_id, crate::crypto::sha256_b64(jti.as_bytes()));
+    let key = crate::store::ephemeral::Key::client_assertion(&client.client_id, &jti);
     let seen = state
         .eph
         .incr(&key, Duration::from_secs((verified.exp - now).max(1) as u64 + 60))

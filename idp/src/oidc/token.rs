@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::access::{self, AccessClaims};
-use super::authorize::{code_key, CodeGrant};
+use super::authorize::CodeGrant;
 use super::client_auth::{self, BasicCredentials, ClientAuthError};
 use super::clients::Client;
 use super::params::Params;
@@ -18,6 +18,7 @@ use crate::audit::{self, Event};
 use crate::crypto::{constant_time_eq, random_token};
 use crate::error::{now, InfraError};
 use crate::state::AppState;
+use crate::store::ephemeral::Key;
 
 /// An OAuth error of the token endpoint (RFC 6749 §5.2).
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +135,7 @@ async fn authorization_code(state: &AppState, params: &Params, client: &Client) 
         exp: now + state.config.tokens.access_token_ttl.as_secs() as i64,
         family_id: random_token(16),
     };
-    let key = code_key(code);
+    let key = Key::code(code);
     let bytes = serde_json::to_vec(&marker).map_err(|e| InfraError::Internal(e.to_string()))?;
     let ttl = state.config.tokens.access_token_ttl;
     let grant = match Slot::of(state.eph.swap(&key, &bytes, ttl).await.map_err(InfraError::from)?) {

@@ -6,6 +6,7 @@ use super::authorize::AuthRequest;
 use crate::crypto::random_token;
 use crate::error::InfraError;
 use crate::state::AppState;
+use crate::store::ephemeral::Key;
 
 /// The longest transaction id accepted from a request (ids are 32 characters).
 const MAX_ID: usize = 64;
@@ -20,10 +21,6 @@ pub enum TransactionError {
     Infra(#[from] InfraError),
 }
 
-fn key(tx: &str) -> String {
-    format!("tx:{tx}")
-}
-
 /// Whether `tx` can name a transaction at all (checked before the store is asked).
 fn well_formed(tx: &str) -> bool {
     !tx.is_empty() && tx.len() <= MAX_ID
@@ -32,13 +29,13 @@ fn well_formed(tx: &str) -> bool {
 /// Stores a login transaction and returns its id.
 pub async fn start(state: &AppState, req: &AuthRequest) -> Result<String, InfraError> {
     let tx = random_token(24);
-    state.eph.put_json(&key(&tx), req, state.config.login.transaction_ttl).await?;
+    state.eph.put_json(&Key::login_transaction(&tx), req, state.config.login.transaction_ttl).await?;
     Ok(tx)
 }
 
 /// Writes a transaction back under its id, e.g. once the consent page has been shown.
 pub async fn save(state: &AppState, tx: &str, req: &AuthRequest) -> Result<(), InfraError> {
-    state.eph.put_json(&key(tx), req, state.config.login.transaction_ttl).await?;
+    state.eph.put_json(&Key::login_transaction(tx), req, state.config.login.transaction_ttl).await?;
     Ok(())
 }
 
@@ -47,12 +44,17 @@ pub async fn take(state: &AppState, tx: &str) -> Result<AuthRequest, Transaction
     if !well_formed(tx) {
         return Err(TransactionError::Gone);
     }
-    state.eph.take_json::<AuthRequest>(&key(tx)).await.map_err(InfraError::from)?.ok_or(TransactionError::Gone)
+    state
+        .eph
+        .take_json::<AuthRequest>(&Key::login_transaction(tx))
+        .await
+        .map_err(InfraError::from)?
+        .ok_or(TransactionError::Gone)
 }
 
 /// Forgets a finished transaction.
 pub async fn end(state: &AppState, tx: &str) {
-    let _ = state.eph.delete(&key(tx)).await;
+    let _ = state.eph.delete(&Key::login_transaction(tx)).await;
 }
 
 /// The transaction a form or query names, if it names one (an empty `tx` names none).
@@ -61,7 +63,7 @@ pub async fn load(state: &AppState, tx: Option<&str>) -> Result<Option<AuthReque
     if !well_formed(tx) {
         return Err(TransactionError::Gone);
     }
-    let found = state.eph.get_json::<AuthRequest>(&key(tx)).await.map_err(InfraError::from)?;
+    let found = state.eph.get_json::<AuthRequest>(&Key::login_transaction(tx)).await.map_err(InfraError::from)?;
     found.map(Some).ok_or(TransactionError::Gone)
 }
 

@@ -1,5 +1,5 @@
 //! The health-insurance card (健保卡). It carries no personal signing key, and what the browser
-//! can read from it proves nothing (PKI.md): the page obtains a card token from NHI's local
+//! can read from it proves nothing (docs/cards-and-pki.md): the page obtains a card token from NHI's local
 //! component, and only NHI's verification service can say whose card it is. This adapter is the
 //! one place that speaks to that service (`certificates.health_verifier_url`); its exact API is
 //! deployment-specific, so the request and answer shapes live here only.

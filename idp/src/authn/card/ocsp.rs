@@ -2,7 +2,7 @@
 //! revoked, and believes the answer only when it is provably the CA's, about this certificate,
 //! for this request, and current.
 //!
-//! Each GPKI CA runs an OCSP responder beside its CRLs (PKI.md, "Certificate authorities"). A CRL
+//! Each GPKI CA runs an OCSP responder beside its CRLs (docs/cards-and-pki.md, "Certificate authorities"). A CRL
 //! is a large file fetched ahead of time; OCSP answers for one certificate at the moment of login,
 //! so a card revoked an hour ago is refused without waiting for the next CRL.
 //!

@@ -1,4 +1,4 @@
-//! What the IdP reads from a card certificate (PKI.md), as plain data.
+//! What the IdP reads from a card certificate (docs/cards-and-pki.md), as plain data.
 //!
 //! Parsing is separate from validation on purpose: the profile says what a certificate *claims*,
 //! [`super::validate`] decides whether to believe it. Nothing here checks a signature, so nothing
@@ -73,7 +73,7 @@ pub struct CertProfile {
     /// Certificate serial, lowercase hex without leading zero bytes.
     pub serial_hex: String,
     /// SHA-256 of the DER SubjectPublicKeyInfo: a renewed certificate for the same card key keeps
-    /// it, so a binding can follow the card across renewals (PKI.md "Renewal").
+    /// it, so a binding can follow the card across renewals (docs/cards-and-pki.md "Renewal").
     pub spki_sha256: [u8; 32],
     /// Key usage, `None` when the extension is absent.
     pub key_usage: Option<KeyUsage>,
@@ -241,7 +241,7 @@ fn directory_string(value: &Any<'_>) -> Option<String> {
     }
 }
 
-/// An attribute value that should hold an OID: an OBJECT IDENTIFIER, or (PKI.md: the encoding is
+/// An attribute value that should hold an OID: an OBJECT IDENTIFIER, or (docs/cards-and-pki.md: the encoding is
 /// unconfirmed) a string holding the dotted form.
 fn oid_or_string(value: &Any<'_>) -> Option<String> {
     if value.header.class() == Class::Universal && value.header.tag() == Tag::Oid {

@@ -1,4 +1,4 @@
-//! Whether to believe a presented card certificate (PRODUCT.md §4 "Certificate validation").
+//! Whether to believe a presented card certificate (README, "Card sign-in").
 //!
 //! The order of the checks is part of the contract:
 //! 1. The certificate must parse.
@@ -91,7 +91,7 @@ pub struct TrustSettings {
     pub revocation: RevocationMode,
     /// Issuer-name values containing one of these mark a test certificate.
     pub test_issuer_markers: Vec<String>,
-    /// Policy OIDs that mark a test certificate (none is publicly known; PKI.md).
+    /// Policy OIDs that mark a test certificate (none is publicly known; docs/cards-and-pki.md).
     pub test_policy_oids: Vec<String>,
     /// Subject public keys (SPKI DER) of issuing CAs that have an OCSP responder: for their
     /// certificates a missing or stale CRL defers to the responder instead of refusing.
@@ -222,7 +222,7 @@ pub enum InvalidReason {
     Chain(String),
 }
 
-/// A refusal. Each variant is one of the seeds' messages (PRODUCT.md §4).
+/// A refusal. Each variant is one of the seeds' messages (README, "Card sign-in").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CardError {
     /// 插入之自然人憑證或機關憑證無效，可能為憑證已過期、廢止…等情形，請確認所持憑證之有效性。
@@ -263,7 +263,7 @@ struct LoadedCrl {
     next_update: i64,
 }
 
-/// The signature algorithms of the card profiles (RSA PKCS#1 v1.5, PKI.md) plus ECDSA, which the
+/// The signature algorithms of the card profiles (RSA PKCS#1 v1.5, docs/cards-and-pki.md) plus ECDSA, which the
 /// fast test fixtures and newer CAs use.
 static ALGORITHMS: &[&dyn SignatureVerificationAlgorithm] = &[
     webpki::ring::RSA_PKCS1_2048_8192_SHA256,
@@ -560,7 +560,7 @@ fn invalid_from_webpki(e: webpki::Error) -> InvalidReason {
 }
 
 /// Extended key usage: absent (the usual card profile), or including client authentication or
-/// any purpose. Real card EKUs are unconfirmed (PKI.md), so only what RFC 5280 allows is accepted.
+/// any purpose. Real card EKUs are unconfirmed (docs/cards-and-pki.md), so only what RFC 5280 allows is accepted.
 struct CardEku;
 
 impl ExtendedKeyUsageValidator for CardEku {

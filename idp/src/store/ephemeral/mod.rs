@@ -3,12 +3,14 @@
 //! Redis for several nodes. Single-use values are consumed atomically (`take`), so two nodes
 //! can never both redeem one code.
 
+mod keys;
 mod memory;
 mod redis_store;
 
 use std::future::Future;
 use std::time::Duration;
 
+pub use keys::{Key, Scope};
 pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
 
@@ -99,8 +101,8 @@ impl Ephemeral {
 
     /// The same store with every key further prefixed by `scope`, so one feature's counters
     /// (e.g. 忘記密碼's throttle) never share a name with another's.
-    pub fn scoped(&self, scope: &str) -> Ephemeral {
-        Ephemeral { prefix: format!("{}{scope}", self.prefix), backend: self.backend.clone() }
+    pub fn scoped(&self, scope: Scope) -> Ephemeral {
+        Ephemeral { prefix: format!("{}{}", self.prefix, scope.prefix()), backend: self.backend.clone() }
     }
 
     /// Whether values survive this process (false for the in-process store).
@@ -108,11 +110,11 @@ impl Ephemeral {
         matches!(self.backend, Backend::Redis(_))
     }
 
-    fn key(&self, key: &str) -> String {
-        format!("{}{}", self.prefix, key)
+    fn key(&self, key: &Key) -> String {
+        format!("{}{}", self.prefix, key.as_str())
     }
 
-    pub async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), EphemeralError> {
+    pub async fn put(&self, key: &Key, value: &[u8], ttl: Duration) -> Result<(), EphemeralError> {
         let key = self.key(key);
         match &self.backend {
             Backend::Memory(s) => s.put(&key, value, ttl).await,
@@ -120,7 +122,7 @@ impl Ephemeral {
         }
     }
 
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+    pub async fn get(&self, key: &Key) -> Result<Option<Vec<u8>>, EphemeralError> {
         let key = self.key(key);
         match &self.backend {
             Backend::Memory(s) => s.get(&key).await,
@@ -128,7 +130,7 @@ impl Ephemeral {
         }
     }
 
-    pub async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
+    pub async fn take(&self, key: &Key) -> Result<Option<Vec<u8>>, EphemeralError> {
         let key = self.key(key);
         match &self.backend {
             Backend::Memory(s) => s.take(&key).await,
@@ -136,7 +138,7 @@ impl Ephemeral {
         }
     }
 
-    pub async fn swap(&self, key: &str, value: &[u8], ttl: Duration) -> Result<Option<Vec<u8>>, EphemeralError> {
+    pub async fn swap(&self, key: &Key, value: &[u8], ttl: Duration) -> Result<Option<Vec<u8>>, EphemeralError> {
         let key = self.key(key);
         match &self.backend {
             Backend::Memory(s) => s.swap(&key, value, ttl).await,
@@ -144,7 +146,7 @@ impl Ephemeral {
         }
     }
 
-    pub async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
+    pub async fn delete(&self, key: &Key) -> Result<(), EphemeralError> {
         let key = self.key(key);
         match &self.backend {
             Backend::Memory(s) => s.delete(&key).await,
@@ -152,7 +154,7 @@ impl Ephemeral {
         }
     }
 
-    pub async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, EphemeralError> {
+    pub async fn incr(&self, key: &Key, ttl: Duration) -> Result<u64, EphemeralError> {
         let key = self.key(key);
         match &self.backend {
             Backend::Memory(s) => s.incr(&key, ttl).await,
@@ -160,7 +162,7 @@ impl Ephemeral {
         }
     }
 
-    pub async fn incr_refresh(&self, key: &str, ttl: Duration) -> Result<u64, EphemeralError> {
+    pub async fn incr_refresh(&self, key: &Key, ttl: Duration) -> Result<u64, EphemeralError> {
         let key = self.key(key);
         match &self.backend {
             Backend::Memory(s) => s.incr_refresh(&key, ttl).await,
@@ -168,7 +170,7 @@ impl Ephemeral {
         }
     }
 
-    pub async fn decr(&self, key: &str) -> Result<(), EphemeralError> {
+    pub async fn decr(&self, key: &Key) -> Result<(), EphemeralError> {
         let key = self.key(key);
         match &self.backend {
             Backend::Memory(s) => s.decr(&key).await,
@@ -176,7 +178,7 @@ impl Ephemeral {
         }
     }
 
-    pub async fn put_new(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool, EphemeralError> {
+    pub async fn put_new(&self, key: &Key, value: &[u8], ttl: Duration) -> Result<bool, EphemeralError> {
         let key = self.key(key);
         match &self.backend {
             Backend::Memory(s) => s.put_new(&key, value, ttl).await,
@@ -184,7 +186,7 @@ impl Ephemeral {
         }
     }
 
-    pub async fn remaining(&self, key: &str) -> Result<Option<Duration>, EphemeralError> {
+    pub async fn remaining(&self, key: &Key) -> Result<Option<Duration>, EphemeralError> {
         let key = self.key(key);
         match &self.backend {
             Backend::Memory(s) => s.remaining(&key).await,
@@ -195,7 +197,7 @@ impl Ephemeral {
     /// Stores a value as JSON.
     pub async fn put_json<T: serde::Serialize>(
         &self,
-        key: &str,
+        key: &Key,
         value: &T,
         ttl: Duration,
     ) -> Result<(), EphemeralError> {
@@ -204,12 +206,12 @@ impl Ephemeral {
     }
 
     /// Reads a JSON value; a value that no longer parses counts as absent.
-    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, EphemeralError> {
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, key: &Key) -> Result<Option<T>, EphemeralError> {
         Ok(self.get(key).await?.and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
     /// Takes a JSON value atomically.
-    pub async fn take_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, EphemeralError> {
+    pub async fn take_json<T: serde::de::DeserializeOwned>(&self, key: &Key) -> Result<Option<T>, EphemeralError> {
         Ok(self.take(key).await?.and_then(|b| serde_json::from_slice(&b).ok()))
     }
 }
@@ -219,48 +221,58 @@ mod tests {
     use super::*;
 
     async fn exercise(store: Ephemeral) {
-        store.put("a", b"1", Duration::from_secs(60)).await.unwrap();
-        assert_eq!(store.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
-        assert_eq!(store.take("a").await.unwrap().as_deref(), Some(&b"1"[..]));
-        assert_eq!(store.take("a").await.unwrap(), None, "a value is taken once only");
-        assert_eq!(store.incr("n", Duration::from_secs(60)).await.unwrap(), 1);
-        assert_eq!(store.incr("n", Duration::from_secs(60)).await.unwrap(), 2);
-        store.delete("n").await.unwrap();
-        assert_eq!(store.incr("n", Duration::from_secs(60)).await.unwrap(), 1);
+        store.put(&Key::named("a"), b"1", Duration::from_secs(60)).await.unwrap();
+        assert_eq!(store.get(&Key::named("a")).await.unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(store.take(&Key::named("a")).await.unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(store.take(&Key::named("a")).await.unwrap(), None, "a value is taken once only");
+        assert_eq!(store.incr(&Key::named("n"), Duration::from_secs(60)).await.unwrap(), 1);
+        assert_eq!(store.incr(&Key::named("n"), Duration::from_secs(60)).await.unwrap(), 2);
+        store.delete(&Key::named("n")).await.unwrap();
+        assert_eq!(store.incr(&Key::named("n"), Duration::from_secs(60)).await.unwrap(), 1);
         // A refreshed counter lives on while used; a fixed one expires from its first use.
-        assert_eq!(store.incr_refresh("r", Duration::from_millis(300)).await.unwrap(), 1);
+        assert_eq!(store.incr_refresh(&Key::named("r"), Duration::from_millis(300)).await.unwrap(), 1);
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(store.incr_refresh("r", Duration::from_millis(300)).await.unwrap(), 2);
+        assert_eq!(store.incr_refresh(&Key::named("r"), Duration::from_millis(300)).await.unwrap(), 2);
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(store.incr_refresh("r", Duration::from_millis(300)).await.unwrap(), 3, "the lifetime restarted");
-        store.decr("r").await.unwrap();
-        assert_eq!(store.incr_refresh("r", Duration::from_millis(300)).await.unwrap(), 3, "one taken back");
+        assert_eq!(
+            store.incr_refresh(&Key::named("r"), Duration::from_millis(300)).await.unwrap(),
+            3,
+            "the lifetime restarted"
+        );
+        store.decr(&Key::named("r")).await.unwrap();
+        assert_eq!(
+            store.incr_refresh(&Key::named("r"), Duration::from_millis(300)).await.unwrap(),
+            3,
+            "one taken back"
+        );
         for _ in 0..5 {
-            store.decr("r").await.unwrap();
+            store.decr(&Key::named("r")).await.unwrap();
         }
-        assert_eq!(store.get("r").await.unwrap().as_deref(), Some(&b"0"[..]), "never below zero");
-        store.decr("absent").await.unwrap();
-        assert_eq!(store.get("absent").await.unwrap(), None, "taking back creates nothing");
-        assert!(store.put_new("once", b"1", Duration::from_secs(60)).await.unwrap());
-        assert!(!store.put_new("once", b"2", Duration::from_secs(60)).await.unwrap());
-        assert_eq!(store.get("once").await.unwrap().as_deref(), Some(&b"1"[..]));
-        let left = store.remaining("once").await.unwrap().unwrap();
+        assert_eq!(store.get(&Key::named("r")).await.unwrap().as_deref(), Some(&b"0"[..]), "never below zero");
+        store.decr(&Key::named("absent")).await.unwrap();
+        assert_eq!(store.get(&Key::named("absent")).await.unwrap(), None, "taking back creates nothing");
+        assert!(store.put_new(&Key::named("once"), b"1", Duration::from_secs(60)).await.unwrap());
+        assert!(!store.put_new(&Key::named("once"), b"2", Duration::from_secs(60)).await.unwrap());
+        assert_eq!(store.get(&Key::named("once")).await.unwrap().as_deref(), Some(&b"1"[..]));
+        let left = store.remaining(&Key::named("once")).await.unwrap().unwrap();
         assert!(left > Duration::from_secs(55) && left <= Duration::from_secs(60), "{left:?}");
-        assert_eq!(store.remaining("nothing").await.unwrap(), None);
+        assert_eq!(store.remaining(&Key::named("nothing")).await.unwrap(), None);
         // Concurrent callers: every increment counted once, one winner of put_new.
         let (counts, wins): (Vec<u64>, Vec<bool>) = futures_join(&store).await;
         let mut counts = counts;
         counts.sort_unstable();
         assert_eq!(counts, (1..=30).collect::<Vec<u64>>());
         assert_eq!(wins.iter().filter(|w| **w).count(), 1);
-        store.put("gone", b"x", Duration::from_millis(1)).await.unwrap();
+        store.put(&Key::named("gone"), b"x", Duration::from_millis(1)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(store.get("gone").await.unwrap(), None, "expired values are not returned");
+        assert_eq!(store.get(&Key::named("gone")).await.unwrap(), None, "expired values are not returned");
         // Of many concurrent swaps on one key, exactly one sees the original value.
-        store.put("code", b"grant", Duration::from_secs(60)).await.unwrap();
+        store.put(&Key::named("code"), b"grant", Duration::from_secs(60)).await.unwrap();
         let swaps = (0..8).map(|i| {
             let s = store.clone();
-            tokio::spawn(async move { s.swap("code", format!("marker{i}").as_bytes(), Duration::from_secs(60)).await })
+            tokio::spawn(async move {
+                s.swap(&Key::named("code"), format!("marker{i}").as_bytes(), Duration::from_secs(60)).await
+            })
         });
         let mut saw_grant = 0;
         for h in swaps.collect::<Vec<_>>() {
@@ -268,8 +280,8 @@ mod tests {
             saw_grant += usize::from(old == b"grant");
         }
         assert_eq!(saw_grant, 1);
-        assert!(store.get("code").await.unwrap().unwrap().starts_with(b"marker"));
-        assert_eq!(store.swap("new", b"v", Duration::from_secs(60)).await.unwrap(), None);
+        assert!(store.get(&Key::named("code")).await.unwrap().unwrap().starts_with(b"marker"));
+        assert_eq!(store.swap(&Key::named("new"), b"v", Duration::from_secs(60)).await.unwrap(), None);
     }
 
     async fn futures_join(store: &Ephemeral) -> (Vec<u64>, Vec<bool>) {
@@ -277,8 +289,8 @@ mod tests {
         for _ in 0..30 {
             let s = store.clone();
             tasks.push(tokio::spawn(async move {
-                let n = s.incr_refresh("par", Duration::from_secs(60)).await.unwrap();
-                let w = s.put_new("par-gate", b"1", Duration::from_secs(60)).await.unwrap();
+                let n = s.incr_refresh(&Key::named("par"), Duration::from_secs(60)).await.unwrap();
+                let w = s.put_new(&Key::named("par-gate"), b"1", Duration::from_secs(60)).await.unwrap();
                 (n, w)
             }));
         }
