@@ -299,6 +299,14 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_family() {
     assert_eq!(e["error"], "invalid_grant");
     let (_, e) = w.token(&[("grant_type", "refresh_token"), ("refresh_token", &rt3)]).await;
     assert_eq!(e["error"], "invalid_grant", "the family's newest token is revoked too");
+    // The reuse is on record: who, which client, what happened.
+    let events = w.idp.audit_events("token.refresh_reuse");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (outcome, account, client, detail) = &events[0];
+    assert_eq!(outcome, "family_revoked");
+    assert!(account.as_deref().is_some_and(|a| !a.is_empty()), "{events:?}");
+    assert_eq!(client.as_deref(), Some(w.client_id.as_str()), "{events:?}");
+    assert!(detail.contains("family was revoked"), "{events:?}");
     // Widening is refused, in a family of its own.
     let t = w.exchange(&w.code("%20offline_access").await).await;
     let rt = t["refresh_token"].as_str().unwrap().to_string();

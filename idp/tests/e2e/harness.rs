@@ -495,6 +495,20 @@ impl Idp {
             .unwrap()
     }
 
+    /// The audit events of a kind on record, oldest first: (outcome, account, client, detail).
+    pub fn audit_events(&self, event: &str) -> Vec<(String, Option<String>, Option<String>, String)> {
+        use diesel::prelude::*;
+        use idp::store::db::schema::audit_events;
+        let db = self.db();
+        let mut c = db.get().unwrap();
+        audit_events::table
+            .filter(audit_events::event.eq(event))
+            .order(audit_events::at.asc())
+            .select((audit_events::outcome, audit_events::account_id, audit_events::client_id, audit_events::detail))
+            .load(&mut *c)
+            .unwrap()
+    }
+
     /// Creates a confidential client; returns (id, secret).
     pub fn create_client(&self, redirect: &str, post_logout: &str) -> (String, String) {
         let out = self.cli_ok(&[

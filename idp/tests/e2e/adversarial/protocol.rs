@@ -276,6 +276,13 @@ async fn two_concurrent_redemptions_of_one_code_one_wins_and_its_tokens_are_revo
         assert_eq!((status, v["error"].as_str()), (400, Some("invalid_grant")), "round {round}: {v}");
         assert_eq!(idp.audit_count("token.code_replay", "revoked"), round + 1);
     }
+    // Each replay is on record with whose tokens were revoked and which client presented it.
+    for (outcome, account, client, detail) in idp.audit_events("token.code_replay") {
+        assert_eq!(outcome, "revoked");
+        assert!(account.is_some_and(|a| !a.is_empty()));
+        assert_eq!(client.as_deref(), Some(a.as_str()));
+        assert!(detail.contains("presented twice"), "{detail}");
+    }
 }
 
 // ---- server-side request forgery ----
