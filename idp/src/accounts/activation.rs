@@ -149,12 +149,21 @@ pub enum ActivateError {
     Infra(#[from] InfraError),
 }
 
-/// Checks the form and, if it passes, activates the account.
+/// The password's Argon2id hash, for [`activate`], after the form's rules pass. CPU-bound: run
+/// it off the async threads and outside any database call, so no pooled connection waits on it.
+pub fn prepare(form: &ActivationForm, person: &Person) -> Result<String, ActivateError> {
+    check(form, person)?;
+    Ok(hash_password(&form.password)?)
+}
+
+/// Checks the form again (cheap) and, if it passes and the account name is free, activates the
+/// account with the `hash` from [`prepare`].
 pub fn activate(
     conn: &mut DbConn,
     account_id: &str,
     person: &Person,
     form: &ActivationForm,
+    hash: &str,
     now: i64,
 ) -> Result<(), ActivateError> {
     check(form, person)?;
@@ -163,7 +172,6 @@ pub fn activate(
     if account_taken(conn, account, account_id)? {
         return Err(ActivationError::AccountTaken.into());
     }
-    let hash = hash_password(&form.password)?;
     let updated = diesel::update(accounts::table.find(account_id))
         .set((
             accounts::account_name.eq(account),

@@ -17,10 +17,7 @@
 
 use diesel::prelude::*;
 
-use super::{
-    account_of_person, ensure_account, find_by_identifier, person_by_id, roles, Account, AccountState, Person,
-    PersonStatus,
-};
+use super::{account_of_person, ensure_account, person_by_id, roles, Account, AccountState, Person, PersonStatus};
 use crate::authn::card::profile::hex;
 use crate::authn::card::validate::{CardKind, ValidatedCard};
 use crate::crypto::{random_token, DataProtector};
@@ -272,17 +269,19 @@ fn check_person(
     Ok(())
 }
 
-/// First half of the identify step: finds `identifier` in the register and runs the checks the
-/// IdP can make itself (for agency cards, `password` must be the account's own). Binds nothing,
-/// so the online service can be asked before [`bind_identified`].
+/// First half of the identify step: the register entry (and account) that `identifier` named,
+/// as [`crate::accounts::find_by_identifier`] found it, checked as far as the IdP can itself
+/// (for agency cards, `password` must be the account's own). Binds nothing, so the online
+/// service can be asked before [`bind_identified`]. No database here: an agency card's
+/// password check is Argon2id, which runs off the async threads and must not hold a pooled
+/// connection.
 pub fn identify(
-    conn: &mut DbConn,
+    found: Option<(Person, Option<Account>)>,
     protector: &DataProtector,
     card: &PresentedCard,
-    identifier: &str,
     password: Option<&str>,
 ) -> Result<Identified, IdentifyError> {
-    let Some((person, account)) = find_by_identifier(conn, protector, identifier)? else {
+    let Some((person, account)) = found else {
         return Err(IdentifyError::NotInRegister);
     };
     check_person(protector, card, &person, account.as_ref(), password)?;

@@ -83,21 +83,18 @@ pub enum OtherSessions<'a> {
     Keep,
 }
 
-/// Changes the password after checking the current one; the new one follows the activation
-/// rules (it must differ from the custom account, e-mail and national ID). In the same
-/// transaction the other sessions and refresh tokens end unless `others` keeps them; returns
-/// what ended (send back-channel logout for its sessions after this returns).
-#[allow(clippy::too_many_arguments)]
-pub fn change_password(
-    conn: &mut DbConn,
+/// The part of a password change that needs no database: the current password is checked
+/// (Argon2id) and the new one follows the activation rules (it must differ from the custom
+/// account, e-mail and national ID); returns the new one's hash. It costs tens of milliseconds
+/// of CPU, so it runs off the async threads and never inside a database call, where it would
+/// hold a pooled connection (and the query time bound) through the hashing.
+pub fn prepare_password_change(
     account: &Account,
     person: &Person,
     current: &str,
     new: &str,
     confirm: &str,
-    others: OtherSessions<'_>,
-    now: i64,
-) -> Result<Ended, PasswordChangeError> {
+) -> Result<String, PasswordChangeError> {
     let matches = account.password_hash.as_deref().is_some_and(|h| verify_password(current, h));
     if !matches {
         return Err(PasswordChangeError::WrongCurrent);
@@ -105,15 +102,27 @@ pub fn change_password(
     let name = account.account_name.as_deref().unwrap_or_default();
     let email = account.email.as_deref().unwrap_or(&person.email);
     activation::check_password(new, confirm, name, email, person)?;
-    let hash = hash_password(new)?;
+    Ok(hash_password(new)?)
+}
+
+/// Stores a password prepared by [`prepare_password_change`]. In the same transaction the other
+/// sessions and refresh tokens end unless `others` keeps them; returns what ended (send
+/// back-channel logout for its sessions after this returns).
+pub fn change_password(
+    conn: &mut DbConn,
+    account_id: &str,
+    hash: &str,
+    others: OtherSessions<'_>,
+    now: i64,
+) -> Result<Ended, PasswordChangeError> {
     conn.transaction(|conn| {
-        diesel::update(accounts::table.find(&account.id))
+        diesel::update(accounts::table.find(account_id))
             .set((accounts::password_hash.eq(hash), accounts::updated_at.eq(now)))
             .execute(conn)
             .map_err(InfraError::from)?;
         match others {
             OtherSessions::End { current } => {
-                Ok(access::end_sessions_and_tokens(conn, &account.id, Some(current), now)?)
+                Ok(access::end_sessions_and_tokens(conn, account_id, Some(current), now)?)
             }
             OtherSessions::Keep => Ok(Ended::default()),
         }

@@ -384,11 +384,14 @@ pub async fn identify_submit(
         }
     }
     let (card, protector, ident, pw) = (pending.card.clone(), state.protector.clone(), identifier.clone(), password);
-    let found = state
-        .db
-        .run(move |c| -> Result<_, InfraError> { Ok(binding::identify(c, &protector, &card, &ident, pw.as_deref())) })
-        .await
-        .map_err(|e| internal(&state, lang, e))?;
+    let lookup = protector.clone();
+    let entry = state.db.run(move |c| accounts::find_by_identifier(c, &lookup, &ident)).await;
+    let found = match entry {
+        Ok(entry) => tokio::task::spawn_blocking(move || binding::identify(entry, &protector, &card, pw.as_deref()))
+            .await
+            .unwrap_or_else(|e| Err(IdentifyError::Infra(InfraError::Internal(format!("identify: {e}"))))),
+        Err(e) => Err(IdentifyError::Infra(e)),
+    };
     let identified = match found {
         Ok(p) => p,
         Err(IdentifyError::Infra(e)) => {

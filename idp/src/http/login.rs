@@ -380,20 +380,35 @@ pub async fn activate_submit(
     let id = pending.account_id.clone();
     let protector = state.protector.clone();
     let address = client_address(&req);
-    let result = state
+    let lookup = id.clone();
+    let person = state
         .db
-        .run(move |c| -> Result<Result<(), ActivateError>, InfraError> {
-            let Some((_, person)) = accounts::account_with_person(c, &protector, &id)? else {
-                return Ok(Err(ActivateError::Infra(InfraError::Internal("account vanished".into()))));
-            };
-            let r = activation::activate(c, &id, &person, &form, now());
-            if r.is_ok() {
-                audit::record(c, Event::own("account.activate", "success", &id, &address), now())?;
-            }
-            Ok(r)
-        })
+        .run(move |c| accounts::account_with_person(c, &protector, &lookup))
         .await
-        .map_err(|e| internal(&state, lang, e))?;
+        .map_err(|e| internal(&state, lang, e))?
+        .map(|(_, person)| person)
+        .ok_or_else(|| internal(&state, lang, InfraError::Internal("account vanished".into())))?;
+    // The rules, then Argon2id off the async threads; the database call after it only writes.
+    let result = match tokio::task::spawn_blocking({
+        let (form, person) = (form.clone(), person.clone());
+        move || activation::prepare(&form, &person)
+    })
+    .await
+    .unwrap_or_else(|e| Err(InfraError::Internal(format!("activation: {e}")).into()))
+    {
+        Ok(hash) => state
+            .db
+            .run(move |c| -> Result<Result<(), ActivateError>, InfraError> {
+                let r = activation::activate(c, &id, &person, &form, &hash, now());
+                if r.is_ok() {
+                    audit::record(c, Event::own("account.activate", "success", &id, &address), now())?;
+                }
+                Ok(r)
+            })
+            .await
+            .map_err(|e| internal(&state, lang, e))?,
+        Err(e) => Err(e),
+    };
     match result {
         Err(ActivateError::Rule(rule)) => activation_form(
             &state,

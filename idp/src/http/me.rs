@@ -320,19 +320,32 @@ pub async fn change_password(
     let (account, person) = (viewer.account.clone(), viewer.person.clone());
     let keep_others = keeps_other_sessions(&params);
     let sid = viewer.session.sid.clone();
-    let result = state
-        .db
-        .run(move |c| -> Result<_, InfraError> {
-            let others = if keep_others { OtherSessions::Keep } else { OtherSessions::End { current: &sid } };
-            Ok(self_service::change_password(c, &account, &person, &current, &new, &confirm, others, now()))
-        })
-        .await;
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = attempt.abandoned(&state.eph).await;
-            return Err(internal(&state, lang, e));
+    // Argon2id twice (the current password, the new hash) off the async threads, then a short
+    // database call that only writes.
+    let prepared = tokio::task::spawn_blocking(move || {
+        self_service::prepare_password_change(&account, &person, &current, &new, &confirm)
+    })
+    .await
+    .unwrap_or_else(|e| Err(InfraError::Internal(format!("password change: {e}")).into()));
+    let result = match prepared {
+        Ok(hash) => {
+            let id = viewer.account.id.clone();
+            let stored = state
+                .db
+                .run(move |c| -> Result<_, InfraError> {
+                    let others = if keep_others { OtherSessions::Keep } else { OtherSessions::End { current: &sid } };
+                    Ok(self_service::change_password(c, &id, &hash, others, now()))
+                })
+                .await;
+            match stored {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = attempt.abandoned(&state.eph).await;
+                    return Err(internal(&state, lang, e));
+                }
+            }
         }
+        Err(e) => Err(e),
     };
     match result {
         Ok(ended) => {
