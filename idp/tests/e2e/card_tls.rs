@@ -126,15 +126,7 @@ async fn tls_card_login_hands_off_to_the_main_site_binds_and_later_signs_in_at_l
     let r = w.identify(&b, MING).await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert!(r.location.unwrap().starts_with("/activate"));
-    let csrf = b.get("/activate").await.input("csrf_token").unwrap();
-    let fields = [
-        ("csrf_token", csrf.as_str()),
-        ("account", "ming.wang"),
-        ("email", "ming@example.gov.tw"),
-        ("password", PW),
-        ("password_confirm", PW),
-    ];
-    assert_eq!(b.post("/activate", &fields).await.status, 200);
+    assert_eq!(b.activate("ming.wang", "ming@example.gov.tw", PW).await.status, 200);
     // Bound: the card alone signs in, at loa-2 with amr sc+pin — in the browser that asked only.
     let b2 = Browser::new(&w.idp.base);
     let (_, location, _) = w.tls_login(&b2, pki_fixtures::CITIZEN_WANG).await;

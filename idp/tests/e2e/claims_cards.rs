@@ -50,15 +50,7 @@ async fn claims_a_renewed_certificate_signs_in_its_account_by_key_and_another_ke
     assert!(r.location.as_deref().unwrap_or("").starts_with("/card/identify"), "{:?}", r.location);
     let r = w.identify(&b, MING).await;
     assert!(r.location.as_deref().unwrap_or("").starts_with("/activate"), "{:?} {}", r.location, r.body);
-    let csrf = b.get("/activate").await.input("csrf_token").unwrap();
-    let fields = [
-        ("csrf_token", csrf.as_str()),
-        ("account", "ming.wang"),
-        ("email", "ming@example.gov.tw"),
-        ("password", PW),
-        ("password_confirm", PW),
-    ];
-    assert_eq!(b.post("/activate", &fields).await.status, 200);
+    assert_eq!(b.activate("ming.wang", "ming@example.gov.tw", PW).await.status, 200);
     assert_eq!(w.bindings(), 1);
 
     // The renewed certificate signs him straight in: no identify step.

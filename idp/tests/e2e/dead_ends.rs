@@ -43,15 +43,7 @@ async fn the_language_switch_after_activation_leads_to_sign_in_not_to_an_ended_a
     let otp = idp.reset_password(MING, "ming@example.gov.tw");
     let b = Browser::new(&idp.base);
     assert_eq!(b.sign_in_at("/login", MING, &otp).await.status, 303);
-    let csrf = b.get("/activate").await.input("csrf_token").unwrap();
-    let fields = [
-        ("csrf_token", csrf.as_str()),
-        ("account", "ming.wang"),
-        ("email", "ming@example.gov.tw"),
-        ("password", PW),
-        ("password_confirm", PW),
-    ];
-    let done = b.post("/activate", &fields).await;
+    let done = b.activate("ming.wang", "ming@example.gov.tw", PW).await;
     assert_eq!(done.status, 200, "{}", done.body);
     // Handlebars escapes `=` in the attribute: &#x3D;.
     assert!(done.body.contains("href=\"/login?ui_locales&#x3D;en\""), "{}", done.body);

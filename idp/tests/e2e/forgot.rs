@@ -106,16 +106,8 @@ async fn a_match_mails_a_one_time_password_to_the_address_on_record_and_the_old_
     let c = Browser::new(&idp.base);
     let r = c.sign_in_at("/login", MING, &otp).await;
     assert_eq!(r.location.as_deref(), Some("/activate?ui_locales=zh-TW"), "{}", r.body);
-    let csrf = c.get("/activate").await.input("csrf_token").unwrap();
     let new = "Another-Password-2026";
-    let fields = [
-        ("csrf_token", csrf.as_str()),
-        ("account", "ming.wang"),
-        ("email", OWN),
-        ("password", new),
-        ("password_confirm", new),
-    ];
-    assert_eq!(c.post("/activate", &fields).await.status, 200);
+    assert_eq!(c.activate("ming.wang", OWN, new).await.status, 200);
     assert_eq!(Browser::new(&idp.base).sign_in_at("/login", "ming.wang", PW).await.status, 401, "the old one ended");
     assert_eq!(Browser::new(&idp.base).sign_in_at("/login", "ming.wang", new).await.status, 303);
     assert_eq!(Browser::new(&idp.base).sign_in_at("/login", MING, &otp).await.status, 401, "used once");

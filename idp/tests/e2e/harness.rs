@@ -652,6 +652,19 @@ impl Browser {
         Self::page(self.http.post(self.url(path)).form(form).send().await.unwrap()).await
     }
 
+    /// Fills in the activation form (custom account, e-mail, the password twice) and posts it.
+    pub async fn activate(&self, account: &str, email: &str, password: &str) -> Page {
+        let csrf = self.get("/activate").await.input("csrf_token").unwrap();
+        let fields = [
+            ("csrf_token", csrf.as_str()),
+            ("account", account),
+            ("email", email),
+            ("password", password),
+            ("password_confirm", password),
+        ];
+        self.post("/activate", &fields).await
+    }
+
     /// Opens the login page (following the authorize redirect) and signs in.
     pub async fn sign_in_at(&self, login_path: &str, username: &str, password: &str) -> Page {
         let page = self.get(login_path).await;
