@@ -85,6 +85,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_the_named_file_field_may_exceed_the_value_limit() {
+        let file_max = MAX_VALUE * 4;
+        let big = "x".repeat(MAX_VALUE + 1);
+        let p = Params::parse_with_file(format!("csv={big}&name=a").as_bytes(), "csv", file_max).unwrap();
+        assert_eq!(p.get("csv").unwrap().map(str::len), Some(MAX_VALUE + 1));
+        assert_eq!(p.get("name").unwrap(), Some("a"));
+        let other = Params::parse_with_file(format!("csv=a&name={big}").as_bytes(), "csv", file_max);
+        assert!(matches!(other, Err(ParamError::TooLong(_))), "another field keeps the limit");
+        assert!(matches!(Params::parse(format!("csv={big}").as_bytes()), Err(ParamError::TooLong(_))));
+        let huge = "x".repeat(file_max + 1);
+        let over = Params::parse_with_file(format!("csv={huge}").as_bytes(), "csv", file_max);
+        assert!(matches!(over, Err(ParamError::TooLong(_))), "the file has its own limit");
+    }
+
+    #[test]
     fn duplicates_encoding_and_sizes_are_caught() {
         let p = Params::parse(b"a=1&b=2&a=3").unwrap();
         assert_eq!(p.get("b").unwrap(), Some("2"));
