@@ -299,6 +299,16 @@ pub fn parse_directory_attributes(value: &[u8]) -> Result<DirectoryAttributes, P
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_round_trips_and_unhex_refuses_odd_lengths_and_other_characters() {
+        assert_eq!(unhex("00ff7A"), Some(vec![0x00, 0xff, 0x7a]));
+        assert_eq!(unhex(&hex(&[1, 2, 254])), Some(vec![1, 2, 254]));
+        assert_eq!(unhex(""), Some(vec![]));
+        for bad in ["abc", "zz", "0g", "+1", " 1"] {
+            assert_eq!(unhex(bad), None, "{bad}");
+        }
+    }
     use test_pki::fixtures::{self as pki_fixtures, der, FixtureOptions};
 
     fn fixtures() -> (tempfile::TempDir, pki_fixtures::Manifest) {
