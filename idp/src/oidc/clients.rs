@@ -782,12 +782,6 @@ pub fn set_disabled(conn: &mut DbConn, id: &str, disabled: bool, now: i64) -> Re
         > 0)
 }
 
-/// Replaces a client's secret; returns the new one (shown once), or `None` for clients without.
-/// The old one stops at once; see [`rotate_secret_with_overlap`].
-pub fn rotate_secret(conn: &mut DbConn, id: &str, now: i64) -> Result<Option<String>, InfraError> {
-    Ok(rotate_secret_with_overlap(conn, id, Duration::ZERO, now)?.map(|r| r.secret))
-}
-
 /// The shortest overlap a rotation may give the old secret (zero aside): every node's client
 /// cache is refreshed well within it.
 pub const MIN_SECRET_OVERLAP: Duration = Duration::from_secs(60);
