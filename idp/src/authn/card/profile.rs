@@ -436,6 +436,57 @@ mod tests {
         assert!(matches!(parse(&der), Err(ProfileError::Certificate(_))));
     }
 
+    /// Changes one byte of a certificate: the byte `offset` places after the first occurrence of
+    /// `needle`. The signature no longer verifies, which the profile does not look at.
+    fn patched(der: &[u8], needle: &[u8], offset: usize, byte: u8) -> Vec<u8> {
+        let at = der.windows(needle.len()).position(|w| w == needle).expect("needle in certificate");
+        let mut der = der.to_vec();
+        der[at + offset] = byte;
+        der
+    }
+
+    #[test]
+    fn card_profile_refuses_malformed_certificate_policies_but_not_other_malformed_extensions() {
+        let (dir, _) = fixtures();
+        let pem = std::fs::read_to_string(dir.path().join(pki_fixtures::CITIZEN_WANG)).unwrap();
+        let der = pki_fixtures::pem_to_der(&pem).unwrap();
+        // The PolicyInformation SEQUENCE turned into a SET.
+        let policy = der::oid(oids::POLICY_GPKI_LEVEL_3).unwrap();
+        let bad_policies = patched(&der, &der::seq(&[policy]), 0, 0x31);
+        assert!(
+            matches!(parse(&bad_policies), Err(ProfileError::Extension(ref m)) if m.starts_with("certificate policies")),
+            "{:?}",
+            parse(&bad_policies).map(|_| ())
+        );
+        // The authority key identifier's SEQUENCE turned into a SET: a malformed extension the
+        // profile only reads, so the certificate is read without it (the validator finds the
+        // issuer by name).
+        let aki_oid = der::oid("2.5.29.35").unwrap();
+        let octets_header = 2;
+        let bad_aki = patched(&der, &aki_oid, aki_oid.len() + octets_header, 0x31);
+        let profile = parse(&bad_aki).unwrap();
+        assert_eq!(profile.authority_key_id, None);
+        assert!(profile.policies.iter().any(|p| p == oids::POLICY_GPKI_LEVEL_3));
+    }
+
+    #[test]
+    fn card_profile_reads_every_directory_string_kind_old_certificates_use() {
+        let text = |tag: Tag, data: &[u8]| directory_string(&Any::from_tag_and_data(tag, data));
+        let universal: Vec<u8> = "王a".chars().flat_map(|c| (c as u32).to_be_bytes()).collect();
+        assert_eq!(text(Tag::UniversalString, &universal).as_deref(), Some("王a"));
+        assert_eq!(text(Tag::UniversalString, &universal[..7]), None, "not whole 4-byte units");
+        assert_eq!(text(Tag::UniversalString, &[0, 0x11, 0, 0]), None, "beyond Unicode");
+        assert_eq!(text(Tag::TeletexString, b"Caf\xe9").as_deref(), Some("Caf\u{e9}"));
+        assert_eq!(text(Tag::BmpString, &[0x73, 0x8b]).as_deref(), Some("王"));
+        assert_eq!(text(Tag::BmpString, &[0x73]), None);
+        assert_eq!(text(Tag::Integer, b"1"), None);
+        let context = Any::new(
+            x509_parser::asn1_rs::Header::new(Class::ContextSpecific, false, Tag::Utf8String, 1.into()),
+            b"a",
+        );
+        assert_eq!(directory_string(&context), None, "only universal string types");
+    }
+
     #[test]
     fn card_profile_serial_hex_has_no_leading_zero_bytes() {
         assert_eq!(hex(trim_leading_zeros(&[0, 0x8f, 1])), "8f01");
