@@ -205,16 +205,11 @@ async fn record(
     detail: String,
 ) {
     let (id, address) = (viewer.account.id.clone(), client_address(req));
-    let recorded = state
-        .db
-        .run(move |c| {
-            let e = Event { detail, ..Event::own(event, outcome, &id, &address) };
-            audit::record(c, e, now())
-        })
-        .await;
-    if let Err(e) = recorded {
-        tracing::error!(error = %e, "audit event not recorded");
-    }
+    audit::record_logged(&state.db, move |c| {
+        let e = Event { detail, ..Event::own(event, outcome, &id, &address) };
+        audit::record(c, e, now())
+    })
+    .await;
 }
 
 /// `GET /me`.
@@ -455,20 +450,15 @@ pub async fn revoke_app(
         .map_err(|e| internal(&state, lang, e))?;
     let (account_id, address) = (viewer.account.id.clone(), client_address(&req));
     let detail = format!("consent withdrawn: {}, refresh tokens revoked: {}", gone.consent, gone.refresh_tokens);
-    let recorded = state
-        .db
-        .run(move |c| {
-            let e = Event {
-                client_id: Some(&client_id),
-                detail,
-                ..Event::own("consent.revoke", "success", &account_id, &address)
-            };
-            audit::record(c, e, now())
-        })
-        .await;
-    if let Err(e) = recorded {
-        tracing::error!(error = %e, "audit event not recorded");
-    }
+    audit::record_logged(&state.db, move |c| {
+        let e = Event {
+            client_id: Some(&client_id),
+            detail,
+            ..Event::own("consent.revoke", "success", &account_id, &address)
+        };
+        audit::record(c, e, now())
+    })
+    .await;
     Ok(done(lang, "app"))
 }
 
