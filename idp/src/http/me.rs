@@ -408,17 +408,18 @@ pub async fn end_sessions(
     if !all && (sid.is_empty() || sid.len() > 64) {
         return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
     }
+    let at = now();
     let ended = state
         .db
         .run(move |c| -> Result<_, InfraError> {
             let which = if all { EndSessions::AllExcept(&current) } else { EndSessions::One(&sid) };
-            self_service::end_sessions(c, &id, which)
+            self_service::end_sessions(c, &id, which, at)
         })
         .await
         .map_err(|e| internal(&state, lang, e))?;
     record(&state, &viewer, &req, "session.end", "success", format!("{} session(s) ended", ended.len())).await;
     for sid in &ended {
-        if let Err(e) = backchannel::notify(&state, sid).await {
+        if let Err(e) = backchannel::notify(&state, sid, at).await {
             tracing::error!(error = %e, "back-channel logout");
         }
     }

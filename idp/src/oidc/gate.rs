@@ -291,7 +291,18 @@ mod tests {
                 ..row("prompt=login: a sign-in for this request in another session does not count", Outcome::SignIn)
             },
             Row { request: |q| q.max_age = Some(500), ..row("max_age exceeded: sign in again", Outcome::SignIn) },
-            Row { request: |q| q.max_age = Some(1_000), ..row("max_age met", Outcome::IssueCode) },
+            Row { request: |q| q.max_age = Some(1_000), ..row("max_age met to the second", Outcome::IssueCode) },
+            Row { request: |q| q.max_age = Some(999), ..row("max_age exceeded by one second", Outcome::SignIn) },
+            Row {
+                request: |q| q.max_age = Some(0),
+                now: 1_000,
+                ..row("max_age=0 is met in the second of the sign-in", Outcome::IssueCode)
+            },
+            Row {
+                request: |q| q.max_age = Some(0),
+                now: 1_001,
+                ..row("max_age=0 is exceeded the second after", Outcome::SignIn)
+            },
             Row {
                 request: |q| {
                     q.max_age = Some(500);
