@@ -912,6 +912,88 @@ fn describe(e: figment::Error) -> String {
 mod tests {
     use super::*;
 
+    /// The variables [`with_env`] sets, all cleared before and after each use, so a test sees
+    /// only its own environment layer.
+    const VARS: [&str; 5] = [
+        "IDP_ISSUER",
+        "IDP_LOGIN__MAX_FAILURES_PER_ACCOUNT",
+        "IDP_LOGIN__THROTTLE_DELAY",
+        "IDP_LOGIN__NO_SUCH_KEY",
+        "IDP_DATABASE__POOL_SIZE",
+    ];
+
+    /// Runs `f` with exactly `vars` of [`VARS`] set, one test at a time (the environment is
+    /// the process's).
+    fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let clear = || VARS.iter().for_each(|k| std::env::remove_var(k));
+        clear();
+        for (k, v) in vars {
+            assert!(VARS.contains(k), "{k} is not cleared afterwards");
+            std::env::set_var(k, v);
+        }
+        let out = f();
+        clear();
+        out
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn with_nothing_set_the_defaults_load_and_are_valid() {
+        let c = with_env(&[], || Config::load(None)).unwrap();
+        let d = Config::default();
+        assert_eq!(c.issuer, d.issuer);
+        assert_eq!(c.login.max_failures_per_account, d.login.max_failures_per_account);
+        assert_eq!(c.database.pool_size, d.database.pool_size);
+        assert!(c.database_url().expose().starts_with("sqlite://"), "embedded by default");
+    }
+
+    #[test]
+    fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
+        let f = file(
+            "issuer = \"https://idp.example.gov.tw\"\n[login]\nmax_failures_per_account = 7\nthrottle_delay = \"5s\"\n",
+        );
+        let c = with_env(&[], || Config::load(Some(f.path()))).unwrap();
+        assert_eq!(c.issuer, "https://idp.example.gov.tw");
+        assert_eq!((c.login.max_failures_per_account, c.login.throttle_delay), (7, Duration::from_secs(5)));
+        assert_eq!(c.login.max_failures_per_address, LoginConfig::default().max_failures_per_address, "untouched");
+
+        let env = [("IDP_LOGIN__MAX_FAILURES_PER_ACCOUNT", "9"), ("IDP_LOGIN__THROTTLE_DELAY", "3s")];
+        let c = with_env(&env, || Config::load(Some(f.path()))).unwrap();
+        assert_eq!((c.login.max_failures_per_account, c.login.throttle_delay), (9, Duration::from_secs(3)));
+        assert_eq!(c.issuer, "https://idp.example.gov.tw", "what the environment does not set stays the file's");
+        let c = with_env(&env[..1], || Config::load(None)).unwrap();
+        assert_eq!((c.login.max_failures_per_account, c.issuer.as_str()), (9, "http://127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key_named_from_every_layer() {
+        let refused = |vars: &[(&str, &str)], text: Option<&str>| {
+            let f = text.map(file);
+            with_env(vars, || Config::load(f.as_ref().map(|f| f.path()))).unwrap_err().to_string()
+        };
+        let e = refused(&[], Some("[login]\nmax_failure = 3\n"));
+        assert!(e.contains("max_failure"), "an unknown key in the file: {e}");
+        let e = refused(&[("IDP_LOGIN__NO_SUCH_KEY", "1")], None);
+        assert!(e.contains("no_such_key"), "an unknown key in the environment: {e}");
+        let e = refused(&[("IDP_DATABASE__POOL_SIZE", "many")], None);
+        assert!(e.contains("database.pool_size"), "a value of the wrong type: {e}");
+        let e = refused(&[("IDP_DATABASE__POOL_SIZE", "0")], None);
+        assert!(e.contains("database.pool_size"), "a value out of range: {e}");
+        let e = refused(&[("IDP_ISSUER", "ftp://idp.example")], Some("issuer = \"https://idp.example\"\n"));
+        assert!(e.contains("issuer"), "the environment's bad value is not hidden by the file's good one: {e}");
+        let e = refused(&[("IDP_LOGIN__THROTTLE_DELAY", "soon")], None);
+        assert!(e.contains("login.throttle_delay"), "a duration that does not parse: {e}");
+        let e = with_env(&[], || Config::load(Some(Path::new("/nonexistent/idp.toml")))).unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+    }
+
     #[test]
     fn trusted_proxies_need_the_certificate_header_named() {
         let mut c = Config::default();

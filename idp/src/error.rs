@@ -42,8 +42,11 @@ impl From<diesel::result::Error> for InfraError {
     }
 }
 
-/// Current time in whole seconds since the epoch; domain functions take it as an argument so
-/// expiry rules are testable without sleeping.
+/// Current time in whole seconds since the epoch: the one place the provider reads the clock
+/// (clippy refuses `SystemTime::now` elsewhere). Handlers, CLI commands and background loops
+/// call it; domain functions take the result as an argument, so expiry rules are testable
+/// without sleeping.
+#[allow(clippy::disallowed_methods)]
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

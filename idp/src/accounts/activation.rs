@@ -182,9 +182,14 @@ pub fn activate(
             accounts::updated_at.eq(now),
         ))
         .execute(conn);
+    name_claimed(updated)
+}
+
+/// The outcome of an update that sets an account name. Two people racing for one name can
+/// both pass [`account_taken`]; the unique index decides, and the loser is told it is taken.
+pub(crate) fn name_claimed(updated: diesel::QueryResult<usize>) -> Result<(), ActivateError> {
     match updated {
         Ok(_) => Ok(()),
-        // Two people racing for one name: the unique index decides.
         Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
             Err(ActivationError::AccountTaken.into())
         }

@@ -44,14 +44,7 @@ pub fn change_account(
             accounts::updated_at.eq(now),
         ))
         .execute(conn);
-    match updated {
-        Ok(_) => Ok(()),
-        // Two people racing for one name: the unique index decides, as in activation.
-        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
-            Err(ActivationError::AccountTaken.into())
-        }
-        Err(e) => Err(InfraError::from(e).into()),
-    }
+    activation::name_claimed(updated)
 }
 
 /// Why a password change did not happen.
@@ -167,8 +160,14 @@ pub enum EndSessions<'a> {
 }
 
 /// Ends sessions of this account only (a sid of someone else's session matches nothing);
-/// returns the ended sessions' ids so back-channel logout can be sent for each.
-pub fn end_sessions(conn: &mut DbConn, account_id: &str, which: EndSessions<'_>) -> Result<Vec<String>, InfraError> {
+/// returns the ended sessions' ids so back-channel logout can be sent for each. Their logout
+/// notices are queued as of `now`.
+pub fn end_sessions(
+    conn: &mut DbConn,
+    account_id: &str,
+    which: EndSessions<'_>,
+    now: i64,
+) -> Result<Vec<String>, InfraError> {
     conn.transaction(|conn| {
         let mut q = sessions::table.filter(sessions::account_id.eq(account_id)).into_boxed();
         q = match which {
@@ -181,7 +180,7 @@ pub fn end_sessions(conn: &mut DbConn, account_id: &str, which: EndSessions<'_>)
         }
         let sids: Vec<String> = ids.into_iter().map(|(_, sid)| sid).collect();
         // Their back-channel logouts are queued in the same transaction that ends them.
-        crate::oidc::backchannel::mark_ended(conn, &sids, crate::error::now())?;
+        crate::oidc::backchannel::mark_ended(conn, &sids, now)?;
         Ok(sids)
     })
 }

@@ -163,7 +163,7 @@ async fn decide(
     let client = current_client(state, lang, &auth.client_id).await?;
     let hint = match &auth.id_token_hint {
         None => Hint::Absent,
-        Some(h) => match state.keys.verify_own(h) {
+        Some(h) => match state.keys.verify_own(h, now()) {
             Some(c) if c["iss"] == json!(state.config.issuer) && c["aud"] == json!(client.client_id) => {
                 c["sub"].as_str().map_or(Hint::Invalid, |s| Hint::Names(s.to_string()))
             }

@@ -205,16 +205,11 @@ async fn record(
     detail: String,
 ) {
     let (id, address) = (viewer.account.id.clone(), client_address(req));
-    let recorded = state
-        .db
-        .run(move |c| {
-            let e = Event { detail, ..Event::own(event, outcome, &id, &address) };
-            audit::record(c, e, now())
-        })
-        .await;
-    if let Err(e) = recorded {
-        tracing::error!(error = %e, "audit event not recorded");
-    }
+    audit::record_logged(&state.db, move |c| {
+        let e = Event { detail, ..Event::own(event, outcome, &id, &address) };
+        audit::record(c, e, now())
+    })
+    .await;
 }
 
 /// `GET /me`.
@@ -413,17 +408,18 @@ pub async fn end_sessions(
     if !all && (sid.is_empty() || sid.len() > 64) {
         return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
     }
+    let at = now();
     let ended = state
         .db
         .run(move |c| -> Result<_, InfraError> {
             let which = if all { EndSessions::AllExcept(&current) } else { EndSessions::One(&sid) };
-            self_service::end_sessions(c, &id, which)
+            self_service::end_sessions(c, &id, which, at)
         })
         .await
         .map_err(|e| internal(&state, lang, e))?;
     record(&state, &viewer, &req, "session.end", "success", format!("{} session(s) ended", ended.len())).await;
     for sid in &ended {
-        if let Err(e) = backchannel::notify(&state, sid).await {
+        if let Err(e) = backchannel::notify(&state, sid, at).await {
             tracing::error!(error = %e, "back-channel logout");
         }
     }
@@ -455,20 +451,15 @@ pub async fn revoke_app(
         .map_err(|e| internal(&state, lang, e))?;
     let (account_id, address) = (viewer.account.id.clone(), client_address(&req));
     let detail = format!("consent withdrawn: {}, refresh tokens revoked: {}", gone.consent, gone.refresh_tokens);
-    let recorded = state
-        .db
-        .run(move |c| {
-            let e = Event {
-                client_id: Some(&client_id),
-                detail,
-                ..Event::own("consent.revoke", "success", &account_id, &address)
-            };
-            audit::record(c, e, now())
-        })
-        .await;
-    if let Err(e) = recorded {
-        tracing::error!(error = %e, "audit event not recorded");
-    }
+    audit::record_logged(&state.db, move |c| {
+        let e = Event {
+            client_id: Some(&client_id),
+            detail,
+            ..Event::own("consent.revoke", "success", &account_id, &address)
+        };
+        audit::record(c, e, now())
+    })
+    .await;
     Ok(done(lang, "app"))
 }
 

@@ -120,22 +120,17 @@ pub async fn audit_request(
     account: Option<String>,
     address: String,
 ) {
-    let recorded = state
-        .db
-        .run(move |c| {
-            let e = crate::audit::Event {
-                event,
-                outcome,
-                account_id: account.as_deref(),
-                address: Some(&address),
-                ..Default::default()
-            };
-            crate::audit::record(c, e, crate::error::now())
-        })
-        .await;
-    if let Err(e) = recorded {
-        tracing::error!(error = %e, "audit event not recorded");
-    }
+    crate::audit::record_logged(&state.db, move |c| {
+        let e = crate::audit::Event {
+            event,
+            outcome,
+            account_id: account.as_deref(),
+            address: Some(&address),
+            ..Default::default()
+        };
+        crate::audit::record(c, e, crate::error::now())
+    })
+    .await;
 }
 
 /// A cookie with the flags every cookie of this site carries.

@@ -51,7 +51,7 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .body(state.keys.jwks_body().as_str().to_owned())
+        .body(state.keys.jwks_body(now()).as_str().to_owned())
 }
 
 /// Decodes `Authorization: Basic` client credentials (RFC 6749 §2.3.1: form-encoded, then base64).
@@ -114,7 +114,7 @@ async fn token_failure(state: &AppState, req: &HttpRequest, e: TokenError) -> Fa
 /// `POST /token`
 pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let params = form_params(&req, &body)?;
-    match token::exchange(&state, &params, basic_credentials(&req)).await {
+    match token::exchange(&state, &params, basic_credentials(&req), now()).await {
         Ok(body) => Ok(json_no_store(body)),
         Err(e) => Err(token_failure(&state, &req, e).await),
     }
@@ -127,7 +127,7 @@ pub async fn introspect(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let params = form_params(&req, &body)?;
-    match introspection::introspect(&state, &params, basic_credentials(&req)).await {
+    match introspection::introspect(&state, &params, basic_credentials(&req), now()).await {
         Ok(body) => Ok(json_no_store(body)),
         Err(e) => Err(token_failure(&state, &req, e).await),
     }
@@ -136,7 +136,7 @@ pub async fn introspect(
 /// `POST /revoke` (RFC 7009)
 pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let params = form_params(&req, &body)?;
-    match introspection::revoke(&state, &params, basic_credentials(&req)).await {
+    match introspection::revoke(&state, &params, basic_credentials(&req), now()).await {
         Ok(()) => Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).finish()),
         Err(e) => Err(token_failure(&state, &req, e).await),
     }
@@ -195,7 +195,7 @@ async fn logout(
         ));
     }
     let lang = lang_of(&req, params.get("ui_locales").ok().flatten());
-    let request = logout::check(&state, &params).await.map_err(|e| logout_refused(&state, lang, e))?;
+    let request = logout::check(&state, &params, now()).await.map_err(|e| logout_refused(&state, lang, e))?;
     let confirmed = post && params.get("confirm").ok().flatten() == Some("yes");
     if confirmed && !csrf::verify(&req, params.get("csrf_token").ok().flatten()) {
         return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
@@ -215,7 +215,7 @@ async fn logout(
         return render(&state, lang, StatusCode::OK, "logout", "logout_title", ctx, csrf_cookie.into_iter().collect());
     }
     if let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()) {
-        logout::end_session(&state, token, client_address(&req)).await.map_err(|e| internal(&state, lang, e))?;
+        logout::end_session(&state, token, client_address(&req), now()).await.map_err(|e| internal(&state, lang, e))?;
     }
     let clear = removal(&state, SESSION_COOKIE);
     match request.post_logout_redirect_uri {

@@ -78,7 +78,7 @@ impl AccessClaims {
     }
 }
 
-/// Signs an access token.
+/// Signs an access token with the key active at its issue time (`iat`).
 pub fn sign(state: &AppState, claims: &AccessClaims) -> Result<String, InfraError> {
     let mut sealed = claims.clone();
     sealed.ctx = claims.account.as_ref().map(|a| {
@@ -86,7 +86,7 @@ pub fn sign(state: &AppState, claims: &AccessClaims) -> Result<String, InfraErro
         // A struct of strings always serializes.
         state.protector.seal(serde_json::to_string(&context).unwrap_or_default().as_bytes())
     });
-    state.keys.sign("ES256", Some("at+jwt"), &sealed)
+    state.keys.sign("ES256", Some("at+jwt"), &sealed, claims.iat)
 }
 
 /// Opens a token's `ctx`: `Some((account, sid))`, or `None` if it is not one this server sealed.
@@ -106,7 +106,7 @@ pub async fn verify(state: &AppState, token: &str, now: i64) -> Result<Option<Ac
     if header.typ.as_deref() != Some("at+jwt") {
         return Ok(None);
     }
-    let Some(value) = state.keys.verify_own(token) else { return Ok(None) };
+    let Some(value) = state.keys.verify_own(token, now) else { return Ok(None) };
     let Ok(mut claims) = serde_json::from_value::<AccessClaims>(value) else { return Ok(None) };
     if claims.iss != state.config.issuer || claims.exp <= now {
         return Ok(None);

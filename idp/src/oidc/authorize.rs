@@ -5,12 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use super::clients::Client;
 use super::params::{ParamError, Params};
+use super::SUPPORTED_SCOPES;
 use crate::crypto::random_token;
 use crate::store::ephemeral::Key;
-
-/// Scopes this provider understands; others are ignored, as RFC 6749 §3.3 allows.
-pub const SUPPORTED_SCOPES: [&str; 7] =
-    ["openid", "profile", "email", "agency", "roles", "national_id", "offline_access"];
 
 /// A validated authorization request, kept in the login transaction while the person signs in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,7 +33,26 @@ pub struct AuthRequest {
     pub id_token_hint: Option<String>,
     /// What this browser has done for the request so far (sign-in, consent), for the gate.
     #[serde(default)]
-    pub interaction: super::gate::Interaction,
+    pub interaction: Interaction,
+}
+
+/// What has happened in this browser for one authorization request, kept with the request in its
+/// login transaction. Each field names the session (`sid`) it happened in, so a step done in one
+/// session never counts for another, and a transaction carried to another browser is worthless.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interaction {
+    /// The session opened by a sign-in made for this request (satisfies `prompt=login`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_in: Option<String>,
+    /// The session the gate asked consent of: only this session may be shown the consent page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_asked: Option<String>,
+    /// The session that was shown the consent page: only this session may answer it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_shown: Option<String>,
+    /// The session that approved the consent page for this request (satisfies `prompt=consent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_given: Option<String>,
 }
 
 impl AuthRequest {

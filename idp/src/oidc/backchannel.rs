@@ -116,9 +116,9 @@ pub async fn notify_all(_state: &AppState, sids: &[String]) {
 
 /// Queues the logout tokens one ended session owes (when its ending did not already) and wakes
 /// the delivery loop; returns how many were queued now.
-pub async fn notify(state: &AppState, sid: &str) -> Result<usize, InfraError> {
+pub async fn notify(state: &AppState, sid: &str, now: i64) -> Result<usize, InfraError> {
     let sids = vec![sid.to_string()];
-    let queued = state.db.run(move |c| c.transaction(|c| mark_ended(c, &sids, now()))).await?;
+    let queued = state.db.run(move |c| c.transaction(|c| mark_ended(c, &sids, now))).await?;
     NUDGE.notify_one();
     Ok(queued)
 }
@@ -210,47 +210,48 @@ fn finish(conn: &mut DbConn, row: &OutboxRow, attempt: Attempt, now: i64) -> Res
     })
 }
 
-/// Claims the due rows and sends them, each in a task of its own; returns how many were claimed.
-pub async fn deliver_due(state: &AppState) -> Result<usize, InfraError> {
-    let rows = state.db.run(|c| claim(c, now())).await?;
-    let claimed = rows.len();
-    for row in rows {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let attempt = match send(&state, &row).await {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(client = %row.client_id, error = %e, "back-channel logout not prepared");
-                    Attempt::Failed
-                }
-            };
-            crate::metrics::backchannel_attempt(match attempt {
-                Attempt::Delivered => "delivered",
-                Attempt::Failed => "failed",
-                Attempt::NoEndpoint => "no_endpoint",
-            });
-            let r = row.clone();
-            match state.db.run(move |c| finish(c, &r, attempt, now())).await {
-                Ok(Some("given_up")) => {
-                    crate::metrics::backchannel_attempt("given_up");
-                    tracing::error!(client = %row.client_id, attempts = row.attempts, "back-channel logout given up after retries");
-                }
-                Ok(_) => {}
-                // The row stays claimed until its lease runs out, then is tried again.
-                Err(e) => {
-                    tracing::warn!(client = %row.client_id, error = %e, "back-channel logout outcome not recorded")
-                }
-            }
-        });
+/// Claims the deliveries due at `now` (each leased to this node for a while).
+async fn claim_due(state: &AppState, now: i64) -> Result<Vec<OutboxRow>, InfraError> {
+    state.db.run(move |c| claim(c, now)).await
+}
+
+/// Makes one attempt at a claimed delivery, with a logout token issued at `now`, and counts it.
+async fn attempt(state: &AppState, row: &OutboxRow, now: i64) -> Attempt {
+    let attempt = match send(state, row, now).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(client = %row.client_id, error = %e, "back-channel logout not prepared");
+            Attempt::Failed
+        }
+    };
+    crate::metrics::backchannel_attempt(match attempt {
+        Attempt::Delivered => "delivered",
+        Attempt::Failed => "failed",
+        Attempt::NoEndpoint => "no_endpoint",
+    });
+    attempt
+}
+
+/// Records how an attempt ended, at `now` (when it ended: the next try is scheduled from then).
+async fn record_attempt(state: &AppState, row: &OutboxRow, attempt: Attempt, now: i64) {
+    let r = row.clone();
+    match state.db.run(move |c| finish(c, &r, attempt, now)).await {
+        Ok(Some("given_up")) => {
+            crate::metrics::backchannel_attempt("given_up");
+            tracing::error!(client = %row.client_id, attempts = row.attempts, "back-channel logout given up after retries");
+        }
+        Ok(_) => {}
+        // The row stays claimed until its lease runs out, then is tried again.
+        Err(e) => {
+            tracing::warn!(client = %row.client_id, error = %e, "back-channel logout outcome not recorded")
+        }
     }
-    Ok(claimed)
 }
 
 /// One attempt: signs a fresh logout token and posts it.
-async fn send(state: &AppState, row: &OutboxRow) -> Result<Attempt, InfraError> {
+async fn send(state: &AppState, row: &OutboxRow, now: i64) -> Result<Attempt, InfraError> {
     let Some(client) = state.client_cache.get(state, &row.client_id).await? else { return Ok(Attempt::NoEndpoint) };
     let Some(uri) = client.backchannel_logout_uri.clone() else { return Ok(Attempt::NoEndpoint) };
-    let now = now();
     let claims = json!({
         "iss": state.config.issuer,
         "aud": client.client_id,
@@ -261,7 +262,7 @@ async fn send(state: &AppState, row: &OutboxRow) -> Result<Attempt, InfraError> 
         "sid": row.sid,
         "events": { EVENT: {} },
     });
-    let token = state.keys.sign(&client.id_token_signed_response_alg, Some("logout+jwt"), &claims)?;
+    let token = state.keys.sign(&client.id_token_signed_response_alg, Some("logout+jwt"), &claims, now)?;
     let http = match state.client_http.for_url(client.third_party(), &uri) {
         Ok(http) => http.clone(),
         Err(e) => {
@@ -284,7 +285,9 @@ async fn send(state: &AppState, row: &OutboxRow) -> Result<Attempt, InfraError> 
     })
 }
 
-/// Runs this node's delivery loop: a sweep every second, and at once when a session ended here.
+/// Runs this node's delivery loop: a sweep every second, and at once when a session ended here;
+/// each claimed delivery is attempted in a task of its own. The loop is where this background
+/// work reads the clock ([`now`]), once per step, and hands the time to the steps.
 pub fn spawn_pending_delivery(state: AppState) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SWEEP);
@@ -294,9 +297,20 @@ pub fn spawn_pending_delivery(state: AppState) {
                 _ = tick.tick() => {}
                 _ = NUDGE.notified() => {}
             }
-            if let Err(e) = deliver_due(&state).await {
-                crate::metrics::dependency_error("database");
-                tracing::warn!(error = %e, "back-channel logout outbox not swept");
+            let rows = match claim_due(&state, now()).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    crate::metrics::dependency_error("database");
+                    tracing::warn!(error = %e, "back-channel logout outbox not swept");
+                    continue;
+                }
+            };
+            for row in rows {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let attempt = attempt(&state, &row, now()).await;
+                    record_attempt(&state, &row, attempt, now()).await;
+                });
             }
         }
     });

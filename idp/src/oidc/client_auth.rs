@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use super::clients::{self, Client, SecretMatch};
 use super::params::Params;
-use crate::error::{now, InfraError};
+use crate::error::InfraError;
 use crate::state::AppState;
 
 /// The assertion type of `private_key_jwt`.
@@ -121,6 +121,7 @@ pub async fn authenticate(
     params: &Params,
     basic: BasicCredentials,
     endpoint: &str,
+    now: i64,
 ) -> Result<Arc<Client>, ClientAuthError> {
     let get = |n: &str| params.get(n).map_err(|e| ClientAuthError::InvalidRequest(e.to_string()));
     let body_id = get("client_id")?;
@@ -135,7 +136,7 @@ pub async fn authenticate(
         if assertion_type != Some(JWT_BEARER) {
             return Err(ClientAuthError::InvalidRequest("client_assertion_type must be jwt-bearer".into()));
         }
-        return private_key_jwt(state, assertion, body_id, endpoint).await;
+        return private_key_jwt(state, assertion, body_id, endpoint, now).await;
     }
     let (client_id, secret, basic_used) = match basic {
         Some(Err(())) => return Err(invalid("the Authorization header is malformed", true)),
@@ -158,7 +159,7 @@ pub async fn authenticate(
     match (client.token_endpoint_auth_method.as_str(), secret) {
         ("none", None) => Ok(client),
         ("client_secret_basic" | "client_secret_post", Some(s)) => {
-            client_secret(state, client, &s).await?.ok_or_else(|| invalid(WRONG, basic_used))
+            client_secret(state, client, &s, now).await?.ok_or_else(|| invalid(WRONG, basic_used))
         }
         _ => Err(invalid(WRONG, basic_used)),
     }
@@ -175,13 +176,14 @@ async fn client_secret(
     state: &AppState,
     cached: Arc<Client>,
     presented: &str,
+    now: i64,
 ) -> Result<Option<Arc<Client>>, InfraError> {
-    if cached.check_secret(presented, now()) == SecretMatch::Current {
+    if cached.check_secret(presented, now) == SecretMatch::Current {
         return Ok(Some(cached));
     }
     let fresh = state.client_cache.load(state, &cached.client_id).await?.filter(|c| !c.disabled);
     Ok(match fresh {
-        Some(c) => match c.check_secret(presented, now()) {
+        Some(c) => match c.check_secret(presented, now) {
             SecretMatch::Current => Some(c),
             SecretMatch::Previous { until } => {
                 tracing::info!(client = %c.client_id, until, "client authenticated with its replaced secret");
@@ -202,11 +204,21 @@ struct AssertionClaims {
     jti: Option<String>,
 }
 
+/// Clock skew forgiven on an assertion's `exp`, as between two servers' clocks.
+const ASSERTION_LEEWAY: i64 = 30;
+
+/// Whether an assertion expiring at `exp` is past it at `now`, skew forgiven: it is still
+/// accepted in the second `exp + ASSERTION_LEEWAY`, and refused from the next one.
+fn expired(exp: i64, now: i64) -> bool {
+    exp + ASSERTION_LEEWAY < now
+}
+
 async fn private_key_jwt(
     state: &AppState,
     assertion: &str,
     body_id: Option<&str>,
     endpoint: &str,
+    now: i64,
 ) -> Result<Arc<Client>, ClientAuthError> {
     let bad = |d: &str| invalid(d, false);
     let header = jsonwebtoken::decode_header(assertion).map_err(|_| bad("client_assertion is not a JWT"))?;
@@ -250,16 +262,18 @@ async fn private_key_jwt(
         format!("{base}/token"),
     ]);
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    validation.leeway = 30;
+    // Expiry is checked below against the time this request is handled at, not the library's
+    // own reading of the clock.
+    validation.validate_exp = false;
     let verified = candidates
         .iter()
         .find_map(|k| jsonwebtoken::decode::<AssertionClaims>(assertion, k, &validation).ok())
+        .filter(|d| !expired(d.claims.exp, now))
         .ok_or_else(|| bad("client_assertion signature, audience or expiry is invalid"))?
         .claims;
     if verified.sub != client.client_id {
         return Err(bad("client_assertion sub must be the client id"));
     }
-    let now = now();
     // Measured from `iat` when given, so an assertion made to last an hour is refused even in its
     // last minutes; never from later than now, so a future `iat` cannot stretch it.
     let issued = verified.iat.map_or(now, |iat| iat.min(now));
@@ -281,4 +295,17 @@ async fn private_key_jwt(
         return Err(bad("client_assertion jti was already used"));
     }
     Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_assertion_is_accepted_through_the_leeway_second_and_refused_the_next() {
+        assert!(!expired(1_000, 999));
+        assert!(!expired(1_000, 1_000));
+        assert!(!expired(1_000, 1_000 + ASSERTION_LEEWAY), "skew forgiven to the last second");
+        assert!(expired(1_000, 1_000 + ASSERTION_LEEWAY + 1));
+    }
 }

@@ -12,7 +12,7 @@ use crate::store::db::models::ClientRow;
 use crate::store::db::schema::clients;
 use crate::store::db::DbConn;
 
-use super::authorize::SUPPORTED_SCOPES;
+use super::SUPPORTED_SCOPES;
 
 /// Grant types a client may be allowed.
 pub const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];

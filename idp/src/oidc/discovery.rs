@@ -8,8 +8,8 @@
 
 use serde_json::{json, Value};
 
-use super::authorize::SUPPORTED_SCOPES;
 use super::clients::{AUTH_METHODS, GRANT_TYPES};
+use super::SUPPORTED_SCOPES;
 
 /// Builds `/.well-known/openid-configuration` for an issuer.
 ///

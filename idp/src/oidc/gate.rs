@@ -9,32 +9,11 @@
 //! (`prompt`, `max_age`, `id_token_hint`), then who may use the client (audience), the assurance the
 //! client requires, consent, and only then a code.
 
-use serde::{Deserialize, Serialize};
-
 use super::acr_satisfies;
 use super::authorize::AuthRequest;
 use super::clients::Client;
 use crate::accounts::Person;
 use crate::authn::session::Session;
-
-/// What has happened in this browser for one authorization request, kept with the request in its
-/// login transaction. Each field names the session (`sid`) it happened in, so a step done in one
-/// session never counts for another, and a transaction carried to another browser is worthless.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Interaction {
-    /// The session opened by a sign-in made for this request (satisfies `prompt=login`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signed_in: Option<String>,
-    /// The session the gate asked consent of: only this session may be shown the consent page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consent_asked: Option<String>,
-    /// The session that was shown the consent page: only this session may answer it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consent_shown: Option<String>,
-    /// The session that approved the consent page for this request (satisfies `prompt=consent`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consent_given: Option<String>,
-}
 
 /// The `id_token_hint` of the request, as the caller found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +138,7 @@ pub fn decide(i: &Inputs<'_>) -> Outcome {
 mod tests {
     use super::*;
     use crate::accounts::PersonStatus;
+    use crate::oidc::authorize::Interaction;
     use crate::oidc::clients::Audience;
 
     fn client() -> Client {
@@ -311,7 +291,18 @@ mod tests {
                 ..row("prompt=login: a sign-in for this request in another session does not count", Outcome::SignIn)
             },
             Row { request: |q| q.max_age = Some(500), ..row("max_age exceeded: sign in again", Outcome::SignIn) },
-            Row { request: |q| q.max_age = Some(1_000), ..row("max_age met", Outcome::IssueCode) },
+            Row { request: |q| q.max_age = Some(1_000), ..row("max_age met to the second", Outcome::IssueCode) },
+            Row { request: |q| q.max_age = Some(999), ..row("max_age exceeded by one second", Outcome::SignIn) },
+            Row {
+                request: |q| q.max_age = Some(0),
+                now: 1_000,
+                ..row("max_age=0 is met in the second of the sign-in", Outcome::IssueCode)
+            },
+            Row {
+                request: |q| q.max_age = Some(0),
+                now: 1_001,
+                ..row("max_age=0 is exceeded the second after", Outcome::SignIn)
+            },
             Row {
                 request: |q| {
                     q.max_age = Some(500);

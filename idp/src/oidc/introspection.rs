@@ -10,7 +10,6 @@ use super::params::Params;
 use super::refresh;
 use super::token::TokenError;
 use super::token_use;
-use crate::error::now;
 use crate::state::AppState;
 
 /// Whether a client may learn about a token issued to `issued_to`: its own tokens always, others'
@@ -20,19 +19,23 @@ fn may_see(client: &Client, issued_to: &str) -> bool {
     client.resource_server || client.client_id == issued_to
 }
 
-/// `POST /introspect`.
-pub async fn introspect(state: &AppState, params: &Params, basic: BasicCredentials) -> Result<Value, TokenError> {
+/// `POST /introspect`, answered as at `now`.
+pub async fn introspect(
+    state: &AppState,
+    params: &Params,
+    basic: BasicCredentials,
+    now: i64,
+) -> Result<Value, TokenError> {
     if let Some(dup) = params.first_duplicate() {
         return Err(TokenError::InvalidRequest(format!("parameter `{dup}` is repeated")));
     }
-    let client = client_auth::authenticate(state, params, basic, "/introspect").await?;
+    let client = client_auth::authenticate(state, params, basic, "/introspect", now).await?;
     if client.token_endpoint_auth_method == "none" {
         return Err(TokenError::UnauthorizedClient("public clients cannot introspect".into()));
     }
     let token =
         params.get("token").ok().flatten().ok_or_else(|| TokenError::InvalidRequest("token is missing".into()))?;
     let hint = params.get("token_type_hint").ok().flatten();
-    let now = now();
     let inactive = json!({ "active": false });
     if hint != Some("refresh_token") {
         if let Some(c) = access::verify(state, token, now).await? {
@@ -76,14 +79,13 @@ pub async fn introspect(state: &AppState, params: &Params, basic: BasicCredentia
 }
 
 /// `POST /revoke`. Unknown tokens are answered with success, as RFC 7009 §2.2 asks.
-pub async fn revoke(state: &AppState, params: &Params, basic: BasicCredentials) -> Result<(), TokenError> {
+pub async fn revoke(state: &AppState, params: &Params, basic: BasicCredentials, now: i64) -> Result<(), TokenError> {
     if let Some(dup) = params.first_duplicate() {
         return Err(TokenError::InvalidRequest(format!("parameter `{dup}` is repeated")));
     }
-    let client = client_auth::authenticate(state, params, basic, "/revoke").await?;
+    let client = client_auth::authenticate(state, params, basic, "/revoke", now).await?;
     let token =
         params.get("token").ok().flatten().ok_or_else(|| TokenError::InvalidRequest("token is missing".into()))?;
-    let now = now();
     if let Some(c) = access::verify(state, token, now).await? {
         if c.client_id != client.client_id {
             return Err(TokenError::UnauthorizedClient("the token was issued to another client".into()));

@@ -618,25 +618,21 @@ impl KeySet {
         Ok(())
     }
 
-    /// The JWKS document: every key that is next, active or retiring.
-    pub fn jwks(&self) -> Value {
-        self.jwks_at(now())
-    }
-
-    /// The JWKS document serialized, as served at `/jwks`.
-    pub fn jwks_body(&self) -> Arc<String> {
-        let now = now();
+    /// The JWKS document serialized, as served at `/jwks`: every key that is next, active or
+    /// retiring at `now`. Built once a second at most.
+    pub fn jwks_body(&self, now: i64) -> Arc<String> {
         let snapshot = self.snapshot();
         let mut cache = self.jwks_cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = cache.as_ref().filter(|c| c.at == now && Arc::ptr_eq(&c.snapshot, &snapshot)) {
             return c.body.clone();
         }
-        let body = Arc::new(self.jwks_at(now).to_string());
+        let body = Arc::new(self.jwks(now).to_string());
         *cache = Some(JwksCache { snapshot, at: now, body: body.clone() });
         body
     }
 
-    fn jwks_at(&self, now: i64) -> Value {
+    /// The JWKS document: every key that is next, active or retiring at `now`.
+    pub fn jwks(&self, now: i64) -> Value {
         let snap = self.snapshot();
         let keys: Vec<&Value> = snap
             .times
@@ -648,12 +644,9 @@ impl KeySet {
         json!({ "keys": keys })
     }
 
-    /// Signs claims as a JWT with the active key for `alg` (`ES256` unless `RS256` is asked for).
-    pub fn sign<T: serde::Serialize>(&self, alg: &str, typ: Option<&str>, claims: &T) -> Result<String, InfraError> {
-        self.sign_at(alg, typ, claims, now())
-    }
-
-    fn sign_at<T: serde::Serialize>(
+    /// Signs claims as a JWT with the key active at `now` for `alg` (`ES256` unless `RS256` is
+    /// asked for).
+    pub fn sign<T: serde::Serialize>(
         &self,
         alg: &str,
         typ: Option<&str>,
@@ -681,12 +674,8 @@ impl KeySet {
 
     /// Verifies a JWT this provider signed with a key still published, returning its claims.
     /// Expiry is not checked (an `id_token_hint` may be expired); audience and issuer are left
-    /// to the caller.
-    pub fn verify_own(&self, token: &str) -> Option<Value> {
-        self.verify_own_at(token, now())
-    }
-
-    fn verify_own_at(&self, token: &str, now: i64) -> Option<Value> {
+    /// to the caller. `now` decides which keys are still published.
+    pub fn verify_own(&self, token: &str, now: i64) -> Option<Value> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         let kid = header.kid?;
         let snap = self.snapshot();
@@ -840,7 +829,7 @@ mod tests {
     }
 
     fn jwks_kids(keys: &KeySet, now: i64) -> Vec<String> {
-        let v = keys.jwks_at(now);
+        let v = keys.jwks(now);
         v["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_string()).collect()
     }
 
@@ -857,33 +846,65 @@ mod tests {
         let claims = json!({ "sub": "s" });
 
         // Before activation: the old key signs; both are published.
-        let t_old = keys.sign_at("ES256", Some("JWT"), &claims, 5000).unwrap();
+        let t_old = keys.sign("ES256", Some("JWT"), &claims, 5000).unwrap();
         assert_eq!(kid_of(&t_old), old.kid);
         let mut published = jwks_kids(&keys, 5000);
         published.sort();
         let mut expected = vec![old.kid.clone(), new.kid.clone(), rsa.kid.clone()];
         expected.sort();
         assert_eq!(published, expected);
-        assert_eq!(kid_of(&keys.sign_at("RS256", None, &claims, 5000).unwrap()), rsa.kid);
-        assert_eq!(kid_of(&keys.sign_at("none", None, &claims, 5000).unwrap()), old.kid, "ES256 unless RS256");
+        assert_eq!(kid_of(&keys.sign("RS256", None, &claims, 5000).unwrap()), rsa.kid);
+        assert_eq!(kid_of(&keys.sign("none", None, &claims, 5000).unwrap()), old.kid, "ES256 unless RS256");
 
         // At activation the new key signs, without a reload; the old one still verifies.
-        let t_new = keys.sign_at("ES256", None, &claims, 5600).unwrap();
+        let t_new = keys.sign("ES256", None, &claims, 5600).unwrap();
         assert_eq!(kid_of(&t_new), new.kid);
-        assert_eq!(keys.verify_own_at(&t_old, 5600).unwrap()["sub"], "s");
-        assert_eq!(keys.verify_own_at(&t_new, 5600).unwrap()["sub"], "s");
+        assert_eq!(keys.verify_own(&t_old, 5600).unwrap()["sub"], "s");
+        assert_eq!(keys.verify_own(&t_new, 5600).unwrap()["sub"], "s");
 
         // After retention the old key is gone from the JWKS and from verification.
         let gone = 5600 + RETENTION;
         assert!(!jwks_kids(&keys, gone).contains(&old.kid));
-        assert!(keys.verify_own_at(&t_old, gone).is_none());
-        assert!(keys.verify_own_at(&t_new, gone).is_some());
+        assert!(keys.verify_own(&t_old, gone).is_none());
+        assert!(keys.verify_own(&t_new, gone).is_some());
 
         // A tampered token does not verify.
         let mut forged = t_new.clone();
         forged.pop();
         forged.push(if t_new.ends_with('A') { 'B' } else { 'A' });
-        assert!(keys.verify_own_at(&forged, 5600).is_none());
+        assert!(keys.verify_own(&forged, 5600).is_none());
+    }
+
+    /// `sign`, `verify_own` and `jwks_body` answer for the `now` they are given, to the second:
+    /// the new key signs from its `activates_at` and not the second before, and the replaced
+    /// key is published and verifies up to the last second of its retention and not at its end.
+    #[test]
+    fn the_key_set_switches_and_unpublishes_at_the_exact_second() {
+        let p = protector();
+        let policy = KeyPolicy { activation_delay: 600, retention: RETENTION };
+        let mut old = generate(Algorithm::ES256, &p, 1000).unwrap();
+        let mut new = generate(Algorithm::ES256, &p, 5000).unwrap();
+        new.activates_at = 5600;
+        old.retired_at = Some(5600);
+        let keys = KeySet::from_rows(&[old.clone(), new.clone()], &p, policy, 5000).unwrap();
+        let claims = json!({ "sub": "s" });
+
+        assert_eq!(kid_of(&keys.sign("ES256", None, &claims, 5599).unwrap()), old.kid, "the second before");
+        assert_eq!(kid_of(&keys.sign("ES256", None, &claims, 5600).unwrap()), new.kid, "from activates_at");
+
+        let t_old = keys.sign("ES256", None, &claims, 5599).unwrap();
+        let gone = 5600 + RETENTION;
+        assert!(keys.verify_own(&t_old, gone - 1).is_some(), "last second of retention");
+        assert!(keys.verify_own(&t_old, gone).is_none(), "retention ended");
+        assert!(jwks_kids(&keys, gone - 1).contains(&old.kid));
+        assert!(!jwks_kids(&keys, gone).contains(&old.kid));
+
+        // The served body is cached per second, never across one.
+        let body_at =
+            |now| serde_json::from_str::<Value>(&keys.jwks_body(now)).unwrap()["keys"].as_array().unwrap().len();
+        assert_eq!(body_at(gone - 1), 2);
+        assert_eq!(body_at(gone), 1);
+        assert_eq!(body_at(gone - 1), 2, "an earlier `now` is answered for itself");
     }
 
     #[test]
@@ -896,10 +917,10 @@ mod tests {
         new.activates_at = 2600;
         keys.replace(&[old.clone(), new.clone()], &p, 2000).unwrap();
         assert!(jwks_kids(&keys, 2000).contains(&new.kid));
-        assert_eq!(kid_of(&keys.sign_at("ES256", None, &json!({}), 2000).unwrap()), old.kid);
+        assert_eq!(kid_of(&keys.sign("ES256", None, &json!({}), 2000).unwrap()), old.kid);
         new.activates_at = 1500;
         keys.replace(&[old.clone(), new.clone()], &p, 2000).unwrap();
-        assert_eq!(kid_of(&keys.sign_at("ES256", None, &json!({}), 2000).unwrap()), new.kid);
+        assert_eq!(kid_of(&keys.sign("ES256", None, &json!({}), 2000).unwrap()), new.kid);
     }
 
     #[test]
@@ -937,8 +958,8 @@ mod tests {
         let keys =
             KeySet::load_or_generate(&mut conn, &p, KeyPolicy { activation_delay: 600, retention: RETENTION }, 5100)
                 .unwrap();
-        assert_eq!(kid_of(&keys.sign_at("ES256", None, &json!({}), 5100).unwrap()), first);
-        assert_eq!(kid_of(&keys.sign_at("ES256", None, &json!({}), 5700).unwrap()), r2.key.kid);
+        assert_eq!(kid_of(&keys.sign("ES256", None, &json!({}), 5100).unwrap()), first);
+        assert_eq!(kid_of(&keys.sign("ES256", None, &json!({}), 5700).unwrap()), r2.key.kid);
 
         // Nothing is deleted while published; afterwards the row goes.
         assert!(delete_expired(&mut conn, RETENTION, 5700 + RETENTION - 1).unwrap().is_empty());

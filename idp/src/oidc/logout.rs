@@ -10,7 +10,7 @@ use super::subject::subject_for;
 use super::{authorize, backchannel};
 use crate::audit::{self, Event};
 use crate::authn::session::{self, Session};
-use crate::error::{now, InfraError};
+use crate::error::InfraError;
 use crate::state::AppState;
 
 /// Why a logout request is refused.
@@ -48,10 +48,11 @@ pub fn client_of(client_id: Option<String>, hint_audience: Option<String>) -> Re
 }
 
 /// Checks a logout request's parameters (repeated ones were refused by the caller).
-pub async fn check(state: &AppState, params: &Params) -> Result<LogoutRequest, LogoutError> {
+pub async fn check(state: &AppState, params: &Params, now: i64) -> Result<LogoutRequest, LogoutError> {
     let get = |n: &str| params.get(n).ok().flatten().map(str::to_string);
-    let hint =
-        get("id_token_hint").and_then(|t| state.keys.verify_own(&t)).filter(|c| c["iss"] == json!(state.config.issuer));
+    let hint = get("id_token_hint")
+        .and_then(|t| state.keys.verify_own(&t, now))
+        .filter(|c| c["iss"] == json!(state.config.issuer));
     if get("id_token_hint").is_some() && hint.is_none() {
         return Err(LogoutError::BadHint);
     }
@@ -85,7 +86,7 @@ pub async fn hint_names(state: &AppState, hint: &Value, session: &Session) -> Re
 
 /// Ends the session of a cookie's token: its back-channel notices are queued and the logout
 /// audited with the ending itself, so a crash right after loses no delivery.
-pub async fn end_session(state: &AppState, token: String, address: String) -> Result<(), InfraError> {
+pub async fn end_session(state: &AppState, token: String, address: String, now: i64) -> Result<(), InfraError> {
     if token.len() > 64 {
         return Ok(());
     }
@@ -95,8 +96,8 @@ pub async fn end_session(state: &AppState, token: String, address: String) -> Re
             c.transaction(|c| {
                 let ended = session::end(c, &token)?;
                 if let Some(s) = &ended {
-                    backchannel::mark_ended(c, std::slice::from_ref(&s.sid), now())?;
-                    audit::record(c, Event::own("logout", "success", &s.account_id, &address), now())?;
+                    backchannel::mark_ended(c, std::slice::from_ref(&s.sid), now)?;
+                    audit::record(c, Event::own("logout", "success", &s.account_id, &address), now)?;
                 }
                 Ok(ended)
             })
@@ -104,7 +105,7 @@ pub async fn end_session(state: &AppState, token: String, address: String) -> Re
         .await?;
     if let Some(s) = ended {
         // Delivery happens in the background; the person is not kept waiting.
-        if let Err(e) = backchannel::notify(state, &s.sid).await {
+        if let Err(e) = backchannel::notify(state, &s.sid, now).await {
             tracing::error!(error = %e, "back-channel logout");
         }
     }

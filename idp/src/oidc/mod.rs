@@ -22,6 +22,10 @@ pub mod token_use;
 pub mod transaction;
 pub mod userinfo;
 
+/// Scopes this provider understands; others are ignored, as RFC 6749 §3.3 allows.
+pub const SUPPORTED_SCOPES: [&str; 7] =
+    ["openid", "profile", "email", "agency", "roles", "national_id", "offline_access"];
+
 /// Assurance of a password or one-time-password sign-in.
 pub const ACR_PASSWORD: &str = "loa-1";
 /// Assurance of a smart-card sign-in (card and PIN).

@@ -567,6 +567,23 @@ mod tests {
     }
 
     #[test]
+    fn an_initial_access_token_works_once_and_only_before_its_expiry() {
+        let db = crate::store::db::Db::connect("sqlite://:memory:", 1).unwrap();
+        db.migrate().unwrap();
+        let mut c = db.get().unwrap();
+        let issue = |c: &mut DbConn, ttl| issue_initial_access_token(c, Duration::from_secs(ttl), &Actor::cli(), 1_000);
+        let t = issue(&mut c, 600).unwrap();
+        assert_eq!(t.expires_at, 1_600);
+        assert!(!consume_initial_access_token(&mut c, &t.token, 1_600).unwrap(), "dead at expires_at");
+        assert!(!consume_initial_access_token(&mut c, "made-up", 1_000).unwrap());
+        assert!(consume_initial_access_token(&mut c, &t.token, 1_599).unwrap(), "refusals did not use it up");
+        assert!(!consume_initial_access_token(&mut c, &t.token, 1_599).unwrap(), "single use");
+        let longest = MAX_INITIAL_ACCESS_TOKEN_TTL.as_secs();
+        assert!(issue(&mut c, 0).is_err() && issue(&mut c, longest + 1).is_err());
+        assert_eq!(issue(&mut c, longest).unwrap().expires_at, 1_000 + longest as i64);
+    }
+
+    #[test]
     fn an_update_keeps_every_operator_setting() {
         let asked = |v: Value| parse_json(v).unwrap().client;
         let full = json!({

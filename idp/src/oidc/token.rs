@@ -16,7 +16,7 @@ use super::refresh::{self, Redeem, RefreshGrant};
 use super::subject::subject_for;
 use crate::audit::{self, Event};
 use crate::crypto::{constant_time_eq, random_token};
-use crate::error::{now, InfraError};
+use crate::error::InfraError;
 use crate::state::AppState;
 use crate::store::ephemeral::Key;
 
@@ -95,13 +95,18 @@ impl Slot {
     }
 }
 
-/// Handles a token request.
-pub async fn exchange(state: &AppState, params: &Params, basic: BasicCredentials) -> Result<Value, TokenError> {
+/// Handles a token request received at `now`.
+pub async fn exchange(
+    state: &AppState,
+    params: &Params,
+    basic: BasicCredentials,
+    now: i64,
+) -> Result<Value, TokenError> {
     if let Some(dup) = params.first_duplicate() {
         return Err(TokenError::InvalidRequest(format!("parameter `{dup}` is repeated")));
     }
     let grant_type = params.get("grant_type").ok().flatten();
-    let client = client_auth::authenticate(state, params, basic, "/token").await?;
+    let client = client_auth::authenticate(state, params, basic, "/token", now).await?;
     let grant_type = grant_type.ok_or_else(|| TokenError::InvalidRequest("grant_type is missing".into()))?;
     if !super::clients::GRANT_TYPES.contains(&grant_type) {
         return Err(TokenError::UnsupportedGrantType);
@@ -110,20 +115,19 @@ pub async fn exchange(state: &AppState, params: &Params, basic: BasicCredentials
         return Err(TokenError::UnauthorizedClient(format!("this client may not use {grant_type}")));
     }
     let answer = match grant_type {
-        "authorization_code" => authorization_code(state, params, &client).await,
-        "refresh_token" => refresh_token(state, params, &client).await,
-        _ => client_credentials(state, params, &client).await,
+        "authorization_code" => authorization_code(state, params, &client, now).await,
+        "refresh_token" => refresh_token(state, params, &client, now).await,
+        _ => client_credentials(state, params, &client, now).await,
     };
     crate::metrics::token(grant_type, answer.as_ref().err().map(TokenError::code));
     answer
 }
 
-async fn authorization_code(state: &AppState, params: &Params, client: &Client) -> Result<Value, TokenError> {
+async fn authorization_code(state: &AppState, params: &Params, client: &Client, now: i64) -> Result<Value, TokenError> {
     let get = |n: &str| params.get(n).ok().flatten();
     let code = get("code").ok_or_else(|| TokenError::InvalidRequest("code is missing".into()))?;
     let redirect_uri =
         get("redirect_uri").ok_or_else(|| TokenError::InvalidRequest("redirect_uri is missing".into()))?;
-    let now = now();
     // The code is marked redeemed — swapped atomically for a record of what this redemption will
     // issue — before anything else. Of two redemptions, here or on another node, exactly one
     // gets the grant, and the other always finds the record and revokes what it names (the
@@ -141,7 +145,7 @@ async fn authorization_code(state: &AppState, params: &Params, client: &Client) 
     let grant = match Slot::of(state.eph.swap(&key, &bytes, ttl).await.map_err(InfraError::from)?) {
         Slot::Unredeemed(g) => *g,
         Slot::Redeemed(first) => {
-            replayed_code(state, first).await?;
+            replayed_code(state, first, now).await?;
             return Err(TokenError::InvalidGrant("the code is invalid, expired or already used".into()));
         }
         Slot::Unknown => {
@@ -238,8 +242,7 @@ fn service_scope<'a>(client: &Client, asked: Option<&'a str>) -> Result<Vec<&'a 
 }
 
 /// A code presented again: revoke what its first redemption issued (RFC 6749 §4.1.2).
-async fn replayed_code(state: &AppState, first: Redeemed) -> Result<(), InfraError> {
-    let now = now();
+async fn replayed_code(state: &AppState, first: Redeemed, now: i64) -> Result<(), InfraError> {
     access::revoke(state, &first.jti, first.exp, now).await?;
     let family = first.family_id.clone();
     state
@@ -270,14 +273,13 @@ async fn ensure_active(state: &AppState, account_id: &str) -> Result<(), TokenEr
     }
 }
 
-async fn refresh_token(state: &AppState, params: &Params, client: &Client) -> Result<Value, TokenError> {
+async fn refresh_token(state: &AppState, params: &Params, client: &Client, now: i64) -> Result<Value, TokenError> {
     let token = params
         .get("refresh_token")
         .ok()
         .flatten()
         .ok_or_else(|| TokenError::InvalidRequest("refresh_token is missing".into()))?;
     let (token, client_id) = (token.to_string(), client.client_id.clone());
-    let now = now();
     let outcome = state.db.run(move |c| refresh::redeem(c, &token, &client_id, now)).await?;
     let grant = match outcome {
         Redeem::Ok(g) => g,
@@ -321,9 +323,8 @@ async fn refresh_token(state: &AppState, params: &Params, client: &Client) -> Re
     Ok(issued.body)
 }
 
-async fn client_credentials(state: &AppState, params: &Params, client: &Client) -> Result<Value, TokenError> {
+async fn client_credentials(state: &AppState, params: &Params, client: &Client, now: i64) -> Result<Value, TokenError> {
     let asked = service_scope(client, params.get("scope").ok().flatten())?;
-    let now = now();
     let ttl = state.config.tokens.access_token_ttl.as_secs() as i64;
     let claims = AccessClaims::new(
         state.config.issuer.clone(),
@@ -399,7 +400,7 @@ async fn issue_user_tokens(
     if let Some(nonce) = nonce {
         id_claims["nonce"] = json!(nonce);
     }
-    let id_token = state.keys.sign(&client.id_token_signed_response_alg, Some("JWT"), &id_claims)?;
+    let id_token = state.keys.sign(&client.id_token_signed_response_alg, Some("JWT"), &id_claims, now)?;
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",

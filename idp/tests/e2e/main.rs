@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `idp` binary, driven over HTTP and through its CLI.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// The tests stand outside the provider and make their tokens and certificates for the real clock.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod admin;
 mod adversarial;

@@ -298,22 +298,15 @@ impl CardTrust {
 
 async fn audit_refusal(db: &Db, url: &str, e: &CrlRefusal) {
     let (outcome, detail) = (e.outcome(), format!("{url}: {e}"));
-    let recorded = db
-        .run(move |c| {
-            crate::audit::record(
-                c,
-                crate::audit::Event {
-                    event: "certificates.crl_refresh",
-                    outcome,
-                    actor: Some("system"),
-                    detail,
-                    ..Default::default()
-                },
-                crate::error::now(),
-            )
-        })
-        .await;
-    if let Err(e) = recorded {
-        tracing::error!(error = %e, "audit event not recorded");
-    }
+    crate::audit::record_logged(db, move |c| {
+        let e = crate::audit::Event {
+            event: "certificates.crl_refresh",
+            outcome,
+            actor: Some("system"),
+            detail,
+            ..Default::default()
+        };
+        crate::audit::record(c, e, crate::error::now())
+    })
+    .await;
 }

@@ -140,3 +140,23 @@ impl EphemeralStore for MemoryStore {
 fn parse_count(v: &[u8]) -> u64 {
     std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Codes, login transactions, challenges and revocations live exactly their TTL here: the
+    /// entry is there up to the last instant before its deadline and gone at the deadline.
+    #[test]
+    fn an_entry_lives_until_its_deadline_and_not_at_it() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(60);
+        let mut inner = Inner::default();
+        inner.map.insert("code".into(), (b"grant".to_vec(), t0 + ttl));
+        let just_before = t0 + ttl - Duration::from_nanos(1);
+        assert_eq!(inner.live("code", just_before).map(|(v, _)| v.clone()), Some(b"grant".to_vec()));
+        assert!(inner.live("code", t0 + ttl).is_none(), "gone at its deadline");
+        assert!(!inner.map.contains_key("code"), "and removed, not only hidden");
+        assert!(inner.live("code", just_before).is_none(), "an expired entry does not come back");
+    }
+}
