@@ -186,7 +186,9 @@ async fn show(
     } else if let Some(key) = done_key(req) {
         ctx.insert("notice".into(), json!(t(key)));
     }
-    render(state, lang, status, "me", "me_title", ctx, cookie.into_iter().collect())
+    let mut r = render(state, lang, status, "me", "me_title", ctx, cookie.into_iter().collect())?;
+    super::help::allow_components(state, &mut r);
+    Ok(r)
 }
 
 fn done_key(req: &HttpRequest) -> Option<&'static str> {

@@ -10,6 +10,7 @@ pub mod errors;
 pub mod forgot;
 pub mod form;
 pub mod forwarded;
+pub mod help;
 pub mod hr;
 pub mod login;
 pub mod me;
@@ -87,6 +88,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/healthz").route(web::get().to(pages::healthz)))
         .service(web::resource("/readyz").route(web::get().to(pages::readyz)))
+        .configure(help::routes)
         .configure(hr::routes)
         .configure(me::routes);
 }
