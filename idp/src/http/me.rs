@@ -47,13 +47,7 @@ const DONE: [(&str, &str); 5] = [
     ("app", "me_done_app"),
 ];
 
-fn other(lang: Lang) -> &'static str {
-    if lang == Lang::ZhTw {
-        "en"
-    } else {
-        "zh-TW"
-    }
-}
+use super::pages::other_lang as other;
 
 /// Where a form sends the person back to, keeping the language.
 fn done(lang: Lang, what: &str) -> HttpResponse {

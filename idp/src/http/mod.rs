@@ -12,6 +12,7 @@ pub mod form;
 pub mod forwarded;
 pub mod help;
 pub mod hr;
+pub mod lang_switch;
 pub mod login;
 pub mod me;
 pub mod oidc;
