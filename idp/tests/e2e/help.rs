@@ -43,8 +43,38 @@ async fn the_guide_and_the_faq_tell_the_three_first_sign_ins_binding_and_unlocki
     assert!(env.body.contains("id=\"check-popup\"") && !env.body.contains("id=\"check-component\""));
     // Every page links the help pages, the login page too.
     let login = b.get("/login").await;
-    assert!(login.body.contains("href=\"/help?ui_locales=zh-TW\"") && login.body.contains("href=\"/faq?ui_locales=zh-TW\""));
+    assert!(
+        login.body.contains("href=\"/help?ui_locales=zh-TW\"") && login.body.contains("href=\"/faq?ui_locales=zh-TW\"")
+    );
     assert!(login.body.contains(">帳號密碼登入</button>"), "the password button says what it does");
+}
+
+#[tokio::test]
+async fn pages_that_talk_to_the_components_allow_exactly_their_origins_and_still_forbid_framing() {
+    let mut idp = Idp::with_env(&[
+        ("IDP_CERTIFICATES__COMPONENT_URL", "http://localhost:61161/"),
+        ("IDP_CERTIFICATES__HEALTH_COMPONENT_URL", "http://localhost:59001"),
+    ]);
+    idp.start().await;
+    let http = reqwest::Client::new();
+    let csp = |path: &'static str| {
+        let http = http.clone();
+        let url = format!("{}{path}", idp.base);
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            r.headers().get("content-security-policy").unwrap().to_str().unwrap().to_string()
+        }
+    };
+    for path in ["/login", "/environment"] {
+        let policy = csp(path).await;
+        assert!(policy.contains("default-src 'self'") && policy.contains("frame-ancestors 'none'"), "{path}: {policy}");
+        assert!(policy.contains("img-src 'self' http://localhost:61161;"), "{path}: {policy}");
+        assert!(policy.contains("connect-src 'self' http://localhost:59001;"), "{path}: {policy}");
+    }
+    for path in ["/", "/help", "/faq"] {
+        let policy = csp(path).await;
+        assert!(!policy.contains("localhost"), "{path} reaches no component: {policy}");
+    }
 }
 
 #[tokio::test]

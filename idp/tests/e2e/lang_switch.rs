@@ -57,7 +57,9 @@ async fn answers_to_posts_switch_language_on_their_forms_page_without_posting_ag
     // A form with a GET page of its own (忘記密碼) keeps the relative switch: the form again.
     let forgot = b.get("/forgot-password").await;
     let csrf = forgot.input("csrf_token").unwrap();
-    let sent = b.post("/forgot-password", &[("csrf_token", &csrf), ("national_id", MING), ("email", "x@example.gov.tw")]).await;
+    let sent = b
+        .post("/forgot-password", &[("csrf_token", &csrf), ("national_id", MING), ("email", "x@example.gov.tw")])
+        .await;
     assert_eq!(sent.status, 200, "{}", sent.body);
     assert_eq!(switch_href(&sent), "?ui_locales=en");
     // Following the switches sent no mail and changed nothing: only GETs were made.
