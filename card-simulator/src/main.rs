@@ -1,8 +1,11 @@
 //! `card-simulator`: plays the local card component that government pages talk to (docs/cards-and-pki.md:
 //! the HiPKI Local Sign Server on `localhost:61161`), with a software card from `idp dev pki`.
-//! It speaks the same API — `/pkcs11info`, `/popupForm` with `postMessage`, `/sign` — checks a
-//! PIN and locks the card after three wrong ones, so demos and browser tests run the real page
-//! flow end to end. Never for production: the "card" is a key file.
+//! It speaks the same API — `/pkcs11info` (with the component's `serverVersion`), the same answer
+//! as pixels of `/p11Image.bmp` (how pages read it without CORS), `/popupForm` with
+//! `postMessage`, `/sign` — checks a PIN and locks the card after three wrong ones, so demos and
+//! browser tests run the real page flow end to end. `--no-card` and `--no-reader` play a reader
+//! without a card and a computer without a reader, for the environment check. Never for
+//! production: the "card" is a key file.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -25,11 +28,27 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:61161")]
     bind: String,
     /// The certificate (PEM) of the software card; its key is the `.key.pem` beside it.
-    #[arg(long)]
-    card: PathBuf,
+    #[arg(long, required_unless_present_any = ["no_card", "no_reader"])]
+    card: Option<PathBuf>,
     /// The card's PIN (6–8 digits, as the seeds ask).
     #[arg(long, default_value = "123456")]
     pin: String,
+    /// The version the component reports (`serverVersion`).
+    #[arg(long, default_value = "1.3.4.103327")]
+    server_version: String,
+    /// A reader with no card in it: `/pkcs11info` lists the slot without a token, and signing fails.
+    #[arg(long, conflicts_with = "card")]
+    no_card: bool,
+    /// No reader at all: `/pkcs11info` lists no slot.
+    #[arg(long, conflicts_with = "card")]
+    no_reader: bool,
+}
+
+/// What the simulated computer has: a reader with a card, an empty reader, or no reader.
+struct Device {
+    card: Option<Card>,
+    reader: bool,
+    server_version: String,
 }
 
 /// The software card and its PIN counter.
@@ -42,6 +61,7 @@ struct Card {
 
 /// the component's return codes (docs/cards-and-pki.md).
 const LOGIN_FAILED: u32 = 0x7610_0006;
+const CERT_NOT_FOUND: u32 = 0x7610_000C;
 const WRONG_PIN: u32 = 0xA0;
 const BAD_PIN_LENGTH: u32 = 0xA2;
 const LOCKED: u32 = 0xA4;
@@ -96,14 +116,77 @@ fn sign(card: &Card, package: &str) -> serde_json::Value {
     }
 }
 
-async fn pkcs11info(card: web::Data<Card>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "func": "pkcs11info", "ret_code": 0, "last_error": 0,
-        "slots": [{ "slotDescription": "Simulated card reader", "token": {
+/// The component's reader and card answer, with its version, as `/pkcs11info` gives it.
+fn info(device: &Device) -> serde_json::Value {
+    let slots = match (&device.card, device.reader) {
+        (_, false) => json!([]),
+        (None, true) => json!([{ "slotDescription": "Simulated card reader", "token": null }]),
+        (Some(card), true) => json!([{ "slotDescription": "Simulated card reader", "token": {
             "serialNumber": "TTAJ000000000321",
             "certs": [{ "certb64": STANDARD.encode(&card.cert) }]
-        }}]
-    }))
+        }}]),
+    };
+    json!({
+        "func": "pkcs11info", "ret_code": 0, "last_error": 0,
+        "serverVersion": device.server_version, "slots": slots,
+    })
+}
+
+async fn pkcs11info(device: web::Data<Device>) -> HttpResponse {
+    HttpResponse::Ok().json(info(&device))
+}
+
+/// `/p11Image.bmp`: the `/pkcs11info` answer (without certificates) carried in the pixels of a
+/// one-row 24-bit bitmap, three bytes a pixel, ended by a pixel whose first byte is 0. This is
+/// how pages on other origins read the component: an image may be loaded cross-origin and, with
+/// `Access-Control-Allow-Origin`, drawn on a canvas and read back, where a `fetch` would need
+/// CORS on the JSON answer that the component does not give.
+async fn p11_image(device: web::Data<Device>) -> HttpResponse {
+    let mut answer = info(&device);
+    if let Some(slots) = answer["slots"].as_array_mut() {
+        for slot in slots {
+            if let Some(token) = slot["token"].as_object_mut() {
+                token.remove("certs");
+            }
+        }
+    }
+    HttpResponse::Ok()
+        .content_type("image/bmp")
+        .insert_header(("Access-Control-Allow-Origin", "*"))
+        .insert_header(("Cache-Control", "no-store"))
+        .body(bitmap(answer.to_string().as_bytes()))
+}
+
+/// A 24-bit bitmap one pixel high whose pixel bytes are `data` (padded with spaces to whole
+/// pixels, so the reader's JSON stays valid) followed by one black pixel.
+fn bitmap(data: &[u8]) -> Vec<u8> {
+    let mut pixels = data.to_vec();
+    while pixels.len() % 3 != 0 {
+        pixels.push(b' ');
+    }
+    pixels.extend_from_slice(&[0, 0, 0]);
+    let width = (pixels.len() / 3) as u32;
+    while pixels.len() % 4 != 0 {
+        pixels.push(0);
+    }
+    let size = 54 + pixels.len() as u32;
+    let mut bmp = Vec::with_capacity(size as usize);
+    bmp.extend_from_slice(b"BM");
+    bmp.extend_from_slice(&size.to_le_bytes());
+    bmp.extend_from_slice(&[0; 4]);
+    bmp.extend_from_slice(&54u32.to_le_bytes());
+    bmp.extend_from_slice(&40u32.to_le_bytes());
+    bmp.extend_from_slice(&width.to_le_bytes());
+    bmp.extend_from_slice(&1i32.to_le_bytes());
+    bmp.extend_from_slice(&1u16.to_le_bytes());
+    bmp.extend_from_slice(&24u16.to_le_bytes());
+    bmp.extend_from_slice(&0u32.to_le_bytes());
+    bmp.extend_from_slice(&(pixels.len() as u32).to_le_bytes());
+    bmp.extend_from_slice(&2835i32.to_le_bytes());
+    bmp.extend_from_slice(&2835i32.to_le_bytes());
+    bmp.extend_from_slice(&[0; 8]);
+    bmp.extend_from_slice(&pixels);
+    bmp
 }
 
 #[derive(Deserialize)]
@@ -112,8 +195,11 @@ struct SignForm {
     tbs_package: String,
 }
 
-async fn sign_endpoint(card: web::Data<Card>, form: web::Form<SignForm>) -> HttpResponse {
-    HttpResponse::Ok().json(sign(&card, &form.tbs_package))
+async fn sign_endpoint(device: web::Data<Device>, form: web::Form<SignForm>) -> HttpResponse {
+    match &device.card {
+        Some(card) => HttpResponse::Ok().json(sign(card, &form.tbs_package)),
+        None => HttpResponse::Ok().json(result(LOGIN_FAILED, CERT_NOT_FOUND)),
+    }
 }
 
 /// The popup: tells the opener it is ready, receives the tbsPackage, signs it through `/sign`
@@ -134,11 +220,10 @@ async fn popup() -> HttpResponse {
     HttpResponse::Ok().content_type("text/html; charset=utf-8").body(POPUP)
 }
 
-fn load(args: &Args) -> Result<Card, String> {
-    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let cert =
-        rustls_pki_types::CertificateDer::from_pem_slice(&read(&args.card)?).map_err(|e| format!("card: {e}"))?;
-    let key_path = PathBuf::from(args.card.to_string_lossy().replace(".pem", ".key.pem"));
+fn load(path: &std::path::Path, args: &Args) -> Result<Card, String> {
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let cert = rustls_pki_types::CertificateDer::from_pem_slice(&read(path)?).map_err(|e| format!("card: {e}"))?;
+    let key_path = PathBuf::from(path.to_string_lossy().replace(".pem", ".key.pem"));
     let key =
         rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(&read(&key_path)?).map_err(|e| format!("key: {e}"))?;
     Ok(Card { cert: cert.to_vec(), key: key.secret_pkcs8_der().to_vec(), pin: args.pin.clone(), wrong: Mutex::new(0) })
@@ -147,19 +232,26 @@ fn load(args: &Args) -> Result<Card, String> {
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    let card = match load(&args) {
-        Ok(c) => web::Data::new(c),
+    let card = match args.card.as_deref().map(|p| load(p, &args)).transpose() {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("card-simulator: {e}");
             std::process::exit(2);
         }
     };
     let listener = card_simulator::listener_or_bind(&args.bind)?;
-    eprintln!("card-simulator: card {} on http://{}", args.card.display(), listener.local_addr()?);
+    let what = match (&args.card, args.no_reader) {
+        (Some(p), _) => format!("card {}", p.display()),
+        (None, false) => "a reader without a card".into(),
+        (None, true) => "no reader".into(),
+    };
+    eprintln!("card-simulator: {what} on http://{}", listener.local_addr()?);
+    let device = web::Data::new(Device { card, reader: !args.no_reader, server_version: args.server_version.clone() });
     HttpServer::new(move || {
         App::new()
-            .app_data(card.clone())
+            .app_data(device.clone())
             .route("/pkcs11info", web::get().to(pkcs11info))
+            .route("/p11Image.bmp", web::get().to(p11_image))
             .route("/popupForm", web::get().to(popup))
             .route("/sign", web::post().to(sign_endpoint))
     })
@@ -167,4 +259,34 @@ async fn main() -> std::io::Result<()> {
     .listen(listener)?
     .run()
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bitmap;
+
+    /// Reads the pixels back as a page does: three bytes a pixel until a pixel whose first byte is 0.
+    fn read_back(bmp: &[u8]) -> Vec<u8> {
+        let width = u32::from_le_bytes([bmp[18], bmp[19], bmp[20], bmp[21]]) as usize;
+        let mut out = Vec::new();
+        for px in bmp[54..54 + 3 * width].chunks(3) {
+            if px[0] == 0 {
+                break;
+            }
+            out.extend_from_slice(px);
+        }
+        out
+    }
+
+    #[test]
+    fn the_bitmap_carries_the_answer_and_ends_with_a_black_pixel() {
+        for text in ["{}", "{\"a\":1}", "{\"serverVersion\":\"1.3.4.103327\"}"] {
+            let bmp = bitmap(text.as_bytes());
+            assert_eq!(&bmp[..2], b"BM");
+            assert_eq!(u32::from_le_bytes([bmp[2], bmp[3], bmp[4], bmp[5]]) as usize, bmp.len());
+            let got = String::from_utf8(read_back(&bmp)).unwrap();
+            assert_eq!(got.trim_end(), text, "padded with spaces only");
+            assert_eq!((bmp.len() - 54) % 4, 0, "rows are padded to four bytes");
+        }
+    }
 }

@@ -43,7 +43,8 @@ pub fn serve(state: AppState, listener: std::net::TcpListener) -> std::io::Resul
                 let method = req.method().to_string();
                 let path = req.path().chars().take(200).collect::<String>();
                 let request_id = random_token(9);
-                let fut = srv.call(req);
+                let form_page = crate::http::lang_switch::form_page(req.method(), req.path());
+                let fut = crate::http::lang_switch::scope(form_page, srv.call(req));
                 async move {
                     let mut res = fut.await?;
                     if let Ok(v) = HeaderValue::from_str(&request_id) {

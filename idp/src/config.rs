@@ -151,6 +151,38 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub forgot: ForgotConfig,
     pub site: SiteConfig,
+    pub links: LinksConfig,
+}
+
+/// The official pages the site sends people to when their computer lacks something (the
+/// environment check, the login page, the help pages and the wrong-PIN message). They belong to
+/// other agencies and move from time to time, so they are configuration, with today's addresses
+/// as defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinksConfig {
+    /// MOICA's page of the cross-platform web component (跨平台網頁元件, HiPKI Local Sign Server).
+    pub card_component: String,
+    /// MOICA's downloads: HiCOS 卡片管理工具, the card and reader driver.
+    pub card_driver: String,
+    /// NHI's page of the health-card component, with its own environment check.
+    pub health_component: String,
+    /// MOICA's page for unlocking a citizen-certificate card locked by three wrong PINs.
+    pub moica_unblock: String,
+    /// GCA's page for unlocking an agency-certificate card.
+    pub gca_unblock: String,
+}
+
+impl Default for LinksConfig {
+    fn default() -> Self {
+        Self {
+            card_component: "https://moica.nat.gov.tw/rac_plugin.html".into(),
+            card_driver: "https://moica.nat.gov.tw/download_1.html".into(),
+            health_component: "https://cloudicweb.nhi.gov.tw/cloudic/system/SMC/mEventesting.htm".into(),
+            moica_unblock: "http://moica.nat.gov.tw/html/unblockcard.htm#2".into(),
+            gca_unblock: "https://gcaweb.nat.gov.tw/gcacms/04-04.html".into(),
+        }
+    }
 }
 
 /// 忘記密碼 on the sign-in page: how often a one-time password may be asked for. Every request
@@ -385,6 +417,15 @@ impl CertificatesConfig {
         }
     }
 
+    /// NHI's local health-card component's origin; empty means `http://localhost:59001`.
+    pub fn health_component_url(&self) -> &str {
+        if self.health_component_url.is_empty() {
+            "http://localhost:59001"
+        } else {
+            self.health_component_url.trim_end_matches('/')
+        }
+    }
+
     /// Whether health-card sign-in is configured.
     pub fn health_enabled(&self) -> bool {
         !self.health_verifier_url.is_empty()
@@ -567,6 +608,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             forgot: ForgotConfig::default(),
             site: SiteConfig::default(),
+            links: LinksConfig::default(),
         }
     }
 }
@@ -738,6 +780,11 @@ impl Config {
             ("certificates.health_verifier_url", &certs.health_verifier_url),
             ("certificates.health_component_url", &certs.health_component_url),
             ("certificates.ownership_verifier_url", &certs.ownership_verifier_url),
+            ("links.card_component", &self.links.card_component),
+            ("links.card_driver", &self.links.card_driver),
+            ("links.health_component", &self.links.health_component),
+            ("links.moica_unblock", &self.links.moica_unblock),
+            ("links.gca_unblock", &self.links.gca_unblock),
         ]
         .into_iter()
         .chain(certs.crl_urls.iter().map(|u| ("certificates.crl_urls", u)))

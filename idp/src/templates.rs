@@ -58,7 +58,7 @@ impl Lang {
     }
 }
 
-const PAGES: [(&str, &str); 30] = [
+const PAGES: [(&str, &str); 34] = [
     ("card_identify", include_str!("../../templates/card_identify.hbs")),
     ("consent", include_str!("../../templates/consent.hbs")),
     ("layout", include_str!("../../templates/layout.hbs")),
@@ -89,7 +89,27 @@ const PAGES: [(&str, &str); 30] = [
     ("forgot", include_str!("../../templates/forgot.hbs")),
     ("forgot_sent", include_str!("../../templates/forgot_sent.hbs")),
     ("forgot_ask", include_str!("../../templates/forgot_ask.hbs")),
+    ("environment", include_str!("../../templates/environment.hbs")),
+    ("environment_popup", include_str!("../../templates/environment_popup.hbs")),
+    ("help", include_str!("../../templates/help.hbs")),
+    ("faq", include_str!("../../templates/faq.hbs")),
 ];
+
+/// Which navigation entry a page belongs to, so the layout marks it as the current page
+/// (`aria-current="page"`); pages outside the navigation mark none.
+fn nav_entry(page: &str) -> &'static str {
+    match page {
+        "home" => "home",
+        "apps" => "apps",
+        "me" => "me",
+        p if p.starts_with("hr_reset") => "hr",
+        p if p.starts_with("admin_") => "admin",
+        "help" => "help",
+        "faq" => "faq",
+        "environment" => "environment",
+        _ => "",
+    }
+}
 
 /// The card sign-in script, served at `/static/card.js`.
 pub const CARD_JS: &str = include_str!("../../templates/static/card.js");
@@ -143,6 +163,7 @@ impl Templates {
             ctx.insert("error".into(), Value::String(self.text(lang, &key)));
         }
         ctx.insert("t".into(), Value::Object(t));
+        ctx.insert("current".into(), Value::String(nav_entry(page).into()));
         ctx.insert("lang".into(), Value::String(lang.tag().into()));
         let other = if lang == Lang::ZhTw { Lang::En } else { Lang::ZhTw };
         ctx.insert("other_lang".into(), Value::String(other.tag().into()));
@@ -179,6 +200,24 @@ mod tests {
             crate::accounts::activation::ActivationError::PasswordMismatch,
         ] {
             assert!(zh.contains_key(&e.key()), "missing {}", e.key());
+        }
+    }
+
+    #[test]
+    fn every_page_of_the_navigation_marks_its_entry() {
+        for (page, entry) in [
+            ("home", "home"),
+            ("apps", "apps"),
+            ("me", "me"),
+            ("hr_reset_found", "hr"),
+            ("admin_clients", "admin"),
+            ("help", "help"),
+            ("faq", "faq"),
+            ("environment", "environment"),
+            ("login", ""),
+        ] {
+            assert_eq!(nav_entry(page), entry, "{page}");
+            assert!(PAGES.iter().any(|(p, _)| *p == page), "{page} is a page");
         }
     }
 

@@ -66,43 +66,38 @@ pub fn signed_out(notice: Option<&str>) -> String {
     )
 }
 
-/// Home page for a signed-in user: the ID token claims and the userinfo
-/// response, exactly as received, so the IdP's output can be checked by eye.
+/// Home page for a signed-in user: the claims side by side as the ID token and the userinfo
+/// response carry them — each row says which of the two gave a value, so a claim that only
+/// userinfo answers (the `profile` and `email` claims, by the code flow's rules) is shown with
+/// its source instead of a dash — then both documents exactly as received.
 pub fn signed_in(session: &SignedIn) -> String {
     let claims = &session.claims;
-    let not_given = "—";
-
-    let name = claims
-        .name()
-        .and_then(|n| n.get(None).or_else(|| n.iter().next().map(|(_, v)| v)))
-        .map(|n| n.as_str().to_owned());
-    let email = claims.email().map(|e| match claims.email_verified() {
-        Some(true) => format!("{} (已驗證 / verified)", e.as_str()),
-        Some(false) => format!("{} (未驗證 / not verified)", e.as_str()),
-        None => e.as_str().to_owned(),
-    });
-    let amr = claims.auth_method_refs().map(|list| list.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "));
-    let auth_time = claims.auth_time().map(|t| format!("{} ({})", t.to_rfc3339(), t.timestamp()));
-
-    let rows: [(&str, Option<String>); 7] = [
-        ("sub", Some(claims.subject().as_str().to_owned())),
-        ("acr", claims.auth_context_ref().map(|a| a.as_str().to_owned())),
-        ("amr", amr),
-        ("auth_time", auth_time),
-        ("name", name),
-        ("email", email),
-        ("preferred_username", claims.preferred_username().map(|u| u.as_str().to_owned())),
-    ];
-    let table: String = rows
+    let id_token = serde_json::to_value(claims).unwrap_or_default();
+    let userinfo = session.userinfo.as_ref().ok();
+    let table: String = CLAIMS
         .iter()
-        .map(|(label, value)| {
-            format!("<tr><th>{}</th><td>{}</td></tr>\n", escape(label), escape(value.as_deref().unwrap_or(not_given)),)
+        .map(|name| {
+            let from_token = shown(id_token.get(*name));
+            let from_userinfo = shown(userinfo.and_then(|u| u.get(*name)));
+            let source = match (&from_token, &from_userinfo) {
+                (Some(_), Some(_)) => "ID token + userinfo",
+                (Some(_), None) => "ID token",
+                (None, Some(_)) => "userinfo",
+                (None, None) => "",
+            };
+            format!(
+                "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                escape(name),
+                escape(from_token.as_deref().unwrap_or(NOT_GIVEN)),
+                escape(from_userinfo.as_deref().unwrap_or(NOT_GIVEN)),
+                escape(source),
+            )
         })
         .collect();
 
     let additional = pretty(&claims.additional_claims().claims);
     let all_claims = pretty(claims);
-    let userinfo = match &session.userinfo {
+    let userinfo_doc = match &session.userinfo {
         Ok(json) => format!("<pre>{}</pre>", escape(&pretty(json))),
         Err(err) => format!(r#"<p class="error">無法取得使用者資訊。 / Could not fetch userinfo: {}</p>"#, escape(err)),
     };
@@ -113,8 +108,9 @@ pub fn signed_in(session: &SignedIn) -> String {
             r#"<h1>依賴方範例 / Relying party example</h1>
 <p>已登入。 / You are signed in.</p>
 <p><a class="button" href="logout">登出 / Sign out</a></p>
-<h2>ID token 宣告 / ID token claims</h2>
+<h2>宣告 / Claims</h2>
 <table>
+<tr><th>宣告 / claim</th><th>ID token</th><th>使用者資訊 / userinfo</th><th>來源 / from</th></tr>
 {table}</table>
 <h3>其他宣告 / Additional claims</h3>
 <pre>{additional}</pre>
@@ -122,11 +118,40 @@ pub fn signed_in(session: &SignedIn) -> String {
 <pre>{all_claims}</pre>
 </details>
 <h2>使用者資訊 / Userinfo response</h2>
-{userinfo}"#,
+{userinfo_doc}"#,
             additional = escape(&additional),
             all_claims = escape(&all_claims),
         ),
     )
+}
+
+/// The claims the table shows, in the order people read them.
+const CLAIMS: [&str; 13] = [
+    "sub",
+    "acr",
+    "amr",
+    "auth_time",
+    "name",
+    "preferred_username",
+    "email",
+    "email_verified",
+    "agency_code",
+    "agency_name",
+    "unit",
+    "roles",
+    "national_id",
+];
+
+/// What a cell shows when its document does not carry the claim.
+const NOT_GIVEN: &str = "—";
+
+/// A claim's value as shown: strings as they are, anything else (numbers, lists) as JSON.
+fn shown(value: Option<&serde_json::Value>) -> Option<String> {
+    match value? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
 }
 
 /// An error page. `detail` is shown verbatim (escaped) because this app

@@ -97,6 +97,7 @@ fn titled_page(
     if let Some(d) = detail {
         ctx.insert("detail".into(), d.into());
     }
+    super::lang_switch::apply(&mut ctx, super::pages::other_lang(lang));
     let body =
         state.templates.render("error", lang, title_key, ctx).unwrap_or_else(|_| state.templates.text(lang, key));
     Failure {

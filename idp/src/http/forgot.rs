@@ -161,7 +161,7 @@ async fn fulfil(state: &AppState, nid: NationalId, email: String, address: Strin
 }
 
 /// Whom to ask where this page cannot help: the helpdesk's contact from `site.*`.
-fn helpdesk(state: &AppState) -> Map<String, Value> {
+pub(super) fn helpdesk(state: &AppState) -> Map<String, Value> {
     let s = &state.config.site;
     let mut ctx = Map::new();
     for (k, v) in [

@@ -202,13 +202,7 @@ fn show(
     render(state, lang, status, template, "hr_reset_title", ctx, cookie.into_iter().collect())
 }
 
-fn other(lang: Lang) -> &'static str {
-    if lang == Lang::ZhTw {
-        "en"
-    } else {
-        "zh-TW"
-    }
-}
+use super::pages::other_lang as other;
 
 /// The search form, with an optional message.
 fn search_form(

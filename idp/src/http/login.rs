@@ -87,15 +87,12 @@ fn login_form(
     }
     if state.config.certificates.health_enabled() {
         ctx.insert("health_enabled".into(), json!(true));
-        let url = &state.config.certificates.health_component_url;
-        ctx.insert(
-            "health_component".into(),
-            json!(if url.is_empty() { "http://localhost:59001" } else { url.trim_end_matches('/') }),
-        );
+        ctx.insert("health_component".into(), json!(state.config.certificates.health_component_url()));
     }
     if state.card.is_some() {
         ctx.insert("card_enabled".into(), json!(true));
         ctx.insert("card_component".into(), json!(state.config.certificates.component_url()));
+        ctx.insert("links".into(), json!({ "card_component": state.config.links.card_component }));
         let q = url::form_urlencoded::parse(req.query_string().as_bytes()).any(|(k, v)| k == "card" && v == "required");
         ctx.insert("card_required".into(), json!(q));
         if state.config.card_login.enabled() {
@@ -113,7 +110,9 @@ fn login_form(
             ctx.insert("card_tls_url".into(), json!(url));
         }
     }
-    render(state, lang, status, "login", "login_title", ctx, csrf_cookie.into_iter().collect())
+    let mut r = render(state, lang, status, "login", "login_title", ctx, csrf_cookie.into_iter().collect())?;
+    super::help::allow_components(state, &mut r);
+    Ok(r)
 }
 
 fn query(req: &HttpRequest) -> Params {

@@ -47,13 +47,7 @@ const DONE: [(&str, &str); 5] = [
     ("app", "me_done_app"),
 ];
 
-fn other(lang: Lang) -> &'static str {
-    if lang == Lang::ZhTw {
-        "en"
-    } else {
-        "zh-TW"
-    }
-}
+use super::pages::other_lang as other;
 
 /// Where a form sends the person back to, keeping the language.
 fn done(lang: Lang, what: &str) -> HttpResponse {
@@ -186,7 +180,9 @@ async fn show(
     } else if let Some(key) = done_key(req) {
         ctx.insert("notice".into(), json!(t(key)));
     }
-    render(state, lang, status, "me", "me_title", ctx, cookie.into_iter().collect())
+    let mut r = render(state, lang, status, "me", "me_title", ctx, cookie.into_iter().collect())?;
+    super::help::allow_components(state, &mut r);
+    Ok(r)
 }
 
 fn done_key(req: &HttpRequest) -> Option<&'static str> {

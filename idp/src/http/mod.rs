@@ -10,7 +10,9 @@ pub mod errors;
 pub mod forgot;
 pub mod form;
 pub mod forwarded;
+pub mod help;
 pub mod hr;
+pub mod lang_switch;
 pub mod login;
 pub mod me;
 pub mod oidc;
@@ -87,6 +89,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/healthz").route(web::get().to(pages::healthz)))
         .service(web::resource("/readyz").route(web::get().to(pages::readyz)))
+        .configure(help::routes)
         .configure(hr::routes)
         .configure(me::routes);
 }

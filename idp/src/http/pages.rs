@@ -18,9 +18,10 @@ pub fn render(
     status: StatusCode,
     page: &str,
     title_key: &str,
-    ctx: Map<String, Value>,
+    mut ctx: Map<String, Value>,
     cookies: Vec<Cookie<'static>>,
 ) -> Result<HttpResponse, Failure> {
+    super::lang_switch::apply(&mut ctx, other_lang(lang));
     let body = state.templates.render(page, lang, title_key, ctx).map_err(|e| internal(state, lang, e))?;
     let mut r = HttpResponse::build(status);
     r.content_type("text/html; charset=utf-8").insert_header((header::CACHE_CONTROL, "no-store"));
@@ -28,6 +29,15 @@ pub fn render(
         r.cookie(c);
     }
     Ok(r.body(body))
+}
+
+/// The language tag the switch offers on a page in `lang`.
+pub fn other_lang(lang: Lang) -> &'static str {
+    if lang == Lang::ZhTw {
+        Lang::En.tag()
+    } else {
+        Lang::ZhTw.tag()
+    }
 }
 
 /// Home: the figures and 最新公告 for everyone; for a signed-in person also who they are and

@@ -14,14 +14,14 @@ use crate::harness::*;
 
 const PW: &str = "Civil-Service-2026";
 
-fn screenshots() -> std::path::PathBuf {
+pub(crate) fn screenshots() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().parent().unwrap().join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-async fn wait_for_url(c: &fantoccini::Client, part: &str) -> String {
+pub(crate) async fn wait_for_url(c: &fantoccini::Client, part: &str) -> String {
     for _ in 0..100 {
         let url = c.current_url().await.unwrap().to_string();
         if url.contains(part) {
@@ -34,7 +34,7 @@ async fn wait_for_url(c: &fantoccini::Client, part: &str) -> String {
 }
 
 /// Waits until the page shows `needle` (pages load after clicks and redirects).
-async fn wait_for_text(c: &fantoccini::Client, needle: &str) -> String {
+pub(crate) async fn wait_for_text(c: &fantoccini::Client, needle: &str) -> String {
     for _ in 0..100 {
         if let Ok(source) = c.source().await {
             if source.contains(needle) {
@@ -124,7 +124,7 @@ async fn a_person_signs_in_with_the_card_component_in_a_real_browser() {
 
 /// The installed Chromium, after checking everything the browser tests need; what is missing is
 /// named in one line with the command that installs it.
-fn chromium_path() -> &'static str {
+pub(crate) fn chromium_path() -> &'static str {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists());
     let on_path = |name: &str| {
         std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
@@ -152,14 +152,14 @@ fn chromium_path() -> &'static str {
 }
 
 /// Headless Chromium under chromedriver, in Traditional Chinese, with a fresh profile.
-struct Chrome {
-    client: fantoccini::Client,
+pub(crate) struct Chrome {
+    pub(crate) client: fantoccini::Client,
     _driver: Proc,
     _profile: tempfile::TempDir,
 }
 
 impl Chrome {
-    async fn start(chromium: &str) -> Self {
+    pub(crate) async fn start(chromium: &str) -> Self {
         // Only plain http to chromedriver is spoken, but the client library wants a TLS provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
         // Port 0: chromedriver picks one and says which. Its guard also ends the Chromium it starts.
@@ -196,7 +196,7 @@ impl Chrome {
 }
 
 /// Signs in through the login form.
-async fn sign_in(c: &fantoccini::Client, base: &str, username: &str, password: &str) {
+pub(crate) async fn sign_in(c: &fantoccini::Client, base: &str, username: &str, password: &str) {
     c.goto(&format!("{base}/login")).await.unwrap();
     c.find(Locator::Id("username")).await.unwrap().send_keys(username).await.unwrap();
     c.find(Locator::Id("password")).await.unwrap().send_keys(password).await.unwrap();

@@ -50,6 +50,15 @@ async fn the_example_application_signs_in_shows_claims_and_signs_out() {
     let home = b.get(&format!("{rp}/")).await;
     assert!(home.body.contains("王小明"), "the example shows the claims: {}", home.body);
     assert!(home.body.contains("loa-1"));
+    // Claims the ID token does not carry are shown from userinfo, with where they came from,
+    // instead of a dash.
+    assert!(
+        home.body.contains("<tr><th>name</th><td>—</td><td>王小明</td><td>userinfo</td></tr>"),
+        "the name is shown from userinfo: {}",
+        home.body
+    );
+    assert!(home.body.contains("<tr><th>sub</th>") && home.body.contains("<td>ID token + userinfo</td>"));
+    assert!(home.body.contains("<tr><th>acr</th><td>loa-1</td><td>—</td><td>ID token</td></tr>"));
     // Sign out through the IdP and come back.
     let r = b.get(&format!("{rp}/logout")).await;
     let to_idp = r.location.unwrap();

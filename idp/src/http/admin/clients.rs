@@ -176,7 +176,16 @@ fn summary(c: &Client) -> Value {
     json!({
         "client_id": c.client_id,
         "name": c.client_name,
-        "audience": c.audience.as_string(),
+        // Shown by its label in the page's language, never as the stored value (`everyone`).
+        "audience_key": match &c.audience {
+            Audience::Everyone => "audience_everyone",
+            Audience::HrStaff => "audience_hr_staff",
+            Audience::Agencies(_) => "audience_agency_list",
+        },
+        "agencies": match &c.audience {
+            Audience::Agencies(codes) => codes.join("、"),
+            _ => String::new(),
+        },
         "category": c.portal.category,
         "disabled": c.disabled,
         "public": c.public,
