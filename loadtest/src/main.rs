@@ -61,6 +61,30 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a CRL as large as a national CA's complete one, signed by a CA of the test PKI
+    /// in DIR (default: MOICA G2's, 412,000 entries, about MOICA's 20 MB), with the
+    /// certificates named by `--list` revoked at `--at` and after.
+    Crl {
+        /// The test PKI (`idp-load pki` or `idp dev pki`).
+        #[arg(long)]
+        pki: PathBuf,
+        /// The signing CA's certificate file in the PKI (its key is the `.key.pem` beside it).
+        #[arg(long, default_value = "moica-g2.pem")]
+        ca: String,
+        #[arg(long, default_value_t = 412_000)]
+        entries: usize,
+        /// Certificate files in the PKI to revoke (repeat or separate with commas).
+        #[arg(long = "list", value_delimiter = ',')]
+        list: Vec<String>,
+        /// Entry position of the first listed certificate.
+        #[arg(long, default_value_t = 400_000)]
+        at: usize,
+        /// Days until its nextUpdate.
+        #[arg(long, default_value_t = 7)]
+        days: i64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Measure the Argon2id bound alone: password verifications per second on all cores.
     Argon2Bound {
         /// Seconds to measure.
@@ -239,6 +263,30 @@ async fn run(command: Command, threads: usize) -> Result<()> {
         Command::Pki { out } => {
             let m = test_pki::fixtures::generate_with(&out, &test_pki::fixtures::FixtureOptions::fast())?;
             println!("{}", serde_json::to_string(&m)?);
+            Ok(())
+        }
+        Command::Crl { pki, ca, entries, list, at, days, out } => {
+            let read =
+                |f: &str| std::fs::read_to_string(pki.join(f)).with_context(|| format!("{}", pki.join(f).display()));
+            let mut listed = Vec::new();
+            for (i, file) in list.iter().enumerate() {
+                let der = test_pki::fixtures::pem_to_der(&read(file)?)?;
+                let serial = test_pki::cert_serial_hex(&der).and_then(|h| test_pki::unhex(&h));
+                listed.push((at + i, serial.with_context(|| format!("{file} is not a certificate"))?));
+            }
+            let now = test_pki::now();
+            let key = ca.replace(".pem", ".key.pem");
+            let crl = test_pki::fixtures::sign_large_crl(
+                &read(&ca)?,
+                &read(&key)?,
+                entries,
+                &listed,
+                now - 60,
+                now + days * 86_400,
+                u64::try_from(now)?,
+            )?;
+            std::fs::write(&out, &crl).with_context(|| format!("{}", out.display()))?;
+            println!("{}", json!({"out": out, "entries": entries.max(listed.len()), "bytes": crl.len()}));
             Ok(())
         }
         Command::Argon2Bound { seconds } => {
