@@ -61,6 +61,41 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a CRL as large as a national CA's complete one, signed by a CA of the test PKI
+    /// in DIR (default: MOICA G2's, 412,000 entries, about MOICA's 20 MB), with the
+    /// certificates named by `--list` revoked at `--at` and after.
+    Crl {
+        /// The test PKI (`idp-load pki` or `idp dev pki`).
+        #[arg(long)]
+        pki: PathBuf,
+        /// The signing CA's certificate file in the PKI (its key is the `.key.pem` beside it).
+        #[arg(long, default_value = "moica-g2.pem")]
+        ca: String,
+        #[arg(long, default_value_t = 412_000)]
+        entries: usize,
+        /// Certificate files in the PKI to revoke (repeat or separate with commas).
+        #[arg(long = "list", value_delimiter = ',')]
+        list: Vec<String>,
+        /// Entry position of the first listed certificate.
+        #[arg(long, default_value_t = 400_000)]
+        at: usize,
+        /// Days until its nextUpdate.
+        #[arg(long, default_value_t = 7)]
+        days: i64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a personnel register of `--people` generated people (valid check digits, all of
+    /// the demo agency A21000000I) to `--out`, and with `--changed-out` the same register with
+    /// every hundredth row's unit changed (a re-import with 1 % changed rows).
+    Register {
+        #[arg(long, default_value_t = 1_000_000)]
+        people: usize,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        changed_out: Option<PathBuf>,
+    },
     /// Measure the Argon2id bound alone: password verifications per second on all cores.
     Argon2Bound {
         /// Seconds to measure.
@@ -241,12 +276,69 @@ async fn run(command: Command, threads: usize) -> Result<()> {
             println!("{}", serde_json::to_string(&m)?);
             Ok(())
         }
+        Command::Crl { pki, ca, entries, list, at, days, out } => {
+            let read =
+                |f: &str| std::fs::read_to_string(pki.join(f)).with_context(|| format!("{}", pki.join(f).display()));
+            let mut listed = Vec::new();
+            for (i, file) in list.iter().enumerate() {
+                let der = test_pki::fixtures::pem_to_der(&read(file)?)?;
+                let serial = test_pki::cert_serial_hex(&der).and_then(|h| test_pki::unhex(&h));
+                listed.push((at + i, serial.with_context(|| format!("{file} is not a certificate"))?));
+            }
+            let now = test_pki::now();
+            let key = ca.replace(".pem", ".key.pem");
+            let crl = test_pki::fixtures::sign_large_crl(
+                &read(&ca)?,
+                &read(&key)?,
+                entries,
+                &listed,
+                now - 60,
+                now + days * 86_400,
+                u64::try_from(now)?,
+            )?;
+            std::fs::write(&out, &crl).with_context(|| format!("{}", out.display()))?;
+            println!("{}", json!({"out": out, "entries": entries.max(listed.len()), "bytes": crl.len()}));
+            Ok(())
+        }
+        Command::Register { people, out, changed_out } => {
+            write_register(&out, people, false)?;
+            if let Some(changed) = &changed_out {
+                write_register(changed, people, true)?;
+            }
+            println!("{}", json!({"out": out, "changed_out": changed_out, "people": people}));
+            Ok(())
+        }
         Command::Argon2Bound { seconds } => {
             let b = argon2_bound(Duration::from_secs_f64(seconds.clamp(0.5, 120.0))).await?;
             println!("{}", serde_json::to_string(&b)?);
             Ok(())
         }
     }
+}
+
+/// Writes a generated personnel register: person `i` gets a distinct national ID (letter,
+/// sex digit and serial from `i`, then the check digit), so the same `people` always give the
+/// same file; `changed` moves every hundredth person to another unit.
+fn write_register(out: &std::path::Path, people: usize, changed: bool) -> Result<()> {
+    use std::io::Write;
+    const LETTERS: &[u8; 26] = b"ABCDEFGHJKLMNPQRSTUVXYWZIO";
+    if people > 26 * 2 * 10_000_000 {
+        bail!("at most 520,000,000 people");
+    }
+    let file = std::fs::File::create(out).with_context(|| format!("{}", out.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    writeln!(w, "national_id,name,agency_code,unit,person_category,concurrent_duty,status,email")?;
+    for i in 0..people {
+        let letter = char::from(LETTERS[i % 26]);
+        let sex = if (i / 26) % 2 == 0 { '1' } else { '2' };
+        let first_nine = format!("{letter}{sex}{:07}", i / 52);
+        let nid = idp::national_id::NationalId::with_check_digit(&first_nine)
+            .with_context(|| format!("no check digit for {first_nine}"))?;
+        let unit = if changed && i % 100 == 0 { "人事室" } else { "資訊處" };
+        writeln!(w, "{},測試人員{i},A21000000I,{unit},01,,active,p{i}@example.gov.tw", nid.expose())?;
+    }
+    w.flush()?;
+    Ok(())
 }
 
 /// What password sign-in is bounded by: Argon2id verifications per second with every core

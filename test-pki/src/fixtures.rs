@@ -417,6 +417,46 @@ pub fn pem_to_der(pem: &str) -> Result<Vec<u8>, FixtureError> {
     CertificateDer::from_pem_slice(pem.as_bytes()).map(|c| c.to_vec()).map_err(|e| FixtureError::Pem(e.to_string()))
 }
 
+/// The serial of entry `index` of a generated large CRL: 16 bytes like MOICA's 128-bit serials,
+/// distinct for every index (a multiplication by an odd constant is a bijection modulo 2^120),
+/// never with a leading zero byte, and starting with 0x4C (cards' serials are random).
+pub fn filler_serial(index: u64) -> Vec<u8> {
+    const K: u128 = 0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835;
+    let mixed = (u128::from(index).wrapping_mul(K)) & ((1u128 << 120) - 1);
+    let mut serial = mixed.to_be_bytes().to_vec();
+    serial[0] = 0x4C;
+    serial
+}
+
+/// Signs a CRL with `entries` entries shaped like a national CA's complete CRL (MOICA's is about
+/// 20 MB with 412,000 entries): filler serials from [`filler_serial`], with each `(position,
+/// serial)` of `listed` put at that position, so a real certificate can be revoked deep inside.
+pub fn sign_large_crl(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    entries: usize,
+    listed: &[(usize, Vec<u8>)],
+    this_update: i64,
+    next_update: i64,
+    number: u64,
+) -> Result<Vec<u8>, FixtureError> {
+    let mut revoked = Vec::with_capacity(entries.max(listed.len()));
+    let mut filler = 0u64;
+    for position in 0..entries.max(listed.len()) {
+        let serial = match listed.iter().find(|(p, _)| *p == position) {
+            Some((_, serial)) => serial.clone(),
+            None => {
+                filler += 1;
+                filler_serial(filler)
+            }
+        };
+        // Spread over the year before, as a real list accumulates.
+        let at = this_update - 365 * DAY + (position as i64 * 365 * DAY) / entries.max(1) as i64;
+        revoked.push((serial, at.min(this_update)));
+    }
+    sign_crl(ca_cert_pem, ca_key_pem, &revoked, this_update, next_update, number)
+}
+
 /// Reads a generated certificate file as DER.
 pub fn read_cert(dir: &Path, file: &str) -> Result<CertificateDer<'static>, FixtureError> {
     let path = dir.join(file);

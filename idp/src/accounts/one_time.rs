@@ -432,7 +432,7 @@ mod tests {
         db.migrate().unwrap();
         let protector = DataProtector::from_key(&[7u8; 32]);
         let mut c = db.get().unwrap();
-        register::import_agencies(&mut c, b"code,name,parent_code,oid\nA21000000I,X,,\n", 0).unwrap();
+        register::import_agencies(&mut c, &b"code,name,parent_code,oid\nA21000000I,X,,\n"[..], 0).unwrap();
         let csv = "national_id,name,agency_code,unit,person_category,concurrent_duty,status,email\n\
                    A123456789,王小明,A21000000I,資訊處,01,,active,ming@example.gov.tw\n";
         register::import_personnel(&mut c, &protector, csv.as_bytes(), 0).unwrap();

@@ -1,10 +1,15 @@
 //! Imports of the agency table and the personnel register from the HR reporting system's CSV.
 //!
-//! All or nothing: every row is checked first and every problem is reported with its line
-//! number; only a file without problems is applied, in one transaction.
+//! All or nothing: every problem is reported with its line number, and a file with any problem
+//! applies nothing. The personnel register is streamed: rows are read, checked and written in
+//! chunks inside one transaction (rolled back at the end if any line was wrong), and only the
+//! rows that differ from the register are written, so a re-import of a million people with a
+//! few changes writes only those few.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::BuildHasher;
+use std::io::{BufRead, BufReader, Read};
 
 use diesel::prelude::*;
 
@@ -26,6 +31,11 @@ pub const PERSONNEL_COLUMNS: [&str; 8] =
 
 /// The largest file accepted; the full register of 360,000 people is about 40 MB.
 pub const MAX_IMPORT_BYTES: usize = 256 * 1024 * 1024;
+/// Problems listed at most; beyond them only their number is reported.
+pub const MAX_LISTED_PROBLEMS: usize = 1000;
+/// Rows read, checked and written together: one look-up of the register and one multi-row
+/// insert per chunk (11 values a row stay far below both backends' bind-parameter limits).
+const CHUNK: usize = 1000;
 
 /// One problem in an import file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,12 +78,65 @@ pub struct ImportReport {
     pub ended_sessions: Vec<String>,
 }
 
-/// Reads CSV rows as UTF-8 strings with their line numbers, checking the header and the
-/// column count of every row; problems go to `errors`.
-fn read_rows(bytes: &[u8], header: &[&str], errors: &mut Vec<LineError>) -> Vec<(u64, Vec<String>)> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
-    let mut rows = Vec::new();
+/// The problems of one file: the first [`MAX_LISTED_PROBLEMS`] with their lines, then a count.
+#[derive(Default)]
+struct Problems {
+    listed: Vec<LineError>,
+    more: u64,
+}
+
+impl Problems {
+    fn push(&mut self, line: u64, message: String) {
+        if self.listed.len() < MAX_LISTED_PROBLEMS {
+            self.listed.push(LineError { line, message });
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.listed.is_empty()
+    }
+
+    fn into_error(mut self) -> ImportError {
+        if self.more > 0 {
+            let line = self.listed.last().map_or(0, |e| e.line);
+            self.listed.push(LineError { line, message: format!("and {} more problem(s) after this line", self.more) });
+        }
+        ImportError::Invalid(self.listed)
+    }
+}
+
+/// Reads CSV rows one at a time as UTF-8 strings with their line numbers, checking the header
+/// and the column count of every row, and hands each good row to `row`; problems go to
+/// `problems`. Holds one row at a time, whatever the size of the input.
+fn for_each_row(
+    input: impl Read,
+    header: &[&str],
+    problems: &mut Problems,
+    mut row: impl FnMut(u64, Vec<String>, &mut Problems) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
+    // A final `\n` is added so that every row, the last one too, ends in one (see `line` below).
+    let mut input = BufReader::with_capacity(256 * 1024, input.take(MAX_IMPORT_BYTES as u64 + 1).chain(&b"\n"[..]));
+    let starts_with_bom = match input.fill_buf() {
+        Ok(start) => start.starts_with(b"\xEF\xBB\xBF"),
+        Err(e) => {
+            problems.push(1, format!("unreadable: {e}"));
+            return Ok(());
+        }
+    };
+    if starts_with_bom {
+        input.consume(3);
+    }
+    // Rows end at `\n` only (a `\r` before it is trimmed with the field). csv's own record
+    // positions are those of the bytes it skipped before a record, so with its default CRLF
+    // terminator every line number of a file exported on Windows was one too low, and a row
+    // after a blank line got the blank line's number.
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_reader(input);
     let mut record = csv::ByteRecord::new();
     let mut first = true;
     loop {
@@ -83,11 +146,19 @@ fn read_rows(bytes: &[u8], header: &[&str], errors: &mut Vec<LineError>) -> Vec<
             Ok(true) => {}
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(line);
-                errors.push(LineError { line, message: format!("unreadable CSV: {e}") });
+                problems.push(line, format!("unreadable CSV: {e}"));
                 break;
             }
         }
-        let line = record.position().map(|p| p.line()).unwrap_or(line);
+        // One more than the limit: the `\n` added at the end.
+        if reader.position().byte() > MAX_IMPORT_BYTES as u64 + 1 {
+            problems.push(0, "the file is too large".into());
+            return Ok(());
+        }
+        // The reader stands just past the row's final `\n`; the row began as many lines
+        // before as it holds line breaks (inside quoted fields), plus that one.
+        let breaks = record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
+        let line = reader.position().line().saturating_sub(1 + breaks).max(line);
         let mut fields = Vec::with_capacity(record.len());
         let mut utf8 = true;
         for field in record.iter() {
@@ -97,15 +168,15 @@ fn read_rows(bytes: &[u8], header: &[&str], errors: &mut Vec<LineError>) -> Vec<
             }
         }
         if !utf8 {
-            errors.push(LineError { line, message: "not valid UTF-8".into() });
+            problems.push(line, "not valid UTF-8".into());
             first = false;
             continue;
         }
         if first {
             first = false;
             if fields != header {
-                errors.push(LineError { line, message: format!("the header must be `{}`", header.join(",")) });
-                return rows;
+                problems.push(line, format!("the header must be `{}`", header.join(",")));
+                return Ok(());
             }
             continue;
         }
@@ -113,21 +184,29 @@ fn read_rows(bytes: &[u8], header: &[&str], errors: &mut Vec<LineError>) -> Vec<
             continue; // a blank line
         }
         if fields.len() != header.len() {
-            errors.push(LineError {
-                line,
-                message: format!("expected {} columns, found {}", header.len(), fields.len()),
-            });
+            problems.push(line, format!("expected {} columns, found {}", header.len(), fields.len()));
             continue;
         }
-        rows.push((line, fields));
+        row(line, fields, problems)?;
     }
     if first {
-        errors.push(LineError {
-            line: 1,
-            message: format!("the file is empty; the header must be `{}`", header.join(",")),
-        });
+        problems.push(1, format!("the file is empty; the header must be `{}`", header.join(",")));
     }
-    rows
+    Ok(())
+}
+
+/// Every good row of a small file, for the agency table.
+fn read_rows(
+    input: impl Read,
+    header: &[&str],
+    problems: &mut Problems,
+) -> Result<Vec<(u64, Vec<String>)>, ImportError> {
+    let mut rows = Vec::new();
+    for_each_row(input, header, problems, |line, fields, _| {
+        rows.push((line, fields));
+        Ok(())
+    })?;
+    Ok(rows)
 }
 
 fn is_agency_code(s: &str) -> bool {
@@ -175,15 +254,15 @@ pub fn import(
     conn: &mut DbConn,
     protector: &DataProtector,
     register: Register,
-    bytes: &[u8],
+    input: impl Read,
     actor: &Actor,
     now: i64,
 ) -> Result<ImportReport, ImportError> {
     let event = register.event();
     let applied = conn.transaction(|conn| {
         let report = match register {
-            Register::Agencies => import_agencies(conn, bytes, now)?,
-            Register::Personnel => import_personnel(conn, protector, bytes, now)?,
+            Register::Agencies => import_agencies(conn, input, now)?,
+            Register::Personnel => import_personnel(conn, protector, input, now)?,
         };
         audit::record(conn, Event { detail: report.summary(), ..actor.event(event, "success") }, now)?;
         Ok(report)
@@ -196,12 +275,9 @@ pub fn import(
 }
 
 /// Imports the agency table (機關代碼檔): `code,name,parent_code,oid`, upserting by code.
-pub fn import_agencies(conn: &mut DbConn, bytes: &[u8], now: i64) -> Result<ImportReport, ImportError> {
-    let mut errors = Vec::new();
-    if bytes.len() > MAX_IMPORT_BYTES {
-        return Err(ImportError::Invalid(vec![LineError { line: 0, message: "the file is too large".into() }]));
-    }
-    let rows = read_rows(bytes, &AGENCY_COLUMNS, &mut errors);
+pub fn import_agencies(conn: &mut DbConn, input: impl Read, now: i64) -> Result<ImportReport, ImportError> {
+    let mut problems = Problems::default();
+    let rows = read_rows(input, &AGENCY_COLUMNS, &mut problems)?;
     conn.transaction(|conn| {
         let existing: HashMap<String, AgencyRow> = agencies::table
             .select(AgencyRow::as_select())
@@ -215,7 +291,7 @@ pub fn import_agencies(conn: &mut DbConn, bytes: &[u8], now: i64) -> Result<Impo
         for (line, f) in &rows {
             let line = *line;
             let (code, name, parent, oid) = (&f[0], &f[1], &f[2], &f[3]);
-            let mut bad = |m: String| errors.push(LineError { line, message: m });
+            let mut bad = |m: String| problems.push(line, m);
             if !is_agency_code(code) {
                 bad(format!("agency code `{code}` must be 1–20 letters or digits"));
                 continue;
@@ -244,8 +320,8 @@ pub fn import_agencies(conn: &mut DbConn, bytes: &[u8], now: i64) -> Result<Impo
                 updated_at: now,
             });
         }
-        if !errors.is_empty() {
-            return Err(ImportError::Invalid(std::mem::take(&mut errors)));
+        if !problems.is_empty() {
+            return Err(std::mem::take(&mut problems).into_error());
         }
         let mut report = ImportReport::default();
         for row in valid {
@@ -271,116 +347,163 @@ fn is_email(s: &str) -> bool {
     s.len() <= 254 && s.parse::<lettre::Address>().is_ok()
 }
 
+/// A checked row of the personnel register, waiting for its chunk to be written.
+struct PersonLine {
+    nid: NationalId,
+    index: String,
+    fields: Vec<String>,
+    status: PersonStatus,
+}
+
 /// Imports the personnel register: upserts by national ID; people who become separated have
 /// their sessions, refresh tokens and one-time passwords ended in the same transaction, the
-/// sessions marked for back-channel logout.
+/// sessions marked for back-channel logout. Streamed in chunks of [`CHUNK`] rows; after the
+/// first problem nothing more is written, the rest is only checked, and the transaction is
+/// rolled back. What grows with the file is one hash-table entry a person (a 64-bit hash of the
+/// national ID's index and its first line, about 17–34 bytes with the table's spare room), to
+/// report a repeat: some 32 MiB for a million people, against a 100 MB file.
 pub fn import_personnel(
     conn: &mut DbConn,
     protector: &DataProtector,
-    bytes: &[u8],
+    input: impl Read,
     now: i64,
 ) -> Result<ImportReport, ImportError> {
-    let mut errors = Vec::new();
-    if bytes.len() > MAX_IMPORT_BYTES {
-        return Err(ImportError::Invalid(vec![LineError { line: 0, message: "the file is too large".into() }]));
-    }
-    let rows = read_rows(bytes, &PERSONNEL_COLUMNS, &mut errors);
     conn.transaction(|conn| {
         let agency_codes: HashSet<String> = agencies::table.select(agencies::code).load(conn)?.into_iter().collect();
-        let mut seen = HashMap::new();
-        let mut valid = Vec::new();
-        for (line, f) in &rows {
-            let line = *line;
-            let mut bad = |m: String| errors.push(LineError { line, message: m });
+        let mut problems = Problems::default();
+        // A repeat is found by a 64-bit hash of the keyed index: the index is an HMAC, so
+        // nobody can make two national IDs collide on purpose, and a chance collision (about
+        // 1 in 30 million for a million people) refuses the file rather than merging people.
+        let hasher = std::collections::hash_map::RandomState::new();
+        let mut first_line: HashMap<u64, u32> = HashMap::new();
+        let mut chunk: Vec<PersonLine> = Vec::with_capacity(CHUNK);
+        let mut report = ImportReport::default();
+        for_each_row(input, &PERSONNEL_COLUMNS, &mut problems, |line, f, problems| {
+            let mut bad = |m: String| problems.push(line, m);
             let nid = match NationalId::parse(&f[0]) {
                 Ok(n) => n,
                 Err(e) => {
                     // The value itself is personal data: never echo it.
                     bad(format!("national_id is invalid: {e}"));
-                    continue;
+                    return Ok(());
                 }
             };
-            if let Some(first) = seen.insert(nid.clone(), line) {
+            let index = protector.index(nid.expose());
+            let line32 = u32::try_from(line).unwrap_or(u32::MAX);
+            if let Some(first) = first_line.insert(hasher.hash_one(&index), line32) {
+                first_line.insert(hasher.hash_one(&index), first);
                 bad(format!("national_id {nid} already appears on line {first}"));
-                continue;
+                return Ok(());
             }
             let (name, agency, unit, category, duty, status, email) = (&f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7]);
             if name.is_empty() || name.chars().count() > 100 {
                 bad("name must be 1–100 characters".into());
-                continue;
+                return Ok(());
             }
             if !agency_codes.contains(agency) {
                 bad(format!("agency_code `{agency}` is not in the agency table"));
-                continue;
+                return Ok(());
             }
             if unit.chars().count() > 100 || category.chars().count() > 10 || duty.chars().count() > 10 {
                 bad("unit, person_category or concurrent_duty is too long".into());
-                continue;
+                return Ok(());
             }
             let Some(status) = PersonStatus::parse(status) else {
                 bad(format!("status `{status}` must be active or separated"));
-                continue;
+                return Ok(());
             };
             if !email.is_empty() && !is_email(email) {
                 bad(format!("email `{email}` is not a mail address"));
-                continue;
+                return Ok(());
             }
-            valid.push((nid, f.clone(), status));
-        }
-        if !errors.is_empty() {
-            return Err(ImportError::Invalid(std::mem::take(&mut errors)));
-        }
-        let mut report = ImportReport::default();
-        for (nid, f, status) in valid {
-            let index = protector.index(nid.expose());
-            let existing: Option<PersonRow> = people::table
-                .filter(people::national_id_index.eq(&index))
-                .select(PersonRow::as_select())
-                .first(conn)
-                .optional()?;
-            let mut row = PersonRow {
-                id: random_token(16),
-                national_id_index: index,
-                national_id_sealed: protector.seal(nid.expose().as_bytes()),
-                name: f[1].clone(),
-                agency_code: f[2].clone(),
-                unit: f[3].clone(),
-                person_category: f[4].clone(),
-                concurrent_duty: f[5].clone(),
-                status: status.as_str().into(),
-                email: f[7].clone(),
-                updated_at: now,
-            };
-            match existing {
-                None => {
-                    diesel::insert_into(people::table).values(&row).execute(conn)?;
-                    report.inserted += 1;
-                }
-                Some(old) => {
-                    let same = old.name == row.name
-                        && old.agency_code == row.agency_code
-                        && old.unit == row.unit
-                        && old.person_category == row.person_category
-                        && old.concurrent_duty == row.concurrent_duty
-                        && old.status == row.status
-                        && old.email == row.email;
-                    if same {
-                        report.unchanged += 1;
-                        continue;
-                    }
-                    row.id = old.id.clone();
-                    row.national_id_sealed = old.national_id_sealed.clone();
-                    diesel::update(people::table.find(&old.id)).set(&row).execute(conn)?;
-                    report.updated += 1;
-                    if status == PersonStatus::Separated && old.status != row.status {
-                        report.ended_sessions.extend(end_access(conn, &old.id, now)?);
-                        report.separated += 1;
-                    }
+            if problems.is_empty() {
+                chunk.push(PersonLine { nid, index, fields: f, status });
+                if chunk.len() == CHUNK {
+                    write_people(conn, protector, &mut chunk, &mut report, now)?;
                 }
             }
+            Ok(())
+        })?;
+        if !problems.is_empty() {
+            return Err(problems.into_error());
         }
+        write_people(conn, protector, &mut chunk, &mut report, now)?;
         Ok(report)
     })
+}
+
+/// Writes one chunk: one look-up of who is already registered, one multi-row insert of the
+/// new, an update for each changed row only; empties `chunk`.
+fn write_people(
+    conn: &mut DbConn,
+    protector: &DataProtector,
+    chunk: &mut Vec<PersonLine>,
+    report: &mut ImportReport,
+    now: i64,
+) -> Result<(), ImportError> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    let indexes: Vec<&str> = chunk.iter().map(|p| p.index.as_str()).collect();
+    let mut existing: HashMap<String, PersonRow> = people::table
+        .filter(people::national_id_index.eq_any(&indexes))
+        .select(PersonRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(|p| (p.national_id_index.clone(), p))
+        .collect();
+    let mut new = Vec::new();
+    for PersonLine { nid, index, fields: f, status } in chunk.drain(..) {
+        let old = existing.remove(&index);
+        let mut row = PersonRow {
+            id: String::new(),
+            national_id_index: index,
+            national_id_sealed: String::new(),
+            name: f[1].clone(),
+            agency_code: f[2].clone(),
+            unit: f[3].clone(),
+            person_category: f[4].clone(),
+            concurrent_duty: f[5].clone(),
+            status: status.as_str().into(),
+            email: f[7].clone(),
+            updated_at: now,
+        };
+        let Some(old) = old else {
+            row.id = random_token(16);
+            row.national_id_sealed = protector.seal(nid.expose().as_bytes());
+            new.push(row);
+            continue;
+        };
+        let same = old.name == row.name
+            && old.agency_code == row.agency_code
+            && old.unit == row.unit
+            && old.person_category == row.person_category
+            && old.concurrent_duty == row.concurrent_duty
+            && old.status == row.status
+            && old.email == row.email;
+        if same {
+            report.unchanged += 1;
+            continue;
+        }
+        row.id = old.id.clone();
+        row.national_id_sealed = old.national_id_sealed.clone();
+        diesel::update(people::table.find(&old.id)).set(&row).execute(conn)?;
+        report.updated += 1;
+        if status == PersonStatus::Separated && old.status != row.status {
+            report.ended_sessions.extend(end_access(conn, &old.id, now)?);
+            report.separated += 1;
+        }
+    }
+    report.inserted += new.len();
+    if !new.is_empty() {
+        // diesel builds a multi-row insert for each backend, not for the enum over both.
+        let insert = diesel::insert_into(people::table).values(&new);
+        match conn {
+            DbConn::Postgresql(pg) => insert.execute(pg)?,
+            DbConn::Sqlite(lite) => insert.execute(lite)?,
+        };
+    }
+    Ok(())
 }
 
 /// Ends every session (marked for back-channel logout), refresh token and pending one-time
@@ -409,13 +532,66 @@ mod tests {
 
     #[test]
     fn rows_report_header_columns_and_encoding_problems_with_line_numbers() {
-        let mut errors = Vec::new();
-        let csv = b"code,name,parent_code,oid\nA1,X,,\nA2,Y\nA3,\xff\xfe,,\n";
-        let rows = read_rows(csv, &AGENCY_COLUMNS, &mut errors);
+        let mut problems = Problems::default();
+        let csv = b"\xEF\xBB\xBFcode,name,parent_code,oid\nA1,X,,\nA2,Y\nA3,\xff\xfe,,\n";
+        let rows = read_rows(&csv[..], &AGENCY_COLUMNS, &mut problems).unwrap();
         assert_eq!(rows.len(), 1);
-        assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), vec![3, 4]);
-        let mut errors = Vec::new();
-        read_rows(b"id,name\n", &AGENCY_COLUMNS, &mut errors);
-        assert_eq!(errors[0].line, 1);
+        assert_eq!(problems.listed.iter().map(|e| e.line).collect::<Vec<_>>(), vec![3, 4]);
+        let mut problems = Problems::default();
+        read_rows(&b"id,name\n"[..], &AGENCY_COLUMNS, &mut problems).unwrap();
+        assert_eq!(problems.listed[0].line, 1);
+    }
+
+    /// A reader handing out at most three bytes a call, as a slow upload or pipe does.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(3).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn streamed_rows_keep_their_line_numbers_across_reads_quoted_newlines_and_blank_lines() {
+        // Lines 1–2 end in CRLF (line 2 with a quoted empty field); line 3 holds a quoted field
+        // spanning two lines, so the next row starts on line 5; line 6 is blank, line 7 has a column too few, line 8 is not UTF-8, line 9 has no final line break.
+        let csv = "\u{FEFF}code,name,parent_code,oid\r\nA1,甲,,\"\"\r\nA2,\"two\nlines\",A1,\nA3,丙,,\n\nA4,丁,\n"
+            .as_bytes()
+            .iter()
+            .copied()
+            .chain(*b"A5,\xff,,\nA6,\xe6\x88\x8a,,")
+            .collect::<Vec<u8>>();
+        let mut problems = Problems::default();
+        let mut seen = Vec::new();
+        for_each_row(Trickle(&csv), &AGENCY_COLUMNS, &mut problems, |line, fields, _| {
+            seen.push((line, fields[0].clone(), fields[1].clone()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                (2, "A1".into(), "甲".into()),
+                (3, "A2".into(), "two\nlines".into()),
+                (5, "A3".into(), "丙".into()),
+                (9, "A6".into(), "戊".into()),
+            ]
+        );
+        let lines: Vec<(u64, &str)> = problems.listed.iter().map(|e| (e.line, e.message.as_str())).collect();
+        assert_eq!(lines, vec![(7, "expected 4 columns, found 3"), (8, "not valid UTF-8")]);
+    }
+
+    #[test]
+    fn problems_beyond_the_listed_ones_are_counted() {
+        let mut problems = Problems::default();
+        for line in 0..MAX_LISTED_PROBLEMS as u64 + 5 {
+            problems.push(line + 2, "bad".into());
+        }
+        let ImportError::Invalid(listed) = problems.into_error() else { panic!("not a refusal") };
+        assert_eq!(listed.len(), MAX_LISTED_PROBLEMS + 1);
+        assert!(listed[MAX_LISTED_PROBLEMS].message.contains("5 more"), "{:?}", listed.last());
     }
 }

@@ -21,11 +21,12 @@ pub enum ImportCommand {
 /// Imports `file` into the agency table or (`personnel`) the personnel register.
 pub(super) fn run(config: Config, command: ImportCommand, personnel: bool) -> Result<(), Failure> {
     let ImportCommand::Import { file } = command;
-    let bytes = std::fs::read(&file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
+    // Streamed: a register of a million people is read a chunk at a time, never whole.
+    let input = std::fs::File::open(&file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
     let core = Core::open(config)?;
     let mut conn = core.db.get()?;
     let which = if personnel { Register::Personnel } else { Register::Agencies };
-    match register::import(&mut conn, &core.protector, which, &bytes, &Actor::cli(), now()) {
+    match register::import(&mut conn, &core.protector, which, input, &Actor::cli(), now()) {
         Ok(r) => {
             println!("{}: {}", file.display(), r.summary());
             Ok(())

@@ -279,3 +279,37 @@ async fn revocation_a_start_while_the_ca_hangs_has_the_cached_crl_at_once() {
     assert!(accepted(&w, pki_fixtures::CITIZEN_WANG).await, "the cached CRL is in use at once");
     assert!(!accepted(&w, pki_fixtures::CITIZEN_LI_REVOKED).await, "the cached CRL still revokes");
 }
+
+/// A CRL the size of MOICA's complete one (412,000 entries, about 20 MB): a card listed deep
+/// inside it is refused, the same holder's renewed card (another serial, not listed) and a card
+/// of the other generation are accepted.
+#[tokio::test]
+async fn revocation_a_complete_crl_of_412000_entries_refuses_the_card_at_entry_400000_only() {
+    let (dir, m) = test_pki();
+    let pki = dir.path();
+    let pem = |f: &str| std::fs::read_to_string(pki.join(f)).unwrap();
+    let serial = |f: &str| {
+        test_pki::unhex(&test_pki::cert_serial_hex(&pki_fixtures::pem_to_der(&pem(f)).unwrap()).unwrap()).unwrap()
+    };
+    let now = idp::error::now();
+    let listed = [(400_000, serial(pki_fixtures::CITIZEN_WANG)), (400_001, serial(pki_fixtures::CITIZEN_LI_REVOKED))];
+    let crl = pki_fixtures::sign_large_crl(
+        &pem(pki_fixtures::MOICA_G2),
+        &pem("moica-g2.key.pem"),
+        412_000,
+        &listed,
+        now - 60,
+        now + 86_400,
+        3,
+    )
+    .unwrap();
+    assert!(crl.len() > 15_000_000, "as large as the real one: {} bytes", crl.len());
+    std::fs::write(pki.join("moica-g2-complete.crl"), crl).unwrap();
+    let files = ["moica-g2-complete.crl".to_string(), pki_fixtures::CRL_MOICA_G3.into(), pki_fixtures::CRL_GCA.into()];
+    let w = card_world_on(pki, &m, &[("IDP_CERTIFICATES__CRL_FILES", crate::card::list(pki, &files))]).await;
+    assert!(!accepted(&w, pki_fixtures::CITIZEN_WANG).await, "listed at entry 400,000");
+    assert!(!accepted(&w, pki_fixtures::CITIZEN_LI_REVOKED).await, "listed at entry 400,001");
+    assert!(accepted(&w, pki_fixtures::CITIZEN_WANG_RENEWED).await, "same CA, not listed");
+    assert!(accepted(&w, pki_fixtures::CITIZEN_LI).await, "the other generation's CRL decides for it");
+    assert!(w.idp.audit_count("login.card", "invalid_certificate") >= 2);
+}

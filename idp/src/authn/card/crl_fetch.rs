@@ -8,25 +8,33 @@
 //! written to a cache file, so a restart while the CA's site is down still has revocation data
 //! (and strict mode still refuses once that copy passes its `nextUpdate`).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+use rustls_pki_types::CertificateRevocationListDer;
 use sha2::Digest;
-use x509_parser::prelude::FromDer;
+
+use super::crl::{CaKey, RevocationList};
 
 /// The largest CRL accepted: complete CRLs of a national CA run to tens of megabytes.
 pub const MAX_CRL_BYTES: usize = 256 * 1024 * 1024;
 
-/// An accepted CRL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An accepted CRL, read into its index (the DER is not kept in memory).
+#[derive(Debug, Clone)]
 pub struct FetchedCrl {
     pub url: String,
-    /// DER.
-    pub der: Vec<u8>,
+    pub list: Arc<RevocationList>,
     pub this_update: i64,
     pub next_update: i64,
+}
+
+impl PartialEq for FetchedCrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url && self.list.digest == other.list.digest
+    }
 }
 
 /// Why a download does not replace what is held.
@@ -60,51 +68,29 @@ impl CrlRefusal {
 }
 
 /// Checks a CRL (DER or PEM) against the configured CAs and what is held for its address.
-pub fn accept(
-    url: &str,
-    bytes: &[u8],
-    cas: &[CertificateDer<'static>],
-    held: Option<&FetchedCrl>,
-) -> Result<FetchedCrl, CrlRefusal> {
-    let der = if bytes.starts_with(b"-----") {
-        CertificateRevocationListDer::from_pem_slice(bytes)
-            .map_err(|e| CrlRefusal::Malformed(e.to_string()))?
-            .as_ref()
-            .to_vec()
+/// One pass over the bytes, no copy of a DER body: a complete CRL is tens of megabytes.
+pub fn accept(url: &str, bytes: &[u8], cas: &[CaKey], held: Option<&FetchedCrl>) -> Result<FetchedCrl, CrlRefusal> {
+    let der: Cow<'_, [u8]> = if bytes.starts_with(b"-----") {
+        let pem =
+            CertificateRevocationListDer::from_pem_slice(bytes).map_err(|e| CrlRefusal::Malformed(e.to_string()))?;
+        Cow::Owned(pem.as_ref().to_vec())
     } else {
-        bytes.to_vec()
+        Cow::Borrowed(bytes)
     };
-    // webpki must be able to use it later; refusing here keeps a bad download out entirely.
-    webpki::OwnedCertRevocationList::from_der(&der).map_err(|e| CrlRefusal::Malformed(format!("{e:?}")))?;
-    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
-        .map_err(|e| CrlRefusal::Malformed(e.to_string()))?;
-    let mut named = false;
-    let mut verified = false;
-    for ca in cas {
-        let Ok((_, cert)) = x509_parser::certificate::X509Certificate::from_der(ca.as_ref()) else { continue };
-        if cert.subject().as_raw() != crl.issuer().as_raw() {
-            continue;
-        }
-        named = true;
-        if crl.verify_signature(cert.public_key()).is_ok() {
-            verified = true;
-            break;
-        }
-    }
-    if !named {
+    let list = RevocationList::parse(&der, cas).map_err(|e| CrlRefusal::Malformed(e.0))?;
+    if !cas.iter().any(|ca| ca.subject_der == list.issuer_der) {
         return Err(CrlRefusal::UnknownIssuer);
     }
-    if !verified {
+    if !list.verified_at_load() {
         return Err(CrlRefusal::BadSignature);
     }
-    let next_update = crl.next_update().map(|t| t.timestamp()).ok_or(CrlRefusal::NoNextUpdate)?;
-    let this_update = crl.last_update().timestamp();
+    let (this_update, next_update) = (list.this_update, list.next_update);
     if let Some(held) = held {
         if this_update < held.this_update {
             return Err(CrlRefusal::Older { offered: this_update, held: held.this_update });
         }
     }
-    Ok(FetchedCrl { url: url.to_owned(), der, this_update, next_update })
+    Ok(FetchedCrl { url: url.to_owned(), list: Arc::new(list), this_update, next_update })
 }
 
 /// Downloads a CRL, refusing bodies over [`MAX_CRL_BYTES`] while they arrive.
@@ -125,18 +111,19 @@ pub fn cache_file(cache_dir: &Path, url: &str) -> PathBuf {
     cache_dir.join(format!("{name}.crl"))
 }
 
-/// Writes the cache file atomically (a reader never sees half a CRL).
-pub fn store(cache_dir: &Path, crl: &FetchedCrl) -> std::io::Result<()> {
+/// Writes the accepted bytes of an address to its cache file atomically (a reader never sees
+/// half a CRL).
+pub fn store(cache_dir: &Path, url: &str, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(cache_dir)?;
-    let path = cache_file(cache_dir, &crl.url);
+    let path = cache_file(cache_dir, url);
     let tmp = path.with_extension("crl.tmp");
-    std::fs::write(&tmp, &crl.der)?;
+    std::fs::write(&tmp, bytes)?;
     std::fs::rename(tmp, path)
 }
 
 /// The cached copy of an address, re-checked like a download (the disk is not trusted more than
 /// the network).
-pub fn load_cached(cache_dir: &Path, url: &str, cas: &[CertificateDer<'static>]) -> Option<FetchedCrl> {
+pub fn load_cached(cache_dir: &Path, url: &str, cas: &[CaKey]) -> Option<FetchedCrl> {
     let bytes = std::fs::read(cache_file(cache_dir, url)).ok()?;
     match accept(url, &bytes, cas, None) {
         Ok(crl) => Some(crl),
@@ -152,10 +139,13 @@ mod tests {
     use super::*;
     use test_pki::fixtures::{self as fx, FixtureOptions};
 
-    fn pki() -> (tempfile::TempDir, Vec<CertificateDer<'static>>) {
+    fn pki() -> (tempfile::TempDir, Vec<CaKey>) {
         let dir = tempfile::tempdir().unwrap();
         fx::generate_with(dir.path(), &FixtureOptions::fast()).unwrap();
-        let cas = [fx::MOICA_G2, fx::MOICA_G3, fx::GCA].iter().map(|f| fx::read_cert(dir.path(), f).unwrap()).collect();
+        let cas = [fx::MOICA_G2, fx::MOICA_G3, fx::GCA]
+            .iter()
+            .map(|f| CaKey::from_certificate(fx::read_cert(dir.path(), f).unwrap().as_ref()).unwrap())
+            .collect();
         (dir, cas)
     }
 
@@ -169,7 +159,7 @@ mod tests {
             "-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n",
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der)
         );
-        assert_eq!(accept("http://ca/g2.crl", pem.as_bytes(), &cas, None).unwrap().der, der);
+        assert_eq!(accept("http://ca/g2.crl", pem.as_bytes(), &cas, None).unwrap(), crl);
     }
 
     #[test]
@@ -200,7 +190,7 @@ mod tests {
         let cache = dir.path().join("cache");
         let der = std::fs::read(dir.path().join(fx::CRL_GCA)).unwrap();
         let crl = accept("https://ca.example/gca.crl", &der, &cas, None).unwrap();
-        store(&cache, &crl).unwrap();
+        store(&cache, &crl.url, &der).unwrap();
         assert_eq!(load_cached(&cache, "https://ca.example/gca.crl", &cas), Some(crl.clone()));
         assert_eq!(load_cached(&cache, "https://ca.example/other.crl", &cas), None);
         std::fs::write(cache_file(&cache, &crl.url), b"garbage").unwrap();

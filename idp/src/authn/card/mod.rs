@@ -4,6 +4,7 @@
 //! - [`profile`]: what a certificate claims (name, serial, key hash, GPKI attributes), unverified.
 //! - [`validate`]: whether to believe it: chain to the configured anchors of one card kind,
 //!   validity, key usage, CRLs, test certificates, agency lookup.
+//! - [`crl`]: a CRL read once into a hash set of serials, its signature verified once.
 //! - [`crl_fetch`]: CRLs from `certificates.crl_urls`, checked before they replace anything.
 //! - [`trust`]: the validator in use, swapped whole when a CRL arrives, plus OCSP.
 //! - [`challenge`], [`health`]: the signed-challenge channel and the health-card verifier.
@@ -14,6 +15,7 @@
 //! crate, which both read.
 
 pub mod challenge;
+pub mod crl;
 pub mod crl_fetch;
 pub mod health;
 pub mod ocsp;

@@ -86,6 +86,8 @@ pub struct CertProfile {
     pub authority_key_id: Option<Vec<u8>>,
     /// Subject Directory Attributes.
     pub directory: DirectoryAttributes,
+    /// CRL distribution point URIs: which partition of its CA's CRLs speaks for it.
+    pub crl_distribution_points: Vec<String>,
 }
 
 impl CertProfile {
@@ -152,9 +154,22 @@ pub fn from_certificate(cert: &X509Certificate<'_>) -> Result<CertProfile, Profi
     let mut authority_key_id = None;
     let mut directory = DirectoryAttributes::default();
     let mut seen_directory = false;
+    let mut crl_distribution_points = Vec::new();
     for ext in cert.iter_extensions() {
         let oid = ext.oid.to_id_string();
         match ext.parsed_extension() {
+            ParsedExtension::CRLDistributionPoints(points) => {
+                for point in points.iter() {
+                    if let Some(x509_parser::extensions::DistributionPointName::FullName(names)) =
+                        &point.distribution_point
+                    {
+                        crl_distribution_points.extend(names.iter().filter_map(|n| match n {
+                            x509_parser::extensions::GeneralName::URI(uri) => Some(uri.to_string()),
+                            _ => None,
+                        }));
+                    }
+                }
+            }
             ParsedExtension::CertificatePolicies(list) => {
                 policies.extend(list.iter().map(|p| p.policy_id.to_id_string()));
             }
@@ -183,7 +198,7 @@ pub fn from_certificate(cert: &X509Certificate<'_>) -> Result<CertProfile, Profi
         issuer_dn: name_text(cert.issuer()),
         issuer_values: cert.issuer().iter_attributes().filter_map(|a| directory_string(a.attr_value())).collect(),
         issuer_der: cert.issuer().as_raw().to_vec(),
-        serial_hex: hex(trim_leading_zeros(cert.raw_serial())),
+        serial_hex: hex(super::crl::trim_serial(cert.raw_serial())),
         spki_sha256: Sha256::digest(cert.public_key().raw).into(),
         key_usage,
         not_before: cert.validity().not_before.timestamp(),
@@ -191,12 +206,8 @@ pub fn from_certificate(cert: &X509Certificate<'_>) -> Result<CertProfile, Profi
         policies,
         authority_key_id,
         directory,
+        crl_distribution_points,
     })
-}
-
-fn trim_leading_zeros(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len().saturating_sub(1));
-    &bytes[start..]
 }
 
 /// A distinguished name as `C=TW, O=…, OU=…`, with short names from the OID table.
@@ -489,8 +500,8 @@ mod tests {
 
     #[test]
     fn card_profile_serial_hex_has_no_leading_zero_bytes() {
-        assert_eq!(hex(trim_leading_zeros(&[0, 0x8f, 1])), "8f01");
-        assert_eq!(hex(trim_leading_zeros(&[0])), "00");
+        assert_eq!(hex(super::super::crl::trim_serial(&[0, 0x8f, 1])), "8f01");
+        assert_eq!(hex(super::super::crl::trim_serial(&[0])), "00");
     }
 
     #[test]

@@ -21,9 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+use rustls_pki_types::CertificateDer;
 use x509_parser::prelude::FromDer;
 
+use super::crl::CaKey;
 use super::crl_fetch::{self, CrlRefusal, FetchedCrl};
 use super::ocsp::{self, CertStatus, OcspAnswer};
 use super::validate::{
@@ -52,8 +53,8 @@ pub struct CardTrust {
     base: TrustSettings,
     current: ArcSwap<CardValidator>,
     fetched: Mutex<BTreeMap<String, FetchedCrl>>,
-    /// The configured CA certificates, which downloaded CRLs must be signed by.
-    cas: Vec<CertificateDer<'static>>,
+    /// The configured CAs' keys, which downloaded CRLs must be signed by.
+    cas: Vec<CaKey>,
     responders: Vec<Responder>,
     ocsp_cache: Mutex<HashMap<(usize, String), (OcspAnswer, i64)>>,
     http: reqwest::Client,
@@ -100,7 +101,9 @@ impl CardTrust {
             base.ocsp_issuers.push(issuer_spki.clone());
             responders.push(Responder { url: r.url.clone(), issuer_der: issuer_der.as_ref().to_vec(), issuer_spki });
         }
-        let cas = base.citizen_anchors.iter().chain(&base.agency_anchors).chain(&base.intermediates).cloned().collect();
+        let cas = base.ca_keys();
+        // The files are read once; every rebuild shares what was read.
+        base.read_crls()?;
         let validator = CardValidator::new(base.clone())?;
         Ok(Some(CardTrust {
             base,
@@ -218,11 +221,21 @@ impl CardTrust {
     pub async fn refresh(&self, url: &str) -> Result<bool, CrlRefusal> {
         let bytes = crl_fetch::download(&self.http, url, self.crl_download_timeout).await?;
         let held = self.lock_fetched().get(url).cloned();
-        let crl = crl_fetch::accept(url, &bytes, &self.cas, held.as_ref())?;
-        if held.as_ref().is_some_and(|h| h.der == crl.der) {
+        // Reading a complete CRL (tens of megabytes, a signature over all of it) takes a
+        // moment of CPU: off the workers that serve requests.
+        let (cas, address) = (self.cas.clone(), url.to_owned());
+        let (bytes, accepted) = tokio::task::spawn_blocking(move || {
+            let accepted = crl_fetch::accept(&address, &bytes, &cas, held.as_ref());
+            let unchanged = matches!((&accepted, &held), (Ok(crl), Some(h)) if h == crl);
+            (bytes, accepted.map(|crl| (crl, unchanged)))
+        })
+        .await
+        .map_err(|e| CrlRefusal::Malformed(format!("CRL reader stopped: {e}")))?;
+        let (crl, unchanged) = accepted?;
+        if unchanged {
             return Ok(false);
         }
-        if let Err(e) = crl_fetch::store(&self.cache_dir, &crl) {
+        if let Err(e) = crl_fetch::store(&self.cache_dir, url, &bytes) {
             tracing::warn!(url, error = %e, "CRL cache not written");
         }
         tracing::info!(url, this_update = crl.this_update, next_update = crl.next_update, "CRL updated");
@@ -239,7 +252,7 @@ impl CardTrust {
     /// Builds a validator from the configured files plus every accepted download and swaps it in.
     fn rebuild(&self) -> Result<(), ConfigError> {
         let mut settings = self.base.clone();
-        settings.crls.extend(self.lock_fetched().values().map(|c| CertificateRevocationListDer::from(c.der.clone())));
+        settings.crl_lists.extend(self.lock_fetched().values().map(|c| c.list.clone()));
         let validator = CardValidator::new(settings)?;
         self.current.store(Arc::new(validator));
         Ok(())

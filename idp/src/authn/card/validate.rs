@@ -31,13 +31,15 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{
     CertificateDer, CertificateRevocationListDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime,
 };
+use std::sync::Arc;
+
 use webpki::{
-    CertRevocationList, EndEntityCert, ExpirationPolicy, ExtendedKeyUsageValidator, KeyPurposeId, KeyPurposeIdIter,
-    KeyUsage as EkuPolicy, OwnedCertRevocationList, RequiredEkuNotFoundContext, RevocationCheckDepth,
-    RevocationOptionsBuilder, UnknownStatusPolicy,
+    EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeId, KeyPurposeIdIter, KeyUsage as EkuPolicy,
+    RequiredEkuNotFoundContext,
 };
 use x509_parser::prelude::FromDer;
 
+use super::crl::{CaKey, RevocationList};
 use super::oids;
 use super::profile::{self, CertProfile};
 
@@ -86,8 +88,11 @@ pub struct TrustSettings {
     pub agency_anchors: Vec<CertificateDer<'static>>,
     /// CA certificates offered to path building in addition to what the client sends.
     pub intermediates: Vec<CertificateDer<'static>>,
-    /// Complete CRLs (DER) of the issuing CAs.
+    /// Complete CRLs (DER) of the issuing CAs, read when the validator is built.
     pub crls: Vec<CertificateRevocationListDer<'static>>,
+    /// CRLs already read (downloads, or files read once at start), shared between validators
+    /// so a refresh of one CA's list does not read the others again.
+    pub crl_lists: Vec<Arc<RevocationList>>,
     pub revocation: RevocationMode,
     /// Issuer-name values containing one of these mark a test certificate.
     pub test_issuer_markers: Vec<String>,
@@ -105,6 +110,7 @@ impl Default for TrustSettings {
             agency_anchors: Vec::new(),
             intermediates: Vec::new(),
             crls: Vec::new(),
+            crl_lists: Vec::new(),
             revocation: RevocationMode::Required,
             test_issuer_markers: vec![oids::OU_GTESTCA.to_owned()],
             test_policy_oids: Vec::new(),
@@ -176,6 +182,25 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Co
         return Err(ConfigError::File { path: path.to_path_buf(), message: "no PEM certificate".into() });
     }
     Ok(found)
+}
+
+impl TrustSettings {
+    /// The keys of every configured CA (anchors and intermediates), which CRLs are checked with.
+    pub fn ca_keys(&self) -> Vec<CaKey> {
+        let certs = self.citizen_anchors.iter().chain(&self.agency_anchors).chain(&self.intermediates);
+        certs.filter_map(|c| CaKey::from_certificate(c.as_ref())).collect()
+    }
+
+    /// Reads the CRL files into [`TrustSettings::crl_lists`] once, so validators rebuilt later
+    /// (a download arrived) share them instead of reading them again.
+    pub fn read_crls(&mut self) -> Result<(), ConfigError> {
+        let cas = self.ca_keys();
+        for (index, der) in std::mem::take(&mut self.crls).iter().enumerate() {
+            let list = RevocationList::parse(der, &cas).map_err(|e| ConfigError::Crl { index, message: e.0 })?;
+            self.crl_lists.push(Arc::new(list));
+        }
+        Ok(())
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
@@ -255,17 +280,9 @@ pub struct ValidatedCard {
     pub issuer_spki: Vec<u8>,
 }
 
-struct LoadedCrl {
-    crl: CertRevocationList<'static>,
-    issuer_der: Vec<u8>,
-    authority_key_id: Option<Vec<u8>>,
-    this_update: i64,
-    next_update: i64,
-}
-
 /// The signature algorithms of the card profiles (RSA PKCS#1 v1.5, docs/cards-and-pki.md) plus ECDSA, which the
 /// fast test fixtures and newer CAs use.
-static ALGORITHMS: &[&dyn SignatureVerificationAlgorithm] = &[
+pub(super) static ALGORITHMS: &[&dyn SignatureVerificationAlgorithm] = &[
     webpki::ring::RSA_PKCS1_2048_8192_SHA256,
     webpki::ring::RSA_PKCS1_2048_8192_SHA384,
     webpki::ring::RSA_PKCS1_2048_8192_SHA512,
@@ -281,7 +298,7 @@ pub struct CardValidator {
     citizen: Vec<TrustAnchor<'static>>,
     agency: Vec<TrustAnchor<'static>>,
     intermediates: Vec<CertificateDer<'static>>,
-    crls: Vec<LoadedCrl>,
+    crls: Vec<Arc<RevocationList>>,
     revocation: RevocationMode,
     test_issuer_markers: Vec<String>,
     test_policy_oids: Vec<String>,
@@ -334,27 +351,9 @@ impl CardValidator {
         if let Some(bad) = settings.test_policy_oids.iter().find(|p| oids::arcs(p).is_none()) {
             return Err(ConfigError::TestPolicy(bad.clone()));
         }
-        let mut crls = Vec::with_capacity(settings.crls.len());
-        for (index, der) in settings.crls.iter().enumerate() {
-            let bad = |message: String| ConfigError::Crl { index, message };
-            let owned = OwnedCertRevocationList::from_der(der).map_err(|e| bad(format!("{e:?}")))?;
-            let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(der)
-                .map_err(|e| bad(e.to_string()))?;
-            let mut authority_key_id = None;
-            for ext in parsed.extensions() {
-                if let x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) = ext.parsed_extension() {
-                    authority_key_id = aki.key_identifier.as_ref().map(|k| k.0.to_vec());
-                }
-            }
-            let next_update = parsed.next_update().map(|t| t.timestamp()).ok_or_else(|| bad("no nextUpdate".into()))?;
-            crls.push(LoadedCrl {
-                issuer_der: parsed.issuer().as_raw().to_vec(),
-                authority_key_id,
-                this_update: parsed.last_update().timestamp(),
-                next_update,
-                crl: CertRevocationList::Owned(owned),
-            });
-        }
+        let mut settings = settings;
+        settings.read_crls()?;
+        let crls = settings.crl_lists;
         Ok(CardValidator {
             citizen,
             agency,
@@ -417,10 +416,12 @@ impl CardValidator {
             .collect();
         let time = UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(now).unwrap_or(0)));
         let crls = self.crls_for(&profile);
+        let serial = profile::unhex(&profile.serial_hex).unwrap_or_default();
+        let subject = Subject { serial: &serial, crls: &crls, time, now };
 
-        let citizen = self.chain(&ee, &self.citizen, &intermediates, time, &crls);
-        let agency = self.chain(&ee, &self.agency, &intermediates, time, &crls);
-        let (kind, ChainResult { mut revocation, issuer_spki }) = match (citizen, agency) {
+        let citizen = self.chain(&ee, &self.citizen, &intermediates, &subject);
+        let agency = self.chain(&ee, &self.agency, &intermediates, &subject);
+        let (kind, ChainResult { revocation, issuer_spki }) = match (citizen, agency) {
             (Ok(r), Err(_)) => (CardKind::Citizen, r),
             (Err(_), Ok(r)) => (CardKind::Agency, r),
             (Ok(_), Ok(_)) => return Err(InvalidReason::AmbiguousKind.into()),
@@ -431,11 +432,6 @@ impl CardValidator {
                 return Err(invalid_from_webpki(e).into());
             }
         };
-        if revocation == RevocationStatus::Checked && crls.first().is_some_and(|c| c.next_update <= now) {
-            // Only reachable in best-effort mode: enforcing mode refused the stale CRL above.
-            revocation = RevocationStatus::Stale;
-        }
-
         if !profile.permits_digital_signature() {
             return Err(InvalidReason::KeyUsage.into());
         }
@@ -466,76 +462,97 @@ impl CardValidator {
         Ok(ValidatedCard { kind, profile, agency_code, revocation, issuer_spki })
     }
 
-    /// The CRLs that can speak for this certificate, newest first: same issuer name and, when both
-    /// say, the same authority key. Two MOICA generations share a name, and webpki takes the first
-    /// CRL whose issuer *name* matches; without the key filter the other generation's CRL would be
-    /// picked, fail its signature check, and refuse a good certificate.
-    fn crls_for(&self, profile: &CertProfile) -> Vec<&LoadedCrl> {
-        let mut found: Vec<&LoadedCrl> = self
+    /// The CRLs that can speak for this certificate, newest first: same issuer name, the same
+    /// authority key when both say, and a partition the certificate points to. Two MOICA
+    /// generations share a name; which of the remaining lists the issuing key signed is decided
+    /// once the path is known ([`CardValidator::revocation`]).
+    fn crls_for(&self, profile: &CertProfile) -> Vec<&RevocationList> {
+        let mut found: Vec<&RevocationList> = self
             .crls
             .iter()
+            .map(|c| &**c)
             .filter(|c| c.issuer_der == profile.issuer_der)
             .filter(|c| match (&c.authority_key_id, &profile.authority_key_id) {
                 (Some(crl), Some(cert)) => crl == cert,
                 _ => true,
             })
+            .filter(|c| c.covers(&profile.crl_distribution_points))
             .collect();
         found.sort_by_key(|c| std::cmp::Reverse(c.this_update));
         found
     }
 
-    /// Builds and verifies a path to one anchor set, with revocation per the mode. A missing,
-    /// non-covering or stale CRL is tolerated in best-effort mode, and for issuers with an OCSP
-    /// responder (the caller then asks it); a listed serial always refuses.
+    /// Builds and verifies a path to one anchor set, then decides revocation of the end entity
+    /// from its issuer's CRLs ([`CardValidator::revocation`]).
     fn chain(
         &self,
         ee: &EndEntityCert<'_>,
         anchors: &[TrustAnchor<'static>],
         intermediates: &[CertificateDer<'_>],
-        time: UnixTime,
-        crls: &[&LoadedCrl],
+        subject: &Subject<'_>,
     ) -> Result<ChainResult, webpki::Error> {
         if anchors.is_empty() {
             return Err(webpki::Error::UnknownIssuer);
         }
-        let best_effort = self.revocation == RevocationMode::BestEffort;
-        let crl_refs: Vec<&CertRevocationList<'static>> = crls.iter().map(|c| &c.crl).collect();
-        let verify = |with_crls: bool, expiration: ExpirationPolicy| {
-            let revocation = if with_crls {
-                RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
-                    b.with_depth(RevocationCheckDepth::EndEntity)
-                        .with_status_policy(UnknownStatusPolicy::Deny)
-                        .with_expiration_policy(expiration)
-                        .build()
-                })
-            } else {
-                None
-            };
-            ee.verify_for_usage(ALGORITHMS, anchors, intermediates, time, CardEku, revocation, None)
-                .map(|path| path.issuer_spki().as_ref().to_vec())
-        };
-        let enforce = if best_effort { ExpirationPolicy::Ignore } else { ExpirationPolicy::Enforce };
-        let first = if crl_refs.is_empty() {
-            Err(webpki::Error::UnknownRevocationStatus)
-        } else {
-            verify(true, enforce).map(|issuer_spki| ChainResult { revocation: RevocationStatus::Checked, issuer_spki })
-        };
-        match first {
-            Err(e @ (webpki::Error::UnknownRevocationStatus | webpki::Error::CrlExpired { .. })) => {
-                // No CRL speaks for it, or (strict mode) the one that does is stale: find the
-                // path without it, then see whether anything else may decide.
-                let stale = matches!(e, webpki::Error::CrlExpired { .. });
-                let issuer_spki = if stale { verify(true, ExpirationPolicy::Ignore)? } else { verify(false, enforce)? };
-                if best_effort || self.ocsp_issuers.contains(&issuer_spki) {
-                    let revocation = if stale { RevocationStatus::Stale } else { RevocationStatus::Unknown };
-                    Ok(ChainResult { revocation, issuer_spki })
-                } else {
-                    Err(e)
-                }
-            }
-            other => other,
-        }
+        let path = ee.verify_for_usage(ALGORITHMS, anchors, intermediates, subject.time, CardEku, None, None)?;
+        let issuer_spki = path.issuer_spki().as_ref().to_vec();
+        // A CA certificate whose key usage leaves out cRLSign may not sign CRLs (an anchor
+        // carries no key usage and is trusted as configured).
+        let may_sign_crls = path.intermediate_certificates().next().is_none_or(|issuer| {
+            x509_parser::certificate::X509Certificate::from_der(issuer.der().as_ref())
+                .ok()
+                .and_then(|(_, c)| c.key_usage().ok().flatten().map(|ku| ku.value.crl_sign()))
+                .unwrap_or(true)
+        });
+        let revocation = self.revocation(subject, &issuer_spki, may_sign_crls)?;
+        Ok(ChainResult { revocation, issuer_spki })
     }
+
+    /// Revocation of a certificate whose issuer (a verified path's) has key `issuer_spki`, from
+    /// the newest of the candidate CRLs that key signed. A listed serial always refuses. No CRL
+    /// at all, or (strict mode) a stale one, refuses unless the mode is best-effort or the
+    /// issuer has an OCSP responder (the caller then asks it). Candidates that name the issuer
+    /// but that its key did not sign refuse: a CRL that does not verify decides nothing.
+    fn revocation(
+        &self,
+        subject: &Subject<'_>,
+        issuer_spki: &[u8],
+        may_sign_crls: bool,
+    ) -> Result<RevocationStatus, webpki::Error> {
+        let tolerant =
+            self.revocation == RevocationMode::BestEffort || self.ocsp_issuers.iter().any(|k| k == issuer_spki);
+        let newest = subject.crls.iter().find(|c| c.signed_by(issuer_spki));
+        let Some(crl) = newest else {
+            if !subject.crls.is_empty() {
+                return Err(webpki::Error::InvalidCrlSignatureForPublicKey);
+            }
+            return if tolerant { Ok(RevocationStatus::Unknown) } else { Err(webpki::Error::UnknownRevocationStatus) };
+        };
+        if !may_sign_crls {
+            return Err(webpki::Error::IssuerNotCrlSigner);
+        }
+        if crl.lists(subject.serial) {
+            return Err(webpki::Error::CertRevoked);
+        }
+        if crl.next_update <= subject.now {
+            if tolerant {
+                return Ok(RevocationStatus::Stale);
+            }
+            let next_update =
+                UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(crl.next_update).unwrap_or(0)));
+            return Err(webpki::Error::CrlExpired { time: subject.time, next_update });
+        }
+        Ok(RevocationStatus::Checked)
+    }
+}
+
+/// What revocation is decided on: the certificate's serial, the CRLs that may speak for it,
+/// and the time.
+struct Subject<'a> {
+    serial: &'a [u8],
+    crls: &'a [&'a RevocationList],
+    time: UnixTime,
+    now: i64,
 }
 
 fn invalid_from_webpki(e: webpki::Error) -> InvalidReason {

@@ -57,7 +57,7 @@ pub async fn submit(
     let result = state
         .db
         .run_long(move |c| -> Result<_, InfraError> {
-            Ok(register::import(c, &protector, register, &bytes, &actor, now()))
+            Ok(register::import(c, &protector, register, bytes.as_slice(), &actor, now()))
         })
         .await
         .map_err(|e| op.internal(&state, e))?;
