@@ -104,9 +104,6 @@ pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, Authori
         return Err(fail("invalid_request", format!("parameter `{dup}` is repeated")));
     }
     let get = |name: &str| params.get(name).ok().flatten();
-    if params.has("request") {
-        return Err(fail("request_not_supported", "request objects are not supported".into()));
-    }
     if params.has("request_uri") {
         return Err(fail("request_uri_not_supported", "request_uri is not supported".into()));
     }

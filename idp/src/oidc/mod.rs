@@ -16,6 +16,7 @@ pub mod logout;
 pub mod params;
 pub mod refresh;
 pub mod registration;
+pub mod request_object;
 pub mod subject;
 pub mod token;
 pub mod token_use;

@@ -30,6 +30,7 @@ mod portal;
 mod processes;
 mod registration;
 mod relying_party;
+mod request_objects;
 mod revocation;
 mod secret_rotation;
 mod setup;
