@@ -274,6 +274,7 @@ async fn finish_authorization(
         nonce: auth.nonce.clone(),
         scope: auth.scope.clone(),
         code_challenge: auth.code_challenge.clone(),
+        id_token_claims: auth.claims.as_ref().map(|c| c.id_token_claims()).unwrap_or_default(),
     };
     let (code, key) = authorize::new_code();
     state

@@ -50,7 +50,7 @@ pub fn document(issuer: &str, card_sign_in: bool) -> Value {
         ],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": ["zh-TW", "en"],
-        "claims_parameter_supported": false,
+        "claims_parameter_supported": true,
         "request_parameter_supported": true,
         "request_object_signing_alg_values_supported": REQUEST_OBJECT_ALGS,
         "request_uri_parameter_supported": false,

@@ -5,6 +5,7 @@ pub mod access;
 pub mod authorize;
 pub mod backchannel;
 pub mod claims;
+pub mod claims_request;
 pub mod client_auth;
 pub mod clients;
 pub mod consent;

@@ -9,6 +9,7 @@ mod card;
 mod card_tls;
 mod claims;
 mod claims_cards;
+mod claims_parameter;
 mod claims_protocol;
 mod cleanup;
 mod cli;
