@@ -49,6 +49,7 @@ fn grant() -> CodeGrant {
         nonce: Some("n-0S6_WzA2Mj".into()),
         scope: vec!["openid".into(), "profile".into(), "email".into()],
         code_challenge: None,
+        id_token_claims: vec![],
     }
 }
 

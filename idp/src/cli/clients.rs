@@ -125,6 +125,13 @@ pub struct CreateClient {
     /// May introspect tokens issued to other clients (an API that receives them).
     #[arg(long)]
     pub resource_server: bool,
+    /// The algorithm the client signs request objects with: RS256, PS256 or ES256 (default: any
+    /// of them). Needs --jwks-file or --jwks-uri.
+    #[arg(long)]
+    pub request_object_signing_alg: Option<String>,
+    /// Accept authorization requests from this client only as signed request objects.
+    #[arg(long)]
+    pub require_signed_request_object: bool,
     /// Print a JSON object with `client_id` and `client_secret` (RFC 7591 names).
     #[arg(long)]
     pub json: bool,
@@ -145,6 +152,9 @@ pub struct UpdateClient {
     /// Let the client introspect tokens issued to other clients (`=false` withdraws it).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub resource_server: Option<bool>,
+    /// Accept authorization requests only as signed request objects (`=false` withdraws it).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub require_signed_request_object: Option<bool>,
 }
 
 impl CreateClient {
@@ -180,6 +190,8 @@ impl CreateClient {
             new.audience = clients::Audience::parse(&audience).map_err(fail)?;
         }
         new.resource_server = self.resource_server;
+        new.request_object_signing_alg = self.request_object_signing_alg;
+        new.require_signed_request_object = self.require_signed_request_object;
         new.portal = clients::Portal {
             category: given(self.portal_category),
             description: given(self.portal_description),
@@ -210,6 +222,12 @@ fn print_client(c: &clients::Client) {
     }
     if c.client_credentials_allowed {
         println!("client_credentials_allowed: yes");
+    }
+    if let Some(alg) = &c.request_object_signing_alg {
+        println!("request_object_signing_alg: {alg}");
+    }
+    if c.require_signed_request_object {
+        println!("require_signed_request_object: yes");
     }
     if let Some(uri) = &c.backchannel_logout_uri {
         println!("backchannel_logout_uri:     {uri}");
@@ -275,6 +293,7 @@ pub(super) fn run(config: Config, command: ClientsCommand) -> Result<(), Failure
                 min_acr: u.min_acr.map(|a| (a != "none").then_some(a)),
                 client_credentials_allowed: u.allow_client_credentials,
                 resource_server: u.resource_server,
+                require_signed_request_object: u.require_signed_request_object,
             };
             let client = clients::change_by(&mut conn, &u.client_id, &change, &Actor::cli(), now)
                 .map_err(refused)?

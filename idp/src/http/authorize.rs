@@ -18,6 +18,7 @@ use crate::oidc::authorize::{self, AuthRequest, AuthorizeError, CodeGrant};
 use crate::oidc::clients::Client;
 use crate::oidc::gate::{self, Hint, Outcome};
 use crate::oidc::params::Params;
+use crate::oidc::request_object::{self, RequestObjectError};
 use crate::oidc::subject::subject_for;
 use crate::oidc::{backchannel, consent, transaction};
 use crate::state::AppState;
@@ -85,16 +86,22 @@ async fn authorize(
 ) -> Result<HttpResponse, Failure> {
     let raw: &[u8] = if post { &body } else { req.query_string().as_bytes() };
     let lang0 = lang_of(&req, None);
-    let params = Params::parse(raw)
+    let query = Params::parse_with_file(raw, "request", request_object::MAX_REQUEST_OBJECT)
         .map_err(|e| page(&state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", Some(e.to_string())))?;
-    let lang = lang_of(&req, params.get("ui_locales").ok().flatten());
-    let target = match authorize::target(&params) {
-        Ok(t) => t,
+    let lang = lang_of(&req, query.get("ui_locales").ok().flatten());
+    let client_id = match authorize::target(&query) {
+        Ok(t) => t.client_id.to_string(),
         Err(e) => return show(&state, lang, e),
     };
-    let client = state.client_cache.get(&state, target.client_id).await.map_err(|e| internal(&state, lang, e))?;
+    let client = state.client_cache.get(&state, &client_id).await.map_err(|e| internal(&state, lang, e))?;
     let Some(client) = client.filter(|c| !c.disabled) else {
         return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_client_unknown", None));
+    };
+    // A signed request object, when sent (or required), replaces the query's parameters.
+    let params = match request_object::effective(&state, query.clone(), &client, &client_address(&req), now()).await {
+        Ok(p) => p,
+        Err(RequestObjectError::Refused(r)) => return show(&state, lang, r.to_authorize_error(&query, &client)),
+        Err(RequestObjectError::Infra(e)) => return Err(internal(&state, lang, e)),
     };
     let auth = match authorize::validate(&params, &client) {
         Ok(a) => a,
@@ -267,6 +274,7 @@ async fn finish_authorization(
         nonce: auth.nonce.clone(),
         scope: auth.scope.clone(),
         code_challenge: auth.code_challenge.clone(),
+        id_token_claims: auth.claims.as_ref().map(|c| c.id_token_claims()).unwrap_or_default(),
     };
     let (code, key) = authorize::new_code();
     state

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::claims_request::{self, ClaimsRequest};
 use super::clients::Client;
 use super::params::{ParamError, Params};
 use super::SUPPORTED_SCOPES;
@@ -31,6 +32,9 @@ pub struct AuthRequest {
     /// An ID token the client sent as a hint of who should be signed in.
     #[serde(default)]
     pub id_token_hint: Option<String>,
+    /// The `claims` parameter (OpenID Connect Core §5.5), when sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<ClaimsRequest>,
     /// What this browser has done for the request so far (sign-in, consent), for the gate.
     #[serde(default)]
     pub interaction: Interaction,
@@ -120,9 +124,6 @@ pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, Authori
         return Err(fail("invalid_request", format!("parameter `{dup}` is repeated")));
     }
     let get = |name: &str| params.get(name).ok().flatten();
-    if params.has("request") {
-        return Err(fail("request_not_supported", "request objects are not supported".into()));
-    }
     if params.has("request_uri") {
         return Err(fail("request_uri_not_supported", "request_uri is not supported".into()));
     }
@@ -134,9 +135,17 @@ pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, Authori
     if !matches!(response_mode.as_str(), "query" | "form_post") {
         return Err(fail("invalid_request", "response_mode must be query or form_post".into()));
     }
-    let requested: Vec<&str> = get("scope").unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
+    let mut requested: Vec<&str> = get("scope").unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect();
     if !requested.contains(&"openid") {
         return Err(fail("invalid_scope", "the openid scope is required".into()));
+    }
+    let claims = match get("claims") {
+        None => None,
+        Some(text) => Some(claims_request::parse(text).map_err(|e| fail("invalid_request", e))?),
+    };
+    // A claim asked for by name asks for the scope that releases it (and its consent).
+    for s in claims.iter().flat_map(ClaimsRequest::scopes) {
+        requested.push(s);
     }
     // Scopes the client may not have (or that do not exist) are left out, not refused.
     let mut scope: Vec<String> = Vec::new();
@@ -193,6 +202,7 @@ pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, Authori
         response_mode,
         acr_values: get("acr_values").unwrap_or("").split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
         id_token_hint: get("id_token_hint").map(str::to_string),
+        claims,
         interaction: Default::default(),
     })
 }
@@ -210,6 +220,9 @@ pub struct CodeGrant {
     pub nonce: Option<String>,
     pub scope: Vec<String>,
     pub code_challenge: Option<String>,
+    /// Claims about the person the `claims` parameter asked for in the ID token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub id_token_claims: Vec<String>,
 }
 
 /// A fresh code and the ephemeral-store key it is kept under.

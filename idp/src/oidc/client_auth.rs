@@ -65,7 +65,10 @@ impl ClientCache {
         }
     }
 
-    async fn jwks_for(&self, state: &AppState, client: &Client) -> Option<Arc<JwkSet>> {
+    /// The client's registered public keys: its `jwks`, or its `jwks_uri` document (fetched
+    /// through the outbound rules, cached for a few minutes). `None` if it has none or they
+    /// cannot be had now.
+    pub async fn jwks_for(&self, state: &AppState, client: &Client) -> Option<Arc<JwkSet>> {
         if let Some(jwks) = &client.jwks {
             return serde_json::from_value(jwks.clone()).ok().map(Arc::new);
         }
@@ -95,6 +98,23 @@ impl ClientCache {
         }
         Some(set)
     }
+}
+
+/// Verifies a JWT signed with one of `jwks` (the header's `kid` picks it when given), for
+/// `private_key_jwt` assertions and signed request objects alike; `None` when no key verifies it
+/// under `validation`.
+pub fn verify_with<T: serde::de::DeserializeOwned>(
+    jwks: &JwkSet,
+    token: &str,
+    kid: Option<&String>,
+    validation: &Validation,
+) -> Option<T> {
+    jwks.keys
+        .iter()
+        .filter(|k| kid.is_none() || k.common.key_id.as_ref() == kid)
+        .filter_map(|k| DecodingKey::from_jwk(k).ok())
+        .find_map(|k| jsonwebtoken::decode::<T>(token, &k, validation).ok())
+        .map(|d| d.claims)
 }
 
 /// Why client authentication failed.
@@ -246,12 +266,6 @@ async fn private_key_jwt(
     }
     let jwks =
         state.client_cache.jwks_for(state, &client).await.ok_or_else(|| bad("the client's keys are unavailable"))?;
-    let candidates: Vec<_> = jwks
-        .keys
-        .iter()
-        .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
-        .filter_map(|k| DecodingKey::from_jwk(k).ok())
-        .collect();
     let base = state.config.base();
     let mut validation = Validation::new(header.alg);
     validation.set_issuer(&[client.client_id.as_str()]);
@@ -265,12 +279,9 @@ async fn private_key_jwt(
     // Expiry is checked below against the time this request is handled at, not the library's
     // own reading of the clock.
     validation.validate_exp = false;
-    let verified = candidates
-        .iter()
-        .find_map(|k| jsonwebtoken::decode::<AssertionClaims>(assertion, k, &validation).ok())
-        .filter(|d| !expired(d.claims.exp, now))
-        .ok_or_else(|| bad("client_assertion signature, audience or expiry is invalid"))?
-        .claims;
+    let verified = verify_with::<AssertionClaims>(&jwks, assertion, header.kid.as_ref(), &validation)
+        .filter(|c| !expired(c.exp, now))
+        .ok_or_else(|| bad("client_assertion signature, audience or expiry is invalid"))?;
     if verified.sub != client.client_id {
         return Err(bad("client_assertion sub must be the client id"));
     }

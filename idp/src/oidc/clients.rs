@@ -18,6 +18,8 @@ use super::SUPPORTED_SCOPES;
 pub const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
 /// Client authentication methods at the token, introspection and revocation endpoints.
 pub const AUTH_METHODS: [&str; 4] = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
+/// Algorithms a request object may be signed with; never `none`, never a shared-secret MAC.
+pub const REQUEST_OBJECT_ALGS: [&str; 3] = ["RS256", "PS256", "ES256"];
 
 /// A registered client. Field names follow RFC 7591 so the JSON form is the registration
 /// response's.
@@ -51,6 +53,14 @@ pub struct Client {
     pub backchannel_logout_uri: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub backchannel_logout_session_required: bool,
+    /// The algorithm the client signs request objects with (RFC 9101); `None`: any of
+    /// [`REQUEST_OBJECT_ALGS`]. Verified with the client's `jwks` or `jwks_uri`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_object_signing_alg: Option<String>,
+    /// Whether every authorization request of the client must be a signed request object
+    /// (RFC 9101 §10.5), so nothing it sends can be altered in the browser.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub require_signed_request_object: bool,
     #[serde(skip)]
     pub min_acr: Option<String>,
     /// Who may use the application: `everyone`, `hr-staff`, or `agency:CODE[,CODE]`.
@@ -263,6 +273,8 @@ impl TryFrom<ClientRow> for Client {
             resource_server: r.resource_server,
             jwks,
             jwks_uri: r.jwks_uri,
+            request_object_signing_alg: r.request_object_signing_alg,
+            require_signed_request_object: r.require_signed_request_object,
             backchannel_logout_session_required: r.backchannel_logout_uri.is_some(),
             backchannel_logout_uri: r.backchannel_logout_uri,
             secret_hash: r.secret_hash,
@@ -297,6 +309,10 @@ pub struct NewClient {
     /// Operator settings (see [`Client`]); never taken from a registration request.
     pub client_credentials_allowed: bool,
     pub resource_server: bool,
+    /// See [`Client::request_object_signing_alg`].
+    pub request_object_signing_alg: Option<String>,
+    /// See [`Client::require_signed_request_object`].
+    pub require_signed_request_object: bool,
 }
 
 impl NewClient {
@@ -324,6 +340,8 @@ impl NewClient {
             portal: Portal::default(),
             client_credentials_allowed: false,
             resource_server: false,
+            request_object_signing_alg: None,
+            require_signed_request_object: false,
         }
     }
 }
@@ -450,10 +468,18 @@ fn validate(new: &NewClient) -> Result<(), ClientError> {
             return meta(format!("acr `{acr}` is not supported"));
         }
     }
-    if new.token_endpoint_auth_method == "private_key_jwt" {
+    if let Some(alg) = &new.request_object_signing_alg {
+        if !REQUEST_OBJECT_ALGS.contains(&alg.as_str()) {
+            return meta(format!("request_object_signing_alg must be one of {}", REQUEST_OBJECT_ALGS.join(", ")));
+        }
+    }
+    // Request objects are verified with the client's own keys, as private_key_jwt assertions are.
+    let signs_requests = new.request_object_signing_alg.is_some() || new.require_signed_request_object;
+    if new.token_endpoint_auth_method == "private_key_jwt" || signs_requests || new.jwks.is_some() {
+        let what = if signs_requests { "signed request objects" } else { "private_key_jwt" };
         match (&new.jwks, &new.jwks_uri) {
             (Some(_), Some(_)) => return meta("give jwks or jwks_uri, not both".into()),
-            (None, None) => return meta("private_key_jwt needs jwks or jwks_uri".into()),
+            (None, None) => return meta(format!("{what} needs jwks or jwks_uri")),
             (Some(jwks), None) => {
                 if serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(jwks.clone()).is_err() {
                     return meta("jwks is not a JWK set".into());
@@ -518,6 +544,8 @@ pub fn create(conn: &mut DbConn, new: NewClient, now: i64) -> Result<(Client, Op
         disabled_at: None,
         client_credentials_allowed: new.client_credentials_allowed,
         resource_server: new.resource_server,
+        request_object_signing_alg: new.request_object_signing_alg,
+        require_signed_request_object: new.require_signed_request_object,
     };
     match diesel::insert_into(clients::table).values(&row).execute(conn) {
         Ok(_) => {}
@@ -582,11 +610,12 @@ pub fn edit_by(
 /// Audits a changed client as `client.update`, with the settings only an operator decides.
 fn audit_update(conn: &mut DbConn, c: &Client, actor: &Actor, now: i64) -> Result<(), InfraError> {
     let detail = format!(
-        "audience {}, min_acr {}, client_credentials_allowed {}, resource_server {}",
+        "audience {}, min_acr {}, client_credentials_allowed {}, resource_server {}, require_signed_request_object {}",
         c.audience.as_string(),
         c.min_acr.as_deref().unwrap_or("none"),
         c.client_credentials_allowed,
-        c.resource_server
+        c.resource_server,
+        c.require_signed_request_object
     );
     audit::record(conn, Event { client_id: Some(&c.client_id), detail, ..actor.event("client.update", "success") }, now)
 }
@@ -687,6 +716,8 @@ pub fn replace(conn: &mut DbConn, id: &str, new: NewClient, now: i64) -> Result<
             clients::portal_category.eq(&new.portal.category),
             clients::portal_description.eq(&new.portal.description),
             clients::portal_url.eq(&new.portal.url),
+            clients::request_object_signing_alg.eq(&new.request_object_signing_alg),
+            clients::require_signed_request_object.eq(new.require_signed_request_object),
             clients::updated_at.eq(now),
         ))
         .execute(conn)
@@ -703,6 +734,8 @@ pub struct OperatorChange {
     pub min_acr: Option<Option<String>>,
     pub client_credentials_allowed: Option<bool>,
     pub resource_server: Option<bool>,
+    /// Whether the client's authorization requests must be signed request objects.
+    pub require_signed_request_object: Option<bool>,
 }
 
 /// Applies an operator's change; returns the client, or `None` if there is none with this id.
@@ -725,12 +758,17 @@ pub fn change_by_operator(
     let min_acr = change.min_acr.clone().unwrap_or(current.min_acr);
     let cc = change.client_credentials_allowed.unwrap_or(current.client_credentials_allowed);
     let rs = change.resource_server.unwrap_or(current.resource_server);
+    let signed = change.require_signed_request_object.unwrap_or(current.require_signed_request_object);
+    if signed && current.jwks.is_none() && current.jwks_uri.is_none() {
+        return Err(ClientError::Metadata("signed request objects need jwks or jwks_uri".into()));
+    }
     diesel::update(clients::table.find(id))
         .set((
             clients::audience.eq(audience),
             clients::min_acr.eq(min_acr),
             clients::client_credentials_allowed.eq(cc),
             clients::resource_server.eq(rs),
+            clients::require_signed_request_object.eq(signed),
             clients::updated_at.eq(now),
         ))
         .execute(conn)

@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::clients::{AUTH_METHODS, GRANT_TYPES};
+use super::clients::{AUTH_METHODS, GRANT_TYPES, REQUEST_OBJECT_ALGS};
 use super::SUPPORTED_SCOPES;
 
 /// Builds `/.well-known/openid-configuration` for an issuer.
@@ -50,8 +50,9 @@ pub fn document(issuer: &str, card_sign_in: bool) -> Value {
         ],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": ["zh-TW", "en"],
-        "claims_parameter_supported": false,
-        "request_parameter_supported": false,
+        "claims_parameter_supported": true,
+        "request_parameter_supported": true,
+        "request_object_signing_alg_values_supported": REQUEST_OBJECT_ALGS,
         "request_uri_parameter_supported": false,
         "require_request_uri_registration": false,
         "authorization_response_iss_parameter_supported": true,

@@ -11,6 +11,7 @@
 
 use super::acr_satisfies;
 use super::authorize::AuthRequest;
+use super::claims_request;
 use super::clients::Client;
 use crate::accounts::Person;
 use crate::authn::session::Session;
@@ -119,6 +120,18 @@ pub fn decide(i: &Inputs<'_>) -> Outcome {
             return Outcome::redirect("unmet_authentication_requirements", "this application requires a card sign-in");
         }
     }
+    // The assurance the request asks for as essential (`claims` parameter, OIDC Core §5.5.1.1).
+    if let Some(wanted) = request.claims.as_ref().and_then(|c| c.essential_acr()) {
+        if !claims_request::acr_met(&session.acr, &wanted) {
+            if interactive && i.card_sign_in && claims_request::acr_reachable(&wanted) {
+                return Outcome::StepUp;
+            }
+            return Outcome::redirect(
+                "unmet_authentication_requirements",
+                "the sign-in cannot meet the essential acr the request asks for",
+            );
+        }
+    }
 
     // Consent: on record for these scopes (and not asked for again), or just given in this session.
     if client.consent_required {
@@ -163,6 +176,7 @@ mod tests {
             response_mode: "query".into(),
             acr_values: vec![],
             id_token_hint: None,
+            claims: None,
             interaction: Interaction::default(),
         }
     }
@@ -422,6 +436,55 @@ mod tests {
                 consent_on_record: true,
                 request: |q| q.max_age = Some(10),
                 ..row("consent on record never overrides max_age", Outcome::SignIn)
+            },
+            Row {
+                request: |q| {
+                    q.claims =
+                        claims_request::parse(r#"{"id_token":{"acr":{"essential":true,"values":["loa-2"]}}}"#).ok()
+                },
+                ..row("an essential loa-2 with a password session: step up", Outcome::StepUp)
+            },
+            Row {
+                request: |q| {
+                    q.claims =
+                        claims_request::parse(r#"{"id_token":{"acr":{"essential":true,"values":["loa-2"]}}}"#).ok()
+                },
+                card_sign_in: false,
+                ..row("an essential loa-2 with no card sign-in here", redirect("unmet_authentication_requirements"))
+            },
+            Row {
+                request: |q| {
+                    q.claims = claims_request::parse(r#"{"id_token":{"acr":{"essential":true,"value":"loa-2"}}}"#).ok();
+                    q.prompt = vec!["none".into()];
+                },
+                ..row("an essential loa-2, prompt=none", redirect("unmet_authentication_requirements"))
+            },
+            Row {
+                request: |q| {
+                    q.claims =
+                        claims_request::parse(r#"{"id_token":{"acr":{"essential":true,"values":["urn:gold"]}}}"#).ok()
+                },
+                ..row("an essential acr nobody can reach: no step-up", redirect("unmet_authentication_requirements"))
+            },
+            Row {
+                request: |q| {
+                    q.claims =
+                        claims_request::parse(r#"{"id_token":{"acr":{"essential":true,"values":["loa-2"]}}}"#).ok()
+                },
+                acr: "loa-2",
+                ..row("a card session meets an essential loa-2", Outcome::IssueCode)
+            },
+            Row {
+                request: |q| q.claims = claims_request::parse(r#"{"id_token":{"acr":{"values":["loa-2"]}}}"#).ok(),
+                ..row("a voluntary acr changes nothing", Outcome::IssueCode)
+            },
+            Row {
+                client: |c| c.audience = Audience::HrStaff,
+                request: |q| {
+                    q.claims =
+                        claims_request::parse(r#"{"id_token":{"acr":{"essential":true,"values":["loa-2"]}}}"#).ok()
+                },
+                ..row("an essential acr never comes before the audience", redirect("access_denied"))
             },
         ];
         let mut failures = Vec::new();

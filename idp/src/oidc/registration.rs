@@ -291,6 +291,12 @@ pub fn parse(body: &[u8]) -> Result<Metadata, ClientError> {
         }
     }
     new.jwks_uri = string(&obj, "jwks_uri", MAX_VALUE_LEN)?;
+    new.request_object_signing_alg = string(&obj, "request_object_signing_alg", 20)?;
+    new.require_signed_request_object = match obj.get("require_signed_request_object") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(meta_err("require_signed_request_object must be a boolean")),
+    };
     // The provider itself fetches these two; a third party must not point it at plain-http
     // services next to it (operators may, through the CLI, for development).
     for (key, uri) in [("jwks_uri", &new.jwks_uri), ("backchannel_logout_uri", &new.backchannel_logout_uri)] {
@@ -490,6 +496,8 @@ fn keep_operator_settings(current: &Client, mut new: NewClient) -> Result<NewCli
     new.consent_required = true;
     new.client_credentials_allowed = current.client_credentials_allowed;
     new.resource_server = current.resource_server;
+    // A client may ask to sign its requests, but not stop when it (or an operator) chose to.
+    new.require_signed_request_object |= current.require_signed_request_object;
     new.min_acr = match (&current.min_acr, new.min_acr) {
         (Some(held), Some(asked)) if super::acr_satisfies(&asked, held) => Some(asked),
         (Some(held), _) => Some(held.clone()),
@@ -562,6 +570,8 @@ mod tests {
             disabled_at: None,
             client_credentials_allowed: cc_allowed,
             resource_server: true,
+            request_object_signing_alg: None,
+            require_signed_request_object: false,
         })
         .unwrap()
     }
@@ -607,6 +617,20 @@ mod tests {
         cc["grant_types"] = json!(["authorization_code", "client_credentials"]);
         assert!(matches!(keep_operator_settings(&current, asked(cc.clone())), Err(ClientError::Metadata(_))));
         assert!(keep_operator_settings(&operated(None, "openid", true), asked(cc)).is_ok());
+        // Signed request objects, once required, stay required; a client may ask for them.
+        let mut signing = operated(None, "openid", false);
+        signing.require_signed_request_object = true;
+        let plain = json!({ "client_name": "App", "redirect_uris": ["https://app.example/cb"] });
+        assert!(keep_operator_settings(&signing, asked(plain.clone())).unwrap().require_signed_request_object);
+        let mut ask = plain;
+        ask["require_signed_request_object"] = json!(true);
+        let unsigned = operated(None, "openid", false);
+        assert!(keep_operator_settings(&unsigned, asked(ask)).unwrap().require_signed_request_object);
+        assert!(
+            !keep_operator_settings(&unsigned, asked(json!({ "client_name": "A", "redirect_uris": [] })))
+                .unwrap()
+                .require_signed_request_object
+        );
     }
 
     fn parse_json(v: Value) -> Result<Metadata, ClientError> {

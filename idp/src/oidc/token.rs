@@ -4,7 +4,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::access::{self, AccessClaims};
@@ -170,12 +170,14 @@ async fn authorization_code(state: &AppState, params: &Params, client: &Client, 
         amr: grant.amr.clone(),
     };
     let family = issues_refresh_token(&grant.scope, client).then(|| marker.family_id.clone());
+    let extra = requested_id_token_claims(state, client, &grant).await?;
     let issued = issue_user_tokens(
         state,
         client,
         &session,
         &grant.scope,
         grant.nonce.as_deref(),
+        &extra,
         marker.jti.clone(),
         family.clone(),
         now,
@@ -191,6 +193,30 @@ async fn authorization_code(state: &AppState, params: &Params, client: &Client, 
         }
     }
     Ok(issued.body)
+}
+
+/// The claims the `claims` parameter asked for in the ID token, as far as the granted scopes
+/// release them (the same values userinfo gives).
+async fn requested_id_token_claims(
+    state: &AppState,
+    client: &Client,
+    grant: &CodeGrant,
+) -> Result<Map<String, Value>, TokenError> {
+    if grant.id_token_claims.is_empty() {
+        return Ok(Map::new());
+    }
+    let (protector, client, account_id) = (state.protector.clone(), client.clone(), grant.account_id.clone());
+    let (scope, names) = (grant.scope.clone(), grant.id_token_claims.clone());
+    let released = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            let Some((a, p)) = super::token_use::usable_account(c, &protector, &account_id)? else { return Ok(None) };
+            let sub = subject_for(&protector, &client, &a.id);
+            super::claims::userinfo(c, &sub, &a, &p, &scope).map(Some)
+        })
+        .await?
+        .ok_or_else(|| TokenError::InvalidGrant("the account can no longer sign in".into()))?;
+    Ok(super::claims_request::pick(&released, &names))
 }
 
 /// PKCE (RFC 7636 §4.6): a code whose request carried an S256 challenge is redeemed only with
@@ -317,9 +343,18 @@ async fn refresh_token(state: &AppState, params: &Params, client: &Client, now: 
         acr: grant.acr.clone(),
         amr: grant.amr.clone(),
     };
-    let issued =
-        issue_user_tokens(state, client, &session, &scope, None, random_token(16), Some(grant.family_id.clone()), now)
-            .await?;
+    let issued = issue_user_tokens(
+        state,
+        client,
+        &session,
+        &scope,
+        None,
+        &Map::new(),
+        random_token(16),
+        Some(grant.family_id.clone()),
+        now,
+    )
+    .await?;
     Ok(issued.body)
 }
 
@@ -366,6 +401,7 @@ async fn issue_user_tokens(
     s: &SessionFacts,
     scope: &[String],
     nonce: Option<&str>,
+    extra: &Map<String, Value>,
     jti: String,
     family: Option<String>,
     now: i64,
@@ -399,6 +435,9 @@ async fn issue_user_tokens(
     });
     if let Some(nonce) = nonce {
         id_claims["nonce"] = json!(nonce);
+    }
+    for (name, value) in extra {
+        id_claims[name.as_str()] = value.clone();
     }
     let id_token = state.keys.sign(&client.id_token_signed_response_alg, Some("JWT"), &id_claims, now)?;
     let mut body = json!({
@@ -515,6 +554,7 @@ mod tests {
             nonce: None,
             scope: strings(&["openid"]),
             code_challenge: None,
+            id_token_claims: vec![],
         };
         let marker = serde_json::to_vec(&marker).unwrap();
         let grant = serde_json::to_vec(&grant).unwrap();

@@ -128,7 +128,9 @@ async fn config_discovery_advertises_only_working_endpoints_and_matches_the_issu
     assert_eq!(d["response_types_supported"], json!(["code"]));
     assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(d["authorization_response_iss_parameter_supported"], json!(true));
-    assert_eq!(d["request_parameter_supported"], json!(false));
+    assert_eq!(d["request_parameter_supported"], json!(true));
+    assert_eq!(d["request_uri_parameter_supported"], json!(false), "request_uri is fetched by nobody");
+    assert_eq!(d["request_object_signing_alg_values_supported"], json!(["RS256", "PS256", "ES256"]));
     let jwks: Value = http().get(d["jwks_uri"].as_str().unwrap()).send().await.unwrap().json().await.unwrap();
     let keys = jwks["keys"].as_array().unwrap();
     for alg in ["ES256", "RS256"] {

@@ -293,10 +293,8 @@ impl Parts {
         list.end()?;
 
         let mut tbs = Reader::new(tbs_tlv.contents);
-        if tbs.peek() == Some(INTEGER) {
-            if tbs.expect(INTEGER)? != [1] {
-                return bad("unsupported CRL version");
-            }
+        if tbs.peek() == Some(INTEGER) && tbs.expect(INTEGER)? != [1] {
+            return bad("unsupported CRL version");
         }
         if tbs.expect(SEQUENCE)? != algorithm {
             return bad("the signature algorithm inside differs from the one outside");

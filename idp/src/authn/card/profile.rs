@@ -491,10 +491,8 @@ mod tests {
         assert_eq!(text(Tag::BmpString, &[0x73, 0x8b]).as_deref(), Some("王"));
         assert_eq!(text(Tag::BmpString, &[0x73]), None);
         assert_eq!(text(Tag::Integer, b"1"), None);
-        let context = Any::new(
-            x509_parser::asn1_rs::Header::new(Class::ContextSpecific, false, Tag::Utf8String, 1.into()),
-            b"a",
-        );
+        let context =
+            Any::new(x509_parser::asn1_rs::Header::new(Class::ContextSpecific, false, Tag::Utf8String, 1.into()), b"a");
         assert_eq!(directory_string(&context), None, "only universal string types");
     }
 

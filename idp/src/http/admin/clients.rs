@@ -33,6 +33,7 @@ struct ClientForm {
     auth_method: String,
     resource_server: bool,
     client_credentials_allowed: bool,
+    require_signed_request_object: bool,
 }
 
 fn lines(s: &str) -> Vec<String> {
@@ -60,6 +61,7 @@ impl ClientForm {
             auth_method: field(p, "token_endpoint_auth_method"),
             resource_server: field(p, "resource_server") == "1",
             client_credentials_allowed: field(p, "client_credentials_allowed") == "1",
+            require_signed_request_object: field(p, "require_signed_request_object") == "1",
         }
     }
 
@@ -84,6 +86,7 @@ impl ClientForm {
             auth_method: c.token_endpoint_auth_method.clone(),
             resource_server: c.resource_server,
             client_credentials_allowed: c.client_credentials_allowed,
+            require_signed_request_object: c.require_signed_request_object,
         }
     }
 
@@ -108,6 +111,7 @@ impl ClientForm {
             n.jwks = e.jwks.clone();
             n.jwks_uri = e.jwks_uri.clone();
             n.backchannel_logout_uri = e.backchannel_logout_uri.clone();
+            n.request_object_signing_alg = e.request_object_signing_alg.clone();
         } else {
             n.client_id = opt(&self.client_id);
             match self.auth_method.as_str() {
@@ -123,6 +127,7 @@ impl ClientForm {
         n.consent_required = self.consent_required;
         n.resource_server = self.resource_server;
         n.client_credentials_allowed = self.client_credentials_allowed;
+        n.require_signed_request_object = self.require_signed_request_object;
         n.audience = self.audience()?;
         n.portal = Portal {
             category: opt(&self.portal_category),
@@ -151,6 +156,7 @@ impl ClientForm {
                 "consent_required": self.consent_required,
                 "resource_server": self.resource_server,
                 "client_credentials_allowed": self.client_credentials_allowed,
+                "require_signed_request_object": self.require_signed_request_object,
                 "auth_post": self.auth_method == "client_secret_post",
                 "auth_none": self.auth_method == "none",
             }),

@@ -83,6 +83,8 @@ pub struct ClientRow {
     pub disabled_at: Option<i64>,
     pub client_credentials_allowed: bool,
     pub resource_server: bool,
+    pub request_object_signing_alg: Option<String>,
+    pub require_signed_request_object: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -80,6 +80,8 @@ diesel::table! {
         resource_server -> Bool,
         previous_secret_hash -> Nullable<Text>,
         previous_secret_expires_at -> Nullable<BigInt>,
+        request_object_signing_alg -> Nullable<Text>,
+        require_signed_request_object -> Bool,
     }
 }
 

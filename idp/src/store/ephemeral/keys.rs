@@ -35,6 +35,11 @@ impl Key {
         Self(format!("jti:{client_id}:{}", sha256_b64(jti.as_bytes())))
     }
 
+    /// A signed request object's `jti`, per client: a request object is used once.
+    pub fn request_object(client_id: &str, jti: &str) -> Self {
+        Self(format!("reqobj:{client_id}:{}", sha256_b64(jti.as_bytes())))
+    }
+
     /// A card sign-in challenge.
     pub fn card_challenge(id: &str) -> Self {
         Self(format!("cardch:{id}"))
@@ -111,12 +116,14 @@ mod tests {
         assert!(!code.as_str().contains("the-code"));
         assert!(!Key::card_handoff("hand-off").as_str().contains("hand-off"));
         assert!(!Key::client_assertion("c", "jti-1").as_str().contains("jti-1"));
+        assert!(!Key::request_object("c", "jti-1").as_str().contains("jti-1"));
         let all = [
             Key::code("x"),
             Key::login_transaction("x"),
             Key::activation("x"),
             Key::revoked_access_token("x"),
             Key::client_assertion("x", "x"),
+            Key::request_object("x", "x"),
             Key::card_challenge("x"),
             Key::card_pending("x"),
             Key::card_handoff("x"),
