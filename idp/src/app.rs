@@ -26,6 +26,11 @@ pub fn serve(state: AppState, listener: std::net::TcpListener) -> std::io::Resul
         App::new()
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
+            // Innermost: error pages are rendered before the security headers are added.
+            .wrap_fn(|req, srv| {
+                let fut = srv.call(req);
+                async move { Ok(http::error_pages::finish(fut.await?).await) }
+            })
             .wrap(
                 DefaultHeaders::new()
                     .add((header::X_FRAME_OPTIONS, "DENY"))
@@ -126,8 +131,6 @@ pub async fn stop_on_signal(state: AppState, servers: Vec<ServerHandle>) {
 /// call stuck on a server that never answers) before the process exits anyway.
 pub const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(2);
 
-async fn not_found(state: web::Data<AppState>, req: actix_web::HttpRequest) -> HttpResponse {
-    let lang = http::lang_of(&req, None);
-    use actix_web::ResponseError;
-    http::errors::page(&state, lang, actix_web::http::StatusCode::NOT_FOUND, "err_not_found", None).error_response()
+async fn not_found() -> Result<HttpResponse, http::errors::Failure> {
+    Err(http::errors::Failure::not_found())
 }

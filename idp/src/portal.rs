@@ -7,6 +7,7 @@
 use diesel::dsl::{count, count_star};
 use diesel::prelude::*;
 
+use crate::audit::{self, Actor, Event};
 use crate::crypto::random_token;
 use crate::error::InfraError;
 use crate::store::db::models::AnnouncementRow;
@@ -108,11 +109,12 @@ pub fn announcement(conn: &mut DbConn, id: &str) -> Result<Option<AnnouncementRo
     Ok(announcements::table.find(id).select(AnnouncementRow::as_select()).get_result(conn).optional()?)
 }
 
-/// Creates an announcement; returns its id.
-pub fn create_announcement(
+/// Creates an announcement for `actor` (whose account id it keeps as its author), audited as
+/// `announcement.create` in the same transaction; returns its id.
+pub fn create_announcement_by(
     conn: &mut DbConn,
     input: AnnouncementInput,
-    by: &str,
+    actor: &Actor,
     now: i64,
 ) -> Result<String, AnnouncementError> {
     check(&input)?;
@@ -122,40 +124,63 @@ pub fn create_announcement(
         body: input.body.trim().into(),
         published_at: input.published_at,
         expires_at: input.expires_at,
-        created_by: by.into(),
+        created_by: actor.id.clone(),
         created_at: now,
         updated_at: now,
     };
-    diesel::insert_into(announcements::table).values(&row).execute(conn)?;
-    Ok(row.id)
+    conn.transaction(|c| {
+        diesel::insert_into(announcements::table).values(&row).execute(c)?;
+        audited(c, actor, "announcement.create", &row.id, now)?;
+        Ok(row.id)
+    })
 }
 
-/// Replaces an announcement's text and times; returns whether it exists.
-pub fn update_announcement(
+/// Replaces an announcement's text and times for `actor`, audited as `announcement.update` in
+/// the same transaction; returns whether it exists.
+pub fn update_announcement_by(
     conn: &mut DbConn,
     id: &str,
     input: AnnouncementInput,
+    actor: &Actor,
     now: i64,
 ) -> Result<bool, AnnouncementError> {
     check(&input)?;
-    Ok(diesel::update(announcements::table.find(id))
-        .set((
-            announcements::title.eq(input.title.trim()),
-            announcements::body.eq(input.body.trim()),
-            announcements::published_at.eq(input.published_at),
-            announcements::expires_at.eq(input.expires_at),
-            announcements::updated_at.eq(now),
-        ))
-        .execute(conn)?
-        > 0)
+    conn.transaction(|c| {
+        let changed = diesel::update(announcements::table.find(id))
+            .set((
+                announcements::title.eq(input.title.trim()),
+                announcements::body.eq(input.body.trim()),
+                announcements::published_at.eq(input.published_at),
+                announcements::expires_at.eq(input.expires_at),
+                announcements::updated_at.eq(now),
+            ))
+            .execute(c)?
+            > 0;
+        if changed {
+            audited(c, actor, "announcement.update", id, now)?;
+        }
+        Ok(changed)
+    })
 }
 
-/// Ends an announcement now (kept for the record); returns whether it exists.
-pub fn expire_announcement(conn: &mut DbConn, id: &str, now: i64) -> Result<bool, InfraError> {
-    Ok(diesel::update(announcements::table.find(id))
-        .set((announcements::expires_at.eq(Some(now)), announcements::updated_at.eq(now)))
-        .execute(conn)?
-        > 0)
+/// Ends an announcement now for `actor` (kept for the record), audited as
+/// `announcement.expire` in the same transaction; returns whether it exists.
+pub fn expire_announcement_by(conn: &mut DbConn, id: &str, actor: &Actor, now: i64) -> Result<bool, InfraError> {
+    conn.transaction(|c| {
+        let changed = diesel::update(announcements::table.find(id))
+            .set((announcements::expires_at.eq(Some(now)), announcements::updated_at.eq(now)))
+            .execute(c)?
+            > 0;
+        if changed {
+            audited(c, actor, "announcement.expire", id, now)?;
+        }
+        Ok(changed)
+    })
+}
+
+/// The audit record of an operator's change to an announcement (its id, never its text).
+fn audited(c: &mut DbConn, actor: &Actor, event: &str, id: &str, now: i64) -> Result<(), InfraError> {
+    audit::record(c, Event { detail: format!("announcement {id}"), ..actor.event(event, "success") }, now)
 }
 
 /// Taipei wall-clock time (UTC+8 all year: Taiwan has no daylight saving), without a time-zone

@@ -3,17 +3,18 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map};
+use serde::Serialize;
+use serde_json::json;
 
-use super::errors::{internal, page, transaction_page, Failure};
+use super::errors::Failure;
 use super::form::CheckedForm;
-use super::pages::render;
+use super::pages::render_page;
 use super::viewer::signed_in;
 use super::{audit_request, client_address, csrf, lang_of};
 use crate::accounts::Person;
 use crate::authn::session::Session;
 use crate::crypto::random_token;
-use crate::error::{now, InfraError};
+use crate::error::now;
 use crate::oidc::authorize::{self, AuthRequest, AuthorizeError, CodeGrant};
 use crate::oidc::clients::Client;
 use crate::oidc::gate::{self, Hint, Outcome};
@@ -85,35 +86,34 @@ async fn authorize(
     post: bool,
 ) -> Result<HttpResponse, Failure> {
     let raw: &[u8] = if post { &body } else { req.query_string().as_bytes() };
-    let lang0 = lang_of(&req, None);
-    let query = Params::parse_with_file(raw, "request", request_object::MAX_REQUEST_OBJECT)
-        .map_err(|e| page(&state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", Some(e.to_string())))?;
-    let lang = lang_of(&req, query.get("ui_locales").ok().flatten());
+    let query = Params::parse_with_file(raw, "request", request_object::MAX_REQUEST_OBJECT)?;
+    // The language the request asks for, of its error pages from here on.
+    lang_of(&req, query.get("ui_locales").ok().flatten());
     let client_id = match authorize::target(&query) {
         Ok(t) => t.client_id.to_string(),
-        Err(e) => return show(&state, lang, e),
+        Err(e) => return show(&state, e),
     };
-    let client = state.client_cache.get(&state, &client_id).await.map_err(|e| internal(&state, lang, e))?;
+    let client = state.client_cache.get(&state, &client_id).await?;
     let Some(client) = client.filter(|c| !c.disabled) else {
-        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_client_unknown", None));
+        return Err(Failure::page(StatusCode::BAD_REQUEST, "err_client_unknown", None));
     };
     // A signed request object, when sent (or required), replaces the query's parameters.
     let params = match request_object::effective(&state, query.clone(), &client, &client_address(&req), now()).await {
         Ok(p) => p,
-        Err(RequestObjectError::Refused(r)) => return show(&state, lang, r.to_authorize_error(&query, &client)),
-        Err(RequestObjectError::Infra(e)) => return Err(internal(&state, lang, e)),
+        Err(RequestObjectError::Refused(r)) => return show(&state, r.to_authorize_error(&query, &client)),
+        Err(RequestObjectError::Infra(e)) => return Err(e.into()),
     };
     let auth = match authorize::validate(&params, &client) {
         Ok(a) => a,
-        Err(e) => return show(&state, lang, e),
+        Err(e) => return show(&state, e),
     };
     // From here the client and its redirect URI are known and trusted: a dependency that is down
     // is reported to the client (RFC 6749 §4.1.2.1 `temporarily_unavailable`), which can tell its
     // user and try again, rather than leaving the person on this site's 503 page.
     let back = auth.clone();
     let answer = match signed_in(&state, &req).await {
-        Ok(session) => gate(&state, &req, lang, auth, session.map(|(s, _, p)| (s, p)), StatusCode::FOUND).await,
-        Err(e) => Err(internal(&state, lang, e)),
+        Ok(session) => gate(&state, &req, auth, session.map(|(s, _, p)| (s, p)), StatusCode::FOUND).await,
+        Err(e) => Err(Failure::from(e)),
     };
     match answer {
         Err(f) if f.is_unavailable() => Ok(unavailable_redirect(&state, &back)),
@@ -135,9 +135,9 @@ fn unavailable_redirect(state: &AppState, auth: &AuthRequest) -> HttpResponse {
     r
 }
 
-fn show(state: &AppState, lang: Lang, e: AuthorizeError) -> Result<HttpResponse, Failure> {
+fn show(state: &AppState, e: AuthorizeError) -> Result<HttpResponse, Failure> {
     match e {
-        AuthorizeError::Page { key, detail } => Err(page(state, lang, StatusCode::BAD_REQUEST, key, Some(detail))),
+        AuthorizeError::Page { key, detail } => Err(Failure::page(StatusCode::BAD_REQUEST, key, Some(detail))),
         AuthorizeError::Redirect { redirect_uri, state: st, error, description, form_post } => {
             let mut pairs = vec![("error", error), ("error_description", description.as_str())];
             if let Some(s) = &st {
@@ -150,24 +150,22 @@ fn show(state: &AppState, lang: Lang, e: AuthorizeError) -> Result<HttpResponse,
 }
 
 /// The client as configured now, or the page for one that is gone.
-async fn current_client(state: &AppState, lang: Lang, client_id: &str) -> Result<std::sync::Arc<Client>, Failure> {
+async fn current_client(state: &AppState, client_id: &str) -> Result<std::sync::Arc<Client>, Failure> {
     state
         .client_cache
         .get(state, client_id)
-        .await
-        .map_err(|e| internal(state, lang, e))?
-        .ok_or_else(|| page(state, lang, StatusCode::BAD_REQUEST, "err_client_unknown", None))
+        .await?
+        .ok_or_else(|| Failure::page(StatusCode::BAD_REQUEST, "err_client_unknown", None))
 }
 
 /// Gathers what [`gate::decide`] needs (the client as configured now, the hint, the person's
 /// subject and consent on record) and asks it.
 async fn decide(
     state: &AppState,
-    lang: Lang,
     auth: &AuthRequest,
     session: Option<&(Session, Person)>,
 ) -> Result<(Outcome, std::sync::Arc<Client>), Failure> {
-    let client = current_client(state, lang, &auth.client_id).await?;
+    let client = current_client(state, &auth.client_id).await?;
     let hint = match &auth.id_token_hint {
         None => Hint::Absent,
         Some(h) => match state.keys.verify_own(h, now()) {
@@ -181,11 +179,7 @@ async fn decide(
     let consent_on_record = match session {
         Some((s, _)) if client.consent_required => {
             let (account, client_id, scope) = (s.account_id.clone(), client.client_id.clone(), auth.scope.clone());
-            state
-                .db
-                .run(move |c| consent::covers(c, &account, &client_id, &scope))
-                .await
-                .map_err(|e| internal(state, lang, e))?
+            state.db.run(move |c| consent::covers(c, &account, &client_id, &scope)).await?
         }
         _ => false,
     };
@@ -208,20 +202,18 @@ async fn decide(
 pub async fn gate(
     state: &AppState,
     req: &HttpRequest,
-    lang: Lang,
     auth: AuthRequest,
     session: Option<(Session, Person)>,
     status: StatusCode,
 ) -> Result<HttpResponse, Failure> {
-    let (outcome, client) = decide(state, lang, &auth, session.as_ref()).await?;
-    render_outcome(state, req, lang, auth, &client, session.as_ref().map(|(s, _)| s), outcome, status).await
+    let (outcome, client) = decide(state, &auth, session.as_ref()).await?;
+    render_outcome(state, req, auth, &client, session.as_ref().map(|(s, _)| s), outcome, status).await
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn render_outcome(
     state: &AppState,
     req: &HttpRequest,
-    lang: Lang,
     mut auth: AuthRequest,
     client: &Client,
     session: Option<&Session>,
@@ -229,13 +221,13 @@ async fn render_outcome(
     status: StatusCode,
 ) -> Result<HttpResponse, Failure> {
     let interact = |auth: AuthRequest, query: &'static str| async move {
-        let tx = transaction::start(state, &auth).await.map_err(|e| internal(state, lang, e))?;
+        let tx = transaction::start(state, &auth).await?;
         Ok::<_, Failure>(
             HttpResponse::build(status).insert_header((header::LOCATION, query.replace("{tx}", &tx))).finish(),
         )
     };
     match (outcome, session) {
-        (Outcome::IssueCode, Some(s)) => finish_authorization(state, lang, &auth, client, s, status).await,
+        (Outcome::IssueCode, Some(s)) => finish_authorization(state, &auth, client, s, status).await,
         (Outcome::SignIn, _) | (Outcome::IssueCode, None) => interact(auth, "/login?tx={tx}").await,
         (Outcome::StepUp, _) => interact(auth, "/login?tx={tx}&card=required").await,
         (Outcome::AskConsent, s) => {
@@ -249,7 +241,7 @@ async fn render_outcome(
             }
             Ok(error_response(state, &auth, error, description))
         }
-        (Outcome::Show { key }, _) => Err(page(state, lang, StatusCode::BAD_REQUEST, key, None)),
+        (Outcome::Show { key }, _) => Err(Failure::page(StatusCode::BAD_REQUEST, key, None)),
     }
 }
 
@@ -257,7 +249,6 @@ async fn render_outcome(
 /// [`Outcome::IssueCode`] leads here.
 async fn finish_authorization(
     state: &AppState,
-    lang: Lang,
     auth: &AuthRequest,
     client: &Client,
     session: &Session,
@@ -277,19 +268,11 @@ async fn finish_authorization(
         id_token_claims: auth.claims.as_ref().map(|c| c.id_token_claims()).unwrap_or_default(),
     };
     let (code, key) = authorize::new_code();
-    state
-        .eph
-        .put_json(&key, &grant, state.config.tokens.code_ttl)
-        .await
-        .map_err(|e| internal(state, lang, e.into()))?;
+    state.eph.put_json(&key, &grant, state.config.tokens.code_ttl).await?;
     // Only clients that can be told about a logout need to be remembered with the session.
     if client.backchannel_logout_uri.is_some() {
         let (sid, client_id, account_id) = (session.sid.clone(), auth.client_id.clone(), session.account_id.clone());
-        state
-            .db
-            .run(move |c| backchannel::record(c, &sid, &client_id, &account_id, now()))
-            .await
-            .map_err(|e| internal(state, lang, e))?;
+        state.db.run(move |c| backchannel::record(c, &sid, &client_id, &account_id, now())).await?;
     }
     let mut pairs = vec![("code", code.as_str())];
     if let Some(s) = &auth.state {
@@ -298,6 +281,22 @@ async fn finish_authorization(
     pairs.push(("iss", &state.config.issuer));
     let status = if auth.form_post() { StatusCode::OK } else { status };
     Ok(respond(&auth.redirect_uri, &pairs, auth.form_post(), status))
+}
+
+/// The data of `consent.hbs`: who asks for what, with allow and deny.
+#[derive(Debug, Serialize)]
+struct ConsentPage {
+    csrf: String,
+    tx: String,
+    client_name: String,
+    scopes: Vec<ScopeLine>,
+}
+
+/// A scope asked for (other than `openid`), in the person's words.
+#[derive(Debug, Serialize)]
+struct ScopeLine {
+    name: String,
+    text: String,
 }
 
 /// `GET /consent?tx=…`: what the application asks for, with allow and deny. Only the session the
@@ -310,23 +309,19 @@ pub async fn consent_page(state: web::Data<AppState>, req: HttpRequest) -> Resul
     if auth.interaction.consent_asked.as_deref() != Some(session.sid.as_str()) {
         audit_request(&state, "consent.refused", "not_asked", Some(session.account_id.clone()), client_address(&req))
             .await;
-        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_tx", None));
+        return Err(Failure::page(StatusCode::BAD_REQUEST, "err_tx", None));
     }
     auth.interaction.consent_shown = Some(session.sid.clone());
-    transaction::save(&state, &tx, &auth).await.map_err(|e| internal(&state, lang, e))?;
+    transaction::save(&state, &tx, &auth).await?;
     let (csrf, csrf_cookie) = csrf::token(&state, &req);
-    let scopes: Vec<_> = auth
+    let scopes = auth
         .scope
         .iter()
         .filter(|s| *s != "openid")
-        .map(|s| json!({ "name": s, "text": state.templates.text(lang, &format!("scope_{s}")) }))
+        .map(|s| ScopeLine { text: state.templates.text(lang, &format!("scope_{s}")), name: s.clone() })
         .collect();
-    let mut ctx = Map::new();
-    ctx.insert("csrf".into(), json!(csrf));
-    ctx.insert("tx".into(), json!(tx));
-    ctx.insert("client_name".into(), json!(client.client_name));
-    ctx.insert("scopes".into(), json!(scopes));
-    render(&state, lang, StatusCode::OK, "consent", "consent_title", ctx, csrf_cookie.into_iter().collect())
+    let data = ConsentPage { csrf, tx, client_name: client.client_name.clone(), scopes };
+    render_page(&state, lang, StatusCode::OK, "consent", "consent_title", &data, csrf_cookie.into_iter().collect())
 }
 
 /// `POST /consent`: `decision=allow` or `decision=deny`, for a consent page this session was
@@ -337,27 +332,24 @@ pub async fn consent_submit(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
-    let lang0 = lang_of(&req, None);
-    let form = CheckedForm::read(&state, &req, lang0, &body)?;
+    let form = CheckedForm::read(&req, &body)?;
     let tx = form.text("tx");
     let decision = match form.text("decision").as_str() {
         "allow" => true,
         "deny" => false,
         _ => {
-            return Err(page(
-                &state,
-                lang0,
+            return Err(Failure::page(
                 StatusCode::BAD_REQUEST,
                 "err_bad_request",
                 Some("decision must be allow or deny".into()),
             ))
         }
     };
-    let (mut auth, client, (session, person), lang) = consent_context(&state, &req, &tx, true).await?;
+    let (mut auth, client, (session, person), _) = consent_context(&state, &req, &tx, true).await?;
     let address = client_address(&req);
     if auth.interaction.consent_shown.as_deref() != Some(session.sid.as_str()) {
         audit_request(&state, "consent.refused", "not_shown", Some(session.account_id.clone()), address).await;
-        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_tx", None));
+        return Err(Failure::page(StatusCode::BAD_REQUEST, "err_tx", None));
     }
     if !decision {
         audit_request(&state, "consent.deny", "denied", Some(session.account_id.clone()), address).await;
@@ -365,29 +357,14 @@ pub async fn consent_submit(
     }
     auth.interaction.consent_given = Some(session.sid.clone());
     let signed_in = (session, person);
-    let (outcome, _) = decide(&state, lang, &auth, Some(&signed_in)).await?;
+    let (outcome, _) = decide(&state, &auth, Some(&signed_in)).await?;
     let session = signed_in.0;
     if outcome == Outcome::IssueCode {
-        let (account, client_id, scope) = (session.account_id.clone(), client.client_id.clone(), auth.scope.clone());
-        state
-            .db
-            .run(move |c| -> Result<(), InfraError> {
-                consent::grant(c, &account, &client_id, &scope, now())?;
-                let e = crate::audit::Event {
-                    event: "consent.grant",
-                    outcome: "success",
-                    actor: Some(&account),
-                    account_id: Some(&account),
-                    client_id: Some(&client_id),
-                    address: Some(&address),
-                    detail: scope.join(" "),
-                };
-                crate::audit::record(c, e, now())
-            })
-            .await
-            .map_err(|e| internal(&state, lang, e))?;
+        let actor = crate::audit::Actor::person(&session.account_id, &address);
+        let (client_id, scope) = (client.client_id.clone(), auth.scope.clone());
+        state.db.run(move |c| consent::grant_by(c, &actor, &client_id, &scope, now())).await?;
     }
-    render_outcome(&state, &req, lang, auth, &client, Some(&session), outcome, StatusCode::SEE_OTHER).await
+    render_outcome(&state, &req, auth, &client, Some(&session), outcome, StatusCode::SEE_OTHER).await
 }
 
 /// The transaction, client and live session a consent page or answer belongs to. `take` removes
@@ -398,18 +375,14 @@ async fn consent_context(
     tx: &str,
     take: bool,
 ) -> Result<(AuthRequest, std::sync::Arc<Client>, (Session, Person), Lang), Failure> {
-    let lang0 = lang_of(req, None);
     let auth =
         if take { transaction::take(state, tx).await.map(Some) } else { transaction::load(state, Some(tx)).await };
-    let auth = auth
-        .map_err(|e| transaction_page(state, lang0, e))?
-        .ok_or_else(|| page(state, lang0, StatusCode::BAD_REQUEST, "err_tx", None))?;
+    let auth = auth?.ok_or_else(|| Failure::page(StatusCode::BAD_REQUEST, "err_tx", None))?;
     let lang = lang_of(req, auth.ui_locales.as_deref());
     let session = signed_in(state, req)
-        .await
-        .map_err(|e| internal(state, lang, e))?
+        .await?
         .map(|(s, _, p)| (s, p))
-        .ok_or_else(|| page(state, lang, StatusCode::BAD_REQUEST, "err_tx", None))?;
-    let client = current_client(state, lang, &auth.client_id).await?;
+        .ok_or_else(|| Failure::page(StatusCode::BAD_REQUEST, "err_tx", None))?;
+    let client = current_client(state, &auth.client_id).await?;
     Ok((auth, client, session, lang))
 }

@@ -10,7 +10,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map};
 
-use super::errors::{internal, page, Failure};
+use super::errors::Failure;
 use super::form::CheckedForm;
 use super::login::{begin_activation, open_session, LoginForm, SignIn};
 use super::pages::render;
@@ -48,11 +48,7 @@ pub async fn new_challenge(state: web::Data<AppState>) -> Result<HttpResponse, F
     }
     let id = random_token(16);
     let text = format!("idp-card-login:{}:{}", state.config.issuer, random_token(24));
-    state
-        .eph
-        .put(&Key::card_challenge(&id), text.as_bytes(), std::time::Duration::from_secs(CHALLENGE_TTL))
-        .await
-        .map_err(|e| internal(&state, Lang::ZhTw, e.into()))?;
+    state.eph.put(&Key::card_challenge(&id), text.as_bytes(), std::time::Duration::from_secs(CHALLENGE_TTL)).await?;
     Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({ "id": id, "challenge": text })))
 }
 
@@ -94,7 +90,7 @@ pub async fn card_login(
     let tx = field("tx");
     let tx_opt = (!tx.is_empty()).then_some(tx.as_str());
     let Some(trust) = state.card.clone() else {
-        return Err(page(&state, lang, StatusCode::NOT_FOUND, "err_card_disabled", None));
+        return Err(Failure::page(StatusCode::NOT_FOUND, "err_card_disabled", None));
     };
     let address = client_address(&req);
     let refuse = |status: StatusCode, key: &'static str, outcome: &'static str, detail: Option<String>| {
@@ -102,7 +98,7 @@ pub async fn card_login(
         let address = address.clone();
         async move {
             audit_request(&state, "login.card", outcome, None, address).await;
-            page(&state, lang, status, key, detail)
+            Failure::page(status, key, detail)
         }
     };
     // The component reports PIN errors itself; show the seeds' wording and unlock guidance.
@@ -116,8 +112,7 @@ pub async fn card_login(
         return Err(refuse(StatusCode::BAD_REQUEST, "err_card_challenge", "no_challenge", None).await);
     }
     // Taken once: a replayed signature finds no challenge.
-    let Some(text) = state.eph.take(&Key::card_challenge(&id)).await.map_err(|e| internal(&state, lang, e.into()))?
-    else {
+    let Some(text) = state.eph.take(&Key::card_challenge(&id)).await? else {
         return Err(refuse(StatusCode::BAD_REQUEST, "err_card_challenge", "stale_challenge", None).await);
     };
     let Ok(cms) = STANDARD.decode(field("signature")) else {
@@ -133,7 +128,7 @@ pub async fn card_login(
     };
     let intermediates: Vec<rustls_pki_types::CertificateDer<'_>> =
         signed.others.iter().map(|d| rustls_pki_types::CertificateDer::from(d.as_slice())).collect();
-    let card = match validate_card(&state, lang, &trust, &signed.signer, &intermediates).await? {
+    let card = match validate_card(&state, &trust, &signed.signer, &intermediates).await? {
         Ok(v) => v,
         Err(e) => {
             tracing::info!(reason = %e, "card refused");
@@ -151,12 +146,11 @@ pub async fn card_login(
 /// a certificate carries to an agency code. The inner error is the card's refusal.
 pub(crate) async fn validate_card(
     state: &AppState,
-    lang: Lang,
     trust: &CardTrust,
     end_entity: &[u8],
     intermediates: &[rustls_pki_types::CertificateDer<'_>],
 ) -> Result<Result<crate::authn::card::validate::ValidatedCard, CardError>, Failure> {
-    let agencies = state.db.run(crate::accounts::register::agency_oids).await.map_err(|e| internal(state, lang, e))?;
+    let agencies = state.db.run(crate::accounts::register::agency_oids).await?;
     Ok(trust
         .check(end_entity, intermediates, now(), |oid| {
             agencies.iter().find(|(_, o)| o.as_deref() == Some(oid)).map(|(code, _)| code.clone())
@@ -185,19 +179,14 @@ pub(crate) async fn continue_with_card(
     tx_opt: Option<&str>,
 ) -> Result<HttpResponse, Failure> {
     let p = presented.clone();
-    let bound =
-        state.db.run(move |c| binding::bound_account(c, &p, now())).await.map_err(|e| internal(state, lang, e))?;
+    let bound = state.db.run(move |c| binding::bound_account(c, &p, now())).await?;
     match bound {
         Some(account_id) => sign_in_bound(state, req, lang, &account_id, &presented, auth, tx_opt, kind).await,
         None => {
             // 找不到對應的憑證資訊: identify first, then bind.
             let token = random_token(32);
             let pending = PendingCard { card: presented, tx: tx_opt.map(str::to_string) };
-            state
-                .eph
-                .put_json(&Key::card_pending(&token), &pending, state.config.login.transaction_ttl)
-                .await
-                .map_err(|e| internal(state, lang, e.into()))?;
+            state.eph.put_json(&Key::card_pending(&token), &pending, state.config.login.transaction_ttl).await?;
             Ok(HttpResponse::SeeOther()
                 .insert_header(("Location", format!("/card/identify?ui_locales={}", lang.tag())))
                 .cookie(cookie(state, PENDING_COOKIE, token, Some(state.config.login.transaction_ttl.as_secs() as i64)))
@@ -219,25 +208,21 @@ async fn sign_in_bound(
     kind: CardKind,
 ) -> Result<HttpResponse, Failure> {
     let (id, protector) = (account_id.to_string(), state.protector.clone());
-    let found = state
-        .db
-        .run(move |c| accounts::account_with_person(c, &protector, &id))
-        .await
-        .map_err(|e| internal(state, lang, e))?;
+    let found = state.db.run(move |c| accounts::account_with_person(c, &protector, &id)).await?;
     let address = client_address(req);
     let Some((account, person)) = found else {
-        return Err(page(state, lang, StatusCode::FORBIDDEN, "err_card_invalid", None));
+        return Err(Failure::page(StatusCode::FORBIDDEN, "err_card_invalid", None));
     };
     if person.status == PersonStatus::Separated {
         audit_request(state, "login.card", "separated", Some(account.id.clone()), address).await;
-        return Err(page(state, lang, StatusCode::FORBIDDEN, "err_separated", None));
+        return Err(Failure::page(StatusCode::FORBIDDEN, "err_separated", None));
     }
     if card.is_agency() {
         // The register may have changed since the card was bound: the holder must still be HR
         // staff of the card's agency, with an activated account.
         let check = binding::agency_holder_check(card.agency_code.as_deref(), Some(account.state), &person);
         if let Err(refusal) = check {
-            return Err(refuse_agency_holder(state, lang, &account.id, card, refusal, address).await);
+            return Err(refuse_agency_holder(state, &account.id, card, refusal, address).await);
         }
     }
     if account.state == AccountState::Pending {
@@ -254,7 +239,7 @@ async fn sign_in_bound(
         acting_agency: acting,
         event: "login.card",
     };
-    open_session(state, req, lang, sign_in, auth, tx).await
+    open_session(state, req, sign_in, auth, tx).await
 }
 
 /// Refuses an agency-card sign-in whose bound holder may no longer use the card, and releases the
@@ -262,7 +247,6 @@ async fn sign_in_bound(
 /// no session.
 async fn refuse_agency_holder(
     state: &AppState,
-    lang: Lang,
     account_id: &str,
     card: &PresentedCard,
     refusal: binding::AgencyRefusal,
@@ -278,9 +262,9 @@ async fn refuse_agency_holder(
     match state.db.run(move |conn| binding::release(conn, &id, &c)).await {
         Ok(true) => audit_request(state, "card.unbind", outcome, Some(account_id.to_string()), address).await,
         Ok(false) => {}
-        Err(e) => return internal(state, lang, e),
+        Err(e) => return Failure::from(e),
     }
-    page(state, lang, StatusCode::FORBIDDEN, key, None)
+    Failure::page(StatusCode::FORBIDDEN, key, None)
 }
 
 async fn pending_card(state: &AppState, req: &HttpRequest) -> Result<Option<(String, PendingCard)>, InfraError> {
@@ -315,9 +299,9 @@ fn identify_form(
 /// `GET /card/identify`: 找不到對應的憑證資訊 — type your custom account or national ID.
 pub async fn identify_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    match pending_card(&state, &req).await.map_err(|e| internal(&state, lang, e))? {
+    match pending_card(&state, &req).await? {
         Some((_, p)) => identify_form(&state, &req, lang, StatusCode::OK, p.card.is_agency(), "", None),
-        None => Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_tx", None)),
+        None => Err(Failure::page(StatusCode::BAD_REQUEST, "err_tx", None)),
     }
 }
 
@@ -328,9 +312,9 @@ pub async fn identify_submit(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let form = CheckedForm::read(&state, &req, lang, &body)?;
-    let Some((token, pending)) = pending_card(&state, &req).await.map_err(|e| internal(&state, lang, e))? else {
-        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_tx", None));
+    let form = CheckedForm::read(&req, &body)?;
+    let Some((token, pending)) = pending_card(&state, &req).await? else {
+        return Err(Failure::page(StatusCode::BAD_REQUEST, "err_tx", None));
     };
     let identifier = form.text("identifier");
     let agency = pending.card.is_agency();
@@ -366,11 +350,7 @@ pub async fn identify_submit(
         // The same throttle as password sign-in, counted before the password is compared and
         // under the person (so national ID and custom account share one count), by address too.
         let (protector, typed) = (state.protector.clone(), identifier.clone());
-        let stored = state
-            .db
-            .run(move |c| crate::authn::password::load(c, &protector, &typed))
-            .await
-            .map_err(|e| internal(&state, lang, e))?;
+        let stored = state.db.run(move |c| crate::authn::password::load(c, &protector, &typed)).await?;
         let key = match stored.person() {
             Some(person) => state.throttle.key_for_person(&person.national_id),
             None => state.throttle.key_for_identifier(&identifier),
@@ -380,7 +360,7 @@ pub async fn identify_submit(
             Ok(Admission::Refused { .. }) => {
                 return refuse(StatusCode::TOO_MANY_REQUESTS, "err_throttled", "throttled", None).await;
             }
-            Err(e) => return Err(internal(&state, lang, e.into())),
+            Err(e) => return Err(Failure::from(e)),
         }
     }
     let (card, protector, ident, pw) = (pending.card.clone(), state.protector.clone(), identifier.clone(), password);
@@ -398,7 +378,7 @@ pub async fn identify_submit(
             if let Some(a) = attempt.take() {
                 let _ = a.abandoned(&state.eph).await;
             }
-            return Err(internal(&state, lang, e));
+            return Err(Failure::from(e));
         }
         Err(e) => {
             // The attempt stays counted.
@@ -428,11 +408,10 @@ pub async fn identify_submit(
         .run(move |c| -> Result<_, InfraError> {
             Ok(binding::bind_identified(c, &protector, &card, &identified, now()))
         })
-        .await
-        .map_err(|e| internal(&state, lang, e))?;
+        .await?;
     let (account, _) = match result {
         Ok(found) => found,
-        Err(IdentifyError::Infra(e)) => return Err(internal(&state, lang, e)),
+        Err(IdentifyError::Infra(e)) => return Err(Failure::from(e)),
         Err(e) => {
             let (key, outcome) = identify_refusal(&e);
             return refuse(refusal_status(&e), key, outcome, refusal_account(&e)).await;
@@ -447,8 +426,7 @@ pub async fn identify_submit(
     let kind = if agency { CardKind::Agency } else { CardKind::Citizen };
     let mut resp =
         sign_in_bound(&state, &req, lang, &account.id, &pending.card, auth, pending.tx.as_deref(), kind).await?;
-    resp.add_cookie(&removal(&state, PENDING_COOKIE))
-        .map_err(|e| internal(&state, lang, InfraError::Internal(e.to_string())))?;
+    resp.add_cookie(&removal(&state, PENDING_COOKIE))?;
     Ok(resp)
 }
 
@@ -524,7 +502,7 @@ async fn bind_to_viewer(
     lang: Lang,
     card: PresentedCard,
 ) -> Result<HttpResponse, Failure> {
-    let viewer = super::viewer::require_signed_in(state, req, lang).await?;
+    let viewer = super::viewer::require_signed_in(state, req).await?;
     let address = client_address(req);
     let agency_check = card
         .is_agency()
@@ -545,23 +523,19 @@ async fn bind_to_viewer(
     };
     if let Some((status, key, outcome)) = refusal {
         audit_request(state, "card.bind", outcome, Some(viewer.account.id.clone()), address).await;
-        return Err(page(state, lang, status, key, None));
+        return Err(Failure::page(status, key, None));
     }
     let id = viewer.account.id.clone();
-    let result = state
-        .db
-        .run(move |c| -> Result<_, InfraError> { Ok(binding::bind(c, &id, &card, now())) })
-        .await
-        .map_err(|e| internal(state, lang, e))?;
+    let result = state.db.run(move |c| -> Result<_, InfraError> { Ok(binding::bind(c, &id, &card, now())) }).await?;
     match result {
         Ok(()) => {
             audit_request(state, "card.bind", "success", Some(viewer.account.id.clone()), address).await;
             Ok(super::viewer::see_other(&format!("/me?ui_locales={}", lang.tag())))
         }
-        Err(IdentifyError::Infra(e)) => Err(internal(state, lang, e)),
+        Err(IdentifyError::Infra(e)) => Err(Failure::from(e)),
         Err(_) => {
             audit_request(state, "card.bind", "bound_elsewhere", Some(viewer.account.id.clone()), address).await;
-            Err(page(state, lang, StatusCode::CONFLICT, "err_card_bound_elsewhere", None))
+            Err(Failure::page(StatusCode::CONFLICT, "err_card_bound_elsewhere", None))
         }
     }
 }
@@ -569,12 +543,11 @@ async fn bind_to_viewer(
 /// `POST /me/cards/unbind`: removes one of the signed-in person's bound cards.
 pub async fn unbind(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let viewer = super::viewer::require_signed_in(&state, &req, lang).await?;
-    let form = CheckedForm::read(&state, &req, lang, &body)?;
+    let viewer = super::viewer::require_signed_in(&state, &req).await?;
+    let form = CheckedForm::read(&req, &body)?;
     let binding_id = form.text("binding");
     let id = viewer.account.id.clone();
-    let removed =
-        state.db.run(move |c| binding::unbind(c, &id, &binding_id)).await.map_err(|e| internal(&state, lang, e))?;
+    let removed = state.db.run(move |c| binding::unbind(c, &id, &binding_id)).await?;
     let outcome = if removed { "success" } else { "not_found" };
     audit_request(&state, "card.unbind", outcome, Some(viewer.account.id.clone()), client_address(&req)).await;
     Ok(super::viewer::see_other(&format!("/me?ui_locales={}", lang.tag())))
@@ -593,7 +566,7 @@ pub async fn health_login(
     let tx = field("tx");
     let tx_opt = (!tx.is_empty()).then_some(tx.as_str());
     if !state.config.certificates.health_enabled() {
-        return Err(page(&state, lang, StatusCode::NOT_FOUND, "err_card_disabled", None));
+        return Err(Failure::page(StatusCode::NOT_FOUND, "err_card_disabled", None));
     }
     let address = client_address(&req);
     let identity = crate::authn::card::health::verify(
@@ -613,13 +586,12 @@ pub async fn health_login(
                 _ => (StatusCode::BAD_GATEWAY, "err_health_unavailable", "verifier_unavailable"),
             };
             audit_request(&state, "login.health_card", outcome, None, address).await;
-            return Err(page(&state, lang, status, key, None));
+            return Err(Failure::page(status, key, None));
         }
     };
     let presented = PresentedCard::health(&identity.card_number, state.protector.index(identity.national_id.expose()));
     let p = presented.clone();
-    let bound =
-        state.db.run(move |c| binding::bound_account(c, &p, now())).await.map_err(|e| internal(&state, lang, e))?;
+    let bound = state.db.run(move |c| binding::bound_account(c, &p, now())).await?;
     match bound {
         Some(account_id) => {
             sign_in_bound(&state, &req, lang, &account_id, &presented, auth, tx_opt, CardKind::Citizen).await
@@ -627,11 +599,7 @@ pub async fn health_login(
         None => {
             let token = random_token(32);
             let pending = PendingCard { card: presented, tx: tx_opt.map(str::to_string) };
-            state
-                .eph
-                .put_json(&Key::card_pending(&token), &pending, state.config.login.transaction_ttl)
-                .await
-                .map_err(|e| internal(&state, lang, e.into()))?;
+            state.eph.put_json(&Key::card_pending(&token), &pending, state.config.login.transaction_ttl).await?;
             Ok(HttpResponse::SeeOther()
                 .insert_header(("Location", format!("/card/identify?ui_locales={}", lang.tag())))
                 .cookie(cookie(

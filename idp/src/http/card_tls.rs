@@ -33,9 +33,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use serde::{Deserialize, Serialize};
 
 use super::card::{card_error_key, card_error_outcome, continue_with_card, validate_card};
-use super::errors::{internal, page, Failure};
+use super::errors::Failure;
 use super::forwarded::{CertHeader, TrustedProxies};
-use super::login::transaction_or_page;
 use super::{audit_request, client_address, lang_of};
 use crate::accounts::binding::PresentedCard;
 use crate::authn::card::validate::{CardKind, TrustSettings};
@@ -43,6 +42,7 @@ use crate::config::Config;
 use crate::crypto::{random_token, sha256_b64};
 use crate::error::InfraError;
 use crate::oidc::params::Params;
+use crate::oidc::transaction;
 use crate::state::AppState;
 use crate::store::ephemeral::Key;
 use crate::templates::Lang;
@@ -260,10 +260,9 @@ async fn transaction(
     state: &AppState,
     req: &HttpRequest,
 ) -> Result<(Option<String>, Option<crate::oidc::authorize::AuthRequest>, Lang), Failure> {
-    let lang0 = lang_of(req, None);
     let q = Params::parse(req.query_string().as_bytes()).unwrap_or_default();
     let tx = q.get("tx").ok().flatten().filter(|t| !t.is_empty()).map(str::to_string);
-    let auth = transaction_or_page(state, lang0, tx.as_deref()).await?;
+    let auth = transaction::load(state, tx.as_deref()).await?;
     let lang = lang_of(req, auth.as_ref().and_then(|a| a.ui_locales.as_deref()));
     Ok((tx, auth, lang))
 }
@@ -272,22 +271,21 @@ async fn transaction(
 async fn validate_chain(
     state: &AppState,
     req: &HttpRequest,
-    lang: Lang,
     chain: &[CertificateDer<'_>],
 ) -> Result<(PresentedCard, CardKind), Failure> {
     let Some(trust) = state.card.clone() else {
-        return Err(page(state, lang, StatusCode::NOT_FOUND, "err_card_disabled", None));
+        return Err(Failure::page(StatusCode::NOT_FOUND, "err_card_disabled", None));
     };
     let Some((end_entity, intermediates)) = chain.split_first() else {
         audit_request(state, "login.card", "no_certificate", None, client_address(req)).await;
-        return Err(page(state, lang, StatusCode::UNAUTHORIZED, "err_card_no_certificate", None));
+        return Err(Failure::page(StatusCode::UNAUTHORIZED, "err_card_no_certificate", None));
     };
-    match validate_card(state, lang, &trust, end_entity.as_ref(), intermediates).await? {
+    match validate_card(state, &trust, end_entity.as_ref(), intermediates).await? {
         Ok(card) => Ok((PresentedCard::from_validated(&card, end_entity.as_ref()), card.kind)),
         Err(e) => {
             tracing::info!(reason = %e, "card refused");
             audit_request(state, "login.card", card_error_outcome(&e), None, client_address(req)).await;
-            Err(page(state, lang, StatusCode::FORBIDDEN, card_error_key(&e), None))
+            Err(Failure::page(StatusCode::FORBIDDEN, card_error_key(&e), None))
         }
     }
 }
@@ -299,16 +297,12 @@ pub async fn tls_login(state: web::Data<AppState>, req: HttpRequest) -> Result<H
     let q = Params::parse(req.query_string().as_bytes()).unwrap_or_default();
     let bind = q.get("bind").ok().flatten().unwrap_or("").to_string();
     if bind.is_empty() || bind.len() > 64 {
-        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_tx", None));
+        return Err(Failure::page(StatusCode::BAD_REQUEST, "err_tx", None));
     }
     let chain = req.conn_data::<PeerCertificates>().map(|p| p.0.clone()).unwrap_or_default();
-    let (card, kind) = validate_chain(&state, &req, lang, &chain).await?;
+    let (card, kind) = validate_chain(&state, &req, &chain).await?;
     let token = random_token(32);
-    state
-        .eph
-        .put_json(&Key::card_handoff(&token), &Handoff { card, kind, tx, bind }, HANDOFF_TTL)
-        .await
-        .map_err(|e| internal(&state, lang, e.into()))?;
+    state.eph.put_json(&Key::card_handoff(&token), &Handoff { card, kind, tx, bind }, HANDOFF_TTL).await?;
     let location = format!("{}/card/handoff?token={token}&ui_locales={}", state.config.base(), lang.tag());
     Ok(HttpResponse::SeeOther().insert_header(("Location", location)).finish())
 }
@@ -316,28 +310,23 @@ pub async fn tls_login(state: web::Data<AppState>, req: HttpRequest) -> Result<H
 /// `GET /card/handoff` (main site): takes the handoff once and continues like the
 /// signed-challenge channel.
 pub async fn handoff(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
-    let lang0 = lang_of(&req, None);
     let q = Params::parse(req.query_string().as_bytes()).unwrap_or_default();
     let token = q.get("token").ok().flatten().unwrap_or("").to_string();
     let taken = if token.is_empty() || token.len() > 64 {
         None
     } else {
-        state
-            .eph
-            .take_json::<Handoff>(&Key::card_handoff(&token))
-            .await
-            .map_err(|e| internal(&state, lang0, e.into()))?
+        state.eph.take_json::<Handoff>(&Key::card_handoff(&token)).await?
     };
     let Some(h) = taken else {
         audit_request(&state, "login.card", "stale_handoff", None, client_address(&req)).await;
-        return Err(page(&state, lang0, StatusCode::BAD_REQUEST, "err_card_handoff", None));
+        return Err(Failure::page(StatusCode::BAD_REQUEST, "err_card_handoff", None));
     };
     let (browser, _) = super::csrf::token(&state, &req);
     if !crate::crypto::constant_time_eq(sha256_b64(browser.as_bytes()).as_bytes(), h.bind.as_bytes()) {
         audit_request(&state, "login.card", "handoff_other_browser", None, client_address(&req)).await;
-        return Err(page(&state, lang0, StatusCode::BAD_REQUEST, "err_card_handoff", None));
+        return Err(Failure::page(StatusCode::BAD_REQUEST, "err_card_handoff", None));
     }
-    let auth = transaction_or_page(&state, lang0, h.tx.as_deref()).await?;
+    let auth = transaction::load(&state, h.tx.as_deref()).await?;
     let lang = lang_of(&req, auth.as_ref().and_then(|a| a.ui_locales.as_deref()));
     continue_with_card(&state, &req, lang, h.card, h.kind, auth, h.tx.as_deref()).await
 }
@@ -401,25 +390,25 @@ pub async fn proxy_login(state: web::Data<AppState>, req: HttpRequest) -> Result
     let trusted = req.peer_addr().is_some_and(|a| proxies.contains(a.ip()));
     if !trusted {
         audit_request(&state, "login.card", "untrusted_proxy", None, client_address(&req)).await;
-        return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_card_untrusted_proxy", None));
+        return Err(Failure::page(StatusCode::FORBIDDEN, "err_card_untrusted_proxy", None));
     }
     let header = match CertHeader::parse(&certs.proxy_header) {
         Some(CertHeader::None) | None => {
             audit_request(&state, "login.card", "proxy_channel_off", None, client_address(&req)).await;
-            return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_card_untrusted_proxy", None));
+            return Err(Failure::page(StatusCode::FORBIDDEN, "err_card_untrusted_proxy", None));
         }
         Some(h) => h,
     };
     if let Some(other) = header.foreign_header(&req) {
         tracing::warn!(header = other, "certificate header the proxy does not set; refused");
         audit_request(&state, "login.card", "foreign_certificate_header", None, client_address(&req)).await;
-        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_card_proxy_header", None));
+        return Err(Failure::page(StatusCode::BAD_REQUEST, "err_card_proxy_header", None));
     }
     let Some(chain) = forwarded_chain(&req, header) else {
         audit_request(&state, "login.card", "malformed_certificate", None, client_address(&req)).await;
-        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_card_invalid", None));
+        return Err(Failure::page(StatusCode::BAD_REQUEST, "err_card_invalid", None));
     };
-    let (card, kind) = validate_chain(&state, &req, lang, &chain).await?;
+    let (card, kind) = validate_chain(&state, &req, &chain).await?;
     continue_with_card(&state, &req, lang, card, kind, auth, tx.as_deref()).await
 }
 

@@ -13,7 +13,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::errors::{internal, Failure};
+use super::errors::Failure;
 use super::form::CheckedForm;
 use super::pages::render;
 use super::{audit_request, client_address, csrf, lang_of};
@@ -41,7 +41,7 @@ pub async fn form_page(state: web::Data<AppState>, req: HttpRequest) -> Result<H
 /// `POST /forgot-password`: counts the request, answers, then does the work.
 pub async fn submit(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let form_in = CheckedForm::read(&state, &req, lang, &body)?;
+    let form_in = CheckedForm::read(&req, &body)?;
     let (typed_nid, email) = (form_in.text("national_id"), form_in.text("email"));
     let nid = match NationalId::parse(&typed_nid) {
         Ok(nid) if accounts::activation::check_email(&email).is_ok() => nid,
@@ -70,7 +70,7 @@ pub async fn submit(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
             }
             return Ok(resp);
         }
-        Err(e) => return Err(internal(&state, lang, e)),
+        Err(e) => return Err(Failure::from(e)),
     }
     let work = state.clone();
     actix_web::rt::spawn(async move { fulfil(&work, nid, email, address).await });

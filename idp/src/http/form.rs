@@ -1,7 +1,7 @@
 //! The one way a handler reads a posted form.
 //!
 //! ```ignore
-//! let form = CheckedForm::read(&state, &req, lang, &body)?; // 413 / 400 / 403 pages on failure
+//! let form = CheckedForm::read(&req, &body)?; // 413 / 400 / 403 pages on failure
 //! let email = form.text("email");        // identifiers and text: surrounding whitespace trimmed
 //! let password = form.secret("password"); // passwords, PINs, codes, tokens: exactly as sent
 //! ```
@@ -12,14 +12,11 @@
 //! (`csrf_token`, double submit, constant-time). A handler that needs the person's role first
 //! (operator pages) checks it before reading the form, so nobody else learns how forms fail.
 
-use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
 
 use super::csrf;
-use super::errors::{page, Failure};
+use super::errors::Failure;
 use crate::oidc::params::{ParamError, Params};
-use crate::state::AppState;
-use crate::templates::Lang;
 
 /// The largest request body (forms and token requests are small); the server refuses larger
 /// ones with 413 before any handler runs.
@@ -27,7 +24,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// The largest upload form (a CSV import): its file field may be this long.
 pub const MAX_UPLOAD: usize = 32 * 1024 * 1024;
 
-/// Why a posted form was refused.
+/// Why a posted form was refused (what each means to the person is in [`super::errors`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormError {
     TooLarge,
@@ -36,46 +33,20 @@ pub enum FormError {
     Csrf,
 }
 
-impl FormError {
-    /// The status and page text a person sees.
-    pub fn status_and_key(&self) -> (StatusCode, &'static str) {
-        match self {
-            FormError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "err_too_large"),
-            FormError::Malformed(_) | FormError::Repeated(_) => (StatusCode::BAD_REQUEST, "err_bad_request"),
-            FormError::Csrf => (StatusCode::FORBIDDEN, "err_csrf"),
-        }
-    }
-
-    fn detail(&self) -> Option<String> {
-        match self {
-            FormError::Malformed(e) => Some(e.to_string()),
-            FormError::Repeated(name) => Some(ParamError::Duplicate(name.clone()).to_string()),
-            FormError::TooLarge | FormError::Csrf => None,
-        }
-    }
-}
-
 /// A posted form whose size, encoding, uniqueness of fields and CSRF token have been checked.
 #[derive(Debug, Clone)]
 pub struct CheckedForm(Params);
 
 impl CheckedForm {
-    /// Reads an ordinary form; failures are pages in `lang`.
-    pub fn read(state: &AppState, req: &HttpRequest, lang: Lang, body: &[u8]) -> Result<Self, Failure> {
-        Self::check(body, MAX_BODY, None, |submitted| csrf::verify(req, submitted)).map_err(|e| refused(state, lang, e))
+    /// Reads an ordinary form; failures are pages in the request's language.
+    pub fn read(req: &HttpRequest, body: &[u8]) -> Result<Self, Failure> {
+        Ok(Self::check(body, MAX_BODY, None, |submitted| csrf::verify(req, submitted))?)
     }
 
     /// Reads a form that carries one file field (`file`), which alone may exceed the per-value
     /// limit of protocol parameters, up to [`MAX_UPLOAD`].
-    pub fn read_upload(
-        state: &AppState,
-        req: &HttpRequest,
-        lang: Lang,
-        body: &[u8],
-        file: &str,
-    ) -> Result<Self, Failure> {
-        Self::check(body, MAX_UPLOAD, Some(file), |submitted| csrf::verify(req, submitted))
-            .map_err(|e| refused(state, lang, e))
+    pub fn read_upload(req: &HttpRequest, body: &[u8], file: &str) -> Result<Self, Failure> {
+        Ok(Self::check(body, MAX_UPLOAD, Some(file), |submitted| csrf::verify(req, submitted))?)
     }
 
     /// The checks themselves, with the CSRF comparison passed in (so they can be tested alone).
@@ -131,11 +102,6 @@ impl CheckedForm {
     }
 }
 
-fn refused(state: &AppState, lang: Lang, e: FormError) -> Failure {
-    let (status, key) = e.status_and_key();
-    page(state, lang, status, key, e.detail())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,7 +129,6 @@ mod tests {
         assert_eq!(check("email=a").unwrap_err(), FormError::Csrf);
         assert_eq!(check("csrf_token=guess&email=a").unwrap_err(), FormError::Csrf);
         assert_eq!(check("csrf_token=&email=a").unwrap_err(), FormError::Csrf);
-        assert_eq!(FormError::Csrf.status_and_key(), (StatusCode::FORBIDDEN, "err_csrf"));
     }
 
     #[test]
@@ -172,14 +137,12 @@ mod tests {
         assert_eq!(e, FormError::Repeated("decision".into()));
         let e = check(&format!("csrf_token={TOKEN}&csrf_token={TOKEN}")).unwrap_err();
         assert_eq!(e, FormError::Repeated("csrf_token".into()));
-        assert_eq!(e.status_and_key(), (StatusCode::BAD_REQUEST, "err_bad_request"));
     }
 
     #[test]
     fn size_and_encoding_are_checked_before_the_token() {
         let big = format!("csrf_token={TOKEN}&x={}", "a".repeat(MAX_BODY));
         assert_eq!(check(&big).unwrap_err(), FormError::TooLarge);
-        assert_eq!(FormError::TooLarge.status_and_key().0, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(check("x=%ff").unwrap_err(), FormError::Malformed(ParamError::Encoding));
         let long = format!("csrf_token={TOKEN}&x={}", "a".repeat(crate::oidc::params::MAX_VALUE + 1));
         assert!(matches!(check(&long).unwrap_err(), FormError::Malformed(ParamError::TooLong(_))));

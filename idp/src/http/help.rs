@@ -7,7 +7,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::errors::{internal, Failure};
+use super::errors::Failure;
 use super::lang_of;
 use super::pages::render;
 use crate::state::AppState;
@@ -44,7 +44,6 @@ pub fn allow_components(state: &AppState, r: &mut HttpResponse) {
 /// helpdesk's contact (`site.*`), which card sign-ins this site offers, and the navigation for
 /// a signed-in person.
 async fn context(state: &AppState, req: &HttpRequest) -> Result<Map<String, Value>, Failure> {
-    let lang = lang_of(req, None);
     let mut ctx = super::forgot::helpdesk(state);
     let l = &state.config.links;
     ctx.insert(
@@ -61,7 +60,7 @@ async fn context(state: &AppState, req: &HttpRequest) -> Result<Map<String, Valu
     ctx.insert("health_enabled".into(), json!(state.config.certificates.health_enabled()));
     ctx.insert("card_component".into(), json!(state.config.certificates.component_url()));
     ctx.insert("health_component".into(), json!(state.config.certificates.health_component_url()));
-    if let Some(v) = super::viewer::viewer(state, req).await.map_err(|e| internal(state, lang, e))? {
+    if let Some(v) = super::viewer::viewer(state, req).await? {
         ctx.insert("nav".into(), v.nav());
     }
     Ok(ctx)

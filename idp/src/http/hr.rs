@@ -14,7 +14,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::errors::{internal, page, Failure};
+use super::errors::Failure;
 use super::form::CheckedForm;
 use super::pages::render;
 use super::viewer::{require_signed_in, see_other, Viewer};
@@ -176,11 +176,11 @@ async fn record(
 }
 
 /// The signed-in viewer who may use this page at all; others get 403 (audited).
-async fn begin(state: &AppState, req: &HttpRequest, lang: Lang) -> Result<Viewer, Failure> {
-    let viewer = require_signed_in(state, req, lang).await?;
+async fn begin(state: &AppState, req: &HttpRequest) -> Result<Viewer, Failure> {
+    let viewer = require_signed_in(state, req).await?;
     if authority(&viewer).is_none() {
         record(state, &viewer, &client_address(req), Refusal::NotAuthorised.outcome(), None, None).await;
-        return Err(page(state, lang, StatusCode::FORBIDDEN, Refusal::NotAuthorised.key(), None));
+        return Err(Failure::page(StatusCode::FORBIDDEN, Refusal::NotAuthorised.key(), None));
     }
     Ok(viewer)
 }
@@ -281,9 +281,9 @@ async fn checked_target(
 ) -> Result<Target, Result<HttpResponse, Failure>> {
     let address = client_address(req);
     if person_id.is_empty() || person_id.len() > 64 {
-        return Err(Err(page(state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None)));
+        return Err(Err(Failure::page(StatusCode::BAD_REQUEST, "err_bad_request", None)));
     }
-    let target = find(state, Lookup::Id(person_id)).await.map_err(|e| Err(internal(state, lang, e)))?;
+    let target = find(state, Lookup::Id(person_id)).await.map_err(|e| Err(Failure::from(e)))?;
     let Some(target) = target else {
         record(state, viewer, &address, Refusal::NotInRegister.outcome(), None, None).await;
         return Err(refusal_page(state, req, lang, viewer, Refusal::NotInRegister));
@@ -309,7 +309,7 @@ fn refusal_page(
 /// `GET /hr/reset-password`: the search form.
 pub async fn search_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let viewer = begin(&state, &req, lang).await?;
+    let viewer = begin(&state, &req).await?;
     search_form(&state, &req, lang, &viewer, StatusCode::OK, None)
 }
 
@@ -322,14 +322,14 @@ async fn back(req: HttpRequest) -> HttpResponse {
 /// `POST /hr/reset-password/search`: finds the employee and shows them with the e-mail field.
 pub async fn search(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let viewer = begin(&state, &req, lang).await?;
-    let params = CheckedForm::read(&state, &req, lang, &body)?;
+    let viewer = begin(&state, &req).await?;
+    let params = CheckedForm::read(&req, &body)?;
     let address = client_address(&req);
     let Ok(nid) = NationalId::parse(&params.text("national_id")) else {
         record(&state, &viewer, &address, "invalid_national_id", None, None).await;
         return search_form(&state, &req, lang, &viewer, StatusCode::UNPROCESSABLE_ENTITY, Some("hr_err_national_id"));
     };
-    let target = find(&state, Lookup::NationalId(nid.clone())).await.map_err(|e| internal(&state, lang, e))?;
+    let target = find(&state, Lookup::NationalId(nid.clone())).await?;
     let Some(target) = target else {
         record(&state, &viewer, &address, Refusal::NotInRegister.outcome(), None, Some(&nid)).await;
         return refusal_page(&state, &req, lang, &viewer, Refusal::NotInRegister);
@@ -347,8 +347,8 @@ pub async fn search(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
 /// `POST /hr/reset-password/confirm`: the confirmation step (確定 / 取消) before anything changes.
 pub async fn confirm(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let viewer = begin(&state, &req, lang).await?;
-    let params = CheckedForm::read(&state, &req, lang, &body)?;
+    let viewer = begin(&state, &req).await?;
+    let params = CheckedForm::read(&req, &body)?;
     let target = match checked_target(&state, &req, lang, &viewer, params.text("person")).await {
         Ok(t) => t,
         Err(answer) => return answer,
@@ -365,8 +365,8 @@ pub async fn confirm(state: web::Data<AppState>, req: HttpRequest, body: web::By
 /// `POST /hr/reset-password/issue`: issues and mails the one-time password, never showing it.
 pub async fn issue(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let viewer = begin(&state, &req, lang).await?;
-    let params = CheckedForm::read(&state, &req, lang, &body)?;
+    let viewer = begin(&state, &req).await?;
+    let params = CheckedForm::read(&req, &body)?;
     let target = match checked_target(&state, &req, lang, &viewer, params.text("person")).await {
         Ok(t) => t,
         Err(answer) => return answer,
@@ -385,8 +385,7 @@ pub async fn issue(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
             let request = IssueRequest { national_id: &nid, email: &to, issued_by: &issued_by, by, ttl_secs: ttl };
             Ok(one_time::issue_by(c, &protector, &mailer, &request, &actor, now()))
         })
-        .await
-        .map_err(|e| internal(&state, lang, e))?;
+        .await?;
     // `issue_by` audited the outcome, whichever it was.
     match issued {
         Ok(issued) => {
@@ -413,6 +412,6 @@ pub async fn issue(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
             refusal_page(&state, &req, lang, &viewer, Refusal::Privileged)
         }
         Err(IssueError::Separated) => refusal_page(&state, &req, lang, &viewer, Refusal::Separated),
-        Err(IssueError::Infra(e)) => Err(internal(&state, lang, e)),
+        Err(IssueError::Infra(e)) => Err(Failure::from(e)),
     }
 }

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map};
 
-use super::errors::{internal, page, transaction_page, Failure};
+use super::errors::Failure;
 use super::form::CheckedForm;
 use super::pages::render;
 use super::{audit_request, client_address, cookie, csrf, lang_of, removal, ACTIVATION_COOKIE, SESSION_COOKIE};
@@ -31,16 +31,6 @@ struct PendingActivation {
     tx: Option<String>,
 }
 
-/// The login transaction `tx` names (none for a plain sign-in), or the page a person gets when it
-/// is gone or malformed (or storage failed).
-pub async fn transaction_or_page(
-    state: &AppState,
-    lang: Lang,
-    tx: Option<&str>,
-) -> Result<Option<AuthRequest>, Failure> {
-    transaction::load(state, tx).await.map_err(|e| transaction_page(state, lang, e))
-}
-
 /// A posted sign-in form (password or card): parsed, its CSRF token checked, with the login transaction it continues
 /// (if any) and the language that transaction asks for.
 pub struct LoginForm {
@@ -51,10 +41,9 @@ pub struct LoginForm {
 
 impl LoginForm {
     pub async fn read(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Self, Failure> {
-        let lang0 = lang_of(req, None);
-        let form = CheckedForm::read(state, req, lang0, body)?;
+        let form = CheckedForm::read(req, body)?;
         let tx = form.text("tx");
-        let auth = transaction_or_page(state, lang0, (!tx.is_empty()).then_some(tx.as_str())).await?;
+        let auth = transaction::load(state, (!tx.is_empty()).then_some(tx.as_str())).await?;
         let lang = lang_of(req, auth.as_ref().and_then(|a| a.ui_locales.as_deref()));
         Ok(Self { form, auth, lang })
     }
@@ -123,7 +112,7 @@ fn query(req: &HttpRequest) -> Params {
 pub async fn login_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let q = query(&req);
     let tx = q.get("tx").ok().flatten();
-    let auth = transaction_or_page(&state, lang_of(&req, None), tx).await?;
+    let auth = transaction::load(&state, tx).await?;
     let lang = lang_of(&req, auth.as_ref().and_then(|a| a.ui_locales.as_deref()));
     let hint = auth.as_ref().and_then(|a| a.login_hint.clone()).unwrap_or_default();
     login_form(&state, &req, lang, StatusCode::OK, tx, &hint, None)
@@ -148,7 +137,7 @@ pub async fn login_submit(
     // national ID and custom account share one count) before any password is compared.
     let protector = state.protector.clone();
     let u = username.clone();
-    let stored = state.db.run(move |c| load(c, &protector, &u)).await.map_err(|e| internal(&state, lang, e))?;
+    let stored = state.db.run(move |c| load(c, &protector, &u)).await?;
     let key = match stored.person() {
         Some(person) => state.throttle.key_for_person(&person.national_id),
         None => state.throttle.key_for_identifier(&username),
@@ -172,7 +161,7 @@ pub async fn login_submit(
             }
             return Ok(resp);
         }
-        Err(e) => return Err(internal(&state, lang, e.into())),
+        Err(e) => return Err(Failure::from(e)),
     };
     let checked = check_off_thread(stored, password, now()).await;
     let outcome = match checked {
@@ -185,7 +174,7 @@ pub async fn login_submit(
     match outcome {
         Err(LoginError::Infra(e)) => {
             let _ = attempt.abandoned(&state.eph).await;
-            Err(internal(&state, lang, e))
+            Err(Failure::from(e))
         }
         Err(e) => {
             let (key, status, reason) = match e {
@@ -210,7 +199,7 @@ pub async fn login_submit(
                 acting_agency: None,
                 event: "login.password",
             };
-            open_session(&state, &req, lang, opened, auth, tx_opt).await
+            open_session(&state, &req, opened, auth, tx_opt).await
         }
     }
 }
@@ -226,17 +215,9 @@ pub async fn begin_activation(
 ) -> Result<HttpResponse, Failure> {
     let token = random_token(32);
     let pending = PendingActivation { account_id: account_id.to_string(), tx: tx.map(str::to_string) };
-    state
-        .eph
-        .put_json(&Key::activation(&token), &pending, state.config.login.transaction_ttl)
-        .await
-        .map_err(|e| internal(state, lang, e.into()))?;
+    state.eph.put_json(&Key::activation(&token), &pending, state.config.login.transaction_ttl).await?;
     let (id, addr) = (account_id.to_string(), address.to_string());
-    state
-        .db
-        .run(move |c| audit::record(c, Event::own(event, "success", &id, &addr), now()))
-        .await
-        .map_err(|e| internal(state, lang, e))?;
+    state.db.run(move |c| audit::record(c, Event::own(event, "success", &id, &addr), now())).await?;
     let ttl = state.config.login.transaction_ttl.as_secs() as i64;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, format!("/activate?ui_locales={}", lang.tag())))
@@ -260,7 +241,6 @@ pub struct SignIn<'a> {
 pub async fn open_session(
     state: &AppState,
     req: &HttpRequest,
-    lang: Lang,
     sign_in: SignIn<'_>,
     auth: Option<AuthRequest>,
     tx: Option<&str>,
@@ -284,8 +264,7 @@ pub async fn open_session(
             let person = accounts::account_with_person(c, &protector, &id)?.map(|(_, p)| p);
             Ok((token, sess, person))
         })
-        .await
-        .map_err(|e| internal(state, lang, e))?;
+        .await?;
     let session_cookie = cookie(state, SESSION_COOKIE, token, None);
     let mut resp = match auth {
         Some(mut auth) => {
@@ -295,11 +274,11 @@ pub async fn open_session(
             // The sign-in was made for this request: it answers `prompt=login` and `max_age`.
             auth.interaction.signed_in = Some(sess.sid.clone());
             let signed_in = person.map(|p| (sess, p));
-            super::authorize::gate(state, req, lang, auth, signed_in, StatusCode::SEE_OTHER).await?
+            super::authorize::gate(state, req, auth, signed_in, StatusCode::SEE_OTHER).await?
         }
         None => HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).finish(),
     };
-    resp.add_cookie(&session_cookie).map_err(|e| internal(state, lang, InfraError::Internal(e.to_string())))?;
+    resp.add_cookie(&session_cookie)?;
     Ok(resp)
 }
 
@@ -348,13 +327,12 @@ pub async fn activate_page(state: web::Data<AppState>, req: HttpRequest) -> Resu
                     let found = accounts::account_with_person(c, &protector, &id)?;
                     Ok(found.map(|(a, p)| (a.account_name.unwrap_or_default(), a.email.unwrap_or(p.email))))
                 })
-                .await
-                .map_err(|e| internal(&state, lang, e))?;
+                .await?;
             let (account, email) = prefill.unwrap_or_default();
             activation_form(&state, &req, lang, StatusCode::OK, &account, &email, None)
         }
-        Ok(None) => Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_activation_expired", None)),
-        Err(e) => Err(internal(&state, lang, e)),
+        Ok(None) => Err(Failure::page(StatusCode::BAD_REQUEST, "err_activation_expired", None)),
+        Err(e) => Err(Failure::from(e)),
     }
 }
 
@@ -365,9 +343,9 @@ pub async fn activate_submit(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let params = CheckedForm::read(&state, &req, lang, &body)?;
-    let Some((token, pending)) = pending_activation(&state, &req).await.map_err(|e| internal(&state, lang, e))? else {
-        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_activation_expired", None));
+    let params = CheckedForm::read(&req, &body)?;
+    let Some((token, pending)) = pending_activation(&state, &req).await? else {
+        return Err(Failure::page(StatusCode::BAD_REQUEST, "err_activation_expired", None));
     };
     let form = ActivationForm {
         account: params.text("account"),
@@ -383,10 +361,9 @@ pub async fn activate_submit(
     let person = state
         .db
         .run(move |c| accounts::account_with_person(c, &protector, &lookup))
-        .await
-        .map_err(|e| internal(&state, lang, e))?
+        .await?
         .map(|(_, person)| person)
-        .ok_or_else(|| internal(&state, lang, InfraError::Internal("account vanished".into())))?;
+        .ok_or_else(|| Failure::from(InfraError::Internal("account vanished".into())))?;
     // The rules, then Argon2id off the async threads; the database call after it only writes.
     let result = match tokio::task::spawn_blocking({
         let (form, person) = (form.clone(), person.clone());
@@ -395,17 +372,18 @@ pub async fn activate_submit(
     .await
     .unwrap_or_else(|e| Err(InfraError::Internal(format!("activation: {e}")).into()))
     {
-        Ok(hash) => state
-            .db
-            .run(move |c| -> Result<Result<(), ActivateError>, InfraError> {
-                let r = activation::activate(c, &id, &person, &form, &hash, now());
-                if r.is_ok() {
-                    audit::record(c, Event::own("account.activate", "success", &id, &address), now())?;
-                }
-                Ok(r)
-            })
-            .await
-            .map_err(|e| internal(&state, lang, e))?,
+        Ok(hash) => {
+            state
+                .db
+                .run(move |c| -> Result<Result<(), ActivateError>, InfraError> {
+                    let r = activation::activate(c, &id, &person, &form, &hash, now());
+                    if r.is_ok() {
+                        audit::record(c, Event::own("account.activate", "success", &id, &address), now())?;
+                    }
+                    Ok(r)
+                })
+                .await?
+        }
         Err(e) => Err(e),
     };
     match result {
@@ -418,7 +396,7 @@ pub async fn activate_submit(
             &email,
             Some(rule.key()),
         ),
-        Err(ActivateError::Infra(e)) => Err(internal(&state, lang, e)),
+        Err(ActivateError::Infra(e)) => Err(Failure::from(e)),
         Ok(()) => {
             let _ = state.eph.delete(&Key::activation(&token)).await;
             let login_url = match &pending.tx {

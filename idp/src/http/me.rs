@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::errors::{internal, page, Failure};
+use super::errors::Failure;
 use super::form::CheckedForm;
 use super::pages::render;
 use super::viewer::{require_signed_in, see_other, Viewer};
@@ -99,7 +99,7 @@ async fn show(
     email_value: Option<&str>,
     error_key: Option<&str>,
 ) -> Result<HttpResponse, Failure> {
-    let data = load(state, viewer).await.map_err(|e| internal(state, lang, e))?;
+    let data = load(state, viewer).await?;
     let (token, cookie) = csrf::token(state, req);
     let p = &viewer.person;
     let a = &viewer.account;
@@ -131,11 +131,7 @@ async fn show(
         })
         .collect();
     let account_id = viewer.account.id.clone();
-    let cards = state
-        .db
-        .run(move |c| crate::accounts::binding::list(c, &account_id))
-        .await
-        .map_err(|e| internal(state, lang, e))?;
+    let cards = state.db.run(move |c| crate::accounts::binding::list(c, &account_id)).await?;
     let cards: Vec<Value> = cards
         .iter()
         .map(|b| {
@@ -211,7 +207,7 @@ async fn record(
 /// `GET /me`.
 pub async fn me_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let viewer = require_signed_in(&state, &req, lang).await?;
+    let viewer = require_signed_in(&state, &req).await?;
     show(&state, &req, lang, &viewer, StatusCode::OK, None, None, None).await
 }
 
@@ -228,16 +224,15 @@ pub async fn change_account(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let viewer = require_signed_in(&state, &req, lang).await?;
-    let params = CheckedForm::read(&state, &req, lang, &body)?;
+    let viewer = require_signed_in(&state, &req).await?;
+    let params = CheckedForm::read(&req, &body)?;
     let (account, email) = (params.text("account"), params.text("email"));
     let id = viewer.account.id.clone();
     let (a, e) = (account.clone(), email.clone());
     let result = state
         .db
         .run(move |c| -> Result<_, InfraError> { Ok(self_service::change_account(c, &id, &a, &e, now())) })
-        .await
-        .map_err(|e| internal(&state, lang, e))?;
+        .await?;
     match result {
         Ok(()) => {
             let mut changed = vec![];
@@ -266,7 +261,7 @@ pub async fn change_account(
             )
             .await
         }
-        Err(ActivateError::Infra(e)) => Err(internal(&state, lang, e)),
+        Err(ActivateError::Infra(e)) => Err(Failure::from(e)),
     }
 }
 
@@ -277,8 +272,8 @@ pub async fn change_password(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let viewer = require_signed_in(&state, &req, lang).await?;
-    let params = CheckedForm::read(&state, &req, lang, &body)?;
+    let viewer = require_signed_in(&state, &req).await?;
+    let params = CheckedForm::read(&req, &body)?;
     let address = client_address(&req);
     // Guessing the current password from a borrowed session counts in the person's sign-in
     // throttle, before the password is compared (parallel guesses get no more tries).
@@ -290,7 +285,7 @@ pub async fn change_password(
             return show(&state, &req, lang, &viewer, StatusCode::TOO_MANY_REQUESTS, None, None, Some("err_throttled"))
                 .await;
         }
-        Err(e) => return Err(internal(&state, lang, e.into())),
+        Err(e) => return Err(Failure::from(e)),
     };
     let (current, new, confirm) =
         (params.secret("current_password"), params.secret("password"), params.secret("password_confirm"));
@@ -332,7 +327,7 @@ pub async fn change_password(
                 Ok(r) => r,
                 Err(e) => {
                     let _ = attempt.abandoned(&state.eph).await;
-                    return Err(internal(&state, lang, e));
+                    return Err(Failure::from(e));
                 }
             }
         }
@@ -373,7 +368,7 @@ pub async fn change_password(
         }
         Err(PasswordChangeError::Infra(e)) => {
             let _ = attempt.abandoned(&state.eph).await;
-            Err(internal(&state, lang, e))
+            Err(Failure::from(e))
         }
     }
 }
@@ -396,13 +391,13 @@ pub async fn end_sessions(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let viewer = require_signed_in(&state, &req, lang).await?;
-    let params = CheckedForm::read(&state, &req, lang, &body)?;
+    let viewer = require_signed_in(&state, &req).await?;
+    let params = CheckedForm::read(&req, &body)?;
     let sid = params.text("sid");
     let current = viewer.session.sid.clone();
     let (id, all) = (viewer.account.id.clone(), params.text("all") == "others");
     if !all && (sid.is_empty() || sid.len() > 64) {
-        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
+        return Err(Failure::page(StatusCode::BAD_REQUEST, "err_bad_request", None));
     }
     let at = now();
     let ended = state
@@ -411,8 +406,7 @@ pub async fn end_sessions(
             let which = if all { EndSessions::AllExcept(&current) } else { EndSessions::One(&sid) };
             self_service::end_sessions(c, &id, which, at)
         })
-        .await
-        .map_err(|e| internal(&state, lang, e))?;
+        .await?;
     record(&state, &viewer, &req, "session.end", "success", format!("{} session(s) ended", ended.len())).await;
     for sid in &ended {
         if let Err(e) = backchannel::notify(&state, sid, at).await {
@@ -433,18 +427,17 @@ pub async fn revoke_app(
     body: web::Bytes,
 ) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let viewer = require_signed_in(&state, &req, lang).await?;
-    let params = CheckedForm::read(&state, &req, lang, &body)?;
+    let viewer = require_signed_in(&state, &req).await?;
+    let params = CheckedForm::read(&req, &body)?;
     let client_id = params.text("client_id");
     if client_id.is_empty() || client_id.len() > 256 {
-        return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_bad_request", None));
+        return Err(Failure::page(StatusCode::BAD_REQUEST, "err_bad_request", None));
     }
     let (id, client) = (viewer.account.id.clone(), client_id.clone());
     let gone = state
         .db
         .run(move |c| -> Result<_, InfraError> { self_service::disconnect_app(c, &id, &client, now()) })
-        .await
-        .map_err(|e| internal(&state, lang, e))?;
+        .await?;
     let (account_id, address) = (viewer.account.id.clone(), client_address(&req));
     let detail = format!("consent withdrawn: {}, refresh tokens revoked: {}", gone.consent, gone.refresh_tokens);
     audit::record_logged(&state.db, move |c| {

@@ -6,6 +6,7 @@ pub mod authorize;
 pub mod card;
 pub mod card_tls;
 pub mod csrf;
+pub mod error_pages;
 pub mod errors;
 pub mod forgot;
 pub mod form;
@@ -94,13 +95,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(me::routes);
 }
 
-/// The page language for a request: `ui_locales` in the query, else `Accept-Language`.
+/// The page language for a request: `ui_locales` in the query, else `Accept-Language`. The
+/// answer is remembered with the request as the language of its page, so an error page that
+/// ends the request speaks it too (see [`error_pages`]).
 pub fn lang_of(req: &HttpRequest, ui_locales: Option<&str>) -> Lang {
     let from_query = url::form_urlencoded::parse(req.query_string().as_bytes())
         .find(|(k, _)| k == "ui_locales")
         .map(|(_, v)| v.into_owned());
     let accept = req.headers().get("accept-language").and_then(|v| v.to_str().ok());
-    Lang::negotiate(from_query.as_deref().or(ui_locales), accept)
+    let lang = Lang::negotiate(from_query.as_deref().or(ui_locales), accept);
+    error_pages::remember(req, lang);
+    lang
 }
 
 /// The client's address, for throttling and the audit log: the TCP peer, or — only when the

@@ -5,12 +5,13 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde_json::{json, Map};
+use serde::Serialize;
+use serde_json::Map;
 
-use super::errors::{internal, invalid_client, logout_refused, oauth, page, server_error, Failure};
-use super::pages::render;
+use super::errors::Failure;
+use super::pages::{render, render_page};
 use super::viewer::current_session;
-use super::{audit_request, client_address, csrf, lang_of, removal, SESSION_COOKIE};
+use super::{client_address, csrf, lang_of, removal, SESSION_COOKIE};
 use crate::error::now;
 use crate::oidc::client_auth::BasicCredentials;
 use crate::oidc::params::Params;
@@ -81,34 +82,15 @@ fn is_form(req: &HttpRequest) -> bool {
 /// The form body of a back-end endpoint, or the RFC 6749 error for a malformed one.
 fn form_params(req: &HttpRequest, body: &[u8]) -> Result<Params, Failure> {
     if !is_form(req) {
-        return Err(oauth(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the body must be application/x-www-form-urlencoded",
-        ));
+        return Err(TokenError::InvalidRequest("the body must be application/x-www-form-urlencoded".into()).into());
     }
-    Params::parse(body).map_err(|e| oauth(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()))
+    Params::parse(body).map_err(|e| TokenError::InvalidRequest(e.to_string()).into())
 }
 
-/// Turns a token-endpoint-style error into its response (RFC 6749 §5.2).
-async fn token_failure(state: &AppState, req: &HttpRequest, e: TokenError) -> Failure {
-    match e {
-        TokenError::InvalidClient { description, basic } => {
-            audit_request(state, "token.client_auth", "failure", None, client_address(req)).await;
-            invalid_client(&description, basic)
-        }
-        TokenError::Server(e) => server_error(&e, "token"),
-        e => {
-            let description = match &e {
-                TokenError::InvalidRequest(d)
-                | TokenError::InvalidGrant(d)
-                | TokenError::InvalidScope(d)
-                | TokenError::UnauthorizedClient(d) => d.clone(),
-                _ => "grant_type is not supported".into(),
-            };
-            oauth(StatusCode::BAD_REQUEST, e.code(), &description)
-        }
-    }
+/// The answer for a refused token, introspection or revocation request, audited as the
+/// mapping says (a failed client authentication).
+async fn refused(state: &AppState, req: &HttpRequest, e: TokenError) -> Failure {
+    Failure::from(e).audited(state, "token.client_auth", client_address(req)).await
 }
 
 /// `POST /token`
@@ -116,7 +98,7 @@ pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     let params = form_params(&req, &body)?;
     match token::exchange(&state, &params, basic_credentials(&req), now()).await {
         Ok(body) => Ok(json_no_store(body)),
-        Err(e) => Err(token_failure(&state, &req, e).await),
+        Err(e) => Err(refused(&state, &req, e).await),
     }
 }
 
@@ -129,7 +111,7 @@ pub async fn introspect(
     let params = form_params(&req, &body)?;
     match introspection::introspect(&state, &params, basic_credentials(&req), now()).await {
         Ok(body) => Ok(json_no_store(body)),
-        Err(e) => Err(token_failure(&state, &req, e).await),
+        Err(e) => Err(refused(&state, &req, e).await),
     }
 }
 
@@ -138,7 +120,7 @@ pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     let params = form_params(&req, &body)?;
     match introspection::revoke(&state, &params, basic_credentials(&req), now()).await {
         Ok(()) => Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).finish()),
-        Err(e) => Err(token_failure(&state, &req, e).await),
+        Err(e) => Err(refused(&state, &req, e).await),
     }
 }
 
@@ -173,6 +155,15 @@ pub async fn logout_post(
     logout(state, req, body.to_vec(), true).await
 }
 
+/// The data of `logout.hbs`: 確定要登出嗎？, posting back what the request carried.
+#[derive(Debug, Serialize)]
+struct LogoutPage {
+    csrf: String,
+    post_logout_redirect_uri: Option<String>,
+    client_id: Option<String>,
+    state: Option<String>,
+}
+
 /// RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0). With a valid `id_token_hint`
 /// the session ends at once; without one the person confirms first, so a third-party page
 /// cannot sign people out behind their back.
@@ -182,40 +173,38 @@ async fn logout(
     raw: Vec<u8>,
     post: bool,
 ) -> Result<HttpResponse, Failure> {
-    let lang0 = lang_of(&req, None);
-    let params = Params::parse(&raw)
-        .map_err(|e| page(&state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", Some(e.to_string())))?;
+    let params = Params::parse(&raw)?;
     if let Some(dup) = params.first_duplicate() {
-        return Err(page(
-            &state,
-            lang0,
+        return Err(Failure::page(
             StatusCode::BAD_REQUEST,
             "err_bad_request",
             Some(format!("parameter `{dup}` is repeated")),
         ));
     }
     let lang = lang_of(&req, params.get("ui_locales").ok().flatten());
-    let request = logout::check(&state, &params, now()).await.map_err(|e| logout_refused(&state, lang, e))?;
+    let request = logout::check(&state, &params, now()).await?;
     let confirmed = post && params.get("confirm").ok().flatten() == Some("yes");
     if confirmed && !csrf::verify(&req, params.get("csrf_token").ok().flatten()) {
-        return Err(page(&state, lang, StatusCode::FORBIDDEN, "err_csrf", None));
+        return Err(Failure::page(StatusCode::FORBIDDEN, "err_csrf", None));
     }
-    let current = current_session(&state, &req).await.map_err(|e| internal(&state, lang, e))?;
+    let current = current_session(&state, &req).await?;
     let hint_names_session = match (&request.hint, &current) {
-        (Some(h), Some(s)) => Some(logout::hint_names(&state, h, s).await.map_err(|e| internal(&state, lang, e))?),
+        (Some(h), Some(s)) => Some(logout::hint_names(&state, h, s).await?),
         _ => None,
     };
     if !logout::ends_now(confirmed, request.hint.is_some(), hint_names_session) {
         let (csrf, csrf_cookie) = csrf::token(&state, &req);
-        let mut ctx = Map::new();
-        ctx.insert("csrf".into(), json!(csrf));
-        ctx.insert("post_logout_redirect_uri".into(), json!(request.post_logout_redirect_uri));
-        ctx.insert("client_id".into(), json!(request.client_id));
-        ctx.insert("state".into(), json!(request.state));
-        return render(&state, lang, StatusCode::OK, "logout", "logout_title", ctx, csrf_cookie.into_iter().collect());
+        let data = LogoutPage {
+            csrf,
+            post_logout_redirect_uri: request.post_logout_redirect_uri,
+            client_id: request.client_id,
+            state: request.state,
+        };
+        let cookies = csrf_cookie.into_iter().collect();
+        return render_page(&state, lang, StatusCode::OK, "logout", "logout_title", &data, cookies);
     }
     if let Some(token) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()) {
-        logout::end_session(&state, token, client_address(&req), now()).await.map_err(|e| internal(&state, lang, e))?;
+        logout::end_session(&state, token, client_address(&req), now()).await?;
     }
     let clear = removal(&state, SESSION_COOKIE);
     match request.post_logout_redirect_uri {

@@ -3,13 +3,44 @@
 use actix_web::cookie::Cookie;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
-use super::errors::{internal, Failure};
+use super::errors::Failure;
 use super::lang_of;
+use super::viewer::{Nav, Viewer};
 use crate::error::{now, InfraError};
 use crate::state::AppState;
 use crate::templates::{Lang, STYLE_CSS};
+
+/// Renders a page from its typed data (a `#[derive(Serialize)]` struct per page, so a missing or
+/// misspelt field is a compile error), with a status and cookies to set.
+pub fn render_page<T: serde::Serialize>(
+    state: &AppState,
+    lang: Lang,
+    status: StatusCode,
+    page: &str,
+    title_key: &str,
+    data: &T,
+    cookies: Vec<Cookie<'static>>,
+) -> Result<HttpResponse, Failure> {
+    render(state, lang, status, page, title_key, page_context(data)?, cookies)
+}
+
+/// The template context of a page's typed data: its fields at the top level, as `layout.hbs`
+/// and the page expect them.
+pub fn page_context<T: serde::Serialize>(data: &T) -> Result<Map<String, Value>, InfraError> {
+    match serde_json::to_value(data) {
+        // An absent value reads as "not there" to the templates (and lets `layout.hbs`'s
+        // defaults apply), as a missing key did.
+        Ok(Value::Object(mut map)) => {
+            map.retain(|_, v| !v.is_null());
+            Ok(map)
+        }
+        Ok(_) => Err(InfraError::Internal("page data is not a struct".into())),
+        Err(e) => Err(InfraError::Internal(format!("page data: {e}"))),
+    }
+}
 
 /// Renders a page with a status and cookies to set.
 pub fn render(
@@ -22,7 +53,7 @@ pub fn render(
     cookies: Vec<Cookie<'static>>,
 ) -> Result<HttpResponse, Failure> {
     super::lang_switch::apply(&mut ctx, other_lang(lang));
-    let body = state.templates.render(page, lang, title_key, ctx).map_err(|e| internal(state, lang, e))?;
+    let body = state.templates.render(page, lang, title_key, ctx)?;
     let mut r = HttpResponse::build(status);
     r.content_type("text/html; charset=utf-8").insert_header((header::CACHE_CONTROL, "no-store"));
     for c in cookies {
@@ -40,38 +71,62 @@ pub fn other_lang(lang: Lang) -> &'static str {
     }
 }
 
+/// The data of `home.hbs`.
+#[derive(Debug, Serialize)]
+struct HomePage {
+    /// Who is signed in (nobody: the sign-in button instead).
+    name: Option<String>,
+    account_name: Option<String>,
+    nav: Option<Nav>,
+    figures: Figures,
+    announcements: Vec<Announcement>,
+}
+
+/// The three figures at the top of the home page.
+#[derive(Debug, Serialize)]
+struct Figures {
+    online: i64,
+    today: i64,
+    total: i64,
+}
+
+/// One of 最新公告, with its publication time in Taipei time.
+#[derive(Debug, Serialize)]
+struct Announcement {
+    title: String,
+    body: String,
+    published: String,
+    published_iso: String,
+}
+
 /// Home: the figures and 最新公告 for everyone; for a signed-in person also who they are and
 /// the navigation their roles open. Everything comes from the database, so every node agrees.
 pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let mut ctx = Map::new();
-    if let Some(v) = super::viewer::viewer(&state, &req).await.map_err(|e| internal(&state, lang, e))? {
-        ctx.insert("name".into(), json!(v.person.name));
-        ctx.insert("account_name".into(), json!(v.account.account_name));
-        ctx.insert("nav".into(), v.nav());
-    }
+    let viewer = super::viewer::viewer(&state, &req).await?;
     let at = now();
     let (figures, live) = state
         .db
         .run(move |c| -> Result<_, InfraError> {
             Ok((crate::portal::figures(c, at)?, crate::portal::live_announcements(c, at, 20)?))
         })
-        .await
-        .map_err(|e| internal(&state, lang, e))?;
-    ctx.insert("figures".into(), json!({ "online": figures.online, "today": figures.today, "total": figures.total }));
-    let announcements: Vec<Value> = live
-        .into_iter()
-        .map(|a| {
-            json!({
-                "title": a.title,
-                "body": a.body,
-                "published": crate::portal::taipei::format(a.published_at),
-                "published_iso": format!("{}+08:00", crate::portal::taipei::format_input(a.published_at)),
+        .await?;
+    let data = HomePage {
+        name: viewer.as_ref().map(|v| v.person.name.clone()),
+        account_name: viewer.as_ref().and_then(|v| v.account.account_name.clone()),
+        nav: viewer.as_ref().map(Viewer::navigation),
+        figures: Figures { online: figures.online, today: figures.today, total: figures.total },
+        announcements: live
+            .into_iter()
+            .map(|a| Announcement {
+                published: crate::portal::taipei::format(a.published_at),
+                published_iso: format!("{}+08:00", crate::portal::taipei::format_input(a.published_at)),
+                title: a.title,
+                body: a.body,
             })
-        })
-        .collect();
-    ctx.insert("announcements".into(), Value::Array(announcements));
-    render(&state, lang, StatusCode::OK, "home", "home_title", ctx, vec![])
+            .collect(),
+    };
+    render_page(&state, lang, StatusCode::OK, "home", "home_title", &data, vec![])
 }
 
 pub async fn style() -> HttpResponse {

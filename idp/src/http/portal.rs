@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::errors::{internal, Failure};
+use super::errors::Failure;
 use super::lang_of;
 use super::pages::render;
 use super::viewer::require_signed_in;
@@ -49,8 +49,8 @@ pub fn applications(all: Vec<Client>, person: &Person) -> Vec<(String, Vec<Clien
 /// `GET /apps`.
 pub async fn apps(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let viewer = require_signed_in(&state, &req, lang).await?;
-    let all = state.db.run(clients::list).await.map_err(|e| internal(&state, lang, e))?;
+    let viewer = require_signed_in(&state, &req).await?;
+    let all = state.db.run(clients::list).await?;
     let groups: Vec<Value> = applications(all, &viewer.person)
         .into_iter()
         .enumerate()

@@ -7,11 +7,11 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
-use super::errors::{bearer, bearer_required, oauth, server_error, Failure};
-use super::{audit_request, client_address};
+use super::client_address;
+use super::errors::{bearer_required, invalid_token, oauth, Failure};
 use crate::error::now;
 use crate::oidc::clients::ClientError;
-use crate::oidc::registration::{self, Metadata, RegistrationError, MAX_REQUEST_BYTES};
+use crate::oidc::registration::{self, Metadata, MAX_REQUEST_BYTES};
 use crate::state::AppState;
 
 /// The bearer token of the request. No `Authorization: Bearer` at all is RFC 6750 §3.1's
@@ -37,24 +37,6 @@ fn bearer_token(req: &HttpRequest) -> Result<String, Failure> {
         return Err(invalid_token());
     }
     Ok(token.to_string())
-}
-
-fn invalid_token() -> Failure {
-    bearer(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is invalid, used or expired")
-}
-
-/// RFC 6749 §5.2 limits `error_description` to printable ASCII without `"` and `\`; metadata
-/// errors may quote what the client sent, so anything else is replaced.
-fn description(text: &str) -> String {
-    text.chars()
-        .take(300)
-        .map(|c| match c {
-            '–' | '—' => '-',
-            '"' | '\\' => '\'',
-            ' '..='~' => c,
-            _ => '?',
-        })
-        .collect()
 }
 
 /// The request body, within the registration limit.
@@ -90,29 +72,6 @@ fn json_response(status: StatusCode, v: &Value) -> HttpResponse {
         .body(v.to_string())
 }
 
-/// Turns a failure into its JSON answer, auditing refusals (never with the token).
-async fn refuse(state: &AppState, event: &'static str, address: String, e: RegistrationError) -> Failure {
-    let (outcome, failure) = match e {
-        RegistrationError::InvalidToken => ("invalid_token", invalid_token()),
-        RegistrationError::InvalidRequest(d) => {
-            ("invalid_request", oauth(StatusCode::BAD_REQUEST, "invalid_request", &description(&d)))
-        }
-        RegistrationError::Client(ClientError::RedirectUri(d)) => {
-            ("invalid_metadata", oauth(StatusCode::BAD_REQUEST, "invalid_redirect_uri", &description(&d)))
-        }
-        RegistrationError::Client(ClientError::Metadata(d)) => {
-            ("invalid_metadata", oauth(StatusCode::BAD_REQUEST, "invalid_client_metadata", &description(&d)))
-        }
-        RegistrationError::Client(ClientError::Infra(e)) => return server_error(&e, "registration"),
-        RegistrationError::Client(e @ ClientError::Exists(_)) => {
-            tracing::error!(error = %e, "client registration failed");
-            return oauth(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the request could not be completed");
-        }
-    };
-    audit_request(state, event, outcome, None, address).await;
-    failure
-}
-
 /// `POST /register`
 pub async fn register(
     state: web::Data<AppState>,
@@ -126,7 +85,7 @@ pub async fn register(
     let (base, addr) = (state.config.base().to_string(), address.clone());
     match state.db.run(move |c| registration::register(c, &token, meta, &base, &addr, now())).await {
         Ok(v) => Ok(json_response(StatusCode::CREATED, &v)),
-        Err(e) => Err(refuse(&state, "client.register", address, e).await),
+        Err(e) => Err(Failure::from(e).audited(&state, "client.register", address).await),
     }
 }
 
@@ -140,7 +99,7 @@ pub async fn read(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     let (id, base) = (client_id(&req), state.config.base().to_string());
     match state.db.run(move |c| registration::read(c, &id, &token, &base)).await {
         Ok(v) => Ok(json_response(StatusCode::OK, &v)),
-        Err(e) => Err(refuse(&state, "client.read", client_address(&req), e).await),
+        Err(e) => Err(Failure::from(e).audited(&state, "client.read", client_address(&req)).await),
     }
 }
 
@@ -162,7 +121,7 @@ pub async fn update(
             state.client_cache.forget(&id);
             Ok(json_response(StatusCode::OK, &v))
         }
-        Err(e) => Err(refuse(&state, "client.update", address, e).await),
+        Err(e) => Err(Failure::from(e).audited(&state, "client.update", address).await),
     }
 }
 
@@ -177,6 +136,6 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
             state.client_cache.forget(&id);
             Ok(HttpResponse::NoContent().insert_header((header::CACHE_CONTROL, "no-store")).finish())
         }
-        Err(e) => Err(refuse(&state, "client.delete", address, e).await),
+        Err(e) => Err(Failure::from(e).audited(&state, "client.delete", address).await),
     }
 }

@@ -4,13 +4,12 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::errors::{internal, Failure};
+use super::errors::Failure;
 use super::SESSION_COOKIE;
 use crate::accounts::{self, roles, Account, AccountState, Person, PersonStatus};
 use crate::authn::session::{self, Session};
 use crate::error::{now, InfraError};
 use crate::state::AppState;
-use crate::templates::Lang;
 
 /// The signed-in person.
 #[derive(Debug, Clone)]
@@ -29,13 +28,29 @@ impl Viewer {
 
     /// The `nav` context of `layout.hbs`: the site navigation a signed-in person gets on every
     /// page, with the links their roles open (the pages themselves check the roles again).
-    pub fn nav(&self) -> serde_json::Value {
-        serde_json::json!({
-            "name": self.person.name,
-            "hr": self.has("hr_staff") || self.has("helpdesk") || self.has("agency_card"),
-            "operator": self.has("operator"),
-        })
+    pub fn navigation(&self) -> Nav {
+        Nav {
+            name: self.person.name.clone(),
+            hr: self.has("hr_staff") || self.has("helpdesk") || self.has("agency_card"),
+            operator: self.has("operator"),
+        }
     }
+
+    /// [`Viewer::navigation`] for a page whose data is still a free-form map.
+    pub fn nav(&self) -> serde_json::Value {
+        serde_json::json!(self.navigation())
+    }
+}
+
+/// The site navigation of `layout.hbs` for a signed-in person.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Nav {
+    /// Shown as who is signed in.
+    pub name: String,
+    /// 權限與兼辦管理 (HR staff, helpdesk, an agency card).
+    pub hr: bool,
+    /// 系統管理 (operators).
+    pub operator: bool,
 }
 
 /// The live session of the request's cookie whose person may still sign in.
@@ -86,8 +101,8 @@ pub async fn viewer(state: &AppState, req: &HttpRequest) -> Result<Option<Viewer
 }
 
 /// The signed-in person, or a redirect to the sign-in page (which comes back to `back_to`).
-pub async fn require_signed_in(state: &AppState, req: &HttpRequest, lang: Lang) -> Result<Viewer, Failure> {
-    match viewer(state, req).await.map_err(|e| internal(state, lang, e))? {
+pub async fn require_signed_in(state: &AppState, req: &HttpRequest) -> Result<Viewer, Failure> {
+    match viewer(state, req).await? {
         Some(v) => Ok(v),
         None => Err(Failure::redirect("/login")),
     }

@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 
+use crate::audit::{self, Actor, Event};
 use crate::error::InfraError;
 use crate::store::db::models::ConsentRow;
 use crate::store::db::schema::consents;
@@ -17,14 +18,16 @@ pub fn covers(conn: &mut DbConn, account_id: &str, client_id: &str, scope: &[Str
     }))
 }
 
-/// Records consent, adding to what was allowed before.
-pub fn grant(
+/// Records the consent a person (`actor`, signed in as that account) gave, adding to what was
+/// allowed before, audited as `consent.grant` with the scopes in the same transaction.
+pub fn grant_by(
     conn: &mut DbConn,
-    account_id: &str,
+    actor: &Actor,
     client_id: &str,
     scope: &[String],
     now: i64,
 ) -> Result<(), InfraError> {
+    let account_id = actor.id.as_str();
     conn.transaction(|conn| {
         let row: Option<ConsentRow> = consents::table
             .find((account_id, client_id))
@@ -46,7 +49,13 @@ pub fn grant(
                 created_at: now,
             })
             .execute(conn)?;
-        Ok(())
+        let e = Event {
+            account_id: Some(account_id),
+            client_id: Some(client_id),
+            detail: scope.join(" "),
+            ..actor.event("consent.grant", "success")
+        };
+        audit::record(conn, e, now)
     })
 }
 

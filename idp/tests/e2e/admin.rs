@@ -415,7 +415,7 @@ fn settings(idp: &Idp, client_id: &str) -> serde_json::Value {
     let mut v: serde_json::Value =
         serde_json::from_str(&idp.cli_ok(&["clients", "show", client_id, "--json"])).unwrap();
     let o = v.as_object_mut().unwrap();
-    for k in ["client_id", "created_at", "updated_at"] {
+    for k in ["client_id", "client_id_issued_at", "created_at", "updated_at"] {
         o.remove(k);
     }
     v

@@ -351,6 +351,12 @@ async fn consent_is_asked_remembered_and_deny_gives_access_denied() {
     let (csrf, tx) = (page.input("csrf_token").unwrap(), page.input("tx").unwrap());
     let r = w.browser.post("/consent", &[("csrf_token", &csrf), ("tx", &tx), ("decision", "allow")]).await;
     assert!(query_param(&r.location.unwrap(), "code").is_some());
+    // The grant is audited with the client and the scopes, in the transaction that recorded it.
+    let granted = w.idp.audit_events("consent.grant");
+    assert_eq!(granted.len(), 1, "{granted:?}");
+    let (outcome, account, client, detail) = &granted[0];
+    assert_eq!((outcome.as_str(), client.as_deref()), ("success", Some(w.client_id.as_str())));
+    assert!(account.is_some() && detail == "openid profile", "{granted:?}");
     assert!(query_param(&w.authorize("&scope=openid%20profile").await.location.unwrap(), "code").is_some());
     // A wider scope or prompt=consent asks again.
     assert!(w.authorize("&scope=openid%20email").await.location.unwrap().starts_with("/consent"));

@@ -121,7 +121,7 @@ async fn announcements_appear_when_published_and_leave_when_expired() {
                 published_at,
                 expires_at,
             };
-            idp::portal::create_announcement(&mut c, input, "test", t).unwrap()
+            idp::portal::create_announcement_by(&mut c, input, &idp::audit::Actor::named("test"), t).unwrap()
         })
         .collect()
     };
@@ -137,7 +137,7 @@ async fn announcements_appear_when_published_and_leave_when_expired() {
     {
         let db = idp.db();
         let mut c = db.get().unwrap();
-        assert!(idp::portal::expire_announcement(&mut c, &ids[1], now()).unwrap());
+        assert!(idp::portal::expire_announcement_by(&mut c, &ids[1], &idp::audit::Actor::named("test"), now()).unwrap());
     }
     let home = b.get("/").await.body;
     assert!(!home.contains("newest notice"));

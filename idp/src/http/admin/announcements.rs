@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::{field, Operator};
 use crate::error::{now, InfraError};
+use crate::http::errors::Failure;
 use crate::http::form::CheckedForm;
 use crate::portal::{self, taipei, AnnouncementError, AnnouncementInput};
 use crate::state::AppState;
@@ -55,27 +56,23 @@ async fn list_page(
     op: &Operator,
     status: StatusCode,
     mut ctx: Map<String, Value>,
-) -> Result<HttpResponse, actix_web::Error> {
+) -> Result<HttpResponse, Failure> {
     let at = now();
-    let all = state.db.run(portal::all_announcements).await.map_err(|e| op.internal(state, e))?;
+    let all = state.db.run(portal::all_announcements).await?;
     ctx.insert("announcements".into(), Value::Array(all.iter().map(|a| row_json(a, at)).collect()));
-    Ok(op.show(state, req, status, "admin_announcements", "admin_announcements_title", ctx)?)
+    op.show(state, req, status, "admin_announcements", "admin_announcements_title", ctx)
 }
 
 /// `GET /admin/announcements`: every announcement and the form for a new one.
-pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
     list_page(&state, &req, &op, StatusCode::OK, Map::new()).await
 }
 
 /// `POST /admin/announcements`.
-pub async fn create(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, actix_web::Error> {
+pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    let p = op.form(&state, &req, &body)?;
+    let p = op.form(&req, &body)?;
     let at = now();
     let refuse = |key: &'static str| {
         let mut ctx = Map::new();
@@ -87,21 +84,17 @@ pub async fn create(
         Ok(i) => i,
         Err(key) => return list_page(&state, &req, &op, StatusCode::UNPROCESSABLE_ENTITY, refuse(key)).await,
     };
-    let by = op.viewer.account.id.clone();
+    let actor = op.actor();
     let done = state
         .db
-        .run(move |c| -> Result<_, InfraError> { Ok(portal::create_announcement(c, input, &by, at)) })
-        .await
-        .map_err(|e| op.internal(&state, e))?;
+        .run(move |c| -> Result<_, InfraError> { Ok(portal::create_announcement_by(c, input, &actor, at)) })
+        .await?;
     match done {
-        Ok(id) => {
-            op.audit(&state, "announcement.create", "success", None, format!("announcement {id}")).await?;
-            Ok(crate::http::viewer::see_other("/admin/announcements"))
-        }
+        Ok(_) => Ok(crate::http::viewer::see_other("/admin/announcements")),
         Err(AnnouncementError::Invalid(key)) => {
             list_page(&state, &req, &op, StatusCode::UNPROCESSABLE_ENTITY, refuse(key)).await
         }
-        Err(AnnouncementError::Infra(e)) => Err(op.internal(&state, e).into()),
+        Err(AnnouncementError::Infra(e)) => Err(Failure::from(e)),
     }
 }
 
@@ -110,77 +103,63 @@ fn id_of(req: &HttpRequest) -> String {
 }
 
 /// `GET /admin/announcements/{id}`.
-pub async fn edit_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+pub async fn edit_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
     let id = id_of(&req);
-    let found = state.db.run(move |c| portal::announcement(c, &id)).await.map_err(|e| op.internal(&state, e))?;
-    let Some(a) = found else { return Err(op.not_found(&state).into()) };
+    let found = state.db.run(move |c| portal::announcement(c, &id)).await?;
+    let Some(a) = found else { return Err(Failure::not_found()) };
     let mut ctx = Map::new();
     ctx.insert("form".into(), row_json(&a, now()));
-    Ok(op.show(&state, &req, StatusCode::OK, "admin_announcement_form", "admin_announcement_edit_title", ctx)?)
+    op.show(&state, &req, StatusCode::OK, "admin_announcement_form", "admin_announcement_edit_title", ctx)
 }
 
 /// `POST /admin/announcements/{id}`.
-pub async fn update(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, actix_web::Error> {
+pub async fn update(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    let p = op.form(&state, &req, &body)?;
+    let p = op.form(&req, &body)?;
     let id = id_of(&req);
     let at = now();
-    let refuse = |key: &'static str| -> Result<HttpResponse, actix_web::Error> {
+    let refuse = |key: &'static str| -> Result<HttpResponse, Failure> {
         let mut ctx = Map::new();
         let mut form = typed(&p);
         form["id"] = json!(id);
         ctx.insert("form".into(), form);
         ctx.insert("error_key".into(), json!(key));
-        Ok(op.show(
+        op.show(
             &state,
             &req,
             StatusCode::UNPROCESSABLE_ENTITY,
             "admin_announcement_form",
             "admin_announcement_edit_title",
             ctx,
-        )?)
+        )
     };
     let input = match read(&p, at) {
         Ok(i) => i,
         Err(key) => return refuse(key),
     };
-    let key = id.clone();
+    let (key, actor) = (id.clone(), op.actor());
     let done = state
         .db
-        .run(move |c| -> Result<_, InfraError> { Ok(portal::update_announcement(c, &key, input, at)) })
-        .await
-        .map_err(|e| op.internal(&state, e))?;
+        .run(move |c| -> Result<_, InfraError> { Ok(portal::update_announcement_by(c, &key, input, &actor, at)) })
+        .await?;
     match done {
-        Ok(true) => {
-            op.audit(&state, "announcement.update", "success", None, format!("announcement {id}")).await?;
-            Ok(crate::http::viewer::see_other("/admin/announcements"))
-        }
-        Ok(false) => Err(op.not_found(&state).into()),
+        Ok(true) => Ok(crate::http::viewer::see_other("/admin/announcements")),
+        Ok(false) => Err(Failure::not_found()),
         Err(AnnouncementError::Invalid(key)) => refuse(key),
-        Err(AnnouncementError::Infra(e)) => Err(op.internal(&state, e).into()),
+        Err(AnnouncementError::Infra(e)) => Err(Failure::from(e)),
     }
 }
 
 /// `POST /admin/announcements/{id}/expire`: takes it off the home page now.
-pub async fn expire(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, actix_web::Error> {
+pub async fn expire(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    op.form(&state, &req, &body)?;
+    op.form(&req, &body)?;
     let id = id_of(&req);
-    let key = id.clone();
-    let found =
-        state.db.run(move |c| portal::expire_announcement(c, &key, now())).await.map_err(|e| op.internal(&state, e))?;
+    let actor = op.actor();
+    let found = state.db.run(move |c| portal::expire_announcement_by(c, &id, &actor, now())).await?;
     if !found {
-        return Err(op.not_found(&state).into());
+        return Err(Failure::not_found());
     }
-    op.audit(&state, "announcement.expire", "success", None, format!("announcement {id}")).await?;
     Ok(crate::http::viewer::see_other("/admin/announcements"))
 }

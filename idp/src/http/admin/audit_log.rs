@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::Operator;
 use crate::audit::{self, mask_national_ids, Query};
+use crate::http::errors::Failure;
 use crate::oidc::params::Params;
 use crate::portal::taipei;
 use crate::state::AppState;
@@ -44,7 +45,7 @@ fn bounded(s: String) -> Option<String> {
 
 /// `GET /admin/audit?event=&outcome=&account_id=&client_id=&from=&to=&page=`. A GET form: it
 /// changes nothing, and its address can be bookmarked or shared between operators.
-pub async fn search(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+pub async fn search(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
     let p = Params::parse(req.query_string().as_bytes()).unwrap_or_default();
     // A GET form changes nothing, so it carries no CSRF token; its fields are trimmed as a posted one's.
@@ -67,11 +68,7 @@ pub async fn search(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
     let (rows, more) = if bad_date {
         (vec![], false)
     } else {
-        state
-            .db
-            .run(move |c| audit::search(c, &query, (page_no - 1) * PAGE_SIZE, PAGE_SIZE))
-            .await
-            .map_err(|e| op.internal(&state, e))?
+        state.db.run(move |c| audit::search(c, &query, (page_no - 1) * PAGE_SIZE, PAGE_SIZE)).await?
     };
     // Looking at the log is itself worth a line in it (filters are ids, never national IDs).
     let filters = format!(
@@ -136,5 +133,5 @@ pub async fn search(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
     if bad_date {
         ctx.insert("error_key".into(), json!("err_audit_date"));
     }
-    Ok(op.show(&state, &req, StatusCode::OK, "admin_audit", "admin_audit_title", ctx)?)
+    op.show(&state, &req, StatusCode::OK, "admin_audit", "admin_audit_title", ctx)
 }

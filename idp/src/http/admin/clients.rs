@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::{field, Operator};
 use crate::error::{now, InfraError};
+use crate::http::errors::Failure;
 use crate::http::form::CheckedForm;
 use crate::oidc::clients::{self, Audience, Client, ClientError, NewClient, Portal};
 use crate::state::AppState;
@@ -169,12 +170,12 @@ fn client_id_of(req: &HttpRequest) -> String {
     req.match_info().get("id").unwrap_or("").to_string()
 }
 
-async fn load(state: &AppState, op: &Operator, id: &str) -> Result<Client, actix_web::Error> {
+async fn load(state: &AppState, id: &str) -> Result<Client, Failure> {
     let key = id.to_string();
     match state.db.run(move |c| clients::get(c, &key)).await {
         Ok(Some(c)) => Ok(c),
-        Ok(None) => Err(op.not_found(state).into()),
-        Err(e) => Err(op.internal(state, e).into()),
+        Ok(None) => Err(Failure::not_found()),
+        Err(e) => Err(Failure::from(e)),
     }
 }
 
@@ -199,21 +200,21 @@ fn summary(c: &Client) -> Value {
 }
 
 /// `GET /admin/clients`.
-pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    let all = state.db.run(clients::list).await.map_err(|e| op.internal(&state, e))?;
+    let all = state.db.run(clients::list).await?;
     let mut ctx = Map::new();
     ctx.insert("clients".into(), Value::Array(all.iter().map(summary).collect()));
-    Ok(op.show(&state, &req, StatusCode::OK, "admin_clients", "admin_clients_title", ctx)?)
+    op.show(&state, &req, StatusCode::OK, "admin_clients", "admin_clients_title", ctx)
 }
 
 /// `GET /admin/clients/new`.
-pub async fn new_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+pub async fn new_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
     let mut ctx = Map::new();
     let form = ClientForm { scope: NewClient::new("", vec![]).scope.join(" "), ..Default::default() };
     form.context(&mut ctx);
-    Ok(op.show(&state, &req, StatusCode::OK, "admin_client_form", "admin_client_new_title", ctx)?)
+    op.show(&state, &req, StatusCode::OK, "admin_client_form", "admin_client_new_title", ctx)
 }
 
 fn refused(
@@ -223,9 +224,9 @@ fn refused(
     form: &ClientForm,
     editing: Option<&Client>,
     e: ClientError,
-) -> Result<HttpResponse, actix_web::Error> {
+) -> Result<HttpResponse, Failure> {
     if let ClientError::Infra(e) = e {
-        return Err(op.internal(state, e).into());
+        return Err(Failure::from(e));
     }
     let mut ctx = Map::new();
     form.context(&mut ctx);
@@ -238,17 +239,13 @@ fn refused(
         }
         None => "admin_client_new_title",
     };
-    Ok(op.show(state, req, StatusCode::UNPROCESSABLE_ENTITY, "admin_client_form", title, ctx)?)
+    op.show(state, req, StatusCode::UNPROCESSABLE_ENTITY, "admin_client_form", title, ctx)
 }
 
 /// `POST /admin/clients`: creates a client and shows its secret this once.
-pub async fn create(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, actix_web::Error> {
+pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    let p = op.form(&state, &req, &body)?;
+    let p = op.form(&req, &body)?;
     let form = ClientForm::read(&p);
     let new = match form.to_new(None) {
         Ok(n) => n,
@@ -256,11 +253,8 @@ pub async fn create(
     };
     // The database error and the refusal travel separately: `Db::run` wants an `InfraError`.
     let actor = op.actor();
-    let created = state
-        .db
-        .run(move |c| -> Result<_, InfraError> { Ok(clients::create_by(c, new, &actor, now())) })
-        .await
-        .map_err(|e| op.internal(&state, e))?;
+    let created =
+        state.db.run(move |c| -> Result<_, InfraError> { Ok(clients::create_by(c, new, &actor, now())) }).await?;
     let (client, secret) = match created {
         Ok(done) => done,
         Err(e) => return refused(&state, &req, &op, &form, None, e),
@@ -269,42 +263,35 @@ pub async fn create(
     ctx.insert("client".into(), summary(&client));
     ctx.insert("secret".into(), json!(secret));
     ctx.insert("notice_key".into(), json!("admin_client_created"));
-    Ok(op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_client_created", ctx)?)
+    op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_client_created", ctx)
 }
 
 /// `GET /admin/clients/{id}`.
-pub async fn edit_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+pub async fn edit_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    let client = load(&state, &op, &client_id_of(&req)).await?;
+    let client = load(&state, &client_id_of(&req)).await?;
     let mut ctx = Map::new();
     ClientForm::of(&client).context(&mut ctx);
     ctx.insert("editing".into(), summary(&client));
-    Ok(op.show(&state, &req, StatusCode::OK, "admin_client_form", "admin_client_edit_title", ctx)?)
+    op.show(&state, &req, StatusCode::OK, "admin_client_form", "admin_client_edit_title", ctx)
 }
 
 /// `POST /admin/clients/{id}`: saves the edited metadata.
-pub async fn update(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, actix_web::Error> {
+pub async fn update(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    let p = op.form(&state, &req, &body)?;
-    let existing = load(&state, &op, &client_id_of(&req)).await?;
+    let p = op.form(&req, &body)?;
+    let existing = load(&state, &client_id_of(&req)).await?;
     let form = ClientForm::read(&p);
     let new = match form.to_new(Some(&existing)) {
         Ok(n) => n,
         Err(e) => return refused(&state, &req, &op, &form, Some(&existing), e),
     };
     let (id, actor) = (existing.client_id.clone(), op.actor());
-    let saved = state
-        .db
-        .run(move |c| -> Result<_, InfraError> { Ok(clients::edit_by(c, &id, new, &actor, now())) })
-        .await
-        .map_err(|e| op.internal(&state, e))?;
+    let saved =
+        state.db.run(move |c| -> Result<_, InfraError> { Ok(clients::edit_by(c, &id, new, &actor, now())) }).await?;
     match saved {
         Ok(Some(_)) => {}
-        Ok(None) => return Err(op.not_found(&state).into()),
+        Ok(None) => return Err(Failure::not_found()),
         Err(e) => return refused(&state, &req, &op, &form, Some(&existing), e),
     }
     state.client_cache.forget(&existing.client_id);
@@ -317,28 +304,24 @@ pub async fn rotate_secret(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
-) -> Result<HttpResponse, actix_web::Error> {
+) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    let form = op.form(&state, &req, &body)?;
+    let form = op.form(&req, &body)?;
     let overlap = match field(&form, "old_secret_valid_for") {
         f if f.is_empty() => "0".to_string(),
         f => f,
     };
     let overlap = clients::parse_secret_overlap(&overlap)
-        .map_err(|e| crate::http::errors::page(&state, op.lang, StatusCode::BAD_REQUEST, "err_bad_request", Some(e)))?;
-    let client = load(&state, &op, &client_id_of(&req)).await?;
+        .map_err(|e| Failure::page(StatusCode::BAD_REQUEST, "err_bad_request", Some(e)))?;
+    let client = load(&state, &client_id_of(&req)).await?;
     let (id, actor) = (client.client_id.clone(), op.actor());
-    let rotated = state
-        .db
-        .run(move |c| clients::rotate_secret_by(c, &id, overlap, &actor, now()))
-        .await
-        .map_err(|e| op.internal(&state, e))?;
+    let rotated = state.db.run(move |c| clients::rotate_secret_by(c, &id, overlap, &actor, now())).await?;
     state.client_cache.forget(&client.client_id);
     let mut ctx = Map::new();
     ctx.insert("client".into(), summary(&client));
     ctx.insert("secret".into(), json!(rotated.as_ref().map(|r| &r.secret)));
     ctx.insert("old_valid_until".into(), json!(rotated.and_then(|r| r.old_valid_until).map(crate::mail::local_time)));
-    Ok(op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_secret_rotated", ctx)?)
+    op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_secret_rotated", ctx)
 }
 
 /// `POST /admin/clients/{id}/state` with `disabled=1` or `0`.
@@ -346,53 +329,44 @@ pub async fn set_state(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
-) -> Result<HttpResponse, actix_web::Error> {
+) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    let p = op.form(&state, &req, &body)?;
+    let p = op.form(&req, &body)?;
     let disable = field(&p, "disabled") == "1";
     let id = client_id_of(&req);
     let (key, actor) = (id.clone(), op.actor());
-    let found = state
-        .db
-        .run(move |c| clients::set_disabled_by(c, &key, disable, &actor, now()))
-        .await
-        .map_err(|e| op.internal(&state, e))?;
+    let found = state.db.run(move |c| clients::set_disabled_by(c, &key, disable, &actor, now())).await?;
     if !found {
-        return Err(op.not_found(&state).into());
+        return Err(Failure::not_found());
     }
     state.client_cache.forget(&id);
     Ok(super::super::viewer::see_other(&format!("/admin/clients/{id}")))
 }
 
 /// `POST /admin/clients/{id}/delete` with `confirm=1`.
-pub async fn delete(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, actix_web::Error> {
+pub async fn delete(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    let p = op.form(&state, &req, &body)?;
+    let p = op.form(&req, &body)?;
     let id = client_id_of(&req);
     if field(&p, "confirm") != "1" {
-        let client = load(&state, &op, &id).await?;
+        let client = load(&state, &id).await?;
         let mut ctx = Map::new();
         ClientForm::of(&client).context(&mut ctx);
         ctx.insert("editing".into(), summary(&client));
         ctx.insert("error_key".into(), json!("err_confirm_delete"));
-        return Ok(op.show(
+        return op.show(
             &state,
             &req,
             StatusCode::UNPROCESSABLE_ENTITY,
             "admin_client_form",
             "admin_client_edit_title",
             ctx,
-        )?);
+        );
     }
     let (key, actor) = (id.clone(), op.actor());
-    let found =
-        state.db.run(move |c| clients::delete_by(c, &key, &actor, now())).await.map_err(|e| op.internal(&state, e))?;
+    let found = state.db.run(move |c| clients::delete_by(c, &key, &actor, now())).await?;
     if !found {
-        return Err(op.not_found(&state).into());
+        return Err(Failure::not_found());
     }
     state.client_cache.forget(&id);
     Ok(super::super::viewer::see_other("/admin/clients"))

@@ -9,7 +9,9 @@ use serde_json::{json, Map, Value};
 use super::Operator;
 use crate::accounts::register::{self, ImportError, Register, AGENCY_COLUMNS, PERSONNEL_COLUMNS};
 use crate::error::{now, InfraError};
-use crate::http::form::{CheckedForm, MAX_UPLOAD};
+use crate::http::errors::Failure;
+use crate::http::form::{CheckedForm, FormError, MAX_UPLOAD};
+use crate::oidc::params::ParamError;
 use crate::state::AppState;
 
 /// The largest import form accepted; bigger registers go through `idp personnel import`.
@@ -21,11 +23,11 @@ fn headers(ctx: &mut Map<String, Value>) {
 }
 
 /// `GET /admin/imports`.
-pub async fn form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+pub async fn form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
     let mut ctx = Map::new();
     headers(&mut ctx);
-    Ok(op.show(&state, &req, StatusCode::OK, "admin_imports", "admin_imports_title", ctx)?)
+    op.show(&state, &req, StatusCode::OK, "admin_imports", "admin_imports_title", ctx)
 }
 
 /// `POST /admin/imports/{agencies|personnel}` with `csv`.
@@ -33,22 +35,22 @@ pub async fn submit(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
-) -> Result<HttpResponse, actix_web::Error> {
+) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
     // The body is read only now, after the role check, so that nobody but an operator can make
     // the server take in a large upload.
-    let Ok(body) = payload.to_bytes_limited(MAX_FORM_BYTES).await else {
-        let page = crate::http::errors::page(&state, op.lang, StatusCode::PAYLOAD_TOO_LARGE, "err_too_large", None);
-        return Err(page.into());
+    let body = match payload.to_bytes_limited(MAX_FORM_BYTES).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => return Err(FormError::Malformed(ParamError::Encoding).into()),
+        Err(_) => return Err(FormError::TooLarge.into()),
     };
-    let body = body?;
     let personnel = match req.match_info().get("kind") {
         Some("personnel") => true,
         Some("agencies") => false,
-        _ => return Err(op.not_found(&state).into()),
+        _ => return Err(Failure::not_found()),
     };
     // The CSV is the one field allowed past the per-value limit of protocol parameters.
-    let form = CheckedForm::read_upload(&state, &req, op.lang, &body, "csv")?;
+    let form = CheckedForm::read_upload(&req, &body, "csv")?;
     let bytes = form.secret("csv").replace("\r\n", "\n").into_bytes();
     let protector = state.protector.clone();
     let register = if personnel { Register::Personnel } else { Register::Agencies };
@@ -59,8 +61,7 @@ pub async fn submit(
         .run_long(move |c| -> Result<_, InfraError> {
             Ok(register::import(c, &protector, register, bytes.as_slice(), &actor, now()))
         })
-        .await
-        .map_err(|e| op.internal(&state, e))?;
+        .await?;
     let mut ctx = Map::new();
     ctx.insert("kind_key".into(), json!(if personnel { "admin_import_personnel" } else { "admin_import_agencies" }));
     headers(&mut ctx);
@@ -85,6 +86,6 @@ pub async fn submit(
                 ctx,
             )?)
         }
-        Err(ImportError::Infra(e)) => Err(op.internal(&state, e).into()),
+        Err(ImportError::Infra(e)) => Err(Failure::from(e)),
     }
 }

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::{field, Operator};
 use crate::error::{now, InfraError};
+use crate::http::errors::Failure;
 use crate::oidc::keys::{self, KeyPolicy};
 use crate::portal::taipei;
 use crate::state::AppState;
@@ -15,9 +16,9 @@ async fn page(
     req: &HttpRequest,
     op: &Operator,
     notices: Vec<String>,
-) -> Result<HttpResponse, actix_web::Error> {
+) -> Result<HttpResponse, Failure> {
     let policy = KeyPolicy::from_config(&state.config);
-    let all = state.db.run(move |c| keys::list(c, policy.retention, now())).await.map_err(|e| op.internal(state, e))?;
+    let all = state.db.run(move |c| keys::list(c, policy.retention, now())).await?;
     let opt = |t: Option<i64>| t.map(taipei::format).unwrap_or_else(|| "—".into());
     let rows: Vec<Value> = all
         .iter()
@@ -38,28 +39,24 @@ async fn page(
     ctx.insert("keys".into(), Value::Array(rows));
     ctx.insert("notices".into(), json!(notices));
     ctx.insert("delay_minutes".into(), json!(policy.activation_delay / 60));
-    Ok(op.show(state, req, StatusCode::OK, "admin_keys", "admin_keys_title", ctx)?)
+    op.show(state, req, StatusCode::OK, "admin_keys", "admin_keys_title", ctx)
 }
 
 /// `GET /admin/keys`.
-pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
     page(&state, &req, &op, vec![]).await
 }
 
 /// `POST /admin/keys/rotate` with `alg` (`ES256`, `RS256` or `all`) and optionally `now=1`
 /// (emergency: the new key signs at once).
-pub async fn rotate(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, actix_web::Error> {
+pub async fn rotate(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    let p = op.form(&state, &req, &body)?;
+    let p = op.form(&req, &body)?;
     let alg = field(&p, "alg");
     let algs = keys::algorithms_named(if alg.is_empty() { "all" } else { &alg });
     if algs.is_empty() {
-        return Err(crate::http::errors::page(&state, op.lang, StatusCode::BAD_REQUEST, "err_bad_request", None).into());
+        return Err(Failure::page(StatusCode::BAD_REQUEST, "err_bad_request", None));
     }
     let at_once = field(&p, "now") == "1";
     let policy = KeyPolicy::from_config(&state.config);
@@ -73,7 +70,6 @@ pub async fn rotate(
             keyset.reload(c, &protector, t)?;
             Ok(report)
         })
-        .await
-        .map_err(|e| op.internal(&state, e))?;
+        .await?;
     page(&state, &req, &op, report.details).await
 }

@@ -13,7 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::errors::{internal, page, Failure};
+use super::errors::Failure;
 use super::form::CheckedForm;
 use super::pages::render;
 use super::viewer::{require_signed_in, Viewer};
@@ -77,7 +77,7 @@ impl Operator {
     /// knowing about).
     pub async fn of(state: &AppState, req: &HttpRequest) -> Result<Self, Failure> {
         let lang = lang_of(req, None);
-        let viewer = require_signed_in(state, req, lang).await?;
+        let viewer = require_signed_in(state, req).await?;
         let address = client_address(req);
         if !viewer.has("operator") {
             let (id, addr, path) = (viewer.account.id.clone(), address.clone(), req.path().chars().take(100).collect());
@@ -86,7 +86,7 @@ impl Operator {
                 audit::record(c, e, now())
             })
             .await;
-            return Err(page(state, lang, StatusCode::FORBIDDEN, "err_forbidden", None));
+            return Err(Failure::page(StatusCode::FORBIDDEN, "err_forbidden", None));
         }
         Ok(Self { viewer, lang, address })
     }
@@ -96,8 +96,8 @@ impl Operator {
         Actor::person(&self.viewer.account.id, &self.address)
     }
 
-    /// Records what the operator did that no domain function records itself (announcements,
-    /// client state). Details carry ids and counts, never personal data.
+    /// Records what the operator looked at that no domain function records itself (a search of
+    /// the audit log). Details carry ids and counts, never personal data.
     pub async fn audit(
         &self,
         state: &AppState,
@@ -114,7 +114,7 @@ impl Operator {
                 audit::record(c, e, now())
             })
             .await
-            .map_err(|e| internal(state, self.lang, e))
+            .map_err(Failure::from)
     }
 
     /// Renders an operator page: the CSRF token for its forms, the navigation, the wide layout.
@@ -135,16 +135,8 @@ impl Operator {
     }
 
     /// A posted form, after its CSRF token has been checked.
-    pub fn form(&self, state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<CheckedForm, Failure> {
-        CheckedForm::read(state, req, self.lang, body)
-    }
-
-    pub fn not_found(&self, state: &AppState) -> Failure {
-        page(state, self.lang, StatusCode::NOT_FOUND, "err_not_found", None)
-    }
-
-    pub fn internal(&self, state: &AppState, e: crate::error::InfraError) -> Failure {
-        internal(state, self.lang, e)
+    pub fn form(&self, req: &HttpRequest, body: &[u8]) -> Result<CheckedForm, Failure> {
+        CheckedForm::read(req, body)
     }
 }
 

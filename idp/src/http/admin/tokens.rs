@@ -8,6 +8,7 @@ use serde_json::{json, Map};
 
 use super::{field, Operator};
 use crate::error::now;
+use crate::http::errors::Failure;
 use crate::oidc::registration;
 use crate::state::AppState;
 
@@ -15,30 +16,22 @@ use crate::state::AppState;
 const TTL_HOURS: [u64; 4] = [1, 24, 168, 720];
 
 /// `GET /admin/registration-tokens`.
-pub async fn form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+pub async fn form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    Ok(op.show(&state, &req, StatusCode::OK, "admin_registration_tokens", "admin_tokens_title", Map::new())?)
+    op.show(&state, &req, StatusCode::OK, "admin_registration_tokens", "admin_tokens_title", Map::new())
 }
 
 /// `POST /admin/registration-tokens` with `ttl_hours`.
-pub async fn issue(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, actix_web::Error> {
+pub async fn issue(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    let p = op.form(&state, &req, &body)?;
+    let p = op.form(&req, &body)?;
     let hours = field(&p, "ttl_hours").parse::<u64>().ok().filter(|h| TTL_HOURS.contains(h)).unwrap_or(24);
     let ttl = Duration::from_secs(hours * 3600);
     let actor = op.actor();
-    let issued = state
-        .db
-        .run(move |c| registration::issue_initial_access_token(c, ttl, &actor, now()))
-        .await
-        .map_err(|e| op.internal(&state, e))?;
+    let issued = state.db.run(move |c| registration::issue_initial_access_token(c, ttl, &actor, now())).await?;
     let expires = crate::portal::taipei::format(issued.expires_at);
     let mut ctx = Map::new();
     ctx.insert("token".into(), json!(issued.token));
     ctx.insert("expires".into(), json!(expires));
-    Ok(op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_token_issued", ctx)?)
+    op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_token_issued", ctx)
 }
