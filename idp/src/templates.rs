@@ -7,6 +7,7 @@ use handlebars::Handlebars;
 use serde_json::{Map, Value};
 
 use crate::error::InfraError;
+use crate::site::Site;
 
 /// A page language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +59,7 @@ impl Lang {
     }
 }
 
-const PAGES: [(&str, &str); 30] = [
+const PAGES: [(&str, &str); 31] = [
     ("card_identify", include_str!("../../templates/card_identify.hbs")),
     ("consent", include_str!("../../templates/consent.hbs")),
     ("layout", include_str!("../../templates/layout.hbs")),
@@ -89,6 +90,7 @@ const PAGES: [(&str, &str); 30] = [
     ("forgot", include_str!("../../templates/forgot.hbs")),
     ("forgot_sent", include_str!("../../templates/forgot_sent.hbs")),
     ("forgot_ask", include_str!("../../templates/forgot_ask.hbs")),
+    ("helpdesk_contact", include_str!("../../templates/helpdesk_contact.hbs")),
 ];
 
 /// The card sign-in script, served at `/static/card.js`.
@@ -101,11 +103,18 @@ pub const STYLE_CSS: &str = include_str!("../../templates/static/style.css");
 pub struct Templates {
     hb: Handlebars<'static>,
     strings: HashMap<&'static str, Map<String, Value>>,
+    /// Who runs the site: every page gets it as `site` (header, footer, helpdesk contact).
+    site: Site,
 }
 
 impl Templates {
-    /// Compiles every page; a broken template fails at start, not on first use.
+    /// Compiles every page with the built-in site identity.
     pub fn new() -> Result<Self, InfraError> {
+        Self::for_site(Site::default())
+    }
+
+    /// Compiles every page; a broken template fails at start, not on first use.
+    pub fn for_site(site: Site) -> Result<Self, InfraError> {
         let mut hb = Handlebars::new();
         hb.set_strict_mode(false);
         for (name, source) in PAGES {
@@ -121,7 +130,7 @@ impl Templates {
                 serde_json::from_str(source).map_err(|e| InfraError::Internal(format!("translations {lang}: {e}")))?;
             strings.insert(lang, map);
         }
-        Ok(Self { hb, strings })
+        Ok(Self { hb, strings, site })
     }
 
     /// A translated message.
@@ -143,6 +152,7 @@ impl Templates {
             ctx.insert("error".into(), Value::String(self.text(lang, &key)));
         }
         ctx.insert("t".into(), Value::Object(t));
+        ctx.insert("site".into(), self.site.context(lang));
         ctx.insert("lang".into(), Value::String(lang.tag().into()));
         let other = if lang == Lang::ZhTw { Lang::En } else { Lang::ZhTw };
         ctx.insert("other_lang".into(), Value::String(other.tag().into()));

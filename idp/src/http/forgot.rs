@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 
 use super::errors::{internal, Failure};
 use super::form::CheckedForm;
@@ -74,7 +74,7 @@ pub async fn submit(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     }
     let work = state.clone();
     actix_web::rt::spawn(async move { fulfil(&work, nid, email, address).await });
-    let mut ctx = helpdesk(&state);
+    let mut ctx = Map::new();
     ctx.insert("hours".into(), json!(state.config.login.one_time_password_ttl.as_secs() / 3600));
     render(&state, lang, StatusCode::OK, "forgot_sent", "forgot_sent_title", ctx, vec![])
 }
@@ -160,22 +160,6 @@ async fn fulfil(state: &AppState, nid: NationalId, email: String, address: Strin
     }
 }
 
-/// Whom to ask where this page cannot help: the helpdesk's contact from `site.*`.
-fn helpdesk(state: &AppState) -> Map<String, Value> {
-    let s = &state.config.site;
-    let mut ctx = Map::new();
-    for (k, v) in [
-        ("helpdesk_phone", &s.helpdesk_phone),
-        ("helpdesk_hours", &s.helpdesk_hours),
-        ("helpdesk_email", &s.helpdesk_email),
-    ] {
-        if !v.trim().is_empty() {
-            ctx.insert(k.into(), json!(v.trim()));
-        }
-    }
-    ctx
-}
-
 /// The form, with what was typed and an optional message.
 fn form(
     state: &AppState,
@@ -187,7 +171,7 @@ fn form(
     error_key: Option<&str>,
 ) -> Result<HttpResponse, Failure> {
     let (token, cookie) = csrf::token(state, req);
-    let mut ctx = helpdesk(state);
+    let mut ctx = Map::new();
     ctx.insert("csrf".into(), json!(token));
     ctx.insert("national_id".into(), json!(national_id));
     ctx.insert("email".into(), json!(email));

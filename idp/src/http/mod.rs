@@ -75,6 +75,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(admin::routes)
         .service(web::resource("/static/style.css").route(web::get().to(pages::style)))
         .service(web::resource("/static/card.js").route(web::get().to(pages::card_js)))
+        .service(web::resource("/static/logo").route(web::get().to(pages::logo)))
+        .service(web::resource("/favicon.ico").route(web::get().to(pages::favicon)))
         .service(web::resource("/card/challenge").route(web::get().to(card::new_challenge)))
         .service(web::resource("/card/login").route(web::post().to(card::card_login)))
         .service(web::resource("/card/health").route(web::post().to(card::health_login)))

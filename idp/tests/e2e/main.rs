@@ -33,3 +33,4 @@ mod relying_party;
 mod revocation;
 mod secret_rotation;
 mod setup;
+mod site;
