@@ -217,6 +217,17 @@ pub fn issue(
     })
 }
 
+/// Whether the account has a one-time password that is still usable at `now` (unused, since
+/// using one removes it, and not expired).
+pub fn has_live(conn: &mut DbConn, account_id: &str, now: i64) -> Result<bool, InfraError> {
+    let live: i64 = one_time_passwords::table
+        .filter(one_time_passwords::account_id.eq(account_id))
+        .filter(one_time_passwords::expires_at.gt(now))
+        .count()
+        .get_result(conn)?;
+    Ok(live > 0)
+}
+
 /// The subject of the mail that carries a one-time password.
 pub(crate) const SUBJECT: &str = "人事服務網一次性密碼 / One-time password";
 
