@@ -504,6 +504,10 @@ pub struct LoginConfig {
     /// How long a one-time password issued by the helpdesk or HR stays usable.
     #[serde(with = "humantime_serde")]
     pub one_time_password_ttl: Duration,
+    /// How long an e-mail verification link works (it is mailed at activation and on every
+    /// change of address, and on request from 我的專區).
+    #[serde(with = "humantime_serde")]
+    pub email_verification_ttl: Duration,
     /// How long an SSO session lasts.
     #[serde(with = "humantime_serde")]
     pub session_ttl: Duration,
@@ -645,6 +649,7 @@ impl Default for LoginConfig {
     fn default() -> Self {
         Self {
             one_time_password_ttl: Duration::from_secs(72 * 3600),
+            email_verification_ttl: Duration::from_secs(24 * 3600),
             session_ttl: Duration::from_secs(8 * 3600),
             transaction_ttl: Duration::from_secs(30 * 60),
             max_failures_per_account: 5,
@@ -876,6 +881,7 @@ impl Config {
         for (key, d) in [
             ("login.throttle_delay", self.login.throttle_delay),
             ("login.one_time_password_ttl", self.login.one_time_password_ttl),
+            ("login.email_verification_ttl", self.login.email_verification_ttl),
             ("login.session_ttl", self.login.session_ttl),
             ("login.transaction_ttl", self.login.transaction_ttl),
             ("login.throttle_window", self.login.throttle_window),

@@ -59,7 +59,7 @@ impl Lang {
     }
 }
 
-const PAGES: [(&str, &str); 31] = [
+const PAGES: [(&str, &str); 32] = [
     ("card_identify", include_str!("../../templates/card_identify.hbs")),
     ("consent", include_str!("../../templates/consent.hbs")),
     ("layout", include_str!("../../templates/layout.hbs")),
@@ -91,6 +91,7 @@ const PAGES: [(&str, &str); 31] = [
     ("forgot_sent", include_str!("../../templates/forgot_sent.hbs")),
     ("forgot_ask", include_str!("../../templates/forgot_ask.hbs")),
     ("helpdesk_contact", include_str!("../../templates/helpdesk_contact.hbs")),
+    ("verify_email", include_str!("../../templates/verify_email.hbs")),
 ];
 
 /// The card sign-in script, served at `/static/card.js`.

@@ -387,6 +387,7 @@ mod tests {
             email: email.map(str::to_string),
             password_hash: None,
             state,
+            email_verified: false,
         }
     }
 
@@ -538,4 +539,5 @@ mod tests {
         assert_ne!(a, super::generate());
         assert!(a.bytes().all(|b| super::ALPHABET.contains(&b)));
     }
+
 }

@@ -17,6 +17,7 @@ pub mod oidc;
 pub mod pages;
 pub mod portal;
 pub mod registration;
+pub mod verify_email;
 pub mod viewer;
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
@@ -69,6 +70,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::resource("/activate")
                 .route(web::get().to(login::activate_page))
                 .route(web::post().to(login::activate_submit)),
+        )
+        .service(
+            web::resource(crate::accounts::email_verification::PATH)
+                .route(web::get().to(verify_email::confirm_page))
+                .route(web::post().to(verify_email::confirm_submit)),
         )
         .service(web::resource("/").route(web::get().to(pages::home)))
         .service(web::resource("/apps").route(web::get().to(portal::apps)))

@@ -15,6 +15,7 @@ mod cli;
 mod conformance;
 mod dead_ends;
 mod deploy;
+mod email_verification;
 mod forgot;
 mod harness;
 mod hr;
