@@ -219,17 +219,41 @@ impl Default for ForgotConfig {
     }
 }
 
-/// Who runs the site, as the pages name them: the helpdesk people are sent to where the site
-/// cannot help (作法三).
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// Who runs the site, as every page names them: the agency in the header and footer, its logo
+/// and favicon, and the helpdesk people are sent to where the site cannot help (作法三). Each
+/// fact is one setting, read by every page that shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SiteConfig {
+    /// The agency running the site, in Traditional Chinese (header, footer, page titles).
+    pub agency_name: String,
+    /// The same agency's English name, for English pages.
+    pub agency_name_en: String,
+    /// An image file (SVG, PNG, JPEG, GIF or WebP, by its extension) shown in the header;
+    /// empty for the built-in emblem. Read at start: a missing or unreadable file stops it.
+    pub logo_file: PathBuf,
+    /// The browser-tab icon (ICO, SVG or PNG); empty for the built-in one.
+    pub favicon_file: PathBuf,
     /// The helpdesk's telephone number, as shown; empty (the default) to show none.
     pub helpdesk_phone: String,
     /// When the helpdesk answers, as shown (e.g. `週一至週五 08:30–17:30`); empty to show none.
     pub helpdesk_hours: String,
     /// The helpdesk's e-mail address; empty to show none.
     pub helpdesk_email: String,
+}
+
+impl Default for SiteConfig {
+    fn default() -> Self {
+        Self {
+            agency_name: "行政院人事行政總處".into(),
+            agency_name_en: "Directorate-General of Personnel Administration, Executive Yuan".into(),
+            logo_file: PathBuf::new(),
+            favicon_file: PathBuf::new(),
+            helpdesk_phone: String::new(),
+            helpdesk_hours: String::new(),
+            helpdesk_email: String::new(),
+        }
+    }
 }
 
 /// The periodic clean-up of expired and finished rows (see `cleanup`).
@@ -521,6 +545,10 @@ pub struct LoginConfig {
     /// How long a one-time password issued by the helpdesk or HR stays usable.
     #[serde(with = "humantime_serde")]
     pub one_time_password_ttl: Duration,
+    /// How long an e-mail verification link works (it is mailed at activation and on every
+    /// change of address, and on request from 我的專區).
+    #[serde(with = "humantime_serde")]
+    pub email_verification_ttl: Duration,
     /// How long an SSO session lasts.
     #[serde(with = "humantime_serde")]
     pub session_ttl: Duration,
@@ -663,6 +691,7 @@ impl Default for LoginConfig {
     fn default() -> Self {
         Self {
             one_time_password_ttl: Duration::from_secs(72 * 3600),
+            email_verification_ttl: Duration::from_secs(24 * 3600),
             session_ttl: Duration::from_secs(8 * 3600),
             transaction_ttl: Duration::from_secs(30 * 60),
             max_failures_per_account: 5,
@@ -771,6 +800,18 @@ impl Config {
         // Extra roots with a URL that never starts TLS would be a setting that silently does nothing.
         if !self.mail.tls_ca_file.as_os_str().is_empty() && !crate::mail::url_uses_tls(smtp) {
             return bad("mail.tls_ca_file", "needs an smtps:// or smtp://…?tls=required mail.smtp_url");
+        }
+        if self.site.agency_name.trim().is_empty() || self.site.agency_name_en.trim().is_empty() {
+            return bad("site.agency_name", "site.agency_name and site.agency_name_en must not be empty");
+        }
+        for (key, file, allowed) in [
+            ("site.logo_file", &self.site.logo_file, crate::site::LOGO_TYPES),
+            ("site.favicon_file", &self.site.favicon_file, crate::site::FAVICON_TYPES),
+        ] {
+            if !file.as_os_str().is_empty() && crate::site::image_type(file, allowed).is_none() {
+                let names: Vec<&str> = allowed.iter().map(|(ext, _)| *ext).collect();
+                return bad(key, &format!("must be a file ending in .{}", names.join(", .")));
+            }
         }
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             return bad("mail.from", "must be a mail address such as Name <user@example.org>");
@@ -887,6 +928,7 @@ impl Config {
         for (key, d) in [
             ("login.throttle_delay", self.login.throttle_delay),
             ("login.one_time_password_ttl", self.login.one_time_password_ttl),
+            ("login.email_verification_ttl", self.login.email_verification_ttl),
             ("login.session_ttl", self.login.session_ttl),
             ("login.transaction_ttl", self.login.transaction_ttl),
             ("login.throttle_window", self.login.throttle_window),

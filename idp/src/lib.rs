@@ -19,6 +19,7 @@ pub mod national_id;
 pub mod oidc;
 pub mod outbound;
 pub mod portal;
+pub mod site;
 pub mod state;
 pub mod store;
 pub mod templates;

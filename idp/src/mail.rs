@@ -48,11 +48,18 @@ impl Mailer {
             .to(to)
             .subject(subject)
             .header(ContentType::TEXT_PLAIN)
-            // 8bit keeps the text readable as-is in the outbox (and in any mail client).
-            .body(
-                Body::new_with_encoding(wrap(&body), ContentTransferEncoding::EightBit)
-                    .map_err(|_| InfraError::Mail("body".into()))?,
-            )
+            // 8bit keeps the text readable as-is in the outbox (and in any mail client); only a
+            // link too long for any line (a long issuer URL) sends the body quoted-printable,
+            // whose soft breaks mail clients join again, so the link still works.
+            .body({
+                let text = wrap(&body);
+                let encoding = if text.lines().all(|l| l.len() <= WIDTH) {
+                    ContentTransferEncoding::EightBit
+                } else {
+                    ContentTransferEncoding::QuotedPrintable
+                };
+                Body::new_with_encoding(text, encoding).map_err(|_| InfraError::Mail("body".into()))?
+            })
             .map_err(|e| InfraError::Mail(e.to_string()))?;
         match self {
             Mailer::Outbox { dir, .. } => {
@@ -139,11 +146,17 @@ fn may_break(a: char, b: char) -> bool {
     !closing && !opening && (a == ' ' || b == ' ' || !a.is_ascii() || !b.is_ascii())
 }
 
+/// Whether the text starts with a web link.
+fn starts_with_link(text: &[char]) -> bool {
+    let head: String = text.iter().take(8).collect();
+    head.starts_with("http://") || head.starts_with("https://")
+}
+
 /// Wraps lines to at most 72 bytes, so the text can travel as 8bit (RFC 5322 line limits)
 /// instead of base64 and stays readable in the outbox and in any mail client. Lines break at
 /// the last place [`may_break`] allows, so no English word and no password is split; only a
 /// single word longer than a whole line is cut, where it must be.
-fn wrap(body: &str) -> String {
+pub(crate) fn wrap(body: &str) -> String {
     let mut out = String::with_capacity(body.len() + body.len() / 24);
     for line in body.lines() {
         let mut rest: Vec<char> = line.chars().collect();
@@ -159,7 +172,21 @@ fn wrap(body: &str) -> String {
                     cut = Some(i);
                 }
             }
-            let cut = cut.unwrap_or(hard);
+            // A link longer than a line is never cut: cut, it would lead nowhere.
+            let Some(cut) = cut.or_else(|| (!starts_with_link(&rest)).then_some(hard)) else {
+                // It runs to the next space (or the line's end), alone on its line.
+                let end = rest.iter().position(|c| *c == ' ').unwrap_or(rest.len());
+                let head: String = rest[..end].iter().collect();
+                out.push_str(&head);
+                rest.drain(..end);
+                while rest.first() == Some(&' ') {
+                    rest.remove(0);
+                }
+                if !rest.is_empty() {
+                    out.push('\n');
+                }
+                continue;
+            };
             let head: String = rest[..cut].iter().collect();
             out.push_str(head.trim_end());
             out.push('\n');
@@ -220,6 +247,17 @@ mod tests {
         let long = "x".repeat(100);
         let (head, tail) = long.split_at(WIDTH);
         assert_eq!(wrap(&format!("see {long} now")), format!("see\n{head}\n{tail} now\n"));
+    }
+
+    #[test]
+    fn a_link_is_never_cut_even_when_longer_than_a_line() {
+        let link = format!("https://sso.example.gov.tw/{}/verify-email?token=AAAAAAAAAAAAAAAAAAAAAA", "x".repeat(40));
+        let short = "https://sso.example.gov.tw/verify-email?token=AAAAAAAAAAAAAAAAAAAAAA";
+        let wrapped = wrap(&format!("請點選下列連結：{link} 完成驗證。Open {short} to verify it."));
+        assert!(wrapped.lines().any(|l| l == link), "{wrapped}");
+        assert!(wrapped.lines().any(|l| l.contains(short)), "{wrapped}");
+        let long_line = format!("{link}\n");
+        assert_eq!(wrap(&long_line), long_line);
     }
 
     #[test]

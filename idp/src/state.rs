@@ -24,6 +24,8 @@ pub struct AppState {
     pub keys: Arc<KeySet>,
     pub mailer: Mailer,
     pub templates: Arc<Templates>,
+    /// Who runs the site; its logo and favicon are served from here.
+    pub site: Arc<crate::site::Site>,
     pub throttle: Throttle,
     /// Recently used clients and their key sets, so the token endpoint rarely asks the database.
     pub client_cache: Arc<ClientCache>,
@@ -115,6 +117,7 @@ impl AppState {
             card.spawn_refresher(db.clone(), &from_cache);
         }
         let discovery = Arc::new(crate::oidc::discovery::document(&config.issuer, card.is_some()).to_string());
+        let site = crate::site::Site::load(&config.site)?;
         Ok(Self {
             discovery,
             card,
@@ -125,7 +128,8 @@ impl AppState {
             protector,
             keys,
             mailer,
-            templates: Arc::new(Templates::new()?),
+            templates: Arc::new(Templates::for_site(site.clone())?),
+            site: Arc::new(site),
             throttle,
             client_cache: Arc::new(ClientCache::default()),
             http,

@@ -7,6 +7,7 @@ use handlebars::Handlebars;
 use serde_json::{Map, Value};
 
 use crate::error::InfraError;
+use crate::site::Site;
 
 /// A page language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +59,7 @@ impl Lang {
     }
 }
 
-const PAGES: [(&str, &str); 34] = [
+const PAGES: [(&str, &str); 36] = [
     ("card_identify", include_str!("../../templates/card_identify.hbs")),
     ("consent", include_str!("../../templates/consent.hbs")),
     ("layout", include_str!("../../templates/layout.hbs")),
@@ -93,6 +94,8 @@ const PAGES: [(&str, &str); 34] = [
     ("environment_popup", include_str!("../../templates/environment_popup.hbs")),
     ("help", include_str!("../../templates/help.hbs")),
     ("faq", include_str!("../../templates/faq.hbs")),
+    ("helpdesk_contact", include_str!("../../templates/helpdesk_contact.hbs")),
+    ("verify_email", include_str!("../../templates/verify_email.hbs")),
 ];
 
 /// Which navigation entry a page belongs to, so the layout marks it as the current page
@@ -121,11 +124,18 @@ pub const STYLE_CSS: &str = include_str!("../../templates/static/style.css");
 pub struct Templates {
     hb: Handlebars<'static>,
     strings: HashMap<&'static str, Map<String, Value>>,
+    /// Who runs the site: every page gets it as `site` (header, footer, helpdesk contact).
+    site: Site,
 }
 
 impl Templates {
-    /// Compiles every page; a broken template fails at start, not on first use.
+    /// Compiles every page with the built-in site identity.
     pub fn new() -> Result<Self, InfraError> {
+        Self::for_site(Site::default())
+    }
+
+    /// Compiles every page; a broken template fails at start, not on first use.
+    pub fn for_site(site: Site) -> Result<Self, InfraError> {
         let mut hb = Handlebars::new();
         hb.set_strict_mode(false);
         for (name, source) in PAGES {
@@ -141,7 +151,7 @@ impl Templates {
                 serde_json::from_str(source).map_err(|e| InfraError::Internal(format!("translations {lang}: {e}")))?;
             strings.insert(lang, map);
         }
-        Ok(Self { hb, strings })
+        Ok(Self { hb, strings, site })
     }
 
     /// A translated message.
@@ -164,6 +174,7 @@ impl Templates {
         }
         ctx.insert("t".into(), Value::Object(t));
         ctx.insert("current".into(), Value::String(nav_entry(page).into()));
+        ctx.insert("site".into(), self.site.context(lang));
         ctx.insert("lang".into(), Value::String(lang.tag().into()));
         let other = if lang == Lang::ZhTw { Lang::En } else { Lang::ZhTw };
         ctx.insert("other_lang".into(), Value::String(other.tag().into()));

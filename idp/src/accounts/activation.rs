@@ -172,11 +172,13 @@ pub fn activate(
     if account_taken(conn, account, account_id)? {
         return Err(ActivationError::AccountTaken.into());
     }
+    let verified = super::email_verification::verified_after_change(conn, account_id, &form.email)?;
     let updated = diesel::update(accounts::table.find(account_id))
         .set((
             accounts::account_name.eq(account),
             accounts::account_name_key.eq(&key),
             accounts::email.eq(form.email.trim()),
+            accounts::email_verified_at.eq(verified),
             accounts::password_hash.eq(hash),
             accounts::state.eq("active"),
             accounts::updated_at.eq(now),

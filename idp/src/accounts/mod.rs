@@ -4,6 +4,7 @@
 pub mod access;
 pub mod activation;
 pub mod binding;
+pub mod email_verification;
 pub mod forgot;
 pub mod one_time;
 pub mod ownership;
@@ -96,6 +97,8 @@ pub struct Account {
     pub email: Option<String>,
     pub password_hash: Option<String>,
     pub state: AccountState,
+    /// Whether `email` was proven by a followed verification link (and has not changed since).
+    pub email_verified: bool,
 }
 
 impl From<AccountRow> for Account {
@@ -107,6 +110,7 @@ impl From<AccountRow> for Account {
             email: row.email,
             password_hash: row.password_hash,
             state: if row.state == "active" { AccountState::Active } else { AccountState::Pending },
+            email_verified: row.email_verified_at.is_some(),
         }
     }
 }
@@ -201,6 +205,7 @@ pub fn ensure_account(conn: &mut DbConn, person: &Person, now: i64) -> Result<Ac
         state: "pending".into(),
         created_at: now,
         updated_at: now,
+        email_verified_at: None,
     };
     diesel::insert_into(accounts::table).values(&row).execute(conn)?;
     Ok(row.into())

@@ -217,6 +217,17 @@ pub fn issue(
     })
 }
 
+/// Whether the account has a one-time password that is still usable at `now` (unused, since
+/// using one removes it, and not expired).
+pub fn has_live(conn: &mut DbConn, account_id: &str, now: i64) -> Result<bool, InfraError> {
+    let live: i64 = one_time_passwords::table
+        .filter(one_time_passwords::account_id.eq(account_id))
+        .filter(one_time_passwords::expires_at.gt(now))
+        .count()
+        .get_result(conn)?;
+    Ok(live > 0)
+}
+
 /// The subject of the mail that carries a one-time password.
 pub(crate) const SUBJECT: &str = "人事服務網一次性密碼 / One-time password";
 
@@ -376,6 +387,7 @@ mod tests {
             email: email.map(str::to_string),
             password_hash: None,
             state,
+            email_verified: false,
         }
     }
 
@@ -526,5 +538,54 @@ mod tests {
         assert_eq!(a.chars().count(), 16);
         assert_ne!(a, super::generate());
         assert!(a.bytes().all(|b| super::ALPHABET.contains(&b)));
+    }
+
+    /// Every run of ASCII that is not a space (a word, an address, a password, a link, a number).
+    fn ascii_runs(text: &str) -> Vec<String> {
+        text.split(|c: char| !c.is_ascii() || c.is_whitespace()).filter(|w| !w.is_empty()).map(str::to_string).collect()
+    }
+
+    /// The mails as they are sent: each line fits, no English word, address, password or link is
+    /// split over two lines, the password line stays whole, and only breaks are added.
+    fn assert_wrapped_whole(text: &str, wrapped: &str, long_ok: Option<&str>) {
+        for l in wrapped.lines() {
+            assert!(l.len() <= 72 || Some(l) == long_ok, "too long: {l}\n{wrapped}");
+        }
+        for run in ascii_runs(text) {
+            assert!(wrapped.lines().any(|l| l.contains(&run)), "{run:?} was split:\n{wrapped}");
+        }
+        let letters = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        assert_eq!(letters(wrapped), letters(text), "only breaks are new:\n{wrapped}");
+    }
+
+    #[test]
+    fn every_mail_is_wrapped_without_breaking_a_word_the_password_line_or_the_link() {
+        let mut p = person("ming@example.gov.tw");
+        p.name = "歐陽美玲Wang-Richardson".into();
+        let password = "abcdEFGH2345jkmn";
+        for why in [Why::ResetByStaff, Why::Requested] {
+            let text = body(&p, why, password, 72 * 3600);
+            let wrapped = crate::mail::wrap(&text);
+            assert_wrapped_whole(&text, &wrapped, None);
+            assert!(wrapped.lines().any(|l| l == format!("一次性密碼: {password}")), "{wrapped}");
+            assert!(wrapped.contains("人事服務網") && wrapped.contains("one-time password"), "both languages");
+        }
+        let by = ResetBy::HrStaff { name: "林志明", agency: "行政院人事行政總處人力資源處" };
+        let text = notice(&p, by, "wang.richardson@personnel.example.gov.tw", 1_790_000_000);
+        assert_wrapped_whole(&text, &crate::mail::wrap(&text), None);
+
+        use crate::accounts::email_verification;
+        let token = "AAAAAAAAAAAAAAAAAAAAAA";
+        let link = format!("https://sso.example.gov.tw{}?token={token}", email_verification::PATH);
+        let text = email_verification::body(&p.name, &link, 24 * 3600);
+        let wrapped = crate::mail::wrap(&text);
+        assert_wrapped_whole(&text, &wrapped, None);
+        assert!(wrapped.lines().any(|l| l == link), "{wrapped}");
+        // An issuer long enough that the link cannot fit a line: the link alone is longer.
+        let link = format!("https://hr-sso.personnel.example.gov.tw/idp{}?token={token}", email_verification::PATH);
+        let text = email_verification::body(&p.name, &link, 24 * 3600);
+        let wrapped = crate::mail::wrap(&text);
+        assert_wrapped_whole(&text, &wrapped, Some(&link));
+        assert!(wrapped.lines().any(|l| l == link), "{wrapped}");
     }
 }

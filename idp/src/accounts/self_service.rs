@@ -36,11 +36,13 @@ pub fn change_account(
         return Err(ActivationError::AccountTaken.into());
     }
     let name = account_name.trim();
+    let verified = super::email_verification::verified_after_change(conn, account_id, email)?;
     let updated = diesel::update(accounts::table.find(account_id))
         .set((
             accounts::account_name.eq(name),
             accounts::account_name_key.eq(name.to_lowercase()),
             accounts::email.eq(email.trim()),
+            accounts::email_verified_at.eq(verified),
             accounts::updated_at.eq(now),
         ))
         .execute(conn);

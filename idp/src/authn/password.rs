@@ -203,6 +203,7 @@ mod tests {
             email: None,
             password_hash,
             state,
+            email_verified: false,
         };
         Stored { found: Some((person, account)), one_time: None }
     }

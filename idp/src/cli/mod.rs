@@ -38,8 +38,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve,
-    /// Load demo data (agency, people, the example application's client) and run the server.
-    Demo,
+    /// Load demo data (agencies, people, two applications, announcements, an operator; one-time
+    /// passwords into the outbox) and run the server.
+    Demo {
+        /// Load the demo data and exit instead of serving (e.g. before `idp serve`).
+        #[arg(long)]
+        no_serve: bool,
+    },
     /// Apply pending database migrations.
     Migrate,
     /// The agency table (機關代碼檔).
@@ -105,7 +110,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     tracing::debug!(?config, "effective configuration");
     match cli.command {
         Command::Serve => serve::serve(config, false),
-        Command::Demo => serve::serve(config, true),
+        Command::Demo { no_serve: false } => serve::serve(config, true),
+        Command::Demo { no_serve: true } => demo::load_demo(config),
         Command::Migrate => {
             let core = crate::state::Core::open(config)?;
             let ran = core.db.migrate()?;

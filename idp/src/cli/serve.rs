@@ -8,6 +8,9 @@ use crate::state::AppState;
 pub(super) fn serve(mut config: Config, demo: bool) -> Result<(), Failure> {
     // Before any thread exists: taking them clears the protocol's environment variables.
     let inherited = crate::listen_fds::take().map_err(|e| fail(format!("socket activation: {e}")))?;
+    if demo {
+        super::demo::demo_site(&mut config);
+    }
     if demo && !config.certificates.enabled() {
         super::demo::demo_pki(&mut config)?;
     }

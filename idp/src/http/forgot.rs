@@ -74,7 +74,7 @@ pub async fn submit(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     }
     let work = state.clone();
     actix_web::rt::spawn(async move { fulfil(&work, nid, email, address).await });
-    let mut ctx = helpdesk(&state);
+    let mut ctx = Map::new();
     ctx.insert("hours".into(), json!(state.config.login.one_time_password_ttl.as_secs() / 3600));
     render(&state, lang, StatusCode::OK, "forgot_sent", "forgot_sent_title", ctx, vec![])
 }
@@ -187,7 +187,7 @@ fn form(
     error_key: Option<&str>,
 ) -> Result<HttpResponse, Failure> {
     let (token, cookie) = csrf::token(state, req);
-    let mut ctx = helpdesk(state);
+    let mut ctx = Map::new();
     ctx.insert("csrf".into(), json!(token));
     ctx.insert("national_id".into(), json!(national_id));
     ctx.insert("email".into(), json!(email));

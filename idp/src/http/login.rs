@@ -364,6 +364,7 @@ pub async fn activate_submit(
         .await?
         .map(|(_, person)| person)
         .ok_or_else(|| Failure::from(InfraError::Internal("account vanished".into())))?;
+    let (name, sent_from) = (person.name.clone(), address.clone());
     // The rules, then Argon2id off the async threads; the database call after it only writes.
     let result = match tokio::task::spawn_blocking({
         let (form, person) = (form.clone(), person.clone());
@@ -399,6 +400,8 @@ pub async fn activate_submit(
         Err(ActivateError::Infra(e)) => Err(Failure::from(e)),
         Ok(()) => {
             let _ = state.eph.delete(&Key::activation(&token)).await;
+            // The address just set is proven by the mailed link, not by typing it.
+            let sent = super::verify_email::send_link(&state, &pending.account_id, &name, &email, &sent_from).await;
             let login_url = match &pending.tx {
                 Some(tx) => format!("/login?tx={tx}"),
                 None => "/login".into(),
@@ -410,6 +413,7 @@ pub async fn activate_submit(
             let sep = if login_url.contains('?') { '&' } else { '?' };
             ctx.insert("switch_href".into(), json!(format!("{login_url}{sep}ui_locales={}", other.tag())));
             ctx.insert("login_url".into(), json!(login_url));
+            ctx.insert("verify_sent".into(), json!(sent));
             render(
                 &state,
                 lang,

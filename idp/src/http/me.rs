@@ -29,6 +29,9 @@ const PAGE: &str = "/me";
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource(PAGE).route(web::get().to(me_page)))
         .service(web::resource("/me/account").route(web::post().to(change_account)).route(web::get().to(back)))
+        .service(
+            web::resource("/me/verify-email").route(web::post().to(resend_verification)).route(web::get().to(back)),
+        )
         .service(web::resource("/me/password").route(web::post().to(change_password)).route(web::get().to(back)))
         .service(web::resource("/me/sessions/end").route(web::post().to(end_sessions)).route(web::get().to(back)))
         .service(web::resource("/me/apps/revoke").route(web::post().to(revoke_app)).route(web::get().to(back)))
@@ -39,8 +42,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Messages shown after a successful action, by the `done` query value. Only these keys can
 /// be shown, so the query cannot put arbitrary text on the page.
-const DONE: [(&str, &str); 5] = [
+const DONE: [(&str, &str); 8] = [
     ("account", "me_done_account"),
+    ("account_verify", "me_done_account_verify"),
+    ("verify_sent", "me_done_verify_sent"),
+    ("verify_failed", "me_done_verify_failed"),
     ("password", "me_done_password"),
     ("password_others", "me_done_password_others"),
     ("sessions", "me_done_sessions"),
@@ -116,6 +122,9 @@ async fn show(
     let email = a.email.clone().unwrap_or_else(|| p.email.clone());
     ctx.insert("account".into(), json!(account_value.unwrap_or(&account_name)));
     ctx.insert("email".into(), json!(email_value.unwrap_or(&email)));
+    // Verified only for the account's own address, and only once its link was followed.
+    ctx.insert("email_verified".into(), json!(a.email_verified));
+    ctx.insert("email_on_account".into(), json!(a.email.as_deref().is_some_and(|e| !e.is_empty())));
     let t = |k: &str| state.templates.text(lang, k);
     let sessions: Vec<Value> = data
         .sessions
@@ -211,6 +220,25 @@ pub async fn me_page(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
     show(&state, &req, lang, &viewer, StatusCode::OK, None, None, None).await
 }
 
+/// `POST /me/verify-email`: mails a new verification link for the account's own address
+/// (the register's address, shown while none is set, is not the person's to verify).
+pub async fn resend_verification(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Failure> {
+    let lang = lang_of(&req, None);
+    let viewer = require_signed_in(&state, &req).await?;
+    CheckedForm::read(&req, &body)?;
+    let email = viewer.account.email.clone().filter(|e| !e.is_empty());
+    let Some(email) = email.filter(|_| !viewer.account.email_verified) else {
+        return Ok(done(lang, "account"));
+    };
+    let address = client_address(&req);
+    let sent = super::verify_email::send_link(&state, &viewer.account.id, &viewer.person.name, &email, &address).await;
+    Ok(done(lang, if sent { "verify_sent" } else { "verify_failed" }))
+}
+
 /// `GET` on a form's path (a bookmark, the language link): back to the page.
 async fn back(req: HttpRequest) -> HttpResponse {
     let lang = lang_of(&req, None);
@@ -245,7 +273,14 @@ pub async fn change_account(
             let detail =
                 if changed.is_empty() { "nothing changed".into() } else { format!("{} changed", changed.join(", ")) };
             record(&state, &viewer, &req, "account.change", "success", detail).await;
-            Ok(done(lang, "account"))
+            let old = viewer.account.email.as_deref().unwrap_or_default();
+            if old.trim().eq_ignore_ascii_case(email.trim()) {
+                return Ok(done(lang, "account"));
+            }
+            // A new address: proven by its own link before `email_verified` says so.
+            let (id, name, address) = (&viewer.account.id, &viewer.person.name, client_address(&req));
+            let sent = super::verify_email::send_link(&state, id, name, email.trim(), &address).await;
+            Ok(done(lang, if sent { "account_verify" } else { "verify_failed" }))
         }
         Err(ActivateError::Rule(rule)) => {
             let key = rule.key();

@@ -20,6 +20,7 @@ pub mod oidc;
 pub mod pages;
 pub mod portal;
 pub mod registration;
+pub mod verify_email;
 pub mod viewer;
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
@@ -73,11 +74,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(login::activate_page))
                 .route(web::post().to(login::activate_submit)),
         )
+        .service(
+            web::resource(crate::accounts::email_verification::PATH)
+                .route(web::get().to(verify_email::confirm_page))
+                .route(web::post().to(verify_email::confirm_submit)),
+        )
         .service(web::resource("/").route(web::get().to(pages::home)))
         .service(web::resource("/apps").route(web::get().to(portal::apps)))
         .configure(admin::routes)
         .service(web::resource("/static/style.css").route(web::get().to(pages::style)))
         .service(web::resource("/static/card.js").route(web::get().to(pages::card_js)))
+        .service(web::resource("/static/logo").route(web::get().to(pages::logo)))
+        .service(web::resource("/favicon.ico").route(web::get().to(pages::favicon)))
         .service(web::resource("/card/challenge").route(web::get().to(card::new_challenge)))
         .service(web::resource("/card/login").route(web::post().to(card::card_login)))
         .service(web::resource("/card/health").route(web::post().to(card::health_login)))

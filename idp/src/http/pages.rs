@@ -136,6 +136,37 @@ pub async fn style() -> HttpResponse {
         .body(STYLE_CSS)
 }
 
+/// The header logo (`site.logo_file`, or the built-in emblem).
+pub async fn logo(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    image(&state.site.logo, &req)
+}
+
+/// The browser-tab icon (`site.favicon_file`, or the built-in emblem).
+pub async fn favicon(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    image(&state.site.favicon, &req)
+}
+
+/// An image of the site's identity. Pages link it with its version in the query, so a browser
+/// may keep it a day and still sees a new file at once; a revalidation whose `If-None-Match`
+/// names the current version gets 304. An operator's SVG runs no script and loads nothing:
+/// its own policy forbids both.
+fn image(image: &crate::site::Image, req: &HttpRequest) -> HttpResponse {
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == image.etag || tag.trim() == "*"));
+    let mut r = if fresh { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    r.insert_header((header::ETAG, image.etag.clone()))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; sandbox"));
+    if fresh {
+        r.finish()
+    } else {
+        r.content_type(image.content_type).body(image.bytes.to_vec())
+    }
+}
+
 /// The login page's card script: gets a challenge, asks the local card component to sign it
 /// (popup + postMessage, as government sites do), posts the signature back.
 pub async fn card_js() -> HttpResponse {

@@ -29,15 +29,14 @@ pub fn userinfo(
         }
     }
     if has("email") {
-        let email = account
-            .email
-            .clone()
-            .filter(|e| !e.is_empty())
-            .or_else(|| Some(person.email.clone()).filter(|e| !e.is_empty()));
+        let own = account.email.clone().filter(|e| !e.is_empty());
+        // The account's own address counts as verified once its mailed link was followed; the
+        // register's address (shown until the person sets one) never was.
+        let verified = own.is_some() && account.email_verified;
+        let email = own.or_else(|| Some(person.email.clone()).filter(|e| !e.is_empty()));
         if let Some(email) = email {
             claims.insert("email".into(), json!(email));
-            // Nobody has proven control of the address by a mailed link yet.
-            claims.insert("email_verified".into(), json!(false));
+            claims.insert("email_verified".into(), json!(verified));
         }
     }
     if has("agency") {
@@ -56,4 +55,20 @@ pub fn userinfo(
         claims.insert("national_id".into(), json!(person.national_id.expose()));
     }
     Ok(Value::Object(claims))
+}
+
+/// Claims the ID token carries besides the protocol's own: those of [`userinfo`] for the granted
+/// scopes, as Keycloak and most providers include them, so an application has `name`, `email`,
+/// `email_verified`, … without a second call. Never `national_id`: ID tokens travel back
+/// through browsers (`id_token_hint` in logout URLs), so it is released only by userinfo.
+pub fn for_id_token(
+    conn: &mut DbConn,
+    account: &Account,
+    person: &Person,
+    scope: &[String],
+) -> Result<Map<String, Value>, InfraError> {
+    let Value::Object(mut claims) = userinfo(conn, "", account, person, scope)? else { return Ok(Map::new()) };
+    claims.remove("sub");
+    claims.remove("national_id");
+    Ok(claims)
 }

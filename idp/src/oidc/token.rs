@@ -439,6 +439,22 @@ async fn issue_user_tokens(
     for (name, value) in extra {
         id_claims[name.as_str()] = value.clone();
     }
+    let (protector, account_id, scope_owned) = (state.protector.clone(), s.account_id.clone(), scope.to_vec());
+    let person_claims = state
+        .db
+        .run(move |c| -> Result<_, InfraError> {
+            match crate::accounts::account_with_person(c, &protector, &account_id)? {
+                Some((a, p)) => super::claims::for_id_token(c, &a, &p, &scope_owned),
+                None => Ok(serde_json::Map::new()),
+            }
+        })
+        .await?;
+    if let Some(obj) = id_claims.as_object_mut() {
+        for (k, v) in person_claims {
+            // The protocol's claims are never replaced by a person's.
+            obj.entry(k).or_insert(v);
+        }
+    }
     let id_token = state.keys.sign(&client.id_token_signed_response_alg, Some("JWT"), &id_claims, now)?;
     let mut body = json!({
         "access_token": access_token,

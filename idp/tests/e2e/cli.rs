@@ -190,3 +190,87 @@ fn every_change_made_on_the_command_line_is_audited_with_its_actor_and_outcome()
     assert_eq!(events.iter().filter(|e| **e == "password.reset").count(), 2, "{events:?}");
     assert_eq!(events.iter().filter(|e| **e == "client.create").count(), 1, "{events:?}");
 }
+
+/// The one-time password in the newest mail to `to` (the demo mails three people at once).
+fn one_time_password_to(outbox: &std::path::Path, to: &str) -> String {
+    let mut files: Vec<_> = std::fs::read_dir(outbox).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    files
+        .iter()
+        .rev()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .filter(|text| text.lines().any(|l| l.starts_with("To: ") && l.contains(to)))
+        .find_map(|text| text.lines().find_map(|l| l.trim().strip_prefix("一次性密碼: ").map(|p| p.trim().to_string())))
+        .unwrap_or_else(|| panic!("no one-time password mailed to {to}"))
+}
+
+fn mails(outbox: &std::path::Path) -> usize {
+    std::fs::read_dir(outbox).map(|d| d.count()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_demo_loads_people_applications_announcements_and_an_operator_once_and_says_what_exists() {
+    const PW: &str = "Demo-Password-2026";
+    let mut idp = Idp::new();
+    let first = idp.cli(&["demo", "--no-serve"]);
+    let said = String::from_utf8_lossy(&first.stderr).to_string();
+    assert!(first.status.success(), "{said}");
+    for part in [
+        "application relying-party-example registered",
+        "application demo-webhr registered",
+        "announcement published",
+        "is granted the operator role",
+        "a one-time password for 王小明",
+        "a one-time password for 李美華",
+        "a one-time password for 張雅婷",
+    ] {
+        assert!(said.contains(part), "the first run does not say {part:?}: {said}");
+    }
+    assert!(!said.contains("A123456789") && !said.contains("E223456785"), "national IDs are masked: {said}");
+    let mailed = mails(&idp.outbox());
+    assert_eq!(mailed, 3, "one mail per demo person who signs in");
+
+    let second = idp.cli(&["demo", "--no-serve"]);
+    let said = String::from_utf8_lossy(&second.stderr).to_string();
+    assert!(second.status.success(), "{said}");
+    assert_eq!(said.matches("already registered").count(), 2, "{said}");
+    assert_eq!(said.matches("announcement already there").count(), 2, "{said}");
+    assert_eq!(said.matches("still has an unused one-time password").count(), 3, "{said}");
+    assert!(said.contains("already holds the operator role"), "{said}");
+    assert!(!said.contains("example registered") && !said.contains("webhr registered"), "registered twice: {said}");
+    assert!(!said.contains("published"), "nothing is published twice: {said}");
+    assert_eq!(mails(&idp.outbox()), mailed, "nothing is mailed again");
+
+    idp.start().await;
+    let home = Browser::new(&idp.base).get("/").await;
+    assert_eq!(home.body.matches("人事服務網單一登入示範上線").count(), 1, "{}", home.body);
+    assert!(home.body.contains("首次登入請設定自訂帳號及密碼"), "{}", home.body);
+    let sign_in = |nid: &'static str, email: &'static str, account: &'static str| {
+        let otp = one_time_password_to(&idp.outbox(), email);
+        let base = idp.base.clone();
+        async move {
+            let b = Browser::new(&base);
+            assert_eq!(b.sign_in_at("/login", nid, &otp).await.status, 303);
+            let done = b.activate(account, email, PW).await;
+            assert_eq!(done.status, 200, "{}", done.body);
+            assert_eq!(b.sign_in_at("/login", account, PW).await.status, 303);
+            b
+        }
+    };
+    let hr = sign_in(MEIHUA, "meihua@example.gov.tw", "meihua.li").await;
+    let apps = hr.get("/apps").await;
+    for part in ["範例應用系統", "B. 人事資料服務", "顯示 ID token 與 userinfo", "WebHR", "A. 人事資料填報及考核"]
+    {
+        assert!(apps.body.contains(part), "the HR person's 應用系統 lacks {part:?}: {}", apps.body);
+    }
+    let ming = sign_in(MING, "ming@example.gov.tw", "ming.wang").await;
+    let apps = ming.get("/apps").await;
+    assert!(apps.body.contains("範例應用系統") && !apps.body.contains("WebHR"), "{}", apps.body);
+    assert_eq!(ming.get("/admin").await.status, 403);
+    let operator = sign_in("E223456785", "yating@example.gov.tw", "yating.chang").await;
+    assert_eq!(operator.get("/admin").await.status, 200, "the demo operator reaches 系統管理");
+
+    let third = idp.cli(&["demo", "--no-serve"]);
+    let said = String::from_utf8_lossy(&third.stderr).to_string();
+    assert_eq!(said.matches("already activated the account").count(), 3, "{said}");
+}

@@ -12,7 +12,7 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_se
 const REQUIREMENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/requirements.txt");
 
 #[derive(Clone, Copy)]
-enum Mode {
+pub(crate) enum Mode {
     Plain,
     Smtps,
     StartTls,
@@ -21,9 +21,9 @@ enum Mode {
 
 /// A message as the server saw it at the end of DATA.
 #[derive(Debug, serde::Deserialize)]
-struct Received {
-    rcpt_tos: Vec<String>,
-    content: String,
+pub(crate) struct Received {
+    pub(crate) rcpt_tos: Vec<String>,
+    pub(crate) content: String,
     /// `implicit`, `starttls` or none.
     tls: Option<String>,
     auth_login: Option<String>,
@@ -31,7 +31,7 @@ struct Received {
 }
 
 impl Received {
-    fn one_time_password(&self) -> String {
+    pub(crate) fn one_time_password(&self) -> String {
         self.content
             .lines()
             .find_map(|l| l.trim().strip_prefix("一次性密碼: ").map(|p| p.trim().to_string()))
@@ -39,8 +39,8 @@ impl Received {
     }
 }
 
-struct SmtpServer {
-    port: u16,
+pub(crate) struct SmtpServer {
+    pub(crate) port: u16,
     child: Child,
     // Held open: the server exits when it closes, so a test that dies leaves nothing running.
     _stdin: ChildStdin,
@@ -55,7 +55,7 @@ impl Drop for SmtpServer {
 }
 
 /// Whether aiosmtpd is installed; without it the tests skip on a workstation and fail in CI.
-fn smtp_server_available() -> bool {
+pub(crate) fn smtp_server_available() -> bool {
     let found = Command::new("python3")
         .args(["-c", "import aiosmtpd"])
         .stdout(Stdio::null())
@@ -71,7 +71,7 @@ fn smtp_server_available() -> bool {
 }
 
 impl SmtpServer {
-    fn start(mode: Mode, cert: Option<&ServerCert>, auth: Option<&str>) -> Self {
+    pub(crate) fn start(mode: Mode, cert: Option<&ServerCert>, auth: Option<&str>) -> Self {
         let out = tempfile::tempdir().unwrap();
         let mode_arg = match mode {
             Mode::Plain => "plain",
@@ -99,7 +99,7 @@ impl SmtpServer {
     }
 
     /// Every message that reached the end of DATA, in order.
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.out.path())
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -111,7 +111,7 @@ impl SmtpServer {
 }
 
 /// A CA certificate, and a server certificate it issued for `127.0.0.1` and `localhost`.
-struct ServerCert {
+pub(crate) struct ServerCert {
     _dir: tempfile::TempDir,
     ca: String,
     cert: PathBuf,

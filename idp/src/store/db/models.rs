@@ -42,6 +42,19 @@ pub struct AccountRow {
     pub state: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When the current e-mail was proven by a followed link; `None` while it is not.
+    pub email_verified_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = email_verifications)]
+pub struct EmailVerificationRow {
+    pub token_hash: String,
+    pub account_id: String,
+    pub email: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
 }
 
 #[derive(Clone, Queryable, Selectable, Insertable)]

@@ -37,6 +37,18 @@ diesel::table! {
         state -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        email_verified_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    email_verifications (token_hash) {
+        token_hash -> Text,
+        account_id -> Text,
+        email -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
     }
 }
 
@@ -228,6 +240,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     people,
     accounts,
     one_time_passwords,
+    email_verifications,
     clients,
     sessions,
     signing_keys,

@@ -1,0 +1,2 @@
+DROP TABLE email_verifications;
+ALTER TABLE accounts DROP COLUMN email_verified_at;
