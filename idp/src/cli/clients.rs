@@ -125,6 +125,12 @@ pub struct CreateClient {
     /// May introspect tokens issued to other clients (an API that receives them).
     #[arg(long)]
     pub resource_server: bool,
+    /// Accept only pushed authorization requests (RFC 9126 `require_pushed_authorization_requests`).
+    #[arg(long)]
+    pub require_par: bool,
+    /// Refuse token requests without a DPoP proof (RFC 9449 `dpop_bound_access_tokens`).
+    #[arg(long)]
+    pub dpop_bound_access_tokens: bool,
     /// Print a JSON object with `client_id` and `client_secret` (RFC 7591 names).
     #[arg(long)]
     pub json: bool,
@@ -145,6 +151,12 @@ pub struct UpdateClient {
     /// Let the client introspect tokens issued to other clients (`=false` withdraws it).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub resource_server: Option<bool>,
+    /// Accept only pushed authorization requests (`=false` accepts plain ones again).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub require_par: Option<bool>,
+    /// Refuse token requests without a DPoP proof (`=false` allows bearer tokens again).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub dpop_bound_access_tokens: Option<bool>,
 }
 
 impl CreateClient {
@@ -180,6 +192,8 @@ impl CreateClient {
             new.audience = clients::Audience::parse(&audience).map_err(fail)?;
         }
         new.resource_server = self.resource_server;
+        new.require_pushed_authorization_requests = self.require_par;
+        new.dpop_bound_access_tokens = self.dpop_bound_access_tokens;
         new.portal = clients::Portal {
             category: given(self.portal_category),
             description: given(self.portal_description),
@@ -210,6 +224,12 @@ fn print_client(c: &clients::Client) {
     }
     if c.client_credentials_allowed {
         println!("client_credentials_allowed: yes");
+    }
+    if c.require_pushed_authorization_requests {
+        println!("require_pushed_authorization_requests: yes");
+    }
+    if c.dpop_bound_access_tokens {
+        println!("dpop_bound_access_tokens:   yes");
     }
     if let Some(uri) = &c.backchannel_logout_uri {
         println!("backchannel_logout_uri:     {uri}");
@@ -275,6 +295,8 @@ pub(super) fn run(config: Config, command: ClientsCommand) -> Result<(), Failure
                 min_acr: u.min_acr.map(|a| (a != "none").then_some(a)),
                 client_credentials_allowed: u.allow_client_credentials,
                 resource_server: u.resource_server,
+                require_pushed_authorization_requests: u.require_par,
+                dpop_bound_access_tokens: u.dpop_bound_access_tokens,
             };
             let client = clients::change_by(&mut conn, &u.client_id, &change, &Actor::cli(), now)
                 .map_err(refused)?

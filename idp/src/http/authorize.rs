@@ -19,7 +19,7 @@ use crate::oidc::clients::Client;
 use crate::oidc::gate::{self, Hint, Outcome};
 use crate::oidc::params::Params;
 use crate::oidc::subject::subject_for;
-use crate::oidc::{backchannel, consent, transaction};
+use crate::oidc::{backchannel, consent, par, transaction};
 use crate::state::AppState;
 use crate::templates::Lang;
 
@@ -87,6 +87,10 @@ async fn authorize(
     let lang0 = lang_of(&req, None);
     let params = Params::parse(raw)
         .map_err(|e| page(&state, lang0, StatusCode::BAD_REQUEST, "err_bad_request", Some(e.to_string())))?;
+    let (params, pushed) = par::resolve(&state, params, now()).await.map_err(|e| match e {
+        par::ResolveError::Gone => page(&state, lang0, StatusCode::BAD_REQUEST, "err_request_uri", None),
+        par::ResolveError::Infra(e) => internal(&state, lang0, e),
+    })?;
     let lang = lang_of(&req, params.get("ui_locales").ok().flatten());
     let target = match authorize::target(&params) {
         Ok(t) => t,
@@ -97,7 +101,7 @@ async fn authorize(
         return Err(page(&state, lang, StatusCode::BAD_REQUEST, "err_client_unknown", None));
     };
     let auth = match authorize::validate(&params, &client) {
-        Ok(a) => a,
+        Ok(a) => AuthRequest { pushed, ..a },
         Err(e) => return show(&state, lang, e),
     };
     // From here the client and its redirect URI are known and trusted: a dependency that is down
@@ -267,6 +271,7 @@ async fn finish_authorization(
         nonce: auth.nonce.clone(),
         scope: auth.scope.clone(),
         code_challenge: auth.code_challenge.clone(),
+        dpop_jkt: auth.dpop_jkt.clone(),
     };
     let (code, key) = authorize::new_code();
     state

@@ -26,6 +26,8 @@ pub struct Failure {
     www_authenticate: Option<String>,
     location: Option<String>,
     retry_after: Option<u32>,
+    /// The server's DPoP nonce (RFC 9449 §8), sent as `DPoP-Nonce`.
+    dpop_nonce: Option<String>,
 }
 
 /// What `Retry-After` says while a dependency is down: long enough not to hammer a node that is
@@ -55,6 +57,9 @@ impl ResponseError for Failure {
         if let Some(secs) = self.retry_after {
             r.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
+        if let Some(n) = &self.dpop_nonce {
+            r.insert_header((DPOP_NONCE, n.clone()));
+        }
         r.body(self.body.clone())
     }
 }
@@ -69,6 +74,7 @@ impl Failure {
             www_authenticate: None,
             location: Some(location.to_string()),
             retry_after: None,
+            dpop_nonce: None,
         }
     }
 
@@ -77,6 +83,24 @@ impl Failure {
     pub fn is_unavailable(&self) -> bool {
         self.status == StatusCode::SERVICE_UNAVAILABLE && self.retry_after.is_some()
     }
+
+    /// The same answer with the server's DPoP nonce (RFC 9449 §8).
+    pub fn with_dpop_nonce(mut self, nonce: String) -> Self {
+        self.dpop_nonce = Some(nonce);
+        self
+    }
+}
+
+/// The header that carries the server's DPoP nonce.
+pub const DPOP_NONCE: &str = "DPoP-Nonce";
+
+/// A refused DPoP proof at a protected resource (RFC 9449 §7.1): 401 with a `DPoP` challenge
+/// naming the error and the algorithms accepted.
+pub fn dpop_challenge(error: &str, description: &str) -> Failure {
+    let mut f = oauth(StatusCode::UNAUTHORIZED, error, description);
+    let algs = crate::oidc::dpop::ALGORITHMS.join(" ");
+    f.www_authenticate = Some(format!("DPoP error=\"{error}\", error_description=\"{description}\", algs=\"{algs}\""));
+    f
 }
 
 /// A page that explains what went wrong.
@@ -106,6 +130,7 @@ fn titled_page(
         www_authenticate: None,
         location: None,
         retry_after: None,
+        dpop_nonce: None,
     }
 }
 
@@ -193,6 +218,7 @@ impl From<UserinfoError> for Failure {
         let (status, code) = match &e {
             UserinfoError::Missing => return bearer_required(),
             UserinfoError::Server(infra) => return server_error(infra, "userinfo"),
+            UserinfoError::Dpop(d) => return dpop_challenge(d.code(), &d.to_string()),
             UserinfoError::Twice => (StatusCode::BAD_REQUEST, "invalid_request"),
             UserinfoError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             UserinfoError::NotAPerson | UserinfoError::NoOpenid => (StatusCode::FORBIDDEN, "insufficient_scope"),
@@ -211,6 +237,7 @@ pub fn oauth(status: StatusCode, error: &str, description: &str) -> Failure {
         www_authenticate: None,
         location: None,
         retry_after: None,
+        dpop_nonce: None,
     }
 }
 

@@ -37,6 +37,14 @@ pub struct AuthRequest {
     /// What this browser has done for the request so far (sign-in, consent), for the gate.
     #[serde(default)]
     pub interaction: super::gate::Interaction,
+    /// The DPoP key the code will be bound to (RFC 9449 §10: `dpop_jkt`, or the key of the proof
+    /// that came with the pushed request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
+    /// Whether the request was pushed first (RFC 9126) and came back by its `request_uri`. Set
+    /// only by [`super::par::resolve`], never from a parameter.
+    #[serde(default)]
+    pub pushed: bool,
 }
 
 impl AuthRequest {
@@ -163,6 +171,14 @@ pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, Authori
     if nonce.as_ref().is_some_and(|n| n.len() > 512) {
         return Err(fail("invalid_request", "nonce is too long".into()));
     }
+    // A JWK SHA-256 thumbprint: 32 bytes, base64url without padding.
+    let dpop_jkt = get("dpop_jkt").map(str::to_string);
+    if dpop_jkt
+        .as_ref()
+        .is_some_and(|j| j.len() != 43 || !j.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)))
+    {
+        return Err(fail("invalid_request", "dpop_jkt is not a JWK SHA-256 thumbprint".into()));
+    }
     Ok(AuthRequest {
         client_id: client.client_id.clone(),
         redirect_uri,
@@ -178,6 +194,8 @@ pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, Authori
         acr_values: get("acr_values").unwrap_or("").split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
         id_token_hint: get("id_token_hint").map(str::to_string),
         interaction: Default::default(),
+        dpop_jkt,
+        pushed: false,
     })
 }
 
@@ -194,6 +212,9 @@ pub struct CodeGrant {
     pub nonce: Option<String>,
     pub scope: Vec<String>,
     pub code_challenge: Option<String>,
+    /// The DPoP key the code may only be redeemed with (RFC 9449 §10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// A fresh code and the ephemeral-store key it is kept under.

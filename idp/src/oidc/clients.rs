@@ -70,6 +70,13 @@ pub struct Client {
     /// them). Without it a client introspects only its own tokens.
     #[serde(skip)]
     pub resource_server: bool,
+    /// RFC 9126 §6: authorization requests of this client must be pushed (`/par`) first.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub require_pushed_authorization_requests: bool,
+    /// RFC 9449 §5.2: every token request of this client must carry a DPoP proof, so its
+    /// access tokens are always bound to a key it holds.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
     #[serde(skip)]
     secret_hash: Option<String>,
     #[serde(skip)]
@@ -261,6 +268,8 @@ impl TryFrom<ClientRow> for Client {
             disabled: r.disabled_at.is_some(),
             client_credentials_allowed: r.client_credentials_allowed,
             resource_server: r.resource_server,
+            require_pushed_authorization_requests: r.require_pushed_authorization_requests,
+            dpop_bound_access_tokens: r.dpop_bound_access_tokens,
             jwks,
             jwks_uri: r.jwks_uri,
             backchannel_logout_session_required: r.backchannel_logout_uri.is_some(),
@@ -297,6 +306,9 @@ pub struct NewClient {
     /// Operator settings (see [`Client`]); never taken from a registration request.
     pub client_credentials_allowed: bool,
     pub resource_server: bool,
+    /// Client metadata of RFC 9126 §6 and RFC 9449 §5.2 (see [`Client`]).
+    pub require_pushed_authorization_requests: bool,
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl NewClient {
@@ -324,6 +336,8 @@ impl NewClient {
             portal: Portal::default(),
             client_credentials_allowed: false,
             resource_server: false,
+            require_pushed_authorization_requests: false,
+            dpop_bound_access_tokens: false,
         }
     }
 }
@@ -518,6 +532,8 @@ pub fn create(conn: &mut DbConn, new: NewClient, now: i64) -> Result<(Client, Op
         disabled_at: None,
         client_credentials_allowed: new.client_credentials_allowed,
         resource_server: new.resource_server,
+        require_pushed_authorization_requests: new.require_pushed_authorization_requests,
+        dpop_bound_access_tokens: new.dpop_bound_access_tokens,
     };
     match diesel::insert_into(clients::table).values(&row).execute(conn) {
         Ok(_) => {}
@@ -582,11 +598,14 @@ pub fn edit_by(
 /// Audits a changed client as `client.update`, with the settings only an operator decides.
 fn audit_update(conn: &mut DbConn, c: &Client, actor: &Actor, now: i64) -> Result<(), InfraError> {
     let detail = format!(
-        "audience {}, min_acr {}, client_credentials_allowed {}, resource_server {}",
+        "audience {}, min_acr {}, client_credentials_allowed {}, resource_server {}, \
+         require_pushed_authorization_requests {}, dpop_bound_access_tokens {}",
         c.audience.as_string(),
         c.min_acr.as_deref().unwrap_or("none"),
         c.client_credentials_allowed,
-        c.resource_server
+        c.resource_server,
+        c.require_pushed_authorization_requests,
+        c.dpop_bound_access_tokens
     );
     audit::record(conn, Event { client_id: Some(&c.client_id), detail, ..actor.event("client.update", "success") }, now)
 }
@@ -687,6 +706,8 @@ pub fn replace(conn: &mut DbConn, id: &str, new: NewClient, now: i64) -> Result<
             clients::portal_category.eq(&new.portal.category),
             clients::portal_description.eq(&new.portal.description),
             clients::portal_url.eq(&new.portal.url),
+            clients::require_pushed_authorization_requests.eq(new.require_pushed_authorization_requests),
+            clients::dpop_bound_access_tokens.eq(new.dpop_bound_access_tokens),
             clients::updated_at.eq(now),
         ))
         .execute(conn)
@@ -703,6 +724,8 @@ pub struct OperatorChange {
     pub min_acr: Option<Option<String>>,
     pub client_credentials_allowed: Option<bool>,
     pub resource_server: Option<bool>,
+    pub require_pushed_authorization_requests: Option<bool>,
+    pub dpop_bound_access_tokens: Option<bool>,
 }
 
 /// Applies an operator's change; returns the client, or `None` if there is none with this id.
@@ -725,12 +748,16 @@ pub fn change_by_operator(
     let min_acr = change.min_acr.clone().unwrap_or(current.min_acr);
     let cc = change.client_credentials_allowed.unwrap_or(current.client_credentials_allowed);
     let rs = change.resource_server.unwrap_or(current.resource_server);
+    let par = change.require_pushed_authorization_requests.unwrap_or(current.require_pushed_authorization_requests);
+    let dpop = change.dpop_bound_access_tokens.unwrap_or(current.dpop_bound_access_tokens);
     diesel::update(clients::table.find(id))
         .set((
             clients::audience.eq(audience),
             clients::min_acr.eq(min_acr),
             clients::client_credentials_allowed.eq(cc),
             clients::resource_server.eq(rs),
+            clients::require_pushed_authorization_requests.eq(par),
+            clients::dpop_bound_access_tokens.eq(dpop),
             clients::updated_at.eq(now),
         ))
         .execute(conn)

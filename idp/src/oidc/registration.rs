@@ -161,6 +161,15 @@ fn string(obj: &Map<String, Value>, key: &str, max: usize) -> Result<Option<Stri
 }
 
 /// An array-of-strings member, duplicates dropped (order kept).
+/// A boolean member; absent is `false` (RFC 9126 §6, RFC 9449 §5.2).
+fn flag(obj: &Map<String, Value>, key: &str) -> Result<bool, ClientError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(meta_err(format!("{key} must be true or false"))),
+    }
+}
+
 fn strings(
     obj: &Map<String, Value>,
     key: &str,
@@ -291,6 +300,8 @@ pub fn parse(body: &[u8]) -> Result<Metadata, ClientError> {
         }
     }
     new.jwks_uri = string(&obj, "jwks_uri", MAX_VALUE_LEN)?;
+    new.require_pushed_authorization_requests = flag(&obj, "require_pushed_authorization_requests")?;
+    new.dpop_bound_access_tokens = flag(&obj, "dpop_bound_access_tokens")?;
     // The provider itself fetches these two; a third party must not point it at plain-http
     // services next to it (operators may, through the CLI, for development).
     for (key, uri) in [("jwks_uri", &new.jwks_uri), ("backchannel_logout_uri", &new.backchannel_logout_uri)] {
@@ -481,6 +492,7 @@ const CLIENT_CREDENTIALS_NEEDS_OPERATOR: &str =
 /// assurance an operator raised (it may ask for more, never less), the `national_id` scope an
 /// operator granted, and `client_credentials` without an operator's permission. Enabled/disabled,
 /// the resource-server and client-credentials permissions are not part of the metadata at all.
+/// `require_pushed_authorization_requests` and `dpop_bound_access_tokens` once on stay on.
 fn keep_operator_settings(current: &Client, mut new: NewClient) -> Result<NewClient, ClientError> {
     if new.grant_types.iter().any(|g| g == "client_credentials") && !current.client_credentials_allowed {
         return Err(ClientError::Metadata(CLIENT_CREDENTIALS_NEEDS_OPERATOR.into()));
@@ -490,6 +502,10 @@ fn keep_operator_settings(current: &Client, mut new: NewClient) -> Result<NewCli
     new.consent_required = true;
     new.client_credentials_allowed = current.client_credentials_allowed;
     new.resource_server = current.resource_server;
+    // Like the minimum assurance: an update may switch these protections on, never off, since
+    // an operator's choice and the client's own look the same.
+    new.require_pushed_authorization_requests |= current.require_pushed_authorization_requests;
+    new.dpop_bound_access_tokens |= current.dpop_bound_access_tokens;
     new.min_acr = match (&current.min_acr, new.min_acr) {
         (Some(held), Some(asked)) if super::acr_satisfies(&asked, held) => Some(asked),
         (Some(held), _) => Some(held.clone()),
@@ -562,6 +578,8 @@ mod tests {
             disabled_at: None,
             client_credentials_allowed: cc_allowed,
             resource_server: true,
+            require_pushed_authorization_requests: true,
+            dpop_bound_access_tokens: true,
         })
         .unwrap()
     }
@@ -580,6 +598,12 @@ mod tests {
         assert_eq!(kept.min_acr.as_deref(), Some("loa-2"), "a client cannot lower the operator's minimum");
         assert!(kept.scope.iter().any(|s| s == "national_id"), "an operator's grant stays");
         assert!(kept.consent_required && kept.resource_server && !kept.client_credentials_allowed);
+        assert!(kept.require_pushed_authorization_requests, "PAR once required stays required");
+        assert!(kept.dpop_bound_access_tokens, "DPoP once required stays required");
+        let off = json!({"client_name": "A", "redirect_uris": ["https://app.example/cb"],
+            "require_pushed_authorization_requests": false, "dpop_bound_access_tokens": false});
+        let kept = keep_operator_settings(&current, asked(off)).unwrap();
+        assert!(kept.require_pushed_authorization_requests && kept.dpop_bound_access_tokens, "not switched off");
         // Asking for more assurance than the operator set is fine.
         let low = operated(Some("loa-1"), "openid", false);
         let mut more = full.clone();
@@ -594,6 +618,23 @@ mod tests {
 
     fn parse_json(v: Value) -> Result<Metadata, ClientError> {
         parse(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn par_and_dpop_metadata_are_booleans_off_by_default() {
+        let base = json!({"client_name": "A", "redirect_uris": ["https://app.example/cb"]});
+        let m = parse_json(base.clone()).unwrap().client;
+        assert!(!m.require_pushed_authorization_requests && !m.dpop_bound_access_tokens);
+        let mut on = base.clone();
+        on["require_pushed_authorization_requests"] = json!(true);
+        on["dpop_bound_access_tokens"] = json!(true);
+        let m = parse_json(on).unwrap().client;
+        assert!(m.require_pushed_authorization_requests && m.dpop_bound_access_tokens);
+        for key in ["require_pushed_authorization_requests", "dpop_bound_access_tokens"] {
+            let mut bad = base.clone();
+            bad[key] = json!("yes");
+            assert!(matches!(parse_json(bad), Err(ClientError::Metadata(_))), "{key}");
+        }
     }
 
     #[test]

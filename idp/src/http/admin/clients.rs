@@ -33,6 +33,8 @@ struct ClientForm {
     auth_method: String,
     resource_server: bool,
     client_credentials_allowed: bool,
+    require_par: bool,
+    dpop_bound: bool,
 }
 
 fn lines(s: &str) -> Vec<String> {
@@ -60,6 +62,8 @@ impl ClientForm {
             auth_method: field(p, "token_endpoint_auth_method"),
             resource_server: field(p, "resource_server") == "1",
             client_credentials_allowed: field(p, "client_credentials_allowed") == "1",
+            require_par: field(p, "require_pushed_authorization_requests") == "1",
+            dpop_bound: field(p, "dpop_bound_access_tokens") == "1",
         }
     }
 
@@ -84,6 +88,8 @@ impl ClientForm {
             auth_method: c.token_endpoint_auth_method.clone(),
             resource_server: c.resource_server,
             client_credentials_allowed: c.client_credentials_allowed,
+            require_par: c.require_pushed_authorization_requests,
+            dpop_bound: c.dpop_bound_access_tokens,
         }
     }
 
@@ -123,6 +129,8 @@ impl ClientForm {
         n.consent_required = self.consent_required;
         n.resource_server = self.resource_server;
         n.client_credentials_allowed = self.client_credentials_allowed;
+        n.require_pushed_authorization_requests = self.require_par;
+        n.dpop_bound_access_tokens = self.dpop_bound;
         n.audience = self.audience()?;
         n.portal = Portal {
             category: opt(&self.portal_category),
@@ -151,6 +159,8 @@ impl ClientForm {
                 "consent_required": self.consent_required,
                 "resource_server": self.resource_server,
                 "client_credentials_allowed": self.client_credentials_allowed,
+                "require_par": self.require_par,
+                "dpop_bound": self.dpop_bound,
                 "auth_post": self.auth_method == "client_secret_post",
                 "auth_none": self.auth_method == "none",
             }),

@@ -83,6 +83,8 @@ pub struct ClientRow {
     pub disabled_at: Option<i64>,
     pub client_credentials_allowed: bool,
     pub resource_server: bool,
+    pub require_pushed_authorization_requests: bool,
+    pub dpop_bound_access_tokens: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -110,6 +112,7 @@ pub struct RefreshTokenRow {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    pub dpop_jkt: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -80,6 +80,8 @@ diesel::table! {
         resource_server -> Bool,
         previous_secret_hash -> Nullable<Text>,
         previous_secret_expires_at -> Nullable<BigInt>,
+        require_pushed_authorization_requests -> Bool,
+        dpop_bound_access_tokens -> Bool,
     }
 }
 
@@ -129,6 +131,7 @@ diesel::table! {
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
         revoked_at -> Nullable<BigInt>,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 
