@@ -50,6 +50,7 @@ fn grant() -> CodeGrant {
         scope: vec!["openid".into(), "profile".into(), "email".into()],
         code_challenge: None,
         id_token_claims: vec![],
+        dpop_jkt: None,
     }
 }
 

@@ -588,6 +588,17 @@ pub struct TokenConfig {
     /// we keep it at one.
     #[serde(with = "humantime_serde")]
     pub code_ttl: Duration,
+    /// How long a pushed authorization request's `request_uri` may be used (RFC 9126 §2.2: short,
+    /// since it is used once, right after the push).
+    #[serde(with = "humantime_serde")]
+    pub request_uri_ttl: Duration,
+    /// How far a DPoP proof's `iat` may lie from now, either way (RFC 9449 §11.1); its `jti` is
+    /// remembered for this window, on every node.
+    #[serde(with = "humantime_serde")]
+    pub dpop_proof_window: Duration,
+    /// Whether DPoP proofs must carry the server's nonce (RFC 9449 §8), so a proof cannot be
+    /// made in advance of the moment it is used.
+    pub dpop_require_nonce: bool,
 }
 
 /// Signing-key rotation (see `oidc::keys`).
@@ -711,6 +722,9 @@ impl Default for TokenConfig {
             access_token_ttl: Duration::from_secs(3600),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             code_ttl: Duration::from_secs(60),
+            request_uri_ttl: Duration::from_secs(60),
+            dpop_proof_window: Duration::from_secs(60),
+            dpop_require_nonce: true,
         }
     }
 }

@@ -39,6 +39,13 @@ pub struct Config {
     pub client_secret: Option<ClientSecret>,
     /// Scopes requested in addition to `openid`.
     pub scopes: Vec<Scope>,
+    /// `RP_USE_PAR`: push the authorization request to the IdP's
+    /// `pushed_authorization_request_endpoint` (RFC 9126) and send the browser
+    /// only the `request_uri`.
+    pub use_par: bool,
+    /// `RP_USE_DPOP`: bind the tokens to a key this app holds (RFC 9449), so a
+    /// leaked access or refresh token is useless without it.
+    pub use_dpop: bool,
 }
 
 /// The shape of `RP_CLIENT_FILE`: the JSON printed by `idp clients create`.
@@ -103,7 +110,17 @@ impl Config {
             }
         }
 
+        let switch = |name: &str| -> anyhow::Result<bool> {
+            match var(name).as_deref().map(str::trim) {
+                None | Some("0" | "false" | "no") => Ok(false),
+                Some("1" | "true" | "yes") => Ok(true),
+                Some(other) => bail!("{name} must be 1 or 0, not {other:?}"),
+            }
+        };
+
         Ok(Config {
+            use_par: switch("RP_USE_PAR")?,
+            use_dpop: switch("RP_USE_DPOP")?,
             issuer,
             bind,
             base_url,
@@ -185,6 +202,15 @@ mod tests {
         let scopes: Vec<&str> = c.scopes.iter().map(|s| s.as_str()).collect();
         assert_eq!(scopes, ["profile", "email"]);
         assert!(!c.cookies_secure());
+        assert!(!c.use_par && !c.use_dpop, "plain OpenID Connect unless switched on");
+        Ok(())
+    }
+
+    #[test]
+    fn par_and_dpop_switches() -> anyhow::Result<()> {
+        let c = config(&[("RP_CLIENT_ID", "abc"), ("RP_USE_PAR", "1"), ("RP_USE_DPOP", "true")])?;
+        assert!(c.use_par && c.use_dpop);
+        assert!(config(&[("RP_CLIENT_ID", "abc"), ("RP_USE_PAR", "maybe")]).is_err());
         Ok(())
     }
 

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod dpop;
 mod oidc;
 mod pages;
 mod routes;

@@ -1,7 +1,10 @@
 //! The OpenID Connect side of the app, written against the `openidconnect`
 //! crate the way any outside team would use it: discovery, authorization
 //! request with PKCE, code exchange, ID token verification, userinfo and
-//! RP-initiated logout.
+//! RP-initiated logout. With `RP_USE_PAR` the request the library builds is
+//! pushed to the IdP first (RFC 9126; the crate has no PAR of its own), and
+//! with `RP_USE_DPOP` the library's requests go through [`DpopKey`], which
+//! binds the tokens to this app's key (RFC 9449).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -25,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::config::Config;
+use crate::dpop::DpopKey;
 
 /// ID token signature algorithms accepted. The IdP signs with ES256 by default
 /// and can be configured for RS256. Listing them explicitly (instead of
@@ -49,6 +53,9 @@ pub struct ExtraProviderMetadata {
     /// its absence must be treated as an error (mix-up attack defence).
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: Option<bool>,
+    /// RFC 9126: where authorization requests are pushed.
+    #[serde(default)]
+    pub pushed_authorization_request_endpoint: Option<String>,
 }
 impl AdditionalProviderMetadata for ExtraProviderMetadata {}
 
@@ -116,6 +123,7 @@ struct Provider {
     client: RpClient,
     end_session_endpoint: Option<EndSessionUrl>,
     iss_parameter_required: bool,
+    par_endpoint: Option<String>,
 }
 
 /// What must be remembered between `/login` and `/callback`.
@@ -142,6 +150,8 @@ pub struct Oidc {
     config: Arc<Config>,
     /// Replaced when the IdP's signing keys change (see [`Oidc::refresh`]).
     provider: RwLock<Arc<Provider>>,
+    /// This app's DPoP key, when `RP_USE_DPOP` is on.
+    dpop: Option<DpopKey>,
 }
 
 impl Oidc {
@@ -164,7 +174,11 @@ impl Oidc {
             .build()
             .context("cannot build the HTTP client")?;
         let provider = fetch_provider(&http, &config).await?;
-        Ok(Oidc { issuer: config.issuer.clone(), http, config, provider: RwLock::new(Arc::new(provider)) })
+        if config.use_par && provider.par_endpoint.is_none() {
+            return Err(anyhow!("RP_USE_PAR is set but the IdP advertises no pushed_authorization_request_endpoint"));
+        }
+        let dpop = if config.use_dpop { Some(DpopKey::generate()?) } else { None };
+        Ok(Oidc { issuer: config.issuer.clone(), http, config, provider: RwLock::new(Arc::new(provider)), dpop })
     }
 
     /// The IdP's issuer identifier.
@@ -191,8 +205,74 @@ impl Oidc {
     }
 
     /// Builds the authorization URL: code flow, PKCE S256, random `state` and
-    /// `nonce`, and the configured scopes.
-    pub fn begin_login(&self) -> (Url, PendingLogin) {
+    /// `nonce`, and the configured scopes — pushed to the IdP first when
+    /// `RP_USE_PAR` is on, so the browser carries only the `request_uri`.
+    pub async fn begin_login(&self) -> anyhow::Result<(Url, PendingLogin)> {
+        let (url, pending) = self.authorization_request();
+        let provider = self.provider();
+        match (&provider.par_endpoint, self.config.use_par) {
+            (Some(endpoint), true) => Ok((self.push(endpoint, url).await?, pending)),
+            _ => Ok((url, pending)),
+        }
+    }
+
+    /// RFC 9126: posts the parameters of the URL the library built to the PAR
+    /// endpoint (authenticated like the token request, with a DPoP proof when
+    /// DPoP is on, which binds the code to this app's key), and returns the
+    /// authorization endpoint with only `client_id` and `request_uri`.
+    async fn push(&self, endpoint: &str, url: Url) -> anyhow::Result<Url> {
+        let mut body = url::form_urlencoded::Serializer::new(String::new());
+        body.extend_pairs(url.query_pairs());
+        let mut request = openidconnect::http::Request::builder()
+            .method("POST")
+            .uri(endpoint)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json");
+        if let Some(secret) = &self.config.client_secret {
+            // RFC 6749 §2.3.1: form-encode each part, then Basic.
+            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let pair = format!("{}:{}", enc(self.config.client_id.as_str()), enc(secret.secret()));
+            use base64::Engine;
+            let basic = base64::engine::general_purpose::STANDARD.encode(pair);
+            request = request.header("authorization", format!("Basic {basic}"));
+        }
+        let request = request.body(body.finish().into_bytes()).context("cannot build the PAR request")?;
+        let response = match &self.dpop {
+            Some(key) => key.send(&self.http, request).await.map_err(|e| anyhow!("PAR request failed: {e}"))?,
+            None => {
+                let (parts, body) = request.into_parts();
+                let r = self
+                    .http
+                    .post(endpoint)
+                    .headers(parts.headers)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow!("PAR request failed: {}", error_chain(&e)))?;
+                let status = r.status().as_u16();
+                let bytes = r.bytes().await.context("PAR response")?.to_vec();
+                openidconnect::http::Response::builder().status(status).body(bytes).context("PAR response")?
+            }
+        };
+        let v: serde_json::Value = serde_json::from_slice(response.body()).context("the PAR response is not JSON")?;
+        if response.status().as_u16() != 201 {
+            return Err(anyhow!(
+                "the IdP refused the pushed request: {} {}",
+                v["error"].as_str().unwrap_or("?"),
+                v["error_description"].as_str().unwrap_or("")
+            ));
+        }
+        let request_uri = v["request_uri"].as_str().ok_or_else(|| anyhow!("the PAR response has no request_uri"))?;
+        let mut to = url;
+        to.set_query(None);
+        to.query_pairs_mut()
+            .append_pair("client_id", self.config.client_id.as_str())
+            .append_pair("request_uri", request_uri);
+        Ok(to)
+    }
+
+    /// The authorization request as the library builds it.
+    fn authorization_request(&self) -> (Url, PendingLogin) {
         let provider = self.provider();
         let (pkce_challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = provider.client.authorize_url(
@@ -215,14 +295,22 @@ impl Oidc {
         // With a client secret the library authenticates with HTTP Basic
         // (client_secret_basic, its default); without one it sends only
         // client_id and relies on the PKCE verifier.
-        let token_response = provider
+        let exchange = provider
             .client
             .exchange_code(AuthorizationCode::new(code))
             .context("the IdP's discovery document lists no token_endpoint")?
-            .set_pkce_verifier(pending.pkce_verifier)
-            .request_async(&self.http)
-            .await
-            .map_err(|err| anyhow!("token request failed: {}", describe_token_error(&err)))?;
+            .set_pkce_verifier(pending.pkce_verifier);
+        let token_response = match &self.dpop {
+            Some(key) => {
+                let send = |r| key.send(&self.http, r);
+                exchange.request_async(&send).await.map_err(|err| describe_token_error(&err))
+            }
+            None => exchange.request_async(&self.http).await.map_err(|err| describe_token_error(&err)),
+        }
+        .map_err(|err| anyhow!("token request failed: {err}"))?;
+        if self.dpop.is_some() && token_response.token_type().as_ref() != "DPoP" {
+            return Err(anyhow!("DPoP is on but the IdP issued a {} token", token_response.token_type().as_ref()));
+        }
 
         let id_token =
             token_response.id_token().ok_or_else(|| anyhow!("the token response contains no id_token"))?.clone();
@@ -278,13 +366,17 @@ impl Oidc {
         token_response: &RpTokenResponse,
         claims: &RpIdTokenClaims,
     ) -> anyhow::Result<serde_json::Value> {
-        let info: UserInfoClaims<AllOtherClaims, CoreGenderClaim> = provider
+        let request = provider
             .client
             .user_info(token_response.access_token().clone(), Some(claims.subject().clone()))
-            .context("the IdP's discovery document lists no userinfo_endpoint")?
-            .request_async(&self.http)
-            .await
-            .map_err(|err| anyhow!("{}", error_chain(&err)))?;
+            .context("the IdP's discovery document lists no userinfo_endpoint")?;
+        let info: UserInfoClaims<AllOtherClaims, CoreGenderClaim> = match &self.dpop {
+            Some(key) => {
+                let send = |r| key.send(&self.http, r);
+                request.request_async(&send).await.map_err(|err| anyhow!("{}", error_chain(&err)))?
+            }
+            None => request.request_async(&self.http).await.map_err(|err| anyhow!("{}", error_chain(&err)))?,
+        };
         serde_json::to_value(&info).context("cannot serialise the userinfo claims")
     }
 
@@ -325,10 +417,11 @@ async fn fetch_provider(http: &reqwest::Client, config: &Config) -> anyhow::Resu
         .additional_metadata
         .authorization_response_iss_parameter_supported
         .unwrap_or(false);
+    let par_endpoint = metadata.additional_metadata().additional_metadata.pushed_authorization_request_endpoint.clone();
     let redirect = RedirectUrl::from_url(config.redirect_url()?);
     let client = RpClient::from_provider_metadata(metadata, config.client_id.clone(), config.client_secret.clone())
         .set_redirect_uri(redirect);
-    Ok(Provider { client, end_session_endpoint, iss_parameter_required })
+    Ok(Provider { client, end_session_endpoint, iss_parameter_required, par_endpoint })
 }
 
 fn id_token_verifier(provider: &Provider) -> openidconnect::IdTokenVerifier<'_, CoreJsonWebKey> {

@@ -77,7 +77,17 @@ async fn home(req: HttpRequest, app: web::Data<AppState>, query: web::Query<Home
 /// `GET /login`: remembers state, nonce and PKCE verifier server-side and
 /// sends the browser to the IdP.
 async fn login(app: web::Data<AppState>) -> HttpResponse {
-    let (url, pending) = app.oidc.begin_login();
+    let (url, pending) = match app.oidc.begin_login().await {
+        Ok(started) => started,
+        Err(err) => {
+            // The IdP refused the pushed request, or could not be reached.
+            eprintln!("login: {err:#}");
+            return html(
+                StatusCode::BAD_GATEWAY,
+                pages::error("無法開始登入", "Cannot start the sign-in", &format!("{err:#}")),
+            );
+        }
+    };
     let key = app.pending.insert(pending);
     eprintln!("login: sending the browser to the IdP's authorization endpoint");
     HttpResponse::Found()

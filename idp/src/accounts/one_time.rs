@@ -466,6 +466,7 @@ mod tests {
             acr: "loa-1".into(),
             amr: vec!["pwd".into()],
             expires_at: 10_000,
+            dpop_jkt: None,
         };
         crate::oidc::refresh::issue(&mut c, &grant, 0).unwrap();
         drop(c);

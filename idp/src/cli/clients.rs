@@ -132,6 +132,12 @@ pub struct CreateClient {
     /// Accept authorization requests from this client only as signed request objects.
     #[arg(long)]
     pub require_signed_request_object: bool,
+    /// Accept only pushed authorization requests (RFC 9126 `require_pushed_authorization_requests`).
+    #[arg(long)]
+    pub require_par: bool,
+    /// Refuse token requests without a DPoP proof (RFC 9449 `dpop_bound_access_tokens`).
+    #[arg(long)]
+    pub dpop_bound_access_tokens: bool,
     /// Print a JSON object with `client_id` and `client_secret` (RFC 7591 names).
     #[arg(long)]
     pub json: bool,
@@ -155,6 +161,12 @@ pub struct UpdateClient {
     /// Accept authorization requests only as signed request objects (`=false` withdraws it).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub require_signed_request_object: Option<bool>,
+    /// Accept only pushed authorization requests (`=false` accepts plain ones again).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub require_par: Option<bool>,
+    /// Refuse token requests without a DPoP proof (`=false` allows bearer tokens again).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub dpop_bound_access_tokens: Option<bool>,
 }
 
 impl CreateClient {
@@ -192,6 +204,8 @@ impl CreateClient {
         new.resource_server = self.resource_server;
         new.request_object_signing_alg = self.request_object_signing_alg;
         new.require_signed_request_object = self.require_signed_request_object;
+        new.require_pushed_authorization_requests = self.require_par;
+        new.dpop_bound_access_tokens = self.dpop_bound_access_tokens;
         new.portal = clients::Portal {
             category: given(self.portal_category),
             description: given(self.portal_description),
@@ -228,6 +242,12 @@ fn print_client(c: &clients::Client) {
     }
     if c.require_signed_request_object {
         println!("require_signed_request_object: yes");
+    }
+    if c.require_pushed_authorization_requests {
+        println!("require_pushed_authorization_requests: yes");
+    }
+    if c.dpop_bound_access_tokens {
+        println!("dpop_bound_access_tokens:   yes");
     }
     if let Some(uri) = &c.backchannel_logout_uri {
         println!("backchannel_logout_uri:     {uri}");
@@ -294,6 +314,8 @@ pub(super) fn run(config: Config, command: ClientsCommand) -> Result<(), Failure
                 client_credentials_allowed: u.allow_client_credentials,
                 resource_server: u.resource_server,
                 require_signed_request_object: u.require_signed_request_object,
+                require_pushed_authorization_requests: u.require_par,
+                dpop_bound_access_tokens: u.dpop_bound_access_tokens,
             };
             let client = clients::change_by(&mut conn, &u.client_id, &change, &Actor::cli(), now)
                 .map_err(refused)?

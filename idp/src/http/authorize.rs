@@ -21,7 +21,7 @@ use crate::oidc::gate::{self, Hint, Outcome};
 use crate::oidc::params::Params;
 use crate::oidc::request_object::{self, RequestObjectError};
 use crate::oidc::subject::subject_for;
-use crate::oidc::{backchannel, consent, transaction};
+use crate::oidc::{backchannel, consent, par, transaction};
 use crate::state::AppState;
 use crate::templates::Lang;
 
@@ -87,6 +87,11 @@ async fn authorize(
 ) -> Result<HttpResponse, Failure> {
     let raw: &[u8] = if post { &body } else { req.query_string().as_bytes() };
     let query = Params::parse_with_file(raw, "request", request_object::MAX_REQUEST_OBJECT)?;
+    // A pushed request (RFC 9126) comes back by its request_uri: its parameters, taken once.
+    let (query, pushed) = par::resolve(&state, query, now()).await.map_err(|e| match e {
+        par::ResolveError::Gone => Failure::page(StatusCode::BAD_REQUEST, "err_request_uri", None),
+        par::ResolveError::Infra(e) => e.into(),
+    })?;
     // The language the request asks for, of its error pages from here on.
     lang_of(&req, query.get("ui_locales").ok().flatten());
     let client_id = match authorize::target(&query) {
@@ -104,7 +109,7 @@ async fn authorize(
         Err(RequestObjectError::Infra(e)) => return Err(e.into()),
     };
     let auth = match authorize::validate(&params, &client) {
-        Ok(a) => a,
+        Ok(a) => AuthRequest { pushed, ..a },
         Err(e) => return show(&state, e),
     };
     // From here the client and its redirect URI are known and trusted: a dependency that is down
@@ -266,6 +271,7 @@ async fn finish_authorization(
         scope: auth.scope.clone(),
         code_challenge: auth.code_challenge.clone(),
         id_token_claims: auth.claims.as_ref().map(|c| c.id_token_claims()).unwrap_or_default(),
+        dpop_jkt: auth.dpop_jkt.clone(),
     };
     let (code, key) = authorize::new_code();
     state.eph.put_json(&key, &grant, state.config.tokens.code_ttl).await?;

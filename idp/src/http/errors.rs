@@ -48,6 +48,8 @@ pub struct Parts {
     www_authenticate: Option<String>,
     location: Option<String>,
     retry_after: Option<u32>,
+    /// The server's DPoP nonce (RFC 9449 §8), sent as `DPoP-Nonce`.
+    dpop_nonce: Option<String>,
     /// The outcome a refusal is audited with (see [`Failure::audited`]), if it is one.
     audit: Option<&'static str>,
 }
@@ -123,6 +125,7 @@ impl Failure {
             www_authenticate: None,
             location: None,
             retry_after: None,
+            dpop_nonce: None,
             audit: None,
         }))
     }
@@ -177,6 +180,9 @@ impl Failure {
         if let Some(secs) = self.retry_after {
             r.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
+        if let Some(n) = &self.dpop_nonce {
+            r.insert_header((DPOP_NONCE, n.clone()));
+        }
         r.body(body)
     }
 
@@ -193,6 +199,24 @@ impl Failure {
         self.audit = Some(outcome);
         self
     }
+
+    /// The same answer with the server's DPoP nonce (RFC 9449 §8).
+    pub fn with_dpop_nonce(mut self, nonce: String) -> Self {
+        self.dpop_nonce = Some(nonce);
+        self
+    }
+}
+
+/// The header that carries the server's DPoP nonce.
+pub const DPOP_NONCE: &str = "DPoP-Nonce";
+
+/// A refused DPoP proof at a protected resource (RFC 9449 §7.1): 401 with a `DPoP` challenge
+/// naming the error and the algorithms accepted.
+pub fn dpop_challenge(error: &str, description: &str) -> Failure {
+    let mut f = oauth(StatusCode::UNAUTHORIZED, error, description);
+    let algs = crate::oidc::dpop::ALGORITHMS.join(" ");
+    f.www_authenticate = Some(format!("DPoP error=\"{error}\", error_description=\"{description}\", algs=\"{algs}\""));
+    f
 }
 
 /// An infrastructure failure, for a person: 503 系統暫時無法使用 (with `Retry-After`) when a
@@ -339,6 +363,8 @@ impl From<TokenError> for Failure {
             | TokenError::InvalidScope(ref d)
             | TokenError::UnauthorizedClient(ref d) => d.clone(),
             TokenError::UnsupportedGrantType => "grant_type is not supported".into(),
+            TokenError::Dpop(ref d) => d.to_string(),
+            TokenError::Authorization { ref description, .. } => description.clone(),
         };
         oauth(StatusCode::BAD_REQUEST, e.code(), &description)
     }
@@ -391,6 +417,7 @@ impl From<UserinfoError> for Failure {
         let (status, code) = match &e {
             UserinfoError::Missing => return bearer_required(),
             UserinfoError::Server(infra) => return server_error(infra, "userinfo"),
+            UserinfoError::Dpop(d) => return dpop_challenge(d.code(), &d.to_string()),
             UserinfoError::Twice => (StatusCode::BAD_REQUEST, "invalid_request"),
             UserinfoError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             UserinfoError::NotAPerson | UserinfoError::NoOpenid => (StatusCode::FORBIDDEN, "insufficient_scope"),
@@ -441,6 +468,7 @@ mod tests {
     //! does not compile until it has its row here.
 
     use super::*;
+    use crate::oidc::dpop::DpopError;
 
     /// A row of the token table: error, status, code, challenge, audit outcome.
     type TokenRow = (TokenError, u16, &'static str, Option<&'static str>, Option<&'static str>);
@@ -568,6 +596,8 @@ mod tests {
             (UserinfoError::InvalidToken, 401, "invalid_token"),
             (UserinfoError::NotAPerson, 403, "insufficient_scope"),
             (UserinfoError::NoOpenid, 403, "insufficient_scope"),
+            (UserinfoError::Dpop(DpopError::Invalid("why".into())), 401, "invalid_dpop_proof"),
+            (UserinfoError::Dpop(DpopError::UseNonce), 401, "use_dpop_nonce"),
             (UserinfoError::Server(InfraError::Internal("boom".into())), 500, "server_error"),
             (UserinfoError::Server(down()), 503, "temporarily_unavailable"),
         ];
@@ -578,6 +608,7 @@ mod tests {
                 | UserinfoError::InvalidToken
                 | UserinfoError::NotAPerson
                 | UserinfoError::NoOpenid
+                | UserinfoError::Dpop(_)
                 | UserinfoError::Server(_) => {}
             }
             let what = format!("{e:?}");
@@ -618,6 +649,9 @@ mod tests {
             (TokenError::InvalidScope(d()), 400, "invalid_scope", None, None),
             (TokenError::UnauthorizedClient(d()), 400, "unauthorized_client", None, None),
             (TokenError::UnsupportedGrantType, 400, "unsupported_grant_type", None, None),
+            (TokenError::Dpop(DpopError::Invalid(d())), 400, "invalid_dpop_proof", None, None),
+            (TokenError::Dpop(DpopError::UseNonce), 400, "use_dpop_nonce", None, None),
+            (TokenError::Authorization { error: "invalid_scope", description: d() }, 400, "invalid_scope", None, None),
             (TokenError::Server(InfraError::Internal("x".into())), 500, "server_error", None, None),
             (TokenError::Server(down()), 503, "temporarily_unavailable", None, None),
         ];
@@ -629,6 +663,8 @@ mod tests {
                 | TokenError::InvalidScope(_)
                 | TokenError::UnauthorizedClient(_)
                 | TokenError::UnsupportedGrantType
+                | TokenError::Dpop(_)
+                | TokenError::Authorization { .. }
                 | TokenError::Server(_) => {}
             }
             let what = format!("{e:?}");

@@ -50,6 +50,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(authorize::consent_submit)),
         )
         .service(web::resource("/token").route(web::post().to(oidc::token)))
+        .service(web::resource("/par").route(web::post().to(oidc::pushed_authorization_request)))
         .service(web::resource("/introspect").route(web::post().to(oidc::introspect)))
         .service(web::resource("/revoke").route(web::post().to(oidc::revoke)))
         .service(web::resource("/register").route(web::post().to(registration::register)))

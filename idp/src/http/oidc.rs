@@ -16,7 +16,7 @@ use crate::error::now;
 use crate::oidc::client_auth::BasicCredentials;
 use crate::oidc::params::Params;
 use crate::oidc::token::{self, TokenError};
-use crate::oidc::{introspection, logout, userinfo};
+use crate::oidc::{dpop, introspection, logout, par, userinfo};
 use crate::state::AppState;
 
 fn json_no_store(body: serde_json::Value) -> HttpResponse {
@@ -93,12 +93,51 @@ async fn refused(state: &AppState, req: &HttpRequest, e: TokenError) -> Failure 
     Failure::from(e).audited(state, "token.client_auth", client_address(req)).await
 }
 
+/// Every `DPoP` header of a request, as sent (a value that is not text counts, and fails).
+fn dpop_headers(req: &HttpRequest) -> Vec<String> {
+    req.headers().get_all("dpop").map(|v| v.to_str().unwrap_or("").to_string()).collect()
+}
+
+/// The server's current DPoP nonce, sent with every answer of the token and PAR endpoints so a
+/// client has it before its next proof (RFC 9449 §8).
+fn current_nonce(state: &AppState) -> String {
+    dpop::nonce(&state.protector, now())
+}
+
 /// `POST /token`
 pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, Failure> {
     let params = form_params(&req, &body)?;
-    match token::exchange(&state, &params, basic_credentials(&req), now()).await {
-        Ok(body) => Ok(json_no_store(body)),
-        Err(e) => Err(refused(&state, &req, e).await),
+    match token::exchange(&state, &params, basic_credentials(&req), &dpop_headers(&req), now()).await {
+        Ok(body) => {
+            let mut r = json_no_store(body);
+            insert_nonce(&mut r, current_nonce(&state));
+            Ok(r)
+        }
+        Err(e) => Err(refused(&state, &req, e).await.with_dpop_nonce(current_nonce(&state))),
+    }
+}
+
+fn insert_nonce(r: &mut HttpResponse, nonce: String) {
+    if let Ok(v) = header::HeaderValue::from_str(&nonce) {
+        r.headers_mut().insert(header::HeaderName::from_static("dpop-nonce"), v);
+    }
+}
+
+/// `POST /par` (RFC 9126): 201 with `request_uri` and `expires_in`.
+pub async fn pushed_authorization_request(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, Failure> {
+    let params = form_params(&req, &body)?;
+    match par::push(&state, &params, basic_credentials(&req), &dpop_headers(&req), now()).await {
+        Ok(body) => {
+            let mut r = json_no_store(body);
+            *r.status_mut() = StatusCode::CREATED;
+            insert_nonce(&mut r, current_nonce(&state));
+            Ok(r)
+        }
+        Err(e) => Err(refused(&state, &req, e).await.with_dpop_nonce(current_nonce(&state))),
     }
 }
 
@@ -131,15 +170,28 @@ pub async fn userinfo(state: web::Data<AppState>, req: HttpRequest, body: web::B
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
-        .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_string());
+        .filter(|(s, _)| s.eq_ignore_ascii_case("bearer") || s.eq_ignore_ascii_case("dpop"))
+        .map(|(s, t)| (s.eq_ignore_ascii_case("dpop"), t.trim().to_string()));
     let from_body = if req.method() == actix_web::http::Method::POST && is_form(&req) {
         Params::parse(&body).ok().and_then(|p| p.get("access_token").ok().flatten().map(str::to_string))
     } else {
         None
     };
-    let token = userinfo::presented(from_header, from_body)?;
-    Ok(json_no_store(userinfo::userinfo(&state, &token, now()).await?))
+    let presented = userinfo::presented(from_header, from_body)?;
+    let method = req.method().as_str().to_string();
+    match userinfo::userinfo(&state, &presented, &dpop_headers(&req), &method, now()).await {
+        Ok(body) => {
+            let mut r = json_no_store(body);
+            if presented.dpop_scheme {
+                insert_nonce(&mut r, current_nonce(&state));
+            }
+            Ok(r)
+        }
+        Err(e) => {
+            let f = Failure::from(e);
+            Err(if presented.dpop_scheme { f.with_dpop_nonce(current_nonce(&state)) } else { f })
+        }
+    }
 }
 
 pub async fn logout_get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {

@@ -31,6 +31,10 @@ pub struct AccessClaims {
     pub auth_time: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub acr: Option<String>,
+    /// The DPoP key the token is bound to (RFC 9449 §6.1); a bound token is accepted only with
+    /// a proof signed by that key.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cnf: Option<super::dpop::Confirmation>,
     /// The account and session, sealed; set by [`sign`], opened by [`verify`].
     #[serde(skip_serializing_if = "Option::is_none", default)]
     ctx: Option<String>,
@@ -70,7 +74,22 @@ impl AccessClaims {
             Some((a, s, t, acr)) => (Some(a), Some(s), Some(t), Some(acr)),
             None => (None, None, None, None),
         };
-        Self { aud: iss.clone(), iss, sub, client_id, scope, jti, iat, exp, auth_time, acr, ctx: None, account, sid }
+        Self {
+            aud: iss.clone(),
+            iss,
+            sub,
+            client_id,
+            scope,
+            jti,
+            iat,
+            exp,
+            auth_time,
+            acr,
+            cnf: None,
+            ctx: None,
+            account,
+            sid,
+        }
     }
 
     pub fn scopes(&self) -> Vec<String> {

@@ -38,6 +38,14 @@ pub struct AuthRequest {
     /// What this browser has done for the request so far (sign-in, consent), for the gate.
     #[serde(default)]
     pub interaction: Interaction,
+    /// The DPoP key the code will be bound to (RFC 9449 §10: `dpop_jkt`, or the key of the proof
+    /// that came with the pushed request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
+    /// Whether the request was pushed first (RFC 9126) and came back by its `request_uri`. Set
+    /// only by [`super::par::resolve`], never from a parameter.
+    #[serde(default)]
+    pub pushed: bool,
 }
 
 /// What has happened in this browser for one authorization request, kept with the request in its
@@ -188,6 +196,14 @@ pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, Authori
     if nonce.as_ref().is_some_and(|n| n.len() > 512) {
         return Err(fail("invalid_request", "nonce is too long".into()));
     }
+    // A JWK SHA-256 thumbprint: 32 bytes, base64url without padding.
+    let dpop_jkt = get("dpop_jkt").map(str::to_string);
+    if dpop_jkt
+        .as_ref()
+        .is_some_and(|j| j.len() != 43 || !j.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)))
+    {
+        return Err(fail("invalid_request", "dpop_jkt is not a JWK SHA-256 thumbprint".into()));
+    }
     Ok(AuthRequest {
         client_id: client.client_id.clone(),
         redirect_uri,
@@ -204,6 +220,8 @@ pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, Authori
         id_token_hint: get("id_token_hint").map(str::to_string),
         claims,
         interaction: Default::default(),
+        dpop_jkt,
+        pushed: false,
     })
 }
 
@@ -223,6 +241,9 @@ pub struct CodeGrant {
     /// Claims about the person the `claims` parameter asked for in the ID token.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub id_token_claims: Vec<String>,
+    /// The DPoP key the code may only be redeemed with (RFC 9449 §10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// A fresh code and the ephemeral-store key it is kept under.

@@ -80,6 +80,13 @@ pub struct Client {
     /// them). Without it a client introspects only its own tokens.
     #[serde(skip)]
     pub resource_server: bool,
+    /// RFC 9126 §6: authorization requests of this client must be pushed (`/par`) first.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub require_pushed_authorization_requests: bool,
+    /// RFC 9449 §5.2: every token request of this client must carry a DPoP proof, so its
+    /// access tokens are always bound to a key it holds.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
     #[serde(skip)]
     secret_hash: Option<String>,
     #[serde(skip)]
@@ -271,6 +278,8 @@ impl TryFrom<ClientRow> for Client {
             disabled: r.disabled_at.is_some(),
             client_credentials_allowed: r.client_credentials_allowed,
             resource_server: r.resource_server,
+            require_pushed_authorization_requests: r.require_pushed_authorization_requests,
+            dpop_bound_access_tokens: r.dpop_bound_access_tokens,
             jwks,
             jwks_uri: r.jwks_uri,
             request_object_signing_alg: r.request_object_signing_alg,
@@ -313,6 +322,9 @@ pub struct NewClient {
     pub request_object_signing_alg: Option<String>,
     /// See [`Client::require_signed_request_object`].
     pub require_signed_request_object: bool,
+    /// Client metadata of RFC 9126 §6 and RFC 9449 §5.2 (see [`Client`]).
+    pub require_pushed_authorization_requests: bool,
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl NewClient {
@@ -342,6 +354,8 @@ impl NewClient {
             resource_server: false,
             request_object_signing_alg: None,
             require_signed_request_object: false,
+            require_pushed_authorization_requests: false,
+            dpop_bound_access_tokens: false,
         }
     }
 }
@@ -546,6 +560,8 @@ pub fn create(conn: &mut DbConn, new: NewClient, now: i64) -> Result<(Client, Op
         resource_server: new.resource_server,
         request_object_signing_alg: new.request_object_signing_alg,
         require_signed_request_object: new.require_signed_request_object,
+        require_pushed_authorization_requests: new.require_pushed_authorization_requests,
+        dpop_bound_access_tokens: new.dpop_bound_access_tokens,
     };
     match diesel::insert_into(clients::table).values(&row).execute(conn) {
         Ok(_) => {}
@@ -610,12 +626,15 @@ pub fn edit_by(
 /// Audits a changed client as `client.update`, with the settings only an operator decides.
 fn audit_update(conn: &mut DbConn, c: &Client, actor: &Actor, now: i64) -> Result<(), InfraError> {
     let detail = format!(
-        "audience {}, min_acr {}, client_credentials_allowed {}, resource_server {}, require_signed_request_object {}",
+        "audience {}, min_acr {}, client_credentials_allowed {}, resource_server {}, require_signed_request_object {}, \
+         require_pushed_authorization_requests {}, dpop_bound_access_tokens {}",
         c.audience.as_string(),
         c.min_acr.as_deref().unwrap_or("none"),
         c.client_credentials_allowed,
         c.resource_server,
-        c.require_signed_request_object
+        c.require_signed_request_object,
+        c.require_pushed_authorization_requests,
+        c.dpop_bound_access_tokens
     );
     audit::record(conn, Event { client_id: Some(&c.client_id), detail, ..actor.event("client.update", "success") }, now)
 }
@@ -718,6 +737,8 @@ pub fn replace(conn: &mut DbConn, id: &str, new: NewClient, now: i64) -> Result<
             clients::portal_url.eq(&new.portal.url),
             clients::request_object_signing_alg.eq(&new.request_object_signing_alg),
             clients::require_signed_request_object.eq(new.require_signed_request_object),
+            clients::require_pushed_authorization_requests.eq(new.require_pushed_authorization_requests),
+            clients::dpop_bound_access_tokens.eq(new.dpop_bound_access_tokens),
             clients::updated_at.eq(now),
         ))
         .execute(conn)
@@ -736,6 +757,8 @@ pub struct OperatorChange {
     pub resource_server: Option<bool>,
     /// Whether the client's authorization requests must be signed request objects.
     pub require_signed_request_object: Option<bool>,
+    pub require_pushed_authorization_requests: Option<bool>,
+    pub dpop_bound_access_tokens: Option<bool>,
 }
 
 /// Applies an operator's change; returns the client, or `None` if there is none with this id.
@@ -762,6 +785,8 @@ pub fn change_by_operator(
     if signed && current.jwks.is_none() && current.jwks_uri.is_none() {
         return Err(ClientError::Metadata("signed request objects need jwks or jwks_uri".into()));
     }
+    let par = change.require_pushed_authorization_requests.unwrap_or(current.require_pushed_authorization_requests);
+    let dpop = change.dpop_bound_access_tokens.unwrap_or(current.dpop_bound_access_tokens);
     diesel::update(clients::table.find(id))
         .set((
             clients::audience.eq(audience),
@@ -769,6 +794,8 @@ pub fn change_by_operator(
             clients::client_credentials_allowed.eq(cc),
             clients::resource_server.eq(rs),
             clients::require_signed_request_object.eq(signed),
+            clients::require_pushed_authorization_requests.eq(par),
+            clients::dpop_bound_access_tokens.eq(dpop),
             clients::updated_at.eq(now),
         ))
         .execute(conn)

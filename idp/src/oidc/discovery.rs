@@ -27,6 +27,7 @@ pub fn document(issuer: &str, card_sign_in: bool) -> Value {
         "end_session_endpoint": format!("{base}/logout"),
         "introspection_endpoint": format!("{base}/introspect"),
         "revocation_endpoint": format!("{base}/revoke"),
+        "pushed_authorization_request_endpoint": format!("{base}/par"),
         "registration_endpoint": format!("{base}/register"),
         "scopes_supported": SUPPORTED_SCOPES,
         "response_types_supported": ["code"],
@@ -56,6 +57,9 @@ pub fn document(issuer: &str, card_sign_in: bool) -> Value {
         "request_uri_parameter_supported": false,
         "require_request_uri_registration": false,
         "authorization_response_iss_parameter_supported": true,
+        // Per client (`require_pushed_authorization_requests` in its metadata); not for all.
+        "require_pushed_authorization_requests": false,
+        "dpop_signing_alg_values_supported": super::dpop::ALGORITHMS,
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,
         "frontchannel_logout_supported": false,

@@ -78,6 +78,11 @@ pub fn decide(i: &Inputs<'_>) -> Outcome {
     if !client.has_redirect_uri(&request.redirect_uri) {
         return Outcome::Show { key: "err_redirect_uri" };
     }
+    // RFC 9126 §6: such a client's requests count only if they were pushed (and its tokens so
+    // cannot be asked for by a URL someone else put together).
+    if client.require_pushed_authorization_requests && !request.pushed {
+        return Outcome::redirect("invalid_request", "this application must push its authorization requests (PAR)");
+    }
     if *i.hint == Hint::Invalid {
         return Outcome::redirect("invalid_request", "id_token_hint is not a valid ID token for this client");
     }
@@ -178,6 +183,8 @@ mod tests {
             id_token_hint: None,
             claims: None,
             interaction: Interaction::default(),
+            dpop_jkt: None,
+            pushed: false,
         }
     }
 
@@ -280,6 +287,23 @@ mod tests {
                 ..row("a redirect URI no longer registered is never used", Outcome::Show { key: "err_redirect_uri" })
             },
             Row { hint: Hint::Invalid, ..row("a forged id_token_hint is refused", redirect("invalid_request")) },
+            Row {
+                client: |c| c.require_pushed_authorization_requests = true,
+                ..row(
+                    "a client that requires PAR gets nothing for a request that was not pushed",
+                    redirect("invalid_request"),
+                )
+            },
+            Row {
+                client: |c| c.require_pushed_authorization_requests = true,
+                signed_in: false,
+                ..row("not even a sign-in page for an unpushed request of such a client", redirect("invalid_request"))
+            },
+            Row {
+                client: |c| c.require_pushed_authorization_requests = true,
+                request: |q| q.pushed = true,
+                ..row("a client that requires PAR gets a code for a pushed request", Outcome::IssueCode)
+            },
             Row { signed_in: false, ..row("nobody signed in: sign in", Outcome::SignIn) },
             Row {
                 signed_in: false,

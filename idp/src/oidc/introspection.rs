@@ -47,10 +47,16 @@ pub async fn introspect(
                     return Ok(inactive);
                 }
             }
+            // RFC 9449 §6.2: a bound token is reported with its key, so an API that introspects
+            // can demand the proof.
+            let token_type = if c.cnf.is_some() { "DPoP" } else { "Bearer" };
             let mut v = json!({
-                "active": true, "token_type": "Bearer", "scope": c.scope, "client_id": c.client_id,
+                "active": true, "token_type": token_type, "scope": c.scope, "client_id": c.client_id,
                 "sub": c.sub, "aud": c.aud, "iss": c.iss, "exp": c.exp, "iat": c.iat, "jti": c.jti,
             });
+            if let Some(cnf) = &c.cnf {
+                v["cnf"] = json!(cnf);
+            }
             if let Some(acr) = c.acr {
                 v["acr"] = json!(acr);
             }
@@ -69,10 +75,14 @@ pub async fn introspect(
             let sub = client
                 .map(|c| super::subject::subject_for(&state.protector, &c, &r.account_id))
                 .unwrap_or_else(|| r.account_id.clone());
-            return Ok(json!({
+            let mut v = json!({
                 "active": true, "token_type": "refresh_token", "scope": r.scope, "client_id": r.client_id,
                 "sub": sub, "iss": state.config.issuer, "exp": r.expires_at, "iat": r.created_at,
-            }));
+            });
+            if let Some(jkt) = r.dpop_jkt {
+                v["cnf"] = json!({ "jkt": jkt });
+            }
+            return Ok(v);
         }
     }
     Ok(inactive)

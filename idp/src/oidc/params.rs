@@ -74,6 +74,11 @@ impl Params {
         self.0.iter().map(|(k, _)| k.as_str()).find(|k| !seen.insert(*k))
     }
 
+    /// Every parameter, in the order sent.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Whether a parameter is present at all.
     pub fn has(&self, name: &str) -> bool {
         self.0.iter().any(|(k, _)| k == name)

@@ -22,6 +22,9 @@ pub struct RefreshGrant {
     pub acr: String,
     pub amr: Vec<String>,
     pub expires_at: i64,
+    /// The DPoP key (JWK SHA-256 thumbprint) a public client's token is bound to (RFC 9449 §5):
+    /// it is redeemed only with a proof signed by that key.
+    pub dpop_jkt: Option<String>,
 }
 
 impl From<RefreshTokenRow> for RefreshGrant {
@@ -36,6 +39,7 @@ impl From<RefreshTokenRow> for RefreshGrant {
             acr: r.acr,
             amr: serde_json::from_str(&r.amr).unwrap_or_default(),
             expires_at: r.expires_at,
+            dpop_jkt: r.dpop_jkt,
         }
     }
 }
@@ -57,6 +61,7 @@ pub fn issue(conn: &mut DbConn, grant: &RefreshGrant, now: i64) -> Result<String
         expires_at: grant.expires_at,
         used_at: None,
         revoked_at: None,
+        dpop_jkt: grant.dpop_jkt.clone(),
     };
     diesel::insert_into(refresh_tokens::table).values(&row).execute(conn)?;
     Ok(token)
@@ -71,6 +76,9 @@ pub enum Redeem {
     Invalid,
     /// Already used: the family has been revoked.
     Reused { family_id: String, account_id: String },
+    /// Bound to a DPoP key the request did not prove (no proof, or another key's): not spent,
+    /// and the family is left alone, since whoever holds the key still holds the token.
+    WrongKey { account_id: String },
 }
 
 /// Spends a refresh token, atomically: two concurrent uses cannot both succeed, and the loser
@@ -80,19 +88,33 @@ pub enum Redeem {
 /// SQLite a commit by another connection in between makes the write fail at once with "database
 /// is locked" (the busy timeout cannot help a stale snapshot), which concurrent rotations of
 /// different families did. Writing first takes the write lock before anything is read.
-pub fn redeem(conn: &mut DbConn, token: &str, client_id: &str, now: i64) -> Result<Redeem, InfraError> {
+///
+/// `jkt` is the DPoP key the request proved, if any: a token bound to a key is spent only
+/// with a proof of that key.
+pub fn redeem(
+    conn: &mut DbConn,
+    token: &str,
+    client_id: &str,
+    jkt: Option<&str>,
+    now: i64,
+) -> Result<Redeem, InfraError> {
     let id = sha256_b64(token.as_bytes());
     conn.transaction(|conn| {
-        let spent = diesel::update(
-            refresh_tokens::table
-                .find(&id)
-                .filter(refresh_tokens::client_id.eq(client_id))
-                .filter(refresh_tokens::revoked_at.is_null())
-                .filter(refresh_tokens::expires_at.gt(now))
-                .filter(refresh_tokens::used_at.is_null()),
-        )
-        .set(refresh_tokens::used_at.eq(now))
-        .execute(conn)?;
+        let live = refresh_tokens::table
+            .find(&id)
+            .filter(refresh_tokens::client_id.eq(client_id))
+            .filter(refresh_tokens::revoked_at.is_null())
+            .filter(refresh_tokens::expires_at.gt(now))
+            .filter(refresh_tokens::used_at.is_null());
+        let spend = refresh_tokens::used_at.eq(now);
+        let spent = match jkt {
+            Some(k) => {
+                diesel::update(live.filter(refresh_tokens::dpop_jkt.is_null().or(refresh_tokens::dpop_jkt.eq(k))))
+                    .set(spend)
+                    .execute(conn)?
+            }
+            None => diesel::update(live.filter(refresh_tokens::dpop_jkt.is_null())).set(spend).execute(conn)?,
+        };
         let row: Option<RefreshTokenRow> =
             refresh_tokens::table.find(&id).select(RefreshTokenRow::as_select()).get_result(conn).optional()?;
         let Some(row) = row else { return Ok(Redeem::Invalid) };
@@ -101,6 +123,9 @@ pub fn redeem(conn: &mut DbConn, token: &str, client_id: &str, now: i64) -> Resu
         }
         if row.client_id != client_id || row.revoked_at.is_some() || row.expires_at <= now {
             return Ok(Redeem::Invalid);
+        }
+        if row.dpop_jkt.is_some() && row.dpop_jkt.as_deref() != jkt {
+            return Ok(Redeem::WrongKey { account_id: row.account_id });
         }
         // Valid but already used.
         revoke_family(conn, &row.family_id, now)?;
@@ -157,6 +182,7 @@ mod tests {
             acr: "loa-2".into(),
             amr: vec!["hwk".into(), "pin".into()],
             expires_at,
+            dpop_jkt: None,
         }
     }
 
@@ -176,21 +202,26 @@ mod tests {
         assert_eq!(row.id, sha256_b64(first.as_bytes()), "kept by hash, never in clear");
         assert_eq!(row.used_at, None);
 
-        let Redeem::Ok(g) = redeem(&mut c, &first, "app", 2_000).unwrap() else { panic!("a fresh token is good") };
+        let Redeem::Ok(g) = redeem(&mut c, &first, "app", None, 2_000).unwrap() else {
+            panic!("a fresh token is good")
+        };
         assert_eq!((g.family_id.as_str(), g.account_id.as_str(), g.client_id.as_str()), ("fam-1", "acc-1", "app"));
         assert_eq!(g.scope, ["openid", "offline_access"]);
         assert_eq!((g.sid.as_str(), g.auth_time, g.acr.as_str()), ("sid-1", 900, "loa-2"));
         assert_eq!(g.amr, ["hwk", "pin"]);
         assert_eq!(g.expires_at, 5_000);
 
-        match redeem(&mut c, &first, "app", 2_001).unwrap() {
+        match redeem(&mut c, &first, "app", None, 2_001).unwrap() {
             Redeem::Reused { family_id, account_id } => {
                 assert_eq!((family_id.as_str(), account_id.as_str()), ("fam-1", "acc-1"))
             }
             other => panic!("a second use is reuse, got {other:?}"),
         }
-        assert!(is_invalid(redeem(&mut c, &sibling, "app", 2_002).unwrap()), "the whole family is revoked");
-        assert!(matches!(redeem(&mut c, &stranger, "app", 2_003).unwrap(), Redeem::Ok(_)), "other families are not");
+        assert!(is_invalid(redeem(&mut c, &sibling, "app", None, 2_002).unwrap()), "the whole family is revoked");
+        assert!(
+            matches!(redeem(&mut c, &stranger, "app", None, 2_003).unwrap(), Redeem::Ok(_)),
+            "other families are not"
+        );
     }
 
     /// Another connection commits while a rotation is under way (it holds the write lock when
@@ -208,7 +239,8 @@ mod tests {
         let mut other = db.get().unwrap();
         other.batch_execute("BEGIN IMMEDIATE").unwrap();
         issue(&mut other, &grant("fam-2", "acc-2", 5_000), 1_000).unwrap();
-        let rotation = std::thread::spawn(move || redeem(&mut c, &t, "app", 2_000).map(|r| matches!(r, Redeem::Ok(_))));
+        let rotation =
+            std::thread::spawn(move || redeem(&mut c, &t, "app", None, 2_000).map(|r| matches!(r, Redeem::Ok(_))));
         // Give the rotation time to start under the other connection's lock, then commit.
         std::thread::sleep(std::time::Duration::from_millis(300));
         other.batch_execute("COMMIT").unwrap();
@@ -220,10 +252,31 @@ mod tests {
         let db = db();
         let mut c = db.get().unwrap();
         let t = issue(&mut c, &grant("fam-1", "acc-1", 5_000), 1_000).unwrap();
-        assert!(is_invalid(redeem(&mut c, "made-up", "app", 2_000).unwrap()));
-        assert!(is_invalid(redeem(&mut c, &t, "other-app", 2_000).unwrap()), "another client");
-        assert!(is_invalid(redeem(&mut c, &t, "app", 5_000).unwrap()), "expired at expires_at");
-        assert!(matches!(redeem(&mut c, &t, "app", 4_999).unwrap(), Redeem::Ok(_)), "refusals did not spend it");
+        assert!(is_invalid(redeem(&mut c, "made-up", "app", None, 2_000).unwrap()));
+        assert!(is_invalid(redeem(&mut c, &t, "other-app", None, 2_000).unwrap()), "another client");
+        assert!(is_invalid(redeem(&mut c, &t, "app", None, 5_000).unwrap()), "expired at expires_at");
+        assert!(matches!(redeem(&mut c, &t, "app", None, 4_999).unwrap(), Redeem::Ok(_)), "refusals did not spend it");
+    }
+
+    #[test]
+    fn a_bound_token_is_spent_only_with_a_proof_of_its_key() {
+        let db = db();
+        let mut c = db.get().unwrap();
+        let bound = RefreshGrant { dpop_jkt: Some("key-a".into()), ..grant("fam-1", "acc-1", 5_000) };
+        let t = issue(&mut c, &bound, 1_000).unwrap();
+        for (jkt, what) in [(None, "no proof"), (Some("key-b"), "another key")] {
+            assert!(
+                matches!(redeem(&mut c, &t, "app", jkt, 2_000).unwrap(), Redeem::WrongKey { account_id } if account_id == "acc-1"),
+                "{what}"
+            );
+        }
+        let Redeem::Ok(g) = redeem(&mut c, &t, "app", Some("key-a"), 2_000).unwrap() else {
+            panic!("the refusals neither spent the token nor revoked its family")
+        };
+        assert_eq!(g.dpop_jkt.as_deref(), Some("key-a"), "the binding carries on to the next token");
+        // An unbound token works with or without a proof (a confidential client's).
+        let free = issue(&mut c, &grant("fam-2", "acc-1", 5_000), 1_000).unwrap();
+        assert!(matches!(redeem(&mut c, &free, "app", Some("key-b"), 2_000).unwrap(), Redeem::Ok(_)));
     }
 
     #[test]
@@ -238,12 +291,15 @@ mod tests {
         assert_eq!(revoke_family(&mut c, "fam-2", 1_500).unwrap(), 2);
         assert_eq!(revoke_family(&mut c, "fam-2", 1_600).unwrap(), 0, "already revoked");
         assert_eq!(find(&mut c, &a2).unwrap().and_then(|r| r.revoked_at), Some(1_500), "the first revocation stays");
-        assert!(is_invalid(redeem(&mut c, &a3, "app", 2_000).unwrap()));
+        assert!(is_invalid(redeem(&mut c, &a3, "app", None, 2_000).unwrap()));
 
         assert_eq!(revoke_family_owner(&mut c, "fam-3", 1_700).unwrap().as_deref(), Some("acc-2"));
-        assert!(is_invalid(redeem(&mut c, &b, "app", 2_000).unwrap()));
+        assert!(is_invalid(redeem(&mut c, &b, "app", None, 2_000).unwrap()));
         assert_eq!(revoke_family_owner(&mut c, "fam-none", 1_700).unwrap(), None);
 
-        assert!(matches!(redeem(&mut c, &a1, "app", 2_000).unwrap(), Redeem::Ok(_)), "another family of the account");
+        assert!(
+            matches!(redeem(&mut c, &a1, "app", None, 2_000).unwrap(), Redeem::Ok(_)),
+            "another family of the account"
+        );
     }
 }

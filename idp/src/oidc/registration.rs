@@ -161,6 +161,15 @@ fn string(obj: &Map<String, Value>, key: &str, max: usize) -> Result<Option<Stri
 }
 
 /// An array-of-strings member, duplicates dropped (order kept).
+/// A boolean member; absent is `false` (RFC 9126 §6, RFC 9449 §5.2).
+fn flag(obj: &Map<String, Value>, key: &str) -> Result<bool, ClientError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(meta_err(format!("{key} must be true or false"))),
+    }
+}
+
 fn strings(
     obj: &Map<String, Value>,
     key: &str,
@@ -297,6 +306,8 @@ pub fn parse(body: &[u8]) -> Result<Metadata, ClientError> {
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(meta_err("require_signed_request_object must be a boolean")),
     };
+    new.require_pushed_authorization_requests = flag(&obj, "require_pushed_authorization_requests")?;
+    new.dpop_bound_access_tokens = flag(&obj, "dpop_bound_access_tokens")?;
     // The provider itself fetches these two; a third party must not point it at plain-http
     // services next to it (operators may, through the CLI, for development).
     for (key, uri) in [("jwks_uri", &new.jwks_uri), ("backchannel_logout_uri", &new.backchannel_logout_uri)] {
@@ -487,6 +498,7 @@ const CLIENT_CREDENTIALS_NEEDS_OPERATOR: &str =
 /// assurance an operator raised (it may ask for more, never less), the `national_id` scope an
 /// operator granted, and `client_credentials` without an operator's permission. Enabled/disabled,
 /// the resource-server and client-credentials permissions are not part of the metadata at all.
+/// `require_pushed_authorization_requests` and `dpop_bound_access_tokens` once on stay on.
 fn keep_operator_settings(current: &Client, mut new: NewClient) -> Result<NewClient, ClientError> {
     if new.grant_types.iter().any(|g| g == "client_credentials") && !current.client_credentials_allowed {
         return Err(ClientError::Metadata(CLIENT_CREDENTIALS_NEEDS_OPERATOR.into()));
@@ -498,6 +510,10 @@ fn keep_operator_settings(current: &Client, mut new: NewClient) -> Result<NewCli
     new.resource_server = current.resource_server;
     // A client may ask to sign its requests, but not stop when it (or an operator) chose to.
     new.require_signed_request_object |= current.require_signed_request_object;
+    // Like the minimum assurance: an update may switch these protections on, never off, since
+    // an operator's choice and the client's own look the same.
+    new.require_pushed_authorization_requests |= current.require_pushed_authorization_requests;
+    new.dpop_bound_access_tokens |= current.dpop_bound_access_tokens;
     new.min_acr = match (&current.min_acr, new.min_acr) {
         (Some(held), Some(asked)) if super::acr_satisfies(&asked, held) => Some(asked),
         (Some(held), _) => Some(held.clone()),
@@ -572,6 +588,8 @@ mod tests {
             resource_server: true,
             request_object_signing_alg: None,
             require_signed_request_object: false,
+            require_pushed_authorization_requests: true,
+            dpop_bound_access_tokens: true,
         })
         .unwrap()
     }
@@ -607,6 +625,12 @@ mod tests {
         assert_eq!(kept.min_acr.as_deref(), Some("loa-2"), "a client cannot lower the operator's minimum");
         assert!(kept.scope.iter().any(|s| s == "national_id"), "an operator's grant stays");
         assert!(kept.consent_required && kept.resource_server && !kept.client_credentials_allowed);
+        assert!(kept.require_pushed_authorization_requests, "PAR once required stays required");
+        assert!(kept.dpop_bound_access_tokens, "DPoP once required stays required");
+        let off = json!({"client_name": "A", "redirect_uris": ["https://app.example/cb"],
+            "require_pushed_authorization_requests": false, "dpop_bound_access_tokens": false});
+        let kept = keep_operator_settings(&current, asked(off)).unwrap();
+        assert!(kept.require_pushed_authorization_requests && kept.dpop_bound_access_tokens, "not switched off");
         // Asking for more assurance than the operator set is fine.
         let low = operated(Some("loa-1"), "openid", false);
         let mut more = full.clone();
@@ -635,6 +659,23 @@ mod tests {
 
     fn parse_json(v: Value) -> Result<Metadata, ClientError> {
         parse(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn par_and_dpop_metadata_are_booleans_off_by_default() {
+        let base = json!({"client_name": "A", "redirect_uris": ["https://app.example/cb"]});
+        let m = parse_json(base.clone()).unwrap().client;
+        assert!(!m.require_pushed_authorization_requests && !m.dpop_bound_access_tokens);
+        let mut on = base.clone();
+        on["require_pushed_authorization_requests"] = json!(true);
+        on["dpop_bound_access_tokens"] = json!(true);
+        let m = parse_json(on).unwrap().client;
+        assert!(m.require_pushed_authorization_requests && m.dpop_bound_access_tokens);
+        for key in ["require_pushed_authorization_requests", "dpop_bound_access_tokens"] {
+            let mut bad = base.clone();
+            bad[key] = json!("yes");
+            assert!(matches!(parse_json(bad), Err(ClientError::Metadata(_))), "{key}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::access::{self, AccessClaims};
 use super::authorize::CodeGrant;
 use super::client_auth::{self, BasicCredentials, ClientAuthError};
 use super::clients::Client;
+use super::dpop::{self, Confirmation, DpopError};
 use super::params::Params;
 use super::refresh::{self, Redeem, RefreshGrant};
 use super::subject::subject_for;
@@ -35,8 +36,24 @@ pub enum TokenError {
     UnauthorizedClient(String),
     #[error("unsupported_grant_type")]
     UnsupportedGrantType,
+    /// A refused DPoP proof (RFC 9449 §5): `invalid_dpop_proof` or `use_dpop_nonce`.
+    #[error("{0}")]
+    Dpop(DpopError),
+    /// A pushed authorization request refused as `/authorize` would refuse it (RFC 9126 §2.3),
+    /// with the authorization endpoint's error code.
+    #[error("{error}: {description}")]
+    Authorization { error: &'static str, description: String },
     #[error(transparent)]
     Server(#[from] InfraError),
+}
+
+impl From<DpopError> for TokenError {
+    fn from(e: DpopError) -> Self {
+        match e {
+            DpopError::Infra(e) => TokenError::Server(e),
+            e => TokenError::Dpop(e),
+        }
+    }
 }
 
 impl From<ClientAuthError> for TokenError {
@@ -59,6 +76,8 @@ impl TokenError {
             TokenError::InvalidScope(_) => "invalid_scope",
             TokenError::UnauthorizedClient(_) => "unauthorized_client",
             TokenError::UnsupportedGrantType => "unsupported_grant_type",
+            TokenError::Dpop(e) => e.code(),
+            TokenError::Authorization { error, .. } => error,
             TokenError::Server(_) => "server_error",
         }
     }
@@ -95,18 +114,34 @@ impl Slot {
     }
 }
 
-/// Handles a token request received at `now`.
+/// The key a token request proved with its `DPoP` header, if it sent one (RFC 9449 §5). Checked
+/// before the client authenticates or any grant is spent, so a client told to retry with the
+/// server's nonce (`use_dpop_nonce`) still has its code, its refresh token and its assertion.
+pub async fn proof_at(state: &AppState, dpop: &[String], path: &str, now: i64) -> Result<Option<String>, TokenError> {
+    let Some(proof) = dpop::single(dpop)? else { return Ok(None) };
+    let url = dpop::endpoint_url(state, path);
+    let expect = dpop::Expect { method: "POST", url: &url, access_token: None };
+    Ok(Some(dpop::verify(state, proof, &expect, now).await?))
+}
+
+/// Handles a token request received at `now`; `dpop` holds the request's `DPoP` headers.
 pub async fn exchange(
     state: &AppState,
     params: &Params,
     basic: BasicCredentials,
+    dpop: &[String],
     now: i64,
 ) -> Result<Value, TokenError> {
     if let Some(dup) = params.first_duplicate() {
         return Err(TokenError::InvalidRequest(format!("parameter `{dup}` is repeated")));
     }
     let grant_type = params.get("grant_type").ok().flatten();
+    let jkt = proof_at(state, dpop, "/token", now).await?;
     let client = client_auth::authenticate(state, params, basic, "/token", now).await?;
+    if client.dpop_bound_access_tokens && jkt.is_none() {
+        return Err(DpopError::Invalid("this client's tokens are DPoP-bound: send a DPoP proof".into()).into());
+    }
+    let jkt = jkt.as_deref();
     let grant_type = grant_type.ok_or_else(|| TokenError::InvalidRequest("grant_type is missing".into()))?;
     if !super::clients::GRANT_TYPES.contains(&grant_type) {
         return Err(TokenError::UnsupportedGrantType);
@@ -115,15 +150,21 @@ pub async fn exchange(
         return Err(TokenError::UnauthorizedClient(format!("this client may not use {grant_type}")));
     }
     let answer = match grant_type {
-        "authorization_code" => authorization_code(state, params, &client, now).await,
-        "refresh_token" => refresh_token(state, params, &client, now).await,
-        _ => client_credentials(state, params, &client, now).await,
+        "authorization_code" => authorization_code(state, params, &client, jkt, now).await,
+        "refresh_token" => refresh_token(state, params, &client, jkt, now).await,
+        _ => client_credentials(state, params, &client, jkt, now).await,
     };
     crate::metrics::token(grant_type, answer.as_ref().err().map(TokenError::code));
     answer
 }
 
-async fn authorization_code(state: &AppState, params: &Params, client: &Client, now: i64) -> Result<Value, TokenError> {
+async fn authorization_code(
+    state: &AppState,
+    params: &Params,
+    client: &Client,
+    jkt: Option<&str>,
+    now: i64,
+) -> Result<Value, TokenError> {
     let get = |n: &str| params.get(n).ok().flatten();
     let code = get("code").ok_or_else(|| TokenError::InvalidRequest("code is missing".into()))?;
     let redirect_uri =
@@ -161,6 +202,11 @@ async fn authorization_code(state: &AppState, params: &Params, client: &Client, 
         return Err(TokenError::InvalidGrant("redirect_uri does not match the authorization request".into()));
     }
     check_pkce(grant.code_challenge.as_deref(), get("code_verifier"))?;
+    // RFC 9449 §10: a code asked for with `dpop_jkt` (or pushed with a proof) is redeemed only
+    // with a proof of that key.
+    if grant.dpop_jkt.is_some() && grant.dpop_jkt.as_deref() != jkt {
+        return Err(TokenError::InvalidGrant("the code is bound to another DPoP key".into()));
+    }
     ensure_active(state, &grant.account_id).await?;
     let session = SessionFacts {
         account_id: grant.account_id.clone(),
@@ -180,6 +226,7 @@ async fn authorization_code(state: &AppState, params: &Params, client: &Client, 
         &extra,
         marker.jti.clone(),
         family.clone(),
+        jkt,
         now,
     )
     .await?;
@@ -299,14 +346,20 @@ async fn ensure_active(state: &AppState, account_id: &str) -> Result<(), TokenEr
     }
 }
 
-async fn refresh_token(state: &AppState, params: &Params, client: &Client, now: i64) -> Result<Value, TokenError> {
+async fn refresh_token(
+    state: &AppState,
+    params: &Params,
+    client: &Client,
+    jkt: Option<&str>,
+    now: i64,
+) -> Result<Value, TokenError> {
     let token = params
         .get("refresh_token")
         .ok()
         .flatten()
         .ok_or_else(|| TokenError::InvalidRequest("refresh_token is missing".into()))?;
-    let (token, client_id) = (token.to_string(), client.client_id.clone());
-    let outcome = state.db.run(move |c| refresh::redeem(c, &token, &client_id, now)).await?;
+    let (token, client_id, key) = (token.to_string(), client.client_id.clone(), jkt.map(str::to_string));
+    let outcome = state.db.run(move |c| refresh::redeem(c, &token, &client_id, key.as_deref(), now)).await?;
     let grant = match outcome {
         Redeem::Ok(g) => g,
         Redeem::Invalid => {
@@ -333,6 +386,25 @@ async fn refresh_token(state: &AppState, params: &Params, client: &Client, now: 
                 .await?;
             return Err(TokenError::InvalidGrant("the refresh token was already used".into()));
         }
+        Redeem::WrongKey { account_id } => {
+            let client_id = client.client_id.clone();
+            state
+                .db
+                .run(move |c| {
+                    let detail = "a DPoP-bound refresh token came without a proof of its key".into();
+                    let e = Event {
+                        event: "token.dpop_refused",
+                        outcome: "wrong_key",
+                        account_id: Some(&account_id),
+                        client_id: Some(&client_id),
+                        detail,
+                        ..Default::default()
+                    };
+                    audit::record(c, e, now)
+                })
+                .await?;
+            return Err(TokenError::InvalidGrant("the refresh token is bound to another DPoP key".into()));
+        }
     };
     let scope = refreshed_scope(&grant.scope, params.get("scope").ok().flatten())?;
     ensure_active(state, &grant.account_id).await?;
@@ -343,25 +415,23 @@ async fn refresh_token(state: &AppState, params: &Params, client: &Client, now: 
         acr: grant.acr.clone(),
         amr: grant.amr.clone(),
     };
-    let issued = issue_user_tokens(
-        state,
-        client,
-        &session,
-        &scope,
-        None,
-        &Map::new(),
-        random_token(16),
-        Some(grant.family_id.clone()),
-        now,
-    )
-    .await?;
+    let family = Some(grant.family_id.clone());
+    let issued =
+        issue_user_tokens(state, client, &session, &scope, None, &Map::new(), random_token(16), family, jkt, now)
+            .await?;
     Ok(issued.body)
 }
 
-async fn client_credentials(state: &AppState, params: &Params, client: &Client, now: i64) -> Result<Value, TokenError> {
+async fn client_credentials(
+    state: &AppState,
+    params: &Params,
+    client: &Client,
+    jkt: Option<&str>,
+    now: i64,
+) -> Result<Value, TokenError> {
     let asked = service_scope(client, params.get("scope").ok().flatten())?;
     let ttl = state.config.tokens.access_token_ttl.as_secs() as i64;
-    let claims = AccessClaims::new(
+    let mut claims = AccessClaims::new(
         state.config.issuer.clone(),
         client.client_id.clone(),
         client.client_id.clone(),
@@ -371,8 +441,9 @@ async fn client_credentials(state: &AppState, params: &Params, client: &Client, 
         now + ttl,
         None,
     );
+    claims.cnf = jkt.map(|k| Confirmation { jkt: k.to_string() });
     let token = access::sign(state, &claims)?;
-    let mut body = json!({ "access_token": token, "token_type": "Bearer", "expires_in": ttl });
+    let mut body = json!({ "access_token": token, "token_type": token_type(jkt), "expires_in": ttl });
     if !asked.is_empty() {
         body["scope"] = json!(claims.scope);
     }
@@ -392,8 +463,18 @@ struct Issued {
     body: Value,
 }
 
-/// Issues the access token (with the given `jti`), ID token and (for a family) the next refresh
-/// token.
+/// `DPoP` for a token bound to a key, `Bearer` otherwise (RFC 9449 §5).
+fn token_type(jkt: Option<&str>) -> &'static str {
+    if jkt.is_some() {
+        "DPoP"
+    } else {
+        "Bearer"
+    }
+}
+
+/// Issues the access token (with the given `jti`, bound to the DPoP key `jkt` if one was
+/// proved), ID token and (for a family) the next refresh token — bound to the key as well for a
+/// public client, whose refresh token has no client authentication to protect it (RFC 9449 §5).
 #[allow(clippy::too_many_arguments)]
 async fn issue_user_tokens(
     state: &AppState,
@@ -404,11 +485,12 @@ async fn issue_user_tokens(
     extra: &Map<String, Value>,
     jti: String,
     family: Option<String>,
+    jkt: Option<&str>,
     now: i64,
 ) -> Result<Issued, TokenError> {
     let at_ttl = state.config.tokens.access_token_ttl.as_secs() as i64;
     let sub = subject_for(&state.protector, client, &s.account_id);
-    let claims = AccessClaims::new(
+    let mut claims = AccessClaims::new(
         state.config.issuer.clone(),
         sub.clone(),
         client.client_id.clone(),
@@ -418,6 +500,7 @@ async fn issue_user_tokens(
         now + at_ttl,
         Some((s.account_id.clone(), s.sid.clone(), s.auth_time, s.acr.clone())),
     );
+    claims.cnf = jkt.map(|k| Confirmation { jkt: k.to_string() });
     let access_token = access::sign(state, &claims)?;
     let digest = Sha256::digest(access_token.as_bytes());
     let mut id_claims = json!({
@@ -458,7 +541,7 @@ async fn issue_user_tokens(
     let id_token = state.keys.sign(&client.id_token_signed_response_alg, Some("JWT"), &id_claims, now)?;
     let mut body = json!({
         "access_token": access_token,
-        "token_type": "Bearer",
+        "token_type": token_type(jkt),
         "expires_in": at_ttl,
         "id_token": id_token,
         "scope": scope.join(" "),
@@ -474,6 +557,7 @@ async fn issue_user_tokens(
             acr: s.acr.clone(),
             amr: s.amr.clone(),
             expires_at: now + state.config.tokens.refresh_token_ttl.as_secs() as i64,
+            dpop_jkt: if client.public { jkt.map(str::to_string) } else { None },
         };
         let rt = state.db.run(move |c| refresh::issue(c, &grant, now)).await?;
         body["refresh_token"] = json!(rt);
@@ -571,6 +655,7 @@ mod tests {
             scope: strings(&["openid"]),
             code_challenge: None,
             id_token_claims: vec![],
+            dpop_jkt: None,
         };
         let marker = serde_json::to_vec(&marker).unwrap();
         let grant = serde_json::to_vec(&grant).unwrap();

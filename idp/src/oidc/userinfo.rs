@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::access::{self, AccessClaims};
+use super::dpop::{self, DpopError};
 use super::{claims, subject::subject_for, token_use};
 use crate::error::InfraError;
 use crate::state::AppState;
@@ -22,16 +23,52 @@ pub enum UserinfoError {
     NotAPerson,
     #[error("the openid scope is required")]
     NoOpenid,
+    /// A DPoP-bound token whose proof is missing or wrong (RFC 9449 §7).
+    #[error("{0}")]
+    Dpop(DpopError),
     #[error(transparent)]
     Server(#[from] InfraError),
 }
 
-/// The one token presented, from the `Authorization` header or the form body.
-pub fn presented(from_header: Option<String>, from_body: Option<String>) -> Result<String, UserinfoError> {
+impl From<DpopError> for UserinfoError {
+    fn from(e: DpopError) -> Self {
+        match e {
+            DpopError::Infra(e) => UserinfoError::Server(e),
+            e => UserinfoError::Dpop(e),
+        }
+    }
+}
+
+/// An access token as it came: by which `Authorization` scheme, or in the form body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    pub token: String,
+    /// Sent as `Authorization: DPoP …` (RFC 9449 §7.1) rather than `Bearer` or in the body.
+    pub dpop_scheme: bool,
+}
+
+/// The one token presented, from the `Authorization` header (`Bearer` or `DPoP`, with whether
+/// it was `DPoP`) or the form body.
+pub fn presented(from_header: Option<(bool, String)>, from_body: Option<String>) -> Result<Presented, UserinfoError> {
     match (from_header, from_body) {
         (Some(_), Some(_)) => Err(UserinfoError::Twice),
-        (Some(t), None) | (None, Some(t)) => Ok(t),
+        (Some((dpop_scheme, token)), None) => Ok(Presented { token, dpop_scheme }),
+        (None, Some(token)) => Ok(Presented { token, dpop_scheme: false }),
         (None, None) => Err(UserinfoError::Missing),
+    }
+}
+
+/// How the binding of a token decides its presentation: a DPoP-bound token only with the
+/// `DPoP` scheme (and then a proof of its key, checked by the caller), an unbound one never
+/// with it (RFC 9449 §7.1). `Some(jkt)`: the key the proof must be signed by.
+pub fn required_key<'a>(claims: &'a AccessClaims, p: &Presented) -> Result<Option<&'a str>, UserinfoError> {
+    match (&claims.cnf, p.dpop_scheme) {
+        (Some(cnf), true) => Ok(Some(cnf.jkt.as_str())),
+        (None, false) => Ok(None),
+        (Some(_), false) => {
+            Err(DpopError::Invalid("a DPoP-bound token needs the DPoP scheme and a proof".into()).into())
+        }
+        (None, true) => Err(UserinfoError::InvalidToken),
     }
 }
 
@@ -45,9 +82,25 @@ pub fn account_of(claims: &AccessClaims) -> Result<String, UserinfoError> {
     Ok(account)
 }
 
-/// The claims for an access token.
-pub async fn userinfo(state: &AppState, token: &str, now: i64) -> Result<Value, UserinfoError> {
+/// The claims for an access token; `proofs` are the request's `DPoP` headers and `method` its
+/// HTTP method, for a DPoP-bound token.
+pub async fn userinfo(
+    state: &AppState,
+    presented: &Presented,
+    proofs: &[String],
+    method: &str,
+    now: i64,
+) -> Result<Value, UserinfoError> {
+    let token = presented.token.as_str();
     let claims = access::verify(state, token, now).await?.ok_or(UserinfoError::InvalidToken)?;
+    if let Some(jkt) = required_key(&claims, presented)? {
+        let proof = dpop::single(proofs)?.ok_or_else(|| DpopError::Invalid("a DPoP proof is required".into()))?;
+        let url = dpop::endpoint_url(state, "/userinfo");
+        let expect = dpop::Expect { method, url: &url, access_token: Some(token) };
+        if dpop::verify(state, proof, &expect, now).await? != jkt {
+            return Err(DpopError::Invalid("the DPoP proof is signed by another key than the token's".into()).into());
+        }
+    }
     let account_id = account_of(&claims)?;
     let client = state.client_cache.get(state, &claims.client_id).await?.ok_or(UserinfoError::InvalidToken)?;
     let protector = state.protector.clone();
@@ -69,10 +122,33 @@ mod tests {
 
     #[test]
     fn exactly_one_token_is_presented() {
-        assert_eq!(presented(Some("a".into()), None).unwrap(), "a");
-        assert_eq!(presented(None, Some("b".into())).unwrap(), "b");
-        assert!(matches!(presented(Some("a".into()), Some("a".into())), Err(UserinfoError::Twice)));
+        assert_eq!(
+            presented(Some((false, "a".into())), None).unwrap(),
+            Presented { token: "a".into(), dpop_scheme: false }
+        );
+        assert_eq!(
+            presented(Some((true, "a".into())), None).unwrap(),
+            Presented { token: "a".into(), dpop_scheme: true }
+        );
+        assert_eq!(presented(None, Some("b".into())).unwrap(), Presented { token: "b".into(), dpop_scheme: false });
+        assert!(matches!(presented(Some((false, "a".into())), Some("a".into())), Err(UserinfoError::Twice)));
         assert!(matches!(presented(None, None), Err(UserinfoError::Missing)));
+    }
+
+    #[test]
+    fn a_bound_token_goes_only_with_the_dpop_scheme_and_an_unbound_one_never() {
+        let mut bound = claims("openid", true);
+        bound.cnf = Some(dpop::Confirmation { jkt: "k".into() });
+        let unbound = claims("openid", true);
+        let (dpop, bearer) =
+            (Presented { token: "t".into(), dpop_scheme: true }, Presented { token: "t".into(), dpop_scheme: false });
+        assert_eq!(required_key(&bound, &dpop).unwrap(), Some("k"));
+        assert!(
+            matches!(required_key(&bound, &bearer), Err(UserinfoError::Dpop(DpopError::Invalid(_)))),
+            "a bound token as Bearer"
+        );
+        assert_eq!(required_key(&unbound, &bearer).unwrap(), None);
+        assert!(matches!(required_key(&unbound, &dpop), Err(UserinfoError::InvalidToken)), "a bearer token as DPoP");
     }
 
     fn claims(scope: &str, person: bool) -> AccessClaims {

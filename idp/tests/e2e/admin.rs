@@ -415,6 +415,7 @@ fn settings(idp: &Idp, client_id: &str) -> serde_json::Value {
     let mut v: serde_json::Value =
         serde_json::from_str(&idp.cli_ok(&["clients", "show", client_id, "--json"])).unwrap();
     let o = v.as_object_mut().unwrap();
+    // `client_id_issued_at` is when each was made, a second apart at times.
     for k in ["client_id", "client_id_issued_at", "created_at", "updated_at"] {
         o.remove(k);
     }
@@ -427,11 +428,15 @@ async fn a_client_made_on_the_command_line_is_the_one_the_operator_page_makes() 
     // The blank form as a browser sends it: the default radio, select option and scope text.
     let default_scope = op.get("/admin/clients/new").await.input("scope").unwrap();
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
-    let cases: [Case; 3] = [
+    let cases: [Case; 4] = [
         (&[], &[]),
         // Scopes as typed, on both: nothing added, any white space separates.
         (&["--scope", "profile  email"], &[("scope", "profile  email")]),
         (&["--public"], &[("token_endpoint_auth_method", "none")]),
+        (
+            &["--require-par", "--dpop-bound-access-tokens"],
+            &[("require_pushed_authorization_requests", "1"), ("dpop_bound_access_tokens", "1")],
+        ),
     ];
     for (i, (options, fields)) in cases.iter().enumerate() {
         let (cli_id, page_id) = (format!("cli-{i}"), format!("page-{i}"));

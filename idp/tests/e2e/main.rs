@@ -33,6 +33,7 @@ mod metrics;
 mod oidc_flow;
 mod outages;
 mod outbox;
+mod par_dpop;
 mod portal;
 mod processes;
 mod registration;

@@ -35,6 +35,8 @@ struct ClientForm {
     resource_server: bool,
     client_credentials_allowed: bool,
     require_signed_request_object: bool,
+    require_par: bool,
+    dpop_bound: bool,
 }
 
 fn lines(s: &str) -> Vec<String> {
@@ -63,6 +65,8 @@ impl ClientForm {
             resource_server: field(p, "resource_server") == "1",
             client_credentials_allowed: field(p, "client_credentials_allowed") == "1",
             require_signed_request_object: field(p, "require_signed_request_object") == "1",
+            require_par: field(p, "require_pushed_authorization_requests") == "1",
+            dpop_bound: field(p, "dpop_bound_access_tokens") == "1",
         }
     }
 
@@ -88,6 +92,8 @@ impl ClientForm {
             resource_server: c.resource_server,
             client_credentials_allowed: c.client_credentials_allowed,
             require_signed_request_object: c.require_signed_request_object,
+            require_par: c.require_pushed_authorization_requests,
+            dpop_bound: c.dpop_bound_access_tokens,
         }
     }
 
@@ -129,6 +135,8 @@ impl ClientForm {
         n.resource_server = self.resource_server;
         n.client_credentials_allowed = self.client_credentials_allowed;
         n.require_signed_request_object = self.require_signed_request_object;
+        n.require_pushed_authorization_requests = self.require_par;
+        n.dpop_bound_access_tokens = self.dpop_bound;
         n.audience = self.audience()?;
         n.portal = Portal {
             category: opt(&self.portal_category),
@@ -158,6 +166,8 @@ impl ClientForm {
                 "resource_server": self.resource_server,
                 "client_credentials_allowed": self.client_credentials_allowed,
                 "require_signed_request_object": self.require_signed_request_object,
+                "require_par": self.require_par,
+                "dpop_bound": self.dpop_bound,
                 "auth_post": self.auth_method == "client_secret_post",
                 "auth_none": self.auth_method == "none",
             }),

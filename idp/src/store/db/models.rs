@@ -98,6 +98,8 @@ pub struct ClientRow {
     pub resource_server: bool,
     pub request_object_signing_alg: Option<String>,
     pub require_signed_request_object: bool,
+    pub require_pushed_authorization_requests: bool,
+    pub dpop_bound_access_tokens: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -125,6 +127,7 @@ pub struct RefreshTokenRow {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    pub dpop_jkt: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

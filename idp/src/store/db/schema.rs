@@ -94,6 +94,8 @@ diesel::table! {
         previous_secret_expires_at -> Nullable<BigInt>,
         request_object_signing_alg -> Nullable<Text>,
         require_signed_request_object -> Bool,
+        require_pushed_authorization_requests -> Bool,
+        dpop_bound_access_tokens -> Bool,
     }
 }
 
@@ -143,6 +145,7 @@ diesel::table! {
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
         revoked_at -> Nullable<BigInt>,
+        dpop_jkt -> Nullable<Text>,
     }
 }
 

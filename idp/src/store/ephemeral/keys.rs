@@ -40,6 +40,17 @@ impl Key {
         Self(format!("reqobj:{client_id}:{}", sha256_b64(jti.as_bytes())))
     }
 
+    /// A DPoP proof's `jti`, per key: a proof is accepted once (RFC 9449 §11.1).
+    pub fn dpop_proof(jkt: &str, jti: &str) -> Self {
+        Self(format!("dpop:{jkt}:{}", sha256_b64(jti.as_bytes())))
+    }
+
+    /// A pushed authorization request (RFC 9126), by the hash of its `request_uri`: a leaked
+    /// store dump names no usable request URI.
+    pub fn pushed_request(request_uri: &str) -> Self {
+        Self(format!("par:{}", sha256_b64(request_uri.as_bytes())))
+    }
+
     /// A card sign-in challenge.
     pub fn card_challenge(id: &str) -> Self {
         Self(format!("cardch:{id}"))
@@ -117,6 +128,7 @@ mod tests {
         assert!(!Key::card_handoff("hand-off").as_str().contains("hand-off"));
         assert!(!Key::client_assertion("c", "jti-1").as_str().contains("jti-1"));
         assert!(!Key::request_object("c", "jti-1").as_str().contains("jti-1"));
+        assert!(!Key::pushed_request("urn:ietf:params:oauth:request_uri:r-1").as_str().contains("r-1"));
         let all = [
             Key::code("x"),
             Key::login_transaction("x"),
@@ -124,6 +136,8 @@ mod tests {
             Key::revoked_access_token("x"),
             Key::client_assertion("x", "x"),
             Key::request_object("x", "x"),
+            Key::dpop_proof("x", "x"),
+            Key::pushed_request("x"),
             Key::card_challenge("x"),
             Key::card_pending("x"),
             Key::card_handoff("x"),
