@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `idp` binary, driven over HTTP and through its CLI.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accessibility;
 mod admin;
 mod adversarial;
 mod behind_nginx;
