@@ -9,6 +9,8 @@ use serde_json::{Map, Value};
 use crate::error::InfraError;
 use crate::site::Site;
 
+mod field_errors;
+
 /// A page language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -138,6 +140,7 @@ impl Templates {
     pub fn for_site(site: Site) -> Result<Self, InfraError> {
         let mut hb = Handlebars::new();
         hb.set_strict_mode(false);
+        hb.register_helper("field", Box::new(field_errors::helper));
         for (name, source) in PAGES {
             hb.register_template_string(name, source)
                 .map_err(|e| InfraError::Internal(format!("template {name}: {e}")))?;
@@ -171,6 +174,7 @@ impl Templates {
         ctx.insert("title".into(), Value::String(self.text(lang, title_key)));
         if let Some(Value::String(key)) = ctx.get("error_key").cloned() {
             ctx.insert("error".into(), Value::String(self.text(lang, &key)));
+            ctx.insert("invalid".into(), serde_json::json!(field_errors::fields_for(&key)));
         }
         ctx.insert("t".into(), Value::Object(t));
         ctx.insert("current".into(), Value::String(nav_entry(page).into()));

@@ -125,6 +125,12 @@ async fn a_person_signs_in_with_the_card_component_in_a_real_browser() {
 /// The installed Chromium, after checking everything the browser tests need; what is missing is
 /// named in one line with the command that installs it.
 pub(crate) fn chromium_path() -> &'static str {
+    browser_prerequisites().unwrap_or_else(|missing| panic!("{missing}"))
+}
+
+/// The installed Chromium, or one line naming what the browser tests lack (Chromium,
+/// chromedriver, a CJK font for the screenshots) and the command that installs it.
+pub(crate) fn browser_prerequisites() -> Result<&'static str, String> {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists());
     let on_path = |name: &str| {
         std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
@@ -143,15 +149,17 @@ pub(crate) fn chromium_path() -> &'static str {
     if !font {
         missing.push(("a CJK font", "fonts-wqy-microhei"));
     }
-    if !missing.is_empty() {
-        let what: Vec<&str> = missing.iter().map(|m| m.0).collect();
-        let packages: Vec<&str> = missing.iter().map(|m| m.1).collect();
-        panic!("browser tests need {}: apt-get install {}", what.join(", "), packages.join(" "));
+    match chromium {
+        Some(path) if missing.is_empty() => Ok(path),
+        _ => {
+            let what: Vec<&str> = missing.iter().map(|m| m.0).collect();
+            let packages: Vec<&str> = missing.iter().map(|m| m.1).collect();
+            Err(format!("browser tests need {}: apt-get install {}", what.join(", "), packages.join(" ")))
+        }
     }
-    chromium.unwrap_or_default()
 }
 
-/// Headless Chromium under chromedriver, in Traditional Chinese, with a fresh profile.
+/// Headless Chromium under chromedriver with a fresh profile.
 pub(crate) struct Chrome {
     pub(crate) client: fantoccini::Client,
     _driver: Proc,
@@ -159,7 +167,15 @@ pub(crate) struct Chrome {
 }
 
 impl Chrome {
+    /// A browser set to Traditional Chinese.
     pub(crate) async fn start(chromium: &str) -> Self {
+        Self::start_in(chromium, "zh-TW").await
+    }
+
+    /// A browser whose person reads `lang` (`zh-TW` or `en`): its `Accept-Language` and
+    /// interface language, so every page, including the answer to a form, comes in it.
+    pub(crate) async fn start_in(chromium: &str, lang: &str) -> Self {
+        let accept = if lang == "en" { "en-US,en" } else { "zh-TW,zh" };
         // Only plain http to chromedriver is spoken, but the client library wants a TLS provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
         // Port 0: chromedriver picks one and says which. Its guard also ends the Chromium it starts.
@@ -170,8 +186,8 @@ impl Chrome {
                 .and_then(|p| p.trim_end_matches('.').parse::<u16>().ok())
         });
         let profile = tempfile::tempdir().unwrap();
-        let caps = json!({ "goog:chromeOptions": { "binary": chromium, "prefs": { "intl.accept_languages": "zh-TW,zh" }, "args": [
-            "--lang=zh-TW",
+        let caps = json!({ "goog:chromeOptions": { "binary": chromium, "prefs": { "intl.accept_languages": accept }, "args": [
+            format!("--lang={lang}"),
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
             "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1024,900",
             format!("--user-data-dir={}", profile.path().display())

@@ -2,6 +2,7 @@
 // The tests stand outside the provider and make their tokens and certificates for the real clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+mod accessibility;
 mod admin;
 mod adversarial;
 mod behind_nginx;
