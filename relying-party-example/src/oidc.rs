@@ -308,7 +308,8 @@ impl Oidc {
             None => exchange.request_async(&self.http).await.map_err(|err| describe_token_error(&err)),
         }
         .map_err(|err| anyhow!("token request failed: {err}"))?;
-        if self.dpop.is_some() && token_response.token_type().as_ref() != "DPoP" {
+        // token_type is case-insensitive (RFC 6749 §7.1); the crate hands it back lower-cased.
+        if self.dpop.is_some() && !token_response.token_type().as_ref().eq_ignore_ascii_case("DPoP") {
             return Err(anyhow!("DPoP is on but the IdP issued a {} token", token_response.token_type().as_ref()));
         }
 

@@ -233,6 +233,13 @@ pub fn serve(state: AppState, inherited: Option<std::net::TcpListener>) -> Resul
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            // As on the main listener: a refusal's page is rendered as the response leaves, in
+            // the language the handler chose (the seeds' words for a card that is refused).
+            .wrap_fn(|req, srv| {
+                use actix_web::dev::Service;
+                let fut = srv.call(req);
+                async move { Ok(super::error_pages::finish(fut.await?).await) }
+            })
             .wrap(
                 actix_web::middleware::DefaultHeaders::new()
                     .add(("X-Frame-Options", "DENY"))

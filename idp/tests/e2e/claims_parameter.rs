@@ -90,8 +90,12 @@ async fn oidcc_claims_essential() {
     let w = world("openid profile email agency roles").await;
     let (tokens, userinfo) = w.tokens(r#"{"userinfo":{"email":{"essential":true}}}"#).await;
     assert_eq!(userinfo["email"], "someone@example.gov.tw", "{userinfo}");
+    // Asking for the e-mail by name asks for the scope that releases it, and a granted scope's
+    // claims are in the ID token too (as in Keycloak's default mappers); nothing else is.
+    assert!(tokens["scope"].as_str().unwrap().split(' ').any(|s| s == "email"), "{tokens}");
     let id = jwt_claims(tokens["id_token"].as_str().unwrap());
-    assert!(id.get("email").is_none(), "asked for at userinfo, not in the ID token: {id}");
+    assert_eq!(id["email"], userinfo["email"], "{id}");
+    assert!(id.get("name").is_none(), "nothing that was not asked for: {id}");
     assert!(userinfo.get("name").is_none(), "nothing that was not asked for: {userinfo}");
 }
 

@@ -50,10 +50,10 @@ async fn the_example_application_signs_in_shows_claims_and_signs_out() {
     let home = b.get(&format!("{rp}/")).await;
     assert!(home.body.contains("王小明"), "the example shows the claims: {}", home.body);
     assert!(home.body.contains("loa-1"));
-    // Claims the ID token does not carry are shown from userinfo, with where they came from,
-    // instead of a dash.
+    // Each claim is shown with where it came from: the ID token carries the granted scopes'
+    // claims as userinfo does, so the name is in both (no dash where userinfo has it).
     assert!(
-        home.body.contains("<tr><th>name</th><td>—</td><td>王小明</td><td>userinfo</td></tr>"),
+        home.body.contains("<tr><th>name</th><td>王小明</td><td>王小明</td><td>ID token + userinfo</td></tr>"),
         "the name is shown from userinfo: {}",
         home.body
     );

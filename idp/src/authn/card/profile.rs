@@ -435,6 +435,14 @@ mod tests {
         // An empty value set.
         let ext = der::seq(&[der::seq(&[der::oid(oids::ATTR_SUBJECT_TYPE).unwrap(), der::set(&[])])]);
         assert!(parse_directory_attributes(&ext).is_err());
+        // Values in a SEQUENCE instead of a SET, and a SET followed by something else: each on
+        // its own, so neither half of the "a single SET" rule stands in for the other.
+        let value = || der::tlv(0x0c, b"6789");
+        let last_four = || der::oid(oids::ATTR_NATIONAL_ID_LAST_FOUR).unwrap();
+        let ext = der::seq(&[der::seq(&[last_four(), der::seq(&[value()])])]);
+        assert!(parse_directory_attributes(&ext).is_err(), "values in a SEQUENCE");
+        let ext = der::seq(&[der::seq(&[last_four(), der::set(&[value()]), value()])]);
+        assert!(parse_directory_attributes(&ext).is_err(), "something after the SET");
     }
 
     #[test]

@@ -786,9 +786,47 @@ mod tests {
             check(&CardValidator::new(s.clone()).unwrap(), &pki, fx::CITIZEN_WANG_UNTRUSTED, pki.now()),
             Err(CardError::Invalid(InvalidReason::Untrusted))
         );
+        assert_eq!(CardValidator::new(s.clone()).unwrap().revocation_mode(), RevocationMode::Required);
         s.revocation = RevocationMode::BestEffort;
-        let card = check(&CardValidator::new(s).unwrap(), &pki, fx::CITIZEN_WANG, pki.now()).unwrap();
+        let v = CardValidator::new(s).unwrap();
+        // The mode is what the background refresher and the metrics read back.
+        assert_eq!(v.revocation_mode(), RevocationMode::BestEffort);
+        let card = check(&v, &pki, fx::CITIZEN_WANG, pki.now()).unwrap();
         assert_eq!(card.revocation, RevocationStatus::Unknown);
+    }
+
+    /// The CRL age per CA that `/metrics` reports: one entry per issuer, named, with the
+    /// `thisUpdate` of the newest CRL held; and the validator's debug form shows counts only.
+    #[test]
+    fn card_validate_tells_each_crl_issuer_and_its_newest_this_update() {
+        use x509_parser::prelude::{CertificateRevocationList, FromDer};
+        let pki = Pki::new();
+        let v = pki.validator();
+        let issued = v.crl_issued();
+        let mut expected: Vec<(String, i64)> = pki
+            .manifest
+            .crl_files
+            .iter()
+            .map(|f| {
+                let der = std::fs::read(pki.dir.path().join(f)).unwrap();
+                let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
+                (crl.issuer().to_string(), crl.last_update().timestamp())
+            })
+            .collect();
+        expected.sort();
+        let all = expected.clone();
+        expected.dedup_by(|a, b| a.0 == b.0);
+        assert_eq!(issued.len(), expected.len());
+        for ((name, at), (want_name, _)) in issued.iter().zip(&expected) {
+            assert_eq!(name, want_name);
+            assert!(!name.is_empty() && *at > 0 && *at <= pki.now(), "{name} {at}");
+        }
+        let newest = |n: &str| all.iter().filter(|(e, _)| e == n).map(|(_, t)| *t).max();
+        for (name, at) in &issued {
+            assert_eq!(Some(*at), newest(name));
+        }
+        let debug = format!("{v:?}");
+        assert!(debug.starts_with("CardValidator") && debug.contains("crls: 3"), "{debug}");
     }
 
     #[test]
@@ -919,6 +957,12 @@ mod tests {
         let crls: Vec<_> = pki.manifest.crl_files.iter().map(|f| p(f)).collect();
         let s = TrustSettings::load_files(&[p(fx::MOICA_G2), p(fx::MOICA_G3)], &[p(fx::GCA)], &[], &crls).unwrap();
         assert_eq!((s.citizen_anchors.len(), s.agency_anchors.len(), s.crls.len()), (2, 1, 3));
+        // Intermediates from their own files: a path from the root through them is built.
+        let s = TrustSettings::load_files(&[p(fx::ROOT)], &[], &[p(fx::MOICA_G2), p(fx::MOICA_G3)], &crls).unwrap();
+        assert_eq!(s.intermediates.len(), 2);
+        let v = CardValidator::new(s).unwrap();
+        assert_eq!(check(&v, &pki, fx::CITIZEN_LI, pki.now()).unwrap().kind, CardKind::Citizen);
+        let s = TrustSettings::load_files(&[p(fx::MOICA_G2), p(fx::MOICA_G3)], &[p(fx::GCA)], &[], &crls).unwrap();
         let v = CardValidator::new(s).unwrap();
         assert!(check(&v, &pki, fx::CITIZEN_WANG, pki.now()).is_ok());
         assert!(matches!(TrustSettings::load_files(&[p("missing.pem")], &[], &[], &[]), Err(ConfigError::File { .. })));
