@@ -1030,6 +1030,10 @@ mod tests {
     fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
         static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        // Whatever `IDP_*` the run itself has (CI's `IDP_TEST_EXPECT`, the PostgreSQL run's
+        // URLs) is set aside, so each layer sees only what the test gives it.
+        let outside: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("IDP_")).collect();
+        outside.iter().for_each(|(k, _)| std::env::remove_var(k));
         let clear = || VARS.iter().for_each(|k| std::env::remove_var(k));
         clear();
         for (k, v) in vars {
@@ -1038,6 +1042,7 @@ mod tests {
         }
         let out = f();
         clear();
+        outside.iter().for_each(|(k, v)| std::env::set_var(k, v));
         out
     }
 
