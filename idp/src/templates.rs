@@ -26,6 +26,14 @@ impl Lang {
         }
     }
 
+    /// The language the page's switch offers: the other of the two.
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::ZhTw => Lang::En,
+            Lang::En => Lang::ZhTw,
+        }
+    }
+
     /// Picks from `ui_locales` (space-separated, in order of preference) if it names one we
     /// have, else from `Accept-Language` by quality, else Traditional Chinese.
     pub fn negotiate(ui_locales: Option<&str>, accept_language: Option<&str>) -> Lang {
@@ -180,7 +188,7 @@ impl Templates {
         ctx.insert("current".into(), Value::String(nav_entry(page).into()));
         ctx.insert("site".into(), self.site.context(lang));
         ctx.insert("lang".into(), Value::String(lang.tag().into()));
-        let other = if lang == Lang::ZhTw { Lang::En } else { Lang::ZhTw };
+        let other = lang.other();
         ctx.insert("other_lang".into(), Value::String(other.tag().into()));
         if !ctx.contains_key("switch_query") {
             ctx.insert("switch_query".into(), Value::String(format!("ui_locales={}", other.tag())));

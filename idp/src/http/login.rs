@@ -409,7 +409,7 @@ pub async fn activate_submit(
             let mut ctx = Map::new();
             // This page is the answer to a POST: the language switch leads on to the sign-in
             // page in the other language, not back to an activation that has ended.
-            let other = if lang == Lang::ZhTw { Lang::En } else { Lang::ZhTw };
+            let other = lang.other();
             let sep = if login_url.contains('?') { '&' } else { '?' };
             ctx.insert("switch_href".into(), json!(format!("{login_url}{sep}ui_locales={}", other.tag())));
             ctx.insert("login_url".into(), json!(login_url));

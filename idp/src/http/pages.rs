@@ -64,11 +64,7 @@ pub fn render(
 
 /// The language tag the switch offers on a page in `lang`.
 pub fn other_lang(lang: Lang) -> &'static str {
-    if lang == Lang::ZhTw {
-        Lang::En.tag()
-    } else {
-        Lang::ZhTw.tag()
-    }
+    lang.other().tag()
 }
 
 /// The data of `home.hbs`.

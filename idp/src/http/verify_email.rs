@@ -15,7 +15,6 @@ use crate::accounts::email_verification::{self, Outcome};
 use crate::error::now;
 use crate::oidc::params::Params;
 use crate::state::AppState;
-use crate::templates::Lang;
 
 /// Mails a verification link for `email` to the account; whether it went out. Failures are
 /// logged and audited, never shown as the request's failure: what the person did (activation,
@@ -68,7 +67,7 @@ pub async fn confirm_page(state: web::Data<AppState>, req: HttpRequest) -> Resul
     let mut ctx = Map::new();
     ctx.insert("csrf".into(), json!(csrf_token));
     ctx.insert("token".into(), json!(token));
-    let other = if lang == Lang::ZhTw { Lang::En } else { Lang::ZhTw };
+    let other = lang.other();
     // The language switch keeps the link usable.
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("token", &token)
@@ -95,7 +94,7 @@ pub async fn confirm_submit(
     let mut ctx = Map::new();
     ctx.insert("done".into(), json!(true));
     // The answer to a POST: the language switch leads to 我的專區, not back to a used link.
-    let other = if lang == Lang::ZhTw { Lang::En } else { Lang::ZhTw };
+    let other = lang.other();
     ctx.insert("switch_href".into(), json!(format!("/me?ui_locales={}", other.tag())));
     render(&state, lang, StatusCode::OK, "verify_email", "verify_email_title", ctx, vec![])
 }
