@@ -70,6 +70,12 @@ impl Core {
 }
 
 impl AppState {
+    /// How many clones of this state are alive: every clone shares `draining`, so its count is
+    /// theirs. The server waits on it at exit (see `cli::serve`).
+    pub fn holders(&self) -> usize {
+        Arc::strong_count(&self.draining)
+    }
+
     /// Builds the server state: storage, keys, ephemeral store, templates.
     pub async fn build(config: Config) -> Result<Self, InfraError> {
         let core = tokio::task::spawn_blocking(move || Core::open(config))

@@ -629,8 +629,8 @@ async fn sigterm_drains_then_finishes_the_request_in_flight_and_exits_0() {
     assert!(answer.contains("invalid_client"), "{answer}");
 
     let status = idp.wait_exit(Duration::from_secs(30)).await.expect("the server exits once the request is done");
-    assert!(status.success(), "exit status {status}");
     let log = std::fs::read_to_string(idp.log_path()).unwrap();
+    assert!(status.success(), "exit status {status}; the server said:\n{log}");
     assert!(log.contains("stopping"), "{log}");
 }
 
