@@ -25,6 +25,7 @@ mod forgot;
 mod harness;
 mod help;
 mod hr;
+mod interop;
 mod keys;
 mod lang_switch;
 mod login;
