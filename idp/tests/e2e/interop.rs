@@ -98,8 +98,12 @@ impl Script {
     fn start(library: Library, base: &str, client: &(String, String), par: bool, dpop: bool) -> Self {
         let mut cmd = library.command();
         let (id, secret) = (client.0.as_str(), client.1.as_str());
-        cmd.args(["--issuer", base, "--client-id", id, "--client-secret", secret, "--redirect-uri", CB]);
-        cmd.args(["--auth-method", "client_secret_basic"]);
+        // `--name=value`: a random secret may begin with `-`, which both scripts' parsers would
+        // otherwise take for an option.
+        for (name, value) in [("issuer", base), ("client-id", id), ("client-secret", secret), ("redirect-uri", CB)] {
+            cmd.arg(format!("--{name}={value}"));
+        }
+        cmd.arg("--auth-method=client_secret_basic");
         if par {
             cmd.arg("--par");
         }
