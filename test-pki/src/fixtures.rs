@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use rand::Rng;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint, CustomExtension,
-    DistinguishedName, DnType, DnValue, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
-    RevokedCertParams, SerialNumber,
+    DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevocationReason, RevokedCertParams, SerialNumber,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
@@ -43,6 +43,14 @@ pub const UNTRUSTED_CA: &str = "untrusted-ca.pem";
 pub const CITIZEN_WANG: &str = "citizen-A123456789.pem";
 /// 王小明's encryption certificate (key usage keyEncipherment only; must not log in).
 pub const CITIZEN_WANG_ENCRYPTION: &str = "citizen-A123456789-encryption.pem";
+/// 王小明's signing certificate with an extended key usage for servers and e-mail only: not for
+/// signing in (RFC 5280 §4.2.1.12).
+pub const CITIZEN_WANG_EKU_SERVER: &str = "citizen-A123456789-eku-server.pem";
+/// 王小明's signing certificate whose extended key usage lists server, then client
+/// authentication: good for signing in.
+pub const CITIZEN_WANG_EKU_CLIENT: &str = "citizen-A123456789-eku-client.pem";
+/// 王小明's signing certificate with the any-purpose extended key usage: good for signing in.
+pub const CITIZEN_WANG_EKU_ANY: &str = "citizen-A123456789-eku-any.pem";
 /// 王小明's old, expired card.
 pub const CITIZEN_WANG_EXPIRED: &str = "citizen-A123456789-expired.pem";
 /// 王小明's renewed signing certificate: a new serial for the same key and subject as
@@ -316,6 +324,12 @@ pub fn generate_with(dir: &Path, options: &FixtureOptions) -> Result<Manifest, F
         Expectation::WrongKeyUsage,
         "encryption certificate of the same card (keyEncipherment only)",
     )?;
+    use ExtendedKeyUsagePurpose::{Any, ClientAuth, EmailProtection, ServerAuth};
+    let (server, client) = ([ServerAuth, EmailProtection], [ServerAuth, ClientAuth]);
+    let wrong = Expectation::WrongKeyUsage;
+    g.person_for(CITIZEN_WANG_EKU_SERVER, &moica_g2, &wang, card, &server, wrong, "EKU server and e-mail only")?;
+    g.person_for(CITIZEN_WANG_EKU_CLIENT, &moica_g2, &wang, card, &client, Expectation::Valid, "EKU server, client")?;
+    g.person_for(CITIZEN_WANG_EKU_ANY, &moica_g2, &wang, card, &[Any], Expectation::Valid, "EKU any purpose")?;
     g.person(
         CITIZEN_WANG_EXPIRED,
         &moica_g2,
@@ -713,10 +727,25 @@ impl Generator<'_> {
         expect: Expectation,
         description: &str,
     ) -> Result<Holder, FixtureError> {
-        let digits: String = (0..16).map(|_| char::from(b'0' + rand::thread_rng().gen_range(0..10u8))).collect();
-        let mut name = dn(&[(DnType::CommonName, person.name)])?;
-        name.push(DnType::CustomDnType(arcs(oids::DN_SERIAL_NUMBER)?), DnValue::PrintableString(digits.try_into()?));
-        self.person_named(file, ca, person, name, None, (from, to), signing, expect, description)
+        let name = card_name(person)?;
+        self.person_named(file, ca, person, name, None, (from, to), signing, &[], expect, description)
+    }
+
+    /// A signing certificate with an extended-key-usage extension listing `purposes` (the usual
+    /// card profile has none).
+    #[allow(clippy::too_many_arguments)]
+    fn person_for(
+        &mut self,
+        file: &str,
+        ca: &Ca,
+        person: &Person,
+        validity: (i64, i64),
+        purposes: &[ExtendedKeyUsagePurpose],
+        expect: Expectation,
+        description: &str,
+    ) -> Result<Holder, FixtureError> {
+        let name = card_name(person)?;
+        self.person_named(file, ca, person, name, None, validity, Signing::Yes, purposes, expect, description)
     }
 
     /// Another valid signing certificate for the holder of `of`, with its exact subject: with
@@ -734,7 +763,7 @@ impl Generator<'_> {
     ) -> Result<Holder, FixtureError> {
         let key = key.map(copy_key).transpose()?;
         let name = of.name.clone();
-        self.person_named(file, ca, person, name, key, validity, Signing::Yes, Expectation::Valid, description)
+        self.person_named(file, ca, person, name, key, validity, Signing::Yes, &[], Expectation::Valid, description)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -747,6 +776,7 @@ impl Generator<'_> {
         key: Option<KeyPair>,
         (from, to): (i64, i64),
         signing: Signing,
+        purposes: &[ExtendedKeyUsagePurpose],
         expect: Expectation,
         description: &str,
     ) -> Result<Holder, FixtureError> {
@@ -759,6 +789,7 @@ impl Generator<'_> {
             Signing::Yes => vec![KeyUsagePurpose::DigitalSignature],
             Signing::No => vec![KeyUsagePurpose::KeyEncipherment, KeyUsagePurpose::DataEncipherment],
         };
+        let usages = (usages, purposes);
         let issued = self.end_entity(file, ca, name.clone(), (from, to), usages, directory, key, description)?;
         let mut entry = issued.entry;
         entry.kind = EntryKind::PersonCertificate;
@@ -797,7 +828,7 @@ impl Generator<'_> {
             (oids::ATTR_AGENCY_OID, oid_value),
         ])?;
         let usages = vec![KeyUsagePurpose::DigitalSignature];
-        let issued = self.end_entity(file, ca, name, validity, usages, directory, None, description)?;
+        let issued = self.end_entity(file, ca, name, validity, (usages, &[]), directory, None, description)?;
         let mut entry = issued.entry;
         entry.kind = EntryKind::AgencyCertificate;
         entry.holder_name = Some(agency_name.into());
@@ -815,7 +846,7 @@ impl Generator<'_> {
         ca: &Ca,
         name: DistinguishedName,
         (from, to): (i64, i64),
-        key_usages: Vec<KeyUsagePurpose>,
+        (key_usages, purposes): (Vec<KeyUsagePurpose>, &[ExtendedKeyUsagePurpose]),
         directory: Vec<u8>,
         key: Option<KeyPair>,
         description: &str,
@@ -828,6 +859,7 @@ impl Generator<'_> {
         params.serial_number = Some(serial.clone());
         params.is_ca = IsCa::NoCa;
         params.key_usages = key_usages;
+        params.extended_key_usages = purposes.to_vec();
         params.use_authority_key_identifier_extension = true;
         params.crl_distribution_points = vec![CrlDistributionPoint {
             uris: vec![format!("http://crl.pki-fixtures.invalid/{}", ca.file.replace(".pem", ".crl"))],
@@ -863,6 +895,14 @@ impl Generator<'_> {
         self.files.push(entry);
         Ok(())
     }
+}
+
+/// A citizen card's subject: the holder's name and a card serial number.
+fn card_name(person: &Person) -> Result<DistinguishedName, FixtureError> {
+    let digits: String = (0..16).map(|_| char::from(b'0' + rand::thread_rng().gen_range(0..10u8))).collect();
+    let mut name = dn(&[(DnType::CommonName, person.name)])?;
+    name.push(DnType::CustomDnType(arcs(oids::DN_SERIAL_NUMBER)?), DnValue::PrintableString(digits.try_into()?));
+    Ok(name)
 }
 
 fn arcs(dotted: &str) -> Result<Vec<u64>, FixtureError> {

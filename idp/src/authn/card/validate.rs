@@ -853,6 +853,21 @@ mod tests {
     }
 
     #[test]
+    fn card_validate_takes_an_extended_key_usage_only_with_client_authentication_or_any_purpose() {
+        let pki = Pki::new();
+        let v = pki.validator();
+        assert_eq!(
+            check(&v, &pki, fx::CITIZEN_WANG_EKU_SERVER, pki.now()).map(|c| c.kind),
+            Err(CardError::Invalid(InvalidReason::ExtendedKeyUsage)),
+            "server and e-mail protection only"
+        );
+        for file in [fx::CITIZEN_WANG_EKU_CLIENT, fx::CITIZEN_WANG_EKU_ANY] {
+            let card = check(&v, &pki, file, pki.now()).unwrap_or_else(|e| panic!("{file}: {e:?}"));
+            assert_eq!(card.kind, CardKind::Citizen, "{file}");
+        }
+    }
+
+    #[test]
     fn card_validate_second_generation_ca_with_the_same_name() {
         let pki = Pki::new();
         // Both generations as anchors, in either order: each certificate finds its own CA by key.
