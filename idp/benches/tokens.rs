@@ -51,6 +51,7 @@ fn grant() -> CodeGrant {
         code_challenge: None,
         id_token_claims: vec![],
         dpop_jkt: None,
+        resource: None,
     }
 }
 

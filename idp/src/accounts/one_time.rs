@@ -467,6 +467,7 @@ mod tests {
             amr: vec!["pwd".into()],
             expires_at: 10_000,
             dpop_jkt: None,
+            resource: None,
         };
         crate::oidc::refresh::issue(&mut c, &grant, 0).unwrap();
         drop(c);

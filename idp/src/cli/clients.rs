@@ -138,6 +138,14 @@ pub struct CreateClient {
     /// Refuse token requests without a DPoP proof (RFC 9449 `dpop_bound_access_tokens`).
     #[arg(long)]
     pub dpop_bound_access_tokens: bool,
+    /// Follow the FAPI 2.0 Security Profile: needs --token-endpoint-auth-method private_key_jwt;
+    /// switches on --require-par and --dpop-bound-access-tokens, PKCE S256 and codes of at most 60 s.
+    #[arg(long)]
+    pub fapi2: bool,
+    /// The URI other clients ask for this resource server by (RFC 8707 `resource`); its tokens'
+    /// audience. Needs --resource-server.
+    #[arg(long)]
+    pub resource_uri: Option<String>,
     /// Print a JSON object with `client_id` and `client_secret` (RFC 7591 names).
     #[arg(long)]
     pub json: bool,
@@ -167,6 +175,12 @@ pub struct UpdateClient {
     /// Refuse token requests without a DPoP proof (`=false` allows bearer tokens again).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub dpop_bound_access_tokens: Option<bool>,
+    /// Follow the FAPI 2.0 Security Profile (`=false` leaves it; PAR and DPoP then stay as they are).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub fapi2: Option<bool>,
+    /// The resource server's URI (RFC 8707), or `none` to remove it.
+    #[arg(long)]
+    pub resource_uri: Option<String>,
 }
 
 impl CreateClient {
@@ -206,6 +220,8 @@ impl CreateClient {
         new.require_signed_request_object = self.require_signed_request_object;
         new.require_pushed_authorization_requests = self.require_par;
         new.dpop_bound_access_tokens = self.dpop_bound_access_tokens;
+        new.fapi2 = self.fapi2;
+        new.resource_uri = self.resource_uri.clone();
         new.portal = clients::Portal {
             category: given(self.portal_category),
             description: given(self.portal_description),
@@ -248,6 +264,12 @@ fn print_client(c: &clients::Client) {
     }
     if c.dpop_bound_access_tokens {
         println!("dpop_bound_access_tokens:   yes");
+    }
+    if c.fapi2 {
+        println!("fapi2:                      yes (FAPI 2.0 Security Profile)");
+    }
+    if let Some(uri) = &c.resource_uri {
+        println!("resource_uri:               {uri}");
     }
     if let Some(uri) = &c.backchannel_logout_uri {
         println!("backchannel_logout_uri:     {uri}");
@@ -316,6 +338,8 @@ pub(super) fn run(config: Config, command: ClientsCommand) -> Result<(), Failure
                 require_signed_request_object: u.require_signed_request_object,
                 require_pushed_authorization_requests: u.require_par,
                 dpop_bound_access_tokens: u.dpop_bound_access_tokens,
+                fapi2: u.fapi2,
+                resource_uri: u.resource_uri.map(|r| (r != "none").then_some(r)),
             };
             let client = clients::change_by(&mut conn, &u.client_id, &change, &Actor::cli(), now)
                 .map_err(refused)?

@@ -16,7 +16,7 @@ use crate::authn::session::Session;
 use crate::crypto::random_token;
 use crate::error::now;
 use crate::oidc::authorize::{self, AuthRequest, AuthorizeError, CodeGrant};
-use crate::oidc::clients::Client;
+use crate::oidc::clients::{self, Client};
 use crate::oidc::gate::{self, Hint, Outcome};
 use crate::oidc::params::Params;
 use crate::oidc::request_object::{self, RequestObjectError};
@@ -188,8 +188,13 @@ async fn decide(
         }
         _ => false,
     };
+    let resource_served = match auth.resource.clone() {
+        None => true,
+        Some(uri) => state.db.run(move |c| clients::resource_server_for(c, &uri)).await?.is_some(),
+    };
     let inputs = gate::Inputs {
         client: &client,
+        resource_served,
         request: auth,
         session: session.map(|(s, _)| s),
         person: session.map(|(_, p)| p),
@@ -272,9 +277,10 @@ async fn finish_authorization(
         code_challenge: auth.code_challenge.clone(),
         id_token_claims: auth.claims.as_ref().map(|c| c.id_token_claims()).unwrap_or_default(),
         dpop_jkt: auth.dpop_jkt.clone(),
+        resource: auth.resource.clone(),
     };
     let (code, key) = authorize::new_code();
-    state.eph.put_json(&key, &grant, state.config.tokens.code_ttl).await?;
+    state.eph.put_json(&key, &grant, client.code_ttl(state.config.tokens.code_ttl)).await?;
     // Only clients that can be told about a logout need to be remembered with the session.
     if client.backchannel_logout_uri.is_some() {
         let (sid, client_id, account_id) = (session.sid.clone(), auth.client_id.clone(), session.account_id.clone());

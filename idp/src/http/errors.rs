@@ -361,6 +361,7 @@ impl From<TokenError> for Failure {
             TokenError::InvalidRequest(ref d)
             | TokenError::InvalidGrant(ref d)
             | TokenError::InvalidScope(ref d)
+            | TokenError::InvalidTarget(ref d)
             | TokenError::UnauthorizedClient(ref d) => d.clone(),
             TokenError::UnsupportedGrantType => "grant_type is not supported".into(),
             TokenError::Dpop(ref d) => d.to_string(),
@@ -647,6 +648,7 @@ mod tests {
             ),
             (TokenError::InvalidGrant(d()), 400, "invalid_grant", None, None),
             (TokenError::InvalidScope(d()), 400, "invalid_scope", None, None),
+            (TokenError::InvalidTarget(d()), 400, "invalid_target", None, None),
             (TokenError::UnauthorizedClient(d()), 400, "unauthorized_client", None, None),
             (TokenError::UnsupportedGrantType, 400, "unsupported_grant_type", None, None),
             (TokenError::Dpop(DpopError::Invalid(d())), 400, "invalid_dpop_proof", None, None),
@@ -661,6 +663,7 @@ mod tests {
                 | TokenError::InvalidClient { .. }
                 | TokenError::InvalidGrant(_)
                 | TokenError::InvalidScope(_)
+                | TokenError::InvalidTarget(_)
                 | TokenError::UnauthorizedClient(_)
                 | TokenError::UnsupportedGrantType
                 | TokenError::Dpop(_)

@@ -46,6 +46,10 @@ pub struct AuthRequest {
     /// only by [`super::par::resolve`], never from a parameter.
     #[serde(default)]
     pub pushed: bool,
+    /// The API the access token is asked for (RFC 8707), checked to be a registered resource
+    /// server by the gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
 }
 
 /// What has happened in this browser for one authorization request, kept with the request in its
@@ -128,6 +132,7 @@ pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, Authori
         description,
         form_post,
     };
+    let resource = super::resource::requested(params).map_err(|e| fail("invalid_target", e.0))?;
     if let Some(dup) = params.first_duplicate() {
         return Err(fail("invalid_request", format!("parameter `{dup}` is repeated")));
     }
@@ -174,6 +179,9 @@ pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, Authori
     };
     if client.public && code_challenge.is_none() {
         return Err(fail("invalid_request", "public clients must use PKCE (S256)".into()));
+    }
+    if client.fapi2 && code_challenge.is_none() {
+        return Err(fail("invalid_request", "this application follows FAPI 2.0: PKCE (S256) is required".into()));
     }
     let prompt: Vec<String> =
         get("prompt").unwrap_or("").split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
@@ -222,6 +230,7 @@ pub fn validate(params: &Params, client: &Client) -> Result<AuthRequest, Authori
         interaction: Default::default(),
         dpop_jkt,
         pushed: false,
+        resource,
     })
 }
 
@@ -244,6 +253,9 @@ pub struct CodeGrant {
     /// The DPoP key the code may only be redeemed with (RFC 9449 §10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
+    /// The API the tokens are for (RFC 8707), from the authorization request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
 }
 
 /// A fresh code and the ephemeral-store key it is kept under.

@@ -269,12 +269,18 @@ async fn private_key_jwt(
     let base = state.config.base();
     let mut validation = Validation::new(header.alg);
     validation.set_issuer(&[client.client_id.as_str()]);
-    validation.set_audience(&[
-        base.to_string(),
-        state.config.issuer.clone(),
-        format!("{base}{endpoint}"),
-        format!("{base}/token"),
-    ]);
+    if client.fapi2 {
+        // FAPI 2.0 Security Profile §5.3.2.1: the issuer identifier, and nothing else, so an
+        // assertion made for one endpoint (or another server) cannot be replayed elsewhere.
+        validation.set_audience(std::slice::from_ref(&state.config.issuer));
+    } else {
+        validation.set_audience(&[
+            base.to_string(),
+            state.config.issuer.clone(),
+            format!("{base}{endpoint}"),
+            format!("{base}/token"),
+        ]);
+    }
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
     // Expiry is checked below against the time this request is handled at, not the library's
     // own reading of the clock.

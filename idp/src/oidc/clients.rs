@@ -87,6 +87,16 @@ pub struct Client {
     /// access tokens are always bound to a key it holds.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dpop_bound_access_tokens: bool,
+    /// Operator setting: the client follows the FAPI 2.0 Security Profile — `private_key_jwt`
+    /// only, pushed requests, PKCE S256, DPoP-bound tokens, codes of at most
+    /// [`FAPI2_CODE_TTL`], assertions addressed to the issuer alone. Switching it on switches
+    /// PAR and DPoP on with it (see [`NewClient::fapi2`]).
+    #[serde(skip)]
+    pub fapi2: bool,
+    /// Operator setting for a resource server: the URI clients ask for it by (RFC 8707
+    /// `resource`); access tokens asked for with it have it as their audience.
+    #[serde(skip)]
+    pub resource_uri: Option<String>,
     #[serde(skip)]
     secret_hash: Option<String>,
     #[serde(skip)]
@@ -280,6 +290,8 @@ impl TryFrom<ClientRow> for Client {
             resource_server: r.resource_server,
             require_pushed_authorization_requests: r.require_pushed_authorization_requests,
             dpop_bound_access_tokens: r.dpop_bound_access_tokens,
+            fapi2: r.fapi2,
+            resource_uri: r.resource_uri,
             jwks,
             jwks_uri: r.jwks_uri,
             request_object_signing_alg: r.request_object_signing_alg,
@@ -325,9 +337,22 @@ pub struct NewClient {
     /// Client metadata of RFC 9126 §6 and RFC 9449 §5.2 (see [`Client`]).
     pub require_pushed_authorization_requests: bool,
     pub dpop_bound_access_tokens: bool,
+    /// See [`Client::fapi2`]; an operator setting. On, it implies the two settings above.
+    pub fapi2: bool,
+    /// See [`Client::resource_uri`]; an operator setting, for resource servers only.
+    pub resource_uri: Option<String>,
 }
 
 impl NewClient {
+    /// The settings the FAPI 2.0 profile implies switched on with it.
+    fn with_profile(mut self) -> Self {
+        if self.fapi2 {
+            self.require_pushed_authorization_requests = true;
+            self.dpop_bound_access_tokens = true;
+        }
+        self
+    }
+
     /// A confidential first-party code-flow client with every default.
     pub fn new(name: &str, redirect_uris: Vec<String>) -> Self {
         Self {
@@ -356,6 +381,8 @@ impl NewClient {
             require_signed_request_object: false,
             require_pushed_authorization_requests: false,
             dpop_bound_access_tokens: false,
+            fapi2: false,
+            resource_uri: None,
         }
     }
 }
@@ -506,7 +533,43 @@ fn validate(new: &NewClient) -> Result<(), ClientError> {
             }
         }
     }
+    check_fapi2(new.fapi2, &new.token_endpoint_auth_method).map_err(ClientError::Metadata)?;
+    check_resource_uri(new.resource_server, new.resource_uri.as_deref()).map_err(ClientError::Metadata)?;
     Ok(())
+}
+
+/// The longest an authorization code of a FAPI 2.0 client lives (FAPI 2.0 Security Profile
+/// §5.3.2.1: at most 60 seconds), whatever `tokens.code_ttl` says.
+pub const FAPI2_CODE_TTL: Duration = Duration::from_secs(60);
+
+impl Client {
+    /// How long this client's authorization codes live, given the configured lifetime.
+    pub fn code_ttl(&self, configured: Duration) -> Duration {
+        if self.fapi2 {
+            configured.min(FAPI2_CODE_TTL)
+        } else {
+            configured
+        }
+    }
+}
+
+/// FAPI 2.0 allows only sender-constrained client authentication: `private_key_jwt` here (mTLS
+/// client certificates are not offered), so never a shared secret.
+fn check_fapi2(fapi2: bool, auth_method: &str) -> Result<(), String> {
+    if fapi2 && auth_method != "private_key_jwt" {
+        return Err("the FAPI 2.0 profile needs token_endpoint_auth_method private_key_jwt (no client secret)".into());
+    }
+    Ok(())
+}
+
+/// A resource server's URI (RFC 8707 §2): absolute, without fragment or query, and only on a
+/// client an operator made a resource server.
+fn check_resource_uri(resource_server: bool, uri: Option<&str>) -> Result<(), String> {
+    let Some(uri) = uri else { return Ok(()) };
+    if !resource_server {
+        return Err("resource_uri is for resource servers only".into());
+    }
+    super::resource::check_uri(uri).map_err(|e| format!("resource_uri {e}"))
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, InfraError> {
@@ -515,7 +578,9 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, InfraError> {
 
 /// Registers a client; returns it and, for secret-based clients, the secret (shown once).
 pub fn create(conn: &mut DbConn, new: NewClient, now: i64) -> Result<(Client, Option<String>), ClientError> {
+    let new = new.with_profile();
     validate(&new)?;
+    refuse_taken_resource_uri(conn, new.resource_uri.as_deref(), None)?;
     let id = match &new.client_id {
         Some(id) => {
             let starts_well = id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
@@ -562,6 +627,8 @@ pub fn create(conn: &mut DbConn, new: NewClient, now: i64) -> Result<(Client, Op
         require_signed_request_object: new.require_signed_request_object,
         require_pushed_authorization_requests: new.require_pushed_authorization_requests,
         dpop_bound_access_tokens: new.dpop_bound_access_tokens,
+        fapi2: new.fapi2,
+        resource_uri: new.resource_uri,
     };
     match diesel::insert_into(clients::table).values(&row).execute(conn) {
         Ok(_) => {}
@@ -607,14 +674,19 @@ pub fn edit_by(
         if get(c, id)?.is_none() {
             return Ok(None);
         }
+        let new = new.with_profile();
         let consent = if new.consent_required { "required" } else { "pre-approved" };
-        let (rs, cc) = (new.resource_server, new.client_credentials_allowed);
+        let (rs, cc, fapi2) = (new.resource_server, new.client_credentials_allowed, new.fapi2);
+        let resource_uri = new.resource_uri.clone();
+        refuse_taken_resource_uri(c, resource_uri.as_deref(), Some(id))?;
         replace(c, id, new, now)?;
         diesel::update(clients::table.find(id))
             .set((
                 clients::consent.eq(consent),
                 clients::resource_server.eq(rs),
                 clients::client_credentials_allowed.eq(cc),
+                clients::fapi2.eq(fapi2),
+                clients::resource_uri.eq(resource_uri),
             ))
             .execute(c)?;
         let client = get(c, id)?.ok_or_else(|| ClientError::Metadata("unknown client".into()))?;
@@ -627,14 +699,16 @@ pub fn edit_by(
 fn audit_update(conn: &mut DbConn, c: &Client, actor: &Actor, now: i64) -> Result<(), InfraError> {
     let detail = format!(
         "audience {}, min_acr {}, client_credentials_allowed {}, resource_server {}, require_signed_request_object {}, \
-         require_pushed_authorization_requests {}, dpop_bound_access_tokens {}",
+         require_pushed_authorization_requests {}, dpop_bound_access_tokens {}, fapi2 {}, resource_uri {}",
         c.audience.as_string(),
         c.min_acr.as_deref().unwrap_or("none"),
         c.client_credentials_allowed,
         c.resource_server,
         c.require_signed_request_object,
         c.require_pushed_authorization_requests,
-        c.dpop_bound_access_tokens
+        c.dpop_bound_access_tokens,
+        c.fapi2,
+        c.resource_uri.as_deref().unwrap_or("none")
     );
     audit::record(conn, Event { client_id: Some(&c.client_id), detail, ..actor.event("client.update", "success") }, now)
 }
@@ -759,6 +833,11 @@ pub struct OperatorChange {
     pub require_signed_request_object: Option<bool>,
     pub require_pushed_authorization_requests: Option<bool>,
     pub dpop_bound_access_tokens: Option<bool>,
+    /// Switching the FAPI 2.0 profile on switches PAR and DPoP on with it; while it is on,
+    /// they cannot be switched off.
+    pub fapi2: Option<bool>,
+    /// `Some(None)` removes the resource server's URI.
+    pub resource_uri: Option<Option<String>>,
 }
 
 /// Applies an operator's change; returns the client, or `None` if there is none with this id.
@@ -785,8 +864,20 @@ pub fn change_by_operator(
     if signed && current.jwks.is_none() && current.jwks_uri.is_none() {
         return Err(ClientError::Metadata("signed request objects need jwks or jwks_uri".into()));
     }
+    let fapi2 = change.fapi2.unwrap_or(current.fapi2);
+    check_fapi2(fapi2, &current.token_endpoint_auth_method).map_err(ClientError::Metadata)?;
     let par = change.require_pushed_authorization_requests.unwrap_or(current.require_pushed_authorization_requests);
     let dpop = change.dpop_bound_access_tokens.unwrap_or(current.dpop_bound_access_tokens);
+    if fapi2
+        && (!par || !dpop)
+        && (change.require_pushed_authorization_requests.is_some() || change.dpop_bound_access_tokens.is_some())
+    {
+        return Err(ClientError::Metadata("the FAPI 2.0 profile keeps PAR and DPoP on".into()));
+    }
+    let (par, dpop) = (par || fapi2, dpop || fapi2);
+    let resource_uri = change.resource_uri.clone().unwrap_or(current.resource_uri);
+    check_resource_uri(rs, resource_uri.as_deref()).map_err(ClientError::Metadata)?;
+    refuse_taken_resource_uri(conn, resource_uri.as_deref(), Some(id))?;
     diesel::update(clients::table.find(id))
         .set((
             clients::audience.eq(audience),
@@ -796,11 +887,45 @@ pub fn change_by_operator(
             clients::require_signed_request_object.eq(signed),
             clients::require_pushed_authorization_requests.eq(par),
             clients::dpop_bound_access_tokens.eq(dpop),
+            clients::fapi2.eq(fapi2),
+            clients::resource_uri.eq(resource_uri),
             clients::updated_at.eq(now),
         ))
         .execute(conn)
         .map_err(InfraError::from)?;
     Ok(get(conn, id)?)
+}
+
+/// One API per resource URI: another client (not `except`) that already has it is a refusal.
+fn refuse_taken_resource_uri(conn: &mut DbConn, uri: Option<&str>, except: Option<&str>) -> Result<(), ClientError> {
+    let Some(uri) = uri else { return Ok(()) };
+    let holder: Option<String> = clients::table
+        .filter(clients::resource_uri.eq(uri))
+        .select(clients::id)
+        .first(conn)
+        .optional()
+        .map_err(InfraError::from)?;
+    match holder {
+        Some(h) if Some(h.as_str()) != except => {
+            Err(ClientError::Metadata(format!("resource_uri {uri} is already the URI of another resource server")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The enabled resource server a resource URI names (RFC 8707), if any.
+pub fn resource_server_for(conn: &mut DbConn, uri: &str) -> Result<Option<Client>, InfraError> {
+    let id: Option<String> = clients::table
+        .filter(clients::resource_uri.eq(uri))
+        .filter(clients::resource_server.eq(true))
+        .filter(clients::disabled_at.is_null())
+        .select(clients::id)
+        .first(conn)
+        .optional()?;
+    match id {
+        Some(id) => get(conn, &id),
+        None => Ok(None),
+    }
 }
 
 /// A client by id, with the secret a rotation replaced while it still works.

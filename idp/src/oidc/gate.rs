@@ -32,6 +32,9 @@ pub struct Inputs<'a> {
     /// The client, as configured now (not as it was when the request started).
     pub client: &'a Client,
     pub request: &'a AuthRequest,
+    /// Whether the request names no `resource`, or one an enabled resource server is registered
+    /// under (RFC 8707).
+    pub resource_served: bool,
     /// The browser's live SSO session, if any, whose account and register entry are active.
     pub session: Option<&'a Session>,
     /// The register entry of the session's person.
@@ -82,6 +85,9 @@ pub fn decide(i: &Inputs<'_>) -> Outcome {
     // cannot be asked for by a URL someone else put together).
     if client.require_pushed_authorization_requests && !request.pushed {
         return Outcome::redirect("invalid_request", "this application must push its authorization requests (PAR)");
+    }
+    if !i.resource_served {
+        return Outcome::redirect("invalid_target", "the resource is not an API registered here");
     }
     if *i.hint == Hint::Invalid {
         return Outcome::redirect("invalid_request", "id_token_hint is not a valid ID token for this client");
@@ -185,6 +191,7 @@ mod tests {
             interaction: Interaction::default(),
             dpop_jkt: None,
             pushed: false,
+            resource: None,
         }
     }
 
@@ -225,6 +232,7 @@ mod tests {
         hint: Hint,
         consent_on_record: bool,
         card_sign_in: bool,
+        resource_served: bool,
         now: i64,
         want: Outcome,
     }
@@ -240,6 +248,7 @@ mod tests {
             hint: Hint::Absent,
             consent_on_record: false,
             card_sign_in: true,
+            resource_served: true,
             now: 2_000,
             want,
         }
@@ -259,6 +268,7 @@ mod tests {
         let inputs = Inputs {
             client: &c,
             request: &q,
+            resource_served: r.resource_served,
             session: r.signed_in.then_some(&s),
             person: r.signed_in.then_some(&p),
             subject: r.signed_in.then_some("sub-of-ming"),
@@ -287,6 +297,15 @@ mod tests {
                 ..row("a redirect URI no longer registered is never used", Outcome::Show { key: "err_redirect_uri" })
             },
             Row { hint: Hint::Invalid, ..row("a forged id_token_hint is refused", redirect("invalid_request")) },
+            Row {
+                resource_served: false,
+                ..row("a resource no registered API answers to gets no code", redirect("invalid_target"))
+            },
+            Row {
+                resource_served: false,
+                signed_in: false,
+                ..row("nor a sign-in page first", redirect("invalid_target"))
+            },
             Row {
                 client: |c| c.require_pushed_authorization_requests = true,
                 ..row(

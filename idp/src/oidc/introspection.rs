@@ -12,11 +12,19 @@ use super::token::TokenError;
 use super::token_use;
 use crate::state::AppState;
 
-/// Whether a client may learn about a token issued to `issued_to`: its own tokens always, others'
-/// only when an operator made it a resource server. To anyone else such a token is simply
-/// inactive (RFC 7662 §2.2), so introspection cannot be used to probe other clients' tokens.
-fn may_see(client: &Client, issued_to: &str) -> bool {
-    client.resource_server || client.client_id == issued_to
+/// Whether a client may learn about a token issued to `issued_to` for `resource` (RFC 8707; `None`:
+/// for the provider itself): its own tokens always; others' only when an operator made it a
+/// resource server — and a token meant for one API only by that API, so one API cannot read
+/// another's tokens. To anyone else such a token is simply inactive (RFC 7662 §2.2), so
+/// introspection cannot be used to probe other clients' tokens.
+fn may_see(client: &Client, issued_to: &str, resource: Option<&str>) -> bool {
+    if client.client_id == issued_to {
+        return true;
+    }
+    match resource {
+        None => client.resource_server,
+        Some(r) => client.resource_server && client.resource_uri.as_deref() == Some(r),
+    }
 }
 
 /// `POST /introspect`, answered as at `now`.
@@ -39,7 +47,8 @@ pub async fn introspect(
     let inactive = json!({ "active": false });
     if hint != Some("refresh_token") {
         if let Some(c) = access::verify(state, token, now).await? {
-            if !may_see(&client, &c.client_id) {
+            let resource = (c.aud != state.config.issuer).then_some(c.aud.as_str());
+            if !may_see(&client, &c.client_id, resource) {
                 return Ok(inactive);
             }
             if let Some(account) = &c.account {
@@ -68,7 +77,7 @@ pub async fn introspect(
     }
     let t = token.to_string();
     let row = state.db.run(move |c| refresh::find(c, &t)).await?;
-    if let Some(r) = row.filter(|r| may_see(&client, &r.client_id)) {
+    if let Some(r) = row.filter(|r| may_see(&client, &r.client_id, r.resource.as_deref())) {
         let live = r.used_at.is_none() && r.revoked_at.is_none() && r.expires_at > now;
         if live && token_use::may_use(state, &r.account_id).await? {
             let client = state.client_cache.get(state, &r.client_id).await?;
@@ -112,4 +121,32 @@ pub async fn revoke(state: &AppState, params: &Params, basic: BasicCredentials, 
         state.db.run(move |c| refresh::revoke_family(c, &r.family_id, now)).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_for_one_api_is_seen_by_that_api_and_its_client_only() {
+        let mut own = Client::default();
+        own.client_id = "app".into();
+        let mut hr_api = Client::default();
+        hr_api.client_id = "hr-api".into();
+        hr_api.resource_server = true;
+        hr_api.resource_uri = Some("https://hr.example/api".into());
+        let mut other_api = hr_api.clone();
+        other_api.client_id = "mail-api".into();
+        other_api.resource_uri = Some("https://mail.example/api".into());
+        let mut stranger = Client::default();
+        stranger.client_id = "stranger".into();
+        let for_hr = Some("https://hr.example/api");
+        assert!(may_see(&own, "app", for_hr), "its own client");
+        assert!(may_see(&hr_api, "app", for_hr), "the API it is for");
+        assert!(!may_see(&other_api, "app", for_hr), "not another API");
+        assert!(!may_see(&stranger, "app", for_hr));
+        // A token for the provider itself: any resource server, as before.
+        assert!(may_see(&other_api, "app", None));
+        assert!(!may_see(&stranger, "app", None));
+    }
 }

@@ -20,6 +20,7 @@ pub mod params;
 pub mod refresh;
 pub mod registration;
 pub mod request_object;
+pub mod resource;
 pub mod subject;
 pub mod token;
 pub mod token_use;

@@ -77,6 +77,7 @@ pub async fn push(
     dpop: &[String],
     now: i64,
 ) -> Result<Value, TokenError> {
+    super::resource::requested(body)?;
     if let Some(dup) = body.first_duplicate() {
         return Err(TokenError::InvalidRequest(format!("parameter `{dup}` is repeated")));
     }

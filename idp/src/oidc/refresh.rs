@@ -25,6 +25,8 @@ pub struct RefreshGrant {
     /// The DPoP key (JWK SHA-256 thumbprint) a public client's token is bound to (RFC 9449 §5):
     /// it is redeemed only with a proof signed by that key.
     pub dpop_jkt: Option<String>,
+    /// The API (RFC 8707 resource) every access token of the family is for.
+    pub resource: Option<String>,
 }
 
 impl From<RefreshTokenRow> for RefreshGrant {
@@ -40,7 +42,15 @@ impl From<RefreshTokenRow> for RefreshGrant {
             amr: serde_json::from_str(&r.amr).unwrap_or_default(),
             expires_at: r.expires_at,
             dpop_jkt: r.dpop_jkt,
+            resource: r.resource,
         }
+    }
+}
+
+impl RefreshTokenRow {
+    /// Whether the token may still be spent: neither used, revoked nor expired.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.used_at.is_none() && self.revoked_at.is_none() && self.expires_at > now
     }
 }
 
@@ -62,6 +72,7 @@ pub fn issue(conn: &mut DbConn, grant: &RefreshGrant, now: i64) -> Result<String
         used_at: None,
         revoked_at: None,
         dpop_jkt: grant.dpop_jkt.clone(),
+        resource: grant.resource.clone(),
     };
     diesel::insert_into(refresh_tokens::table).values(&row).execute(conn)?;
     Ok(token)
@@ -183,6 +194,7 @@ mod tests {
             amr: vec!["hwk".into(), "pin".into()],
             expires_at,
             dpop_jkt: None,
+            resource: None,
         }
     }
 

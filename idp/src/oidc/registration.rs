@@ -498,7 +498,8 @@ const CLIENT_CREDENTIALS_NEEDS_OPERATOR: &str =
 /// assurance an operator raised (it may ask for more, never less), the `national_id` scope an
 /// operator granted, and `client_credentials` without an operator's permission. Enabled/disabled,
 /// the resource-server and client-credentials permissions are not part of the metadata at all.
-/// `require_pushed_authorization_requests` and `dpop_bound_access_tokens` once on stay on.
+/// `require_pushed_authorization_requests` and `dpop_bound_access_tokens` once on stay on; the
+/// FAPI 2.0 profile and the resource URI are an operator's alone.
 fn keep_operator_settings(current: &Client, mut new: NewClient) -> Result<NewClient, ClientError> {
     if new.grant_types.iter().any(|g| g == "client_credentials") && !current.client_credentials_allowed {
         return Err(ClientError::Metadata(CLIENT_CREDENTIALS_NEEDS_OPERATOR.into()));
@@ -508,6 +509,8 @@ fn keep_operator_settings(current: &Client, mut new: NewClient) -> Result<NewCli
     new.consent_required = true;
     new.client_credentials_allowed = current.client_credentials_allowed;
     new.resource_server = current.resource_server;
+    new.resource_uri = current.resource_uri.clone();
+    new.fapi2 = current.fapi2;
     // A client may ask to sign its requests, but not stop when it (or an operator) chose to.
     new.require_signed_request_object |= current.require_signed_request_object;
     // Like the minimum assurance: an update may switch these protections on, never off, since
@@ -590,6 +593,8 @@ mod tests {
             require_signed_request_object: false,
             require_pushed_authorization_requests: true,
             dpop_bound_access_tokens: true,
+            fapi2: false,
+            resource_uri: Some("https://app.example/api".into()),
         })
         .unwrap()
     }
@@ -627,6 +632,19 @@ mod tests {
         assert!(kept.consent_required && kept.resource_server && !kept.client_credentials_allowed);
         assert!(kept.require_pushed_authorization_requests, "PAR once required stays required");
         assert!(kept.dpop_bound_access_tokens, "DPoP once required stays required");
+        assert_eq!(kept.resource_uri.as_deref(), Some("https://app.example/api"), "the operator's resource URI stays");
+        let mut profiled = current.clone();
+        profiled.fapi2 = true;
+        assert!(keep_operator_settings(&profiled, asked(full.clone())).unwrap().fapi2, "the profile stays");
+        assert!(
+            !keep_operator_settings(
+                &current,
+                asked(json!({"client_name": "A", "redirect_uris": ["https://app.example/cb"], "fapi2": true}))
+            )
+            .unwrap()
+            .fapi2,
+            "nor can a client switch it on"
+        );
         let off = json!({"client_name": "A", "redirect_uris": ["https://app.example/cb"],
             "require_pushed_authorization_requests": false, "dpop_bound_access_tokens": false});
         let kept = keep_operator_settings(&current, asked(off)).unwrap();

@@ -14,6 +14,7 @@ use super::clients::Client;
 use super::dpop::{self, Confirmation, DpopError};
 use super::params::Params;
 use super::refresh::{self, Redeem, RefreshGrant};
+use super::resource::{self, InvalidTarget};
 use super::subject::subject_for;
 use crate::audit::{self, Event};
 use crate::crypto::{constant_time_eq, random_token};
@@ -32,6 +33,9 @@ pub enum TokenError {
     InvalidGrant(String),
     #[error("invalid_scope: {0}")]
     InvalidScope(String),
+    /// RFC 8707 §2: the `resource` asked for is not one this provider issues tokens for.
+    #[error("invalid_target: {0}")]
+    InvalidTarget(String),
     #[error("unauthorized_client: {0}")]
     UnauthorizedClient(String),
     #[error("unsupported_grant_type")]
@@ -45,6 +49,12 @@ pub enum TokenError {
     Authorization { error: &'static str, description: String },
     #[error(transparent)]
     Server(#[from] InfraError),
+}
+
+impl From<InvalidTarget> for TokenError {
+    fn from(e: InvalidTarget) -> Self {
+        TokenError::InvalidTarget(e.0)
+    }
 }
 
 impl From<DpopError> for TokenError {
@@ -74,6 +84,7 @@ impl TokenError {
             TokenError::InvalidClient { .. } => "invalid_client",
             TokenError::InvalidGrant(_) => "invalid_grant",
             TokenError::InvalidScope(_) => "invalid_scope",
+            TokenError::InvalidTarget(_) => "invalid_target",
             TokenError::UnauthorizedClient(_) => "unauthorized_client",
             TokenError::UnsupportedGrantType => "unsupported_grant_type",
             TokenError::Dpop(e) => e.code(),
@@ -132,6 +143,7 @@ pub async fn exchange(
     dpop: &[String],
     now: i64,
 ) -> Result<Value, TokenError> {
+    let asked = resource::requested(params)?;
     if let Some(dup) = params.first_duplicate() {
         return Err(TokenError::InvalidRequest(format!("parameter `{dup}` is repeated")));
     }
@@ -149,10 +161,11 @@ pub async fn exchange(
     if !client.allows_grant(grant_type) {
         return Err(TokenError::UnauthorizedClient(format!("this client may not use {grant_type}")));
     }
+    let asked = asked.as_deref();
     let answer = match grant_type {
-        "authorization_code" => authorization_code(state, params, &client, jkt, now).await,
-        "refresh_token" => refresh_token(state, params, &client, jkt, now).await,
-        _ => client_credentials(state, params, &client, jkt, now).await,
+        "authorization_code" => authorization_code(state, params, &client, jkt, asked, now).await,
+        "refresh_token" => refresh_token(state, params, &client, jkt, asked, now).await,
+        _ => client_credentials(state, params, &client, jkt, asked, now).await,
     };
     crate::metrics::token(grant_type, answer.as_ref().err().map(TokenError::code));
     answer
@@ -163,6 +176,7 @@ async fn authorization_code(
     params: &Params,
     client: &Client,
     jkt: Option<&str>,
+    asked: Option<&str>,
     now: i64,
 ) -> Result<Value, TokenError> {
     let get = |n: &str| params.get(n).ok().flatten();
@@ -207,6 +221,7 @@ async fn authorization_code(
     if grant.dpop_jkt.is_some() && grant.dpop_jkt.as_deref() != jkt {
         return Err(TokenError::InvalidGrant("the code is bound to another DPoP key".into()));
     }
+    let resource = served_resource(state, grant.resource.as_deref(), asked, true).await?;
     ensure_active(state, &grant.account_id).await?;
     let session = SessionFacts {
         account_id: grant.account_id.clone(),
@@ -226,7 +241,7 @@ async fn authorization_code(
         &extra,
         marker.jti.clone(),
         family.clone(),
-        jkt,
+        Binding { jkt, resource: resource.as_deref() },
         now,
     )
     .await?;
@@ -351,6 +366,7 @@ async fn refresh_token(
     params: &Params,
     client: &Client,
     jkt: Option<&str>,
+    asked: Option<&str>,
     now: i64,
 ) -> Result<Value, TokenError> {
     let token = params
@@ -358,6 +374,19 @@ async fn refresh_token(
         .ok()
         .flatten()
         .ok_or_else(|| TokenError::InvalidRequest("refresh_token is missing".into()))?;
+    // What the request asks of a live token is settled before the token is spent, so a refused
+    // scope or target leaves it usable, as a refused client or key does. A used one goes on to
+    // the redemption, whose reuse detection must not be sidestepped by asking for too much.
+    let peeked = {
+        let token = token.to_string();
+        state.db.run(move |c| refresh::find(c, &token)).await?
+    };
+    let settled = match peeked {
+        Some(row) if row.client_id == client.client_id && row.is_live(now) => {
+            Some(settle_refresh(state, params, &row.into(), asked).await?)
+        }
+        _ => None,
+    };
     let (token, client_id, key) = (token.to_string(), client.client_id.clone(), jkt.map(str::to_string));
     let outcome = state.db.run(move |c| refresh::redeem(c, &token, &client_id, key.as_deref(), now)).await?;
     let grant = match outcome {
@@ -406,7 +435,10 @@ async fn refresh_token(
             return Err(TokenError::InvalidGrant("the refresh token is bound to another DPoP key".into()));
         }
     };
-    let scope = refreshed_scope(&grant.scope, params.get("scope").ok().flatten())?;
+    let (scope, resource) = match settled {
+        Some(s) => s,
+        None => settle_refresh(state, params, &grant, asked).await?,
+    };
     ensure_active(state, &grant.account_id).await?;
     let session = SessionFacts {
         account_id: grant.account_id.clone(),
@@ -416,10 +448,23 @@ async fn refresh_token(
         amr: grant.amr.clone(),
     };
     let family = Some(grant.family_id.clone());
+    let binding = Binding { jkt, resource: resource.as_deref() };
     let issued =
-        issue_user_tokens(state, client, &session, &scope, None, &Map::new(), random_token(16), family, jkt, now)
+        issue_user_tokens(state, client, &session, &scope, None, &Map::new(), random_token(16), family, binding, now)
             .await?;
     Ok(issued.body)
+}
+
+/// The scope and the resource a refresh asks for, within what its token was granted.
+async fn settle_refresh(
+    state: &AppState,
+    params: &Params,
+    grant: &RefreshGrant,
+    asked: Option<&str>,
+) -> Result<(Vec<String>, Option<String>), TokenError> {
+    let scope = refreshed_scope(&grant.scope, params.get("scope").ok().flatten())?;
+    let resource = served_resource(state, grant.resource.as_deref(), asked, false).await?;
+    Ok((scope, resource))
 }
 
 async fn client_credentials(
@@ -427,8 +472,10 @@ async fn client_credentials(
     params: &Params,
     client: &Client,
     jkt: Option<&str>,
+    resource: Option<&str>,
     now: i64,
 ) -> Result<Value, TokenError> {
+    let resource = served_resource(state, None, resource, true).await?;
     let asked = service_scope(client, params.get("scope").ok().flatten())?;
     let ttl = state.config.tokens.access_token_ttl.as_secs() as i64;
     let mut claims = AccessClaims::new(
@@ -442,12 +489,39 @@ async fn client_credentials(
         None,
     );
     claims.cnf = jkt.map(|k| Confirmation { jkt: k.to_string() });
+    if let Some(r) = resource {
+        claims.aud = r;
+    }
     let token = access::sign(state, &claims)?;
     let mut body = json!({ "access_token": token, "token_type": token_type(jkt), "expires_in": ttl });
     if !asked.is_empty() {
         body["scope"] = json!(claims.scope);
     }
     Ok(body)
+}
+
+/// The resource the tokens are for ([`resource::settle`]), which must still be an enabled
+/// resource server's: one disabled or removed since the grant gets no more tokens.
+async fn served_resource(
+    state: &AppState,
+    granted: Option<&str>,
+    asked: Option<&str>,
+    first: bool,
+) -> Result<Option<String>, TokenError> {
+    let Some(uri) = resource::settle(granted, asked, first)? else { return Ok(None) };
+    let lookup = uri.clone();
+    match state.db.run(move |c| super::clients::resource_server_for(c, &lookup)).await? {
+        Some(_) => Ok(Some(uri)),
+        None => Err(InvalidTarget("the resource is not an API registered here".into()).into()),
+    }
+}
+
+/// What an access token is bound to: the DPoP key proved (RFC 9449) and the API it is for
+/// (RFC 8707; `None`: the provider itself, for userinfo).
+#[derive(Clone, Copy)]
+struct Binding<'a> {
+    jkt: Option<&'a str>,
+    resource: Option<&'a str>,
 }
 
 /// The facts of the sign-in behind a token.
@@ -485,9 +559,10 @@ async fn issue_user_tokens(
     extra: &Map<String, Value>,
     jti: String,
     family: Option<String>,
-    jkt: Option<&str>,
+    binding: Binding<'_>,
     now: i64,
 ) -> Result<Issued, TokenError> {
+    let jkt = binding.jkt;
     let at_ttl = state.config.tokens.access_token_ttl.as_secs() as i64;
     let sub = subject_for(&state.protector, client, &s.account_id);
     let mut claims = AccessClaims::new(
@@ -501,6 +576,9 @@ async fn issue_user_tokens(
         Some((s.account_id.clone(), s.sid.clone(), s.auth_time, s.acr.clone())),
     );
     claims.cnf = jkt.map(|k| Confirmation { jkt: k.to_string() });
+    if let Some(r) = binding.resource {
+        claims.aud = r.to_string();
+    }
     let access_token = access::sign(state, &claims)?;
     let digest = Sha256::digest(access_token.as_bytes());
     let mut id_claims = json!({
@@ -558,6 +636,7 @@ async fn issue_user_tokens(
             amr: s.amr.clone(),
             expires_at: now + state.config.tokens.refresh_token_ttl.as_secs() as i64,
             dpop_jkt: if client.public { jkt.map(str::to_string) } else { None },
+            resource: binding.resource.map(str::to_string),
         };
         let rt = state.db.run(move |c| refresh::issue(c, &grant, now)).await?;
         body["refresh_token"] = json!(rt);
@@ -656,6 +735,7 @@ mod tests {
             code_challenge: None,
             id_token_claims: vec![],
             dpop_jkt: None,
+            resource: None,
         };
         let marker = serde_json::to_vec(&marker).unwrap();
         let grant = serde_json::to_vec(&grant).unwrap();

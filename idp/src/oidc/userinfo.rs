@@ -93,6 +93,10 @@ pub async fn userinfo(
 ) -> Result<Value, UserinfoError> {
     let token = presented.token.as_str();
     let claims = access::verify(state, token, now).await?.ok_or(UserinfoError::InvalidToken)?;
+    // A token asked for one API (RFC 8707 `resource`) is that API's, not a key to userinfo.
+    if claims.aud != state.config.issuer {
+        return Err(UserinfoError::InvalidToken);
+    }
     if let Some(jkt) = required_key(&claims, presented)? {
         let proof = dpop::single(proofs)?.ok_or_else(|| DpopError::Invalid("a DPoP proof is required".into()))?;
         let url = dpop::endpoint_url(state, "/userinfo");

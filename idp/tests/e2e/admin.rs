@@ -148,6 +148,7 @@ async fn operators_create_edit_rotate_disable_and_delete_clients() {
             ("scope", "openid profile"),
             ("consent_required", "1"),
             ("resource_server", "1"),
+            ("resource_uri", "https://mydata-api.example.gov.tw/v1"),
         ],
     )
     .await;
@@ -162,6 +163,25 @@ async fn operators_create_edit_rotate_disable_and_delete_clients() {
         assert!(client.consent_required);
         assert!(client.resource_server && !client.client_credentials_allowed);
         assert_eq!(client.scope, vec!["openid", "profile"]);
+        assert_eq!(client.resource_uri.as_deref(), Some("https://mydata-api.example.gov.tw/v1"));
+        assert!(!client.fapi2);
+    }
+    // The FAPI 2.0 profile is refused for a client that authenticates with a secret, on the page
+    // as on the command line; nothing of the form is kept.
+    let r = submit(
+        &op,
+        "/admin/clients/mydata",
+        "/admin/clients/mydata",
+        &[("name", "人事資料校對網站"), ("redirect_uris", RP), ("audience", "hr-staff"), ("fapi2", "1")],
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("private_key_jwt"), "{}", r.body);
+    {
+        let db = idp.db();
+        let mut c = db.get().unwrap();
+        let client = idp::oidc::clients::get(&mut c, "mydata").unwrap().unwrap();
+        assert!(!client.fapi2 && client.resource_server, "a refused form changed the client");
     }
     let ming = signed_in(&idp, "ming.wang", PW_MING).await;
     assert!(!ming.get("/apps").await.body.contains("人事資料校對網站"));

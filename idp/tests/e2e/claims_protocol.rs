@@ -36,14 +36,14 @@ fn now() -> i64 {
 // ---- private_key_jwt by jwks_uri ----
 
 /// A client's P-256 signing key and the public half as a JWK.
-struct ClientKey {
+pub(crate) struct ClientKey {
     kid: String,
     pkcs8: Vec<u8>,
-    jwk: Value,
+    pub(crate) jwk: Value,
 }
 
 impl ClientKey {
-    fn new(kid: &str) -> Self {
+    pub(crate) fn new(kid: &str) -> Self {
         use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
@@ -57,7 +57,7 @@ impl ClientKey {
         Self { kid: kid.into(), pkcs8: pkcs8.as_ref().to_vec(), jwk }
     }
 
-    fn sign(&self, claims: &Value) -> String {
+    pub(crate) fn sign(&self, claims: &Value) -> String {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8)).unwrap()

@@ -21,6 +21,7 @@ mod console;
 mod dead_ends;
 mod deploy;
 mod email_verification;
+mod fapi2_resources;
 mod forgot;
 mod harness;
 mod help;

@@ -32,7 +32,7 @@ fn jwt_part(token: &str, i: usize) -> Value {
 }
 
 /// A client's DPoP key (P-256) and the proofs it makes.
-struct DpopKey {
+pub(crate) struct DpopKey {
     pkcs8: Vec<u8>,
     jwk: Value,
 }
@@ -47,7 +47,7 @@ struct Proof<'a> {
 }
 
 impl DpopKey {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
@@ -58,7 +58,7 @@ impl DpopKey {
     }
 
     /// RFC 7638: the required members in order, SHA-256, base64url.
-    fn jkt(&self) -> String {
+    pub(crate) fn jkt(&self) -> String {
         use sha2::Digest;
         let canonical = format!(
             r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
@@ -84,7 +84,7 @@ impl DpopKey {
     }
 
     /// A good proof for `POST {base}{path}` with the server's nonce.
-    fn post(&self, base: &str, path: &str, nonce: &str) -> String {
+    pub(crate) fn post(&self, base: &str, path: &str, nonce: &str) -> String {
         self.sign(&Proof {
             htm: "POST",
             htu: format!("{base}{path}"),

@@ -37,6 +37,8 @@ struct ClientForm {
     require_signed_request_object: bool,
     require_par: bool,
     dpop_bound: bool,
+    fapi2: bool,
+    resource_uri: String,
 }
 
 fn lines(s: &str) -> Vec<String> {
@@ -67,6 +69,8 @@ impl ClientForm {
             require_signed_request_object: field(p, "require_signed_request_object") == "1",
             require_par: field(p, "require_pushed_authorization_requests") == "1",
             dpop_bound: field(p, "dpop_bound_access_tokens") == "1",
+            fapi2: field(p, "fapi2") == "1",
+            resource_uri: field(p, "resource_uri"),
         }
     }
 
@@ -94,6 +98,8 @@ impl ClientForm {
             require_signed_request_object: c.require_signed_request_object,
             require_par: c.require_pushed_authorization_requests,
             dpop_bound: c.dpop_bound_access_tokens,
+            fapi2: c.fapi2,
+            resource_uri: c.resource_uri.clone().unwrap_or_default(),
         }
     }
 
@@ -137,6 +143,8 @@ impl ClientForm {
         n.require_signed_request_object = self.require_signed_request_object;
         n.require_pushed_authorization_requests = self.require_par;
         n.dpop_bound_access_tokens = self.dpop_bound;
+        n.fapi2 = self.fapi2;
+        n.resource_uri = opt(&self.resource_uri);
         n.audience = self.audience()?;
         n.portal = Portal {
             category: opt(&self.portal_category),
@@ -168,6 +176,8 @@ impl ClientForm {
                 "require_signed_request_object": self.require_signed_request_object,
                 "require_par": self.require_par,
                 "dpop_bound": self.dpop_bound,
+                "fapi2": self.fapi2,
+                "resource_uri": self.resource_uri,
                 "auth_post": self.auth_method == "client_secret_post",
                 "auth_none": self.auth_method == "none",
             }),

@@ -100,6 +100,8 @@ pub struct ClientRow {
     pub require_signed_request_object: bool,
     pub require_pushed_authorization_requests: bool,
     pub dpop_bound_access_tokens: bool,
+    pub fapi2: bool,
+    pub resource_uri: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -128,6 +130,7 @@ pub struct RefreshTokenRow {
     pub used_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub dpop_jkt: Option<String>,
+    pub resource: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -96,6 +96,8 @@ diesel::table! {
         require_signed_request_object -> Bool,
         require_pushed_authorization_requests -> Bool,
         dpop_bound_access_tokens -> Bool,
+        fapi2 -> Bool,
+        resource_uri -> Nullable<Text>,
     }
 }
 
@@ -146,6 +148,7 @@ diesel::table! {
         used_at -> Nullable<BigInt>,
         revoked_at -> Nullable<BigInt>,
         dpop_jkt -> Nullable<Text>,
+        resource -> Nullable<Text>,
     }
 }
 
