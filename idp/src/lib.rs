@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod expiring;
 pub mod http;
 pub mod listen_fds;
 pub mod mail;

@@ -2,8 +2,7 @@
 //! `client_secret_basic`, `client_secret_post`, `private_key_jwt` (RFC 7523, with `jti` replay
 //! refused) and `none` for public clients. Exactly one method per request.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
@@ -12,6 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use super::clients::{self, Client, SecretMatch};
 use super::params::Params;
 use crate::error::InfraError;
+use crate::expiring::ExpiringMap;
 use crate::state::AppState;
 
 /// The assertion type of `private_key_jwt`.
@@ -22,25 +22,28 @@ pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 const CLIENT_CACHE_TTL: Duration = Duration::from_secs(5);
 /// How long a fetched `jwks_uri` document is reused.
 const JWKS_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Entries each cache keeps before it starts over (bounds memory under a flood of ids).
+const CACHE_MAX: usize = 10_000;
 /// The longest a client assertion may live, in seconds.
 const MAX_ASSERTION_LIFETIME: i64 = 600;
 
 /// Caches of clients and client key sets, so the token endpoint rarely touches the database.
-#[derive(Default)]
 pub struct ClientCache {
-    clients: RwLock<HashMap<String, (Arc<Client>, Instant)>>,
-    jwks: RwLock<HashMap<String, (Arc<JwkSet>, Instant)>>,
+    clients: ExpiringMap<String, Arc<Client>, Instant>,
+    jwks: ExpiringMap<String, Arc<JwkSet>, Instant>,
+}
+
+impl Default for ClientCache {
+    fn default() -> Self {
+        Self { clients: ExpiringMap::new(CACHE_MAX), jwks: ExpiringMap::new(CACHE_MAX) }
+    }
 }
 
 impl ClientCache {
     /// A client by id, from the cache or the database.
     pub async fn get(&self, state: &AppState, id: &str) -> Result<Option<Arc<Client>>, InfraError> {
-        if let Ok(map) = self.clients.read() {
-            if let Some((c, at)) = map.get(id) {
-                if at.elapsed() < CLIENT_CACHE_TTL {
-                    return Ok(Some(c.clone()));
-                }
-            }
+        if let Some(c) = self.clients.get(&id.to_string(), Instant::now()) {
+            return Ok(Some(c));
         }
         self.load(state, id).await
     }
@@ -49,20 +52,15 @@ impl ClientCache {
     async fn load(&self, state: &AppState, id: &str) -> Result<Option<Arc<Client>>, InfraError> {
         let key = id.to_string();
         let found = state.db.run(move |c| clients::get(c, &key)).await?.map(Arc::new);
-        if let (Some(c), Ok(mut map)) = (&found, self.clients.write()) {
-            if map.len() > 10_000 {
-                map.clear();
-            }
-            map.insert(id.to_string(), (c.clone(), Instant::now()));
+        if let Some(c) = &found {
+            self.clients.put(id.to_string(), c.clone(), Instant::now() + CLIENT_CACHE_TTL);
         }
         Ok(found)
     }
 
     /// Forgets a client (after a change made by this node).
     pub fn forget(&self, id: &str) {
-        if let Ok(mut map) = self.clients.write() {
-            map.remove(id);
-        }
+        self.clients.forget(&id.to_string());
     }
 
     /// The client's registered public keys: its `jwks`, or its `jwks_uri` document (fetched
@@ -73,12 +71,8 @@ impl ClientCache {
             return serde_json::from_value(jwks.clone()).ok().map(Arc::new);
         }
         let uri = client.jwks_uri.as_ref()?;
-        if let Ok(map) = self.jwks.read() {
-            if let Some((set, at)) = map.get(uri) {
-                if at.elapsed() < JWKS_CACHE_TTL {
-                    return Some(set.clone());
-                }
-            }
+        if let Some(set) = self.jwks.get(uri, Instant::now()) {
+            return Some(set);
         }
         let http = match state.client_http.for_url(client.third_party(), uri) {
             Ok(http) => http,
@@ -93,9 +87,7 @@ impl ClientCache {
         }
         let bytes = crate::outbound::read_limited(response, 64 * 1024).await.ok()?;
         let set: Arc<JwkSet> = Arc::new(serde_json::from_slice(&bytes).ok()?);
-        if let Ok(mut map) = self.jwks.write() {
-            map.insert(uri.clone(), (set.clone(), Instant::now()));
-        }
+        self.jwks.put(uri.clone(), set.clone(), Instant::now() + JWKS_CACHE_TTL);
         Some(set)
     }
 }

@@ -15,7 +15,7 @@
 //!
 //! Without a responder, the CRLs alone decide ([`super::validate`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,11 +32,19 @@ use super::validate::{
     TrustSettings, ValidatedCard,
 };
 use crate::config::Config;
+use crate::expiring::ExpiringMap;
 use crate::store::db::Db;
 
 /// How long an OCSP answer is reused at most (less when its `nextUpdate` is sooner): long enough
 /// to spare the responder a burst of logins, short enough that a revocation shows within minutes.
 const OCSP_CACHE_SECS: i64 = 300;
+/// Until when an answer got at `now` is reused: at most [`OCSP_CACHE_SECS`], never past the
+/// responder's `nextUpdate`, and not at all without one (RFC 6960 §4.2.2.1: newer status may be
+/// available at any time).
+fn ocsp_reuse_until(answer: &OcspAnswer, now: i64) -> i64 {
+    answer.next_update.unwrap_or(now).min(now + OCSP_CACHE_SECS)
+}
+
 /// Entries kept before the OCSP answer cache is emptied (bounds memory under a flood of cards).
 const OCSP_CACHE_MAX: usize = 10_000;
 
@@ -56,7 +64,8 @@ pub struct CardTrust {
     /// The configured CAs' keys, which downloaded CRLs must be signed by.
     cas: Vec<CaKey>,
     responders: Vec<Responder>,
-    ocsp_cache: Mutex<HashMap<(usize, String), (OcspAnswer, i64)>>,
+    /// Answers by (responder, serial), each until `min(nextUpdate, now + OCSP_CACHE_SECS)`.
+    ocsp_cache: ExpiringMap<(usize, String), OcspAnswer, i64>,
     http: reqwest::Client,
     crl_urls: Vec<String>,
     cache_dir: PathBuf,
@@ -111,7 +120,7 @@ impl CardTrust {
             fetched: Mutex::new(BTreeMap::new()),
             cas,
             responders,
-            ocsp_cache: Mutex::new(HashMap::new()),
+            ocsp_cache: ExpiringMap::new(OCSP_CACHE_MAX),
             http,
             crl_urls: c.crl_urls.clone(),
             cache_dir: config.data_dir.join("crl-cache"),
@@ -160,27 +169,16 @@ impl CardTrust {
     /// The responder's answer for a serial, from the cache while it is fresh.
     async fn ocsp_status(&self, index: usize, serial_hex: &str, now: i64) -> Result<OcspAnswer, ocsp::OcspError> {
         let key = (index, serial_hex.to_owned());
-        if let Some((answer, until)) = self.lock_cache().get(&key) {
-            if *until > now {
-                return Ok(answer.clone());
-            }
+        if let Some(answer) = self.ocsp_cache.get(&key, now) {
+            return Ok(answer);
         }
         let responder = &self.responders[index];
         let serial = super::profile::unhex(serial_hex).ok_or(ocsp::OcspError::Encoding("certificate serial".into()))?;
         let query = ocsp::build_request(&responder.issuer_der, &serial)?;
         let der = ocsp::fetch(&self.http, &responder.url, &query, self.fetch_timeout).await?;
         let answer = ocsp::check_response(&der, &query, &responder.issuer_der, now)?;
-        let until = answer.next_update.unwrap_or(now).min(now + OCSP_CACHE_SECS);
-        let mut cache = self.lock_cache();
-        if cache.len() >= OCSP_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(key, (answer.clone(), until));
+        self.ocsp_cache.put(key, answer.clone(), ocsp_reuse_until(&answer, now));
         Ok(answer)
-    }
-
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<(usize, String), (OcspAnswer, i64)>> {
-        self.ocsp_cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock_fetched(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, FetchedCrl>> {
@@ -322,4 +320,23 @@ async fn audit_refusal(db: &Db, url: &str, e: &CrlRefusal) {
         crate::audit::record(c, e, crate::error::now())
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ocsp_answer_is_reused_five_minutes_at_most_and_never_past_its_next_update() {
+        let now = 1_800_000_000;
+        let answer = |next_update| OcspAnswer { status: CertStatus::Good, this_update: now, next_update };
+        assert_eq!(ocsp_reuse_until(&answer(Some(now + 3_600)), now), now + 300, "five minutes");
+        assert_eq!(ocsp_reuse_until(&answer(Some(now + 60)), now), now + 60, "its nextUpdate first");
+        assert_eq!(ocsp_reuse_until(&answer(None), now), now, "no nextUpdate: not reused");
+        let cache = ExpiringMap::new(OCSP_CACHE_MAX);
+        let key = (0, "01ab".to_string());
+        cache.put(key.clone(), answer(Some(now + 3_600)), ocsp_reuse_until(&answer(Some(now + 3_600)), now));
+        assert!(cache.get(&key, now + 299).is_some(), "reused within five minutes");
+        assert!(cache.get(&key, now + 300).is_none(), "asked again after five minutes");
+    }
 }
