@@ -15,7 +15,6 @@
 use actix_web::HttpRequest;
 
 use super::csrf;
-use super::errors::Failure;
 use crate::oidc::params::{ParamError, Params};
 
 /// The largest request body (forms and token requests are small); the server refuses larger
@@ -38,15 +37,16 @@ pub enum FormError {
 pub struct CheckedForm(Params);
 
 impl CheckedForm {
-    /// Reads an ordinary form; failures are pages in the request's language.
-    pub fn read(req: &HttpRequest, body: &[u8]) -> Result<Self, Failure> {
-        Ok(Self::check(body, MAX_BODY, None, |submitted| csrf::verify(req, submitted))?)
+    /// Reads an ordinary form; a refusal becomes a page in the request's language through the
+    /// one error mapping (`?` in a handler).
+    pub fn read(req: &HttpRequest, body: &[u8]) -> Result<Self, FormError> {
+        Self::check(body, MAX_BODY, None, |submitted| csrf::verify(req, submitted))
     }
 
     /// Reads a form that carries one file field (`file`), which alone may exceed the per-value
     /// limit of protocol parameters, up to [`MAX_UPLOAD`].
-    pub fn read_upload(req: &HttpRequest, body: &[u8], file: &str) -> Result<Self, Failure> {
-        Ok(Self::check(body, MAX_UPLOAD, Some(file), |submitted| csrf::verify(req, submitted))?)
+    pub fn read_upload(req: &HttpRequest, body: &[u8], file: &str) -> Result<Self, FormError> {
+        Self::check(body, MAX_UPLOAD, Some(file), |submitted| csrf::verify(req, submitted))
     }
 
     /// The checks themselves, with the CSRF comparison passed in (so they can be tested alone).

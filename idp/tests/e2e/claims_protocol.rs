@@ -9,6 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use crate::client_key::ClientKey;
 use crate::harness::*;
 
 const CB: &str = "http://127.0.0.1:9/cb";
@@ -18,10 +19,6 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
-}
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn jwt_part(token: &str, i: usize) -> Value {
@@ -34,35 +31,6 @@ fn now() -> i64 {
 }
 
 // ---- private_key_jwt by jwks_uri ----
-
-/// A client's P-256 signing key and the public half as a JWK.
-pub(crate) struct ClientKey {
-    kid: String,
-    pkcs8: Vec<u8>,
-    pub(crate) jwk: Value,
-}
-
-impl ClientKey {
-    pub(crate) fn new(kid: &str) -> Self {
-        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
-        // An uncompressed point: 0x04, then x and y of 32 bytes each.
-        let point = pair.public_key().as_ref();
-        let jwk = json!({
-            "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
-            "x": b64(&point[1..33]), "y": b64(&point[33..65]),
-        });
-        Self { kid: kid.into(), pkcs8: pkcs8.as_ref().to_vec(), jwk }
-    }
-
-    pub(crate) fn sign(&self, claims: &Value) -> String {
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8)).unwrap()
-    }
-}
 
 /// The client's own web server: serves a key set at `/jwks` and counts the requests for it.
 struct JwksServer {
@@ -182,7 +150,7 @@ async fn signed_world(key: &ClientKey) -> (Idp, JwksServer, String) {
 
 #[tokio::test]
 async fn a_jwks_uri_is_fetched_once_and_a_key_added_there_is_not_used_within_five_minutes() {
-    let old = ClientKey::new("old");
+    let old = ClientKey::ec("old");
     let (idp, jwks, id) = signed_world(&old).await;
     assert_eq!(jwks.fetches(), 0, "nothing is fetched before the first assertion");
     for i in 0..3 {
@@ -193,7 +161,7 @@ async fn a_jwks_uri_is_fetched_once_and_a_key_added_there_is_not_used_within_fiv
 
     // The client rotates: its server now has only a new key. The provider keeps the set it
     // fetched, and does not fetch again for the unknown `kid`.
-    let new = ClientKey::new("new");
+    let new = ClientKey::ec("new");
     jwks.serve(&[&new]);
     let (status, v) = present(&idp, &new.sign(&good_claims(&idp, &id)), None).await;
     assert_eq!((status, v["error"].as_str()), (401, Some("invalid_client")), "the new key is not known yet: {v}");
@@ -204,7 +172,7 @@ async fn a_jwks_uri_is_fetched_once_and_a_key_added_there_is_not_used_within_fiv
 
 #[tokio::test]
 async fn a_client_assertions_audience_is_the_issuer_or_the_token_endpoint_and_nothing_else() {
-    let key = ClientKey::new("k1");
+    let key = ClientKey::ec("k1");
     let (idp, _jwks, id) = signed_world(&key).await;
     let with_aud = |aud: Value| {
         let mut c = good_claims(&idp, &id);
@@ -233,7 +201,7 @@ async fn a_client_assertions_audience_is_the_issuer_or_the_token_endpoint_and_no
 
 #[tokio::test]
 async fn a_client_assertions_iss_and_sub_must_both_be_the_client() {
-    let key = ClientKey::new("k1");
+    let key = ClientKey::ec("k1");
     let (idp, jwks, id) = signed_world(&key).await;
     // A second client that publishes the very same key: a signature alone tells them apart not.
     let other = jwks_uri_client(&idp, &jwks.url);
@@ -260,7 +228,7 @@ async fn a_client_assertions_iss_and_sub_must_both_be_the_client() {
 
 #[tokio::test]
 async fn a_client_assertion_lives_at_most_ten_minutes_and_is_accepted_once() {
-    let key = ClientKey::new("k1");
+    let key = ClientKey::ec("k1");
     let (idp, _jwks, id) = signed_world(&key).await;
     let now = now();
     let with = |iat: Option<i64>, exp: i64| {

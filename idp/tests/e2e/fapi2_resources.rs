@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::claims_protocol::ClientKey;
+use crate::client_key::ClientKey;
 use crate::harness::*;
 use crate::par_dpop::DpopKey;
 
@@ -53,8 +53,8 @@ fn json_of(out: &str) -> (String, String) {
 #[tokio::test]
 async fn fapi2_security_profile_client_needs_private_key_jwt_par_pkce_dpop_and_the_issuer_as_audience() {
     let mut idp = Idp::new();
-    let key = ClientKey::new("fapi-1");
-    let jwks = idp.file("jwks.json", json!({ "keys": [key.jwk] }).to_string().as_bytes());
+    let key = ClientKey::ec("fapi-1");
+    let jwks = idp.file("jwks.json", key.jwks().to_string().as_bytes());
     // No shared secret under the profile.
     let out = idp.cli(&["clients", "create", "--name", "FAPI", "--redirect-uri", CB, "--fapi2"]);
     assert!(!out.status.success(), "a FAPI 2.0 client with a secret was created");

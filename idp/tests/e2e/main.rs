@@ -16,6 +16,7 @@ mod claims_parameter;
 mod claims_protocol;
 mod cleanup;
 mod cli;
+mod client_key;
 mod conformance;
 mod console;
 mod dead_ends;

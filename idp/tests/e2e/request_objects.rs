@@ -4,15 +4,16 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rsa::pkcs1::EncodeRsaPrivateKey;
-use rsa::traits::PublicKeyParts;
 use serde_json::{json, Value};
 
+use crate::client_key::ClientKey;
 use crate::harness::*;
 
 const CB: &str = "http://127.0.0.1:9/cb";
 const CB_ENC: &str = "http%3A%2F%2F127.0.0.1%3A9%2Fcb";
 const PW: &str = "Civil-Service-2026";
+/// A request object's media type (RFC 9101 §10.8).
+const TYP: Option<&str> = Some("oauth-authz-req+jwt");
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
@@ -20,44 +21,6 @@ fn http() -> reqwest::Client {
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-/// A client's signing key, with its public JWK set.
-struct ClientKey {
-    alg: jsonwebtoken::Algorithm,
-    kid: &'static str,
-    encoding: jsonwebtoken::EncodingKey,
-    jwks: Value,
-}
-
-impl ClientKey {
-    fn rsa(kid: &'static str, alg: jsonwebtoken::Algorithm) -> Self {
-        let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
-        let b64 = |b: Vec<u8>| URL_SAFE_NO_PAD.encode(b);
-        let jwks = json!({ "keys": [{ "kty": "RSA", "kid": kid, "use": "sig",
-            "n": b64(key.n().to_bytes_be()), "e": b64(key.e().to_bytes_be()) }] });
-        let encoding = jsonwebtoken::EncodingKey::from_rsa_der(key.to_pkcs1_der().unwrap().as_bytes());
-        Self { alg, kid, encoding, jwks }
-    }
-
-    fn ec(kid: &'static str) -> Self {
-        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
-        let public = pair.public_key().as_ref();
-        let jwks = json!({ "keys": [{ "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
-            "x": URL_SAFE_NO_PAD.encode(&public[1..33]), "y": URL_SAFE_NO_PAD.encode(&public[33..65]) }] });
-        let encoding = jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref());
-        Self { alg: jsonwebtoken::Algorithm::ES256, kid, encoding, jwks }
-    }
-
-    fn sign(&self, claims: &Value) -> String {
-        let mut header = jsonwebtoken::Header::new(self.alg);
-        header.kid = Some(self.kid.into());
-        header.typ = Some("oauth-authz-req+jwt".into());
-        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
-    }
 }
 
 /// A started IdP with Ming signed in and a client that registered `key`'s public half.
@@ -72,7 +35,7 @@ struct World {
 async fn world(key: &ClientKey, args: &[&str]) -> World {
     let mut idp = Idp::new();
     idp.import_register();
-    let file = idp.file("client-jwks.json", key.jwks.to_string().as_bytes());
+    let file = idp.file("client-jwks.json", key.jwks().to_string().as_bytes());
     let mut cmd = vec!["clients", "create", "--name", "Signed requests", "--redirect-uri", CB, "--jwks-file", &file];
     cmd.extend_from_slice(args);
     cmd.push("--json");
@@ -148,7 +111,7 @@ fn redirected_error(p: &Page) -> (String, Option<String>) {
 async fn oidcc_request_object_signed_rs256_is_honoured_and_its_parameters_win() {
     let key = ClientKey::rsa("rs-1", jsonwebtoken::Algorithm::RS256);
     let w = world(&key, &["--request-object-signing-alg", "RS256"]).await;
-    let object = key.sign(&w.claims("jti-1"));
+    let object = key.sign_typed(TYP, &w.claims("jti-1"));
     // The query says other things (another state, nonce and scope): only the object counts.
     let p = w.authorize_with(&object, "&scope=openid%20email&state=st-query&nonce=nonce-query").await;
     let loc = location(&p);
@@ -164,7 +127,7 @@ async fn oidcc_ensure_request_object_with_redirect_uri() {
     // The redirect URI is only in the object; ES256 with a key of its own.
     let key = ClientKey::ec("ec-1");
     let w = world(&key, &[]).await;
-    let p = w.authorize_with(&key.sign(&w.claims("jti-ec")), "&scope=openid").await;
+    let p = w.authorize_with(&key.sign_typed(TYP, &w.claims("jti-ec")), "&scope=openid").await;
     let loc = location(&p);
     assert!(loc.starts_with(CB), "{loc}");
     assert!(query_param(&loc, "code").is_some(), "{loc}");
@@ -185,7 +148,7 @@ async fn oidcc_ensure_request_object_with_redirect_uri() {
 async fn oidcc_request_object_ps256_over_post_and_the_same_jti_twice_is_a_replay() {
     let key = ClientKey::rsa("ps-1", jsonwebtoken::Algorithm::PS256);
     let w = world(&key, &[]).await;
-    let object = key.sign(&w.claims("jti-once"));
+    let object = key.sign_typed(TYP, &w.claims("jti-once"));
     let form = [("client_id", w.client_id.as_str()), ("request", object.as_str()), ("redirect_uri", CB)];
     let first = w.browser.post("/authorize", &form).await;
     assert!(query_param(&location(&first), "code").is_some());
@@ -209,7 +172,7 @@ async fn oidcc_unsigned_wrongly_signed_expired_and_other_clients_request_objects
 
     // Signed by a key the client never registered.
     let stranger = ClientKey::rsa("rs-1", jsonwebtoken::Algorithm::RS256);
-    let forged = stranger.sign(&w.claims("jti-forged"));
+    let forged = stranger.sign_typed(TYP, &w.claims("jti-forged"));
     assert_eq!(redirected_error(&w.authorize_with(&forged, &q).await).0, "invalid_request_object");
 
     // Expired, not yet valid, or made to live for a day.
@@ -217,30 +180,33 @@ async fn oidcc_unsigned_wrongly_signed_expired_and_other_clients_request_objects
     expired["iat"] = json!(now() - 600);
     expired["nbf"] = json!(now() - 600);
     expired["exp"] = json!(now() - 300);
-    assert_eq!(redirected_error(&w.authorize_with(&key.sign(&expired), &q).await).0, "invalid_request_object");
+    assert_eq!(
+        redirected_error(&w.authorize_with(&key.sign_typed(TYP, &expired), &q).await).0,
+        "invalid_request_object"
+    );
     let mut early = w.claims("jti-early");
     early["nbf"] = json!(now() + 600);
     early["exp"] = json!(now() + 900);
-    assert_eq!(redirected_error(&w.authorize_with(&key.sign(&early), &q).await).0, "invalid_request_object");
+    assert_eq!(redirected_error(&w.authorize_with(&key.sign_typed(TYP, &early), &q).await).0, "invalid_request_object");
     let mut long = w.claims("jti-long");
     long["exp"] = json!(now() + 86_400);
-    assert_eq!(redirected_error(&w.authorize_with(&key.sign(&long), &q).await).0, "invalid_request_object");
+    assert_eq!(redirected_error(&w.authorize_with(&key.sign_typed(TYP, &long), &q).await).0, "invalid_request_object");
 
     // For another audience, or naming another client as its issuer or client_id.
     let mut aud = w.claims("jti-aud");
     aud["aud"] = json!("https://other-idp.example");
-    assert_eq!(redirected_error(&w.authorize_with(&key.sign(&aud), &q).await).0, "invalid_request_object");
+    assert_eq!(redirected_error(&w.authorize_with(&key.sign_typed(TYP, &aud), &q).await).0, "invalid_request_object");
     let other = w.idp.cli_ok(&["clients", "create", "--name", "Other", "--redirect-uri", CB, "--json"]);
     let other_id = serde_json::from_str::<Value>(&other).unwrap()["client_id"].as_str().unwrap().to_string();
     let mut iss = w.claims("jti-iss");
     iss["iss"] = json!(other_id);
-    assert_eq!(redirected_error(&w.authorize_with(&key.sign(&iss), &q).await).0, "invalid_request_object");
+    assert_eq!(redirected_error(&w.authorize_with(&key.sign_typed(TYP, &iss), &q).await).0, "invalid_request_object");
     let mut cid = w.claims("jti-cid");
     cid["client_id"] = json!(other_id);
-    assert_eq!(redirected_error(&w.authorize_with(&key.sign(&cid), &q).await).0, "invalid_request_object");
+    assert_eq!(redirected_error(&w.authorize_with(&key.sign_typed(TYP, &cid), &q).await).0, "invalid_request_object");
     // This client's object sent under the other client's id is checked with the other's
     // (absent) keys, and its redirect URI is not trusted: a page, not a code.
-    let borrowed = key.sign(&w.claims("jti-borrowed"));
+    let borrowed = key.sign_typed(TYP, &w.claims("jti-borrowed"));
     let p = w.browser.get(&format!("/authorize?client_id={other_id}&response_type=code&request={borrowed}")).await;
     assert_eq!(p.status, 400, "{:?}", p.location);
     assert!(p.body.contains("request object"), "the page names the request object: {}", p.body);
@@ -248,10 +214,13 @@ async fn oidcc_unsigned_wrongly_signed_expired_and_other_clients_request_objects
     // A nested request, and an unregistered redirect URI inside a valid object.
     let mut nested = w.claims("jti-nested");
     nested["request_uri"] = json!("https://app.example/req.jwt");
-    assert_eq!(redirected_error(&w.authorize_with(&key.sign(&nested), &q).await).0, "invalid_request_object");
+    assert_eq!(
+        redirected_error(&w.authorize_with(&key.sign_typed(TYP, &nested), &q).await).0,
+        "invalid_request_object"
+    );
     let mut evil = w.claims("jti-evil");
     evil["redirect_uri"] = json!("https://evil.example/cb");
-    let p = w.authorize_with(&key.sign(&evil), &q).await;
+    let p = w.authorize_with(&key.sign_typed(TYP, &evil), &q).await;
     assert_eq!(p.status, 400, "never redirected to an unregistered URI: {:?}", p.location);
 
     // Every refusal is audited, none issued a code.
@@ -267,7 +236,7 @@ async fn oidcc_request_object_with_another_algorithm_than_registered_is_refused(
     // Registered for RS256, signed with PS256 by the same key.
     let key = ClientKey::rsa("rs-1", jsonwebtoken::Algorithm::PS256);
     let w = world(&key, &["--request-object-signing-alg", "RS256"]).await;
-    let p = w.authorize_with(&key.sign(&w.claims("jti-ps")), &format!("&redirect_uri={CB_ENC}")).await;
+    let p = w.authorize_with(&key.sign_typed(TYP, &w.claims("jti-ps")), &format!("&redirect_uri={CB_ENC}")).await;
     assert_eq!(redirected_error(&p).0, "invalid_request_object");
     assert_eq!(w.idp.audit_count("authorize.request_object", "algorithm"), 1);
 }
@@ -285,7 +254,7 @@ async fn a_client_that_must_sign_gets_nothing_from_a_plain_request() {
     w.idp.start().await;
     let (error, state) = redirected_error(&w.authorize(&plain).await);
     assert_eq!((error.as_str(), state.as_deref()), ("invalid_request", Some("s1")));
-    let object = key.sign(&w.claims("jti-signed"));
+    let object = key.sign_typed(TYP, &w.claims("jti-signed"));
     assert!(query_param(&location(&w.authorize_with(&object, "").await), "code").is_some());
     assert_eq!(w.idp.audit_count("authorize.request_object", "missing"), 1);
     // Without keys the setting cannot be switched on.

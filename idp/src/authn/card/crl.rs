@@ -16,6 +16,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use rustls_pki_types::SignatureVerificationAlgorithm;
 use sha2::{Digest, Sha256};
 
 /// Serials up to this many bytes (after leading zeros) are kept inline; RFC 5280 allows 20.
@@ -210,11 +211,24 @@ impl RevocationList {
     }
 }
 
+/// The signature algorithms of the card profiles (RSA PKCS#1 v1.5, docs/cards-and-pki.md) plus ECDSA, which the
+/// fast test fixtures and newer CAs use.
+pub static ALGORITHMS: &[&dyn SignatureVerificationAlgorithm] = &[
+    webpki::ring::RSA_PKCS1_2048_8192_SHA256,
+    webpki::ring::RSA_PKCS1_2048_8192_SHA384,
+    webpki::ring::RSA_PKCS1_2048_8192_SHA512,
+    webpki::ring::RSA_PKCS1_3072_8192_SHA384,
+    webpki::ring::ECDSA_P256_SHA256,
+    webpki::ring::ECDSA_P256_SHA384,
+    webpki::ring::ECDSA_P384_SHA256,
+    webpki::ring::ECDSA_P384_SHA384,
+];
+
 /// Verifies `signature` over `message` with the key in `spki` (SPKI DER) by the algorithm named
 /// `algorithm` (AlgorithmIdentifier contents), among those card validation accepts.
 fn verify(spki: &[u8], algorithm: &[u8], message: &[u8], signature: &[u8]) -> bool {
     let Ok((key_algorithm, key)) = spki_parts(spki) else { return false };
-    super::validate::ALGORITHMS
+    ALGORITHMS
         .iter()
         .filter(|a| a.signature_alg_id().as_ref() == algorithm && a.public_key_alg_id().as_ref() == key_algorithm)
         .any(|a| a.verify_signature(key, message, signature).is_ok())

@@ -28,9 +28,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{
-    CertificateDer, CertificateRevocationListDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime,
-};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
 use std::sync::Arc;
 
 use webpki::{
@@ -39,7 +37,7 @@ use webpki::{
 };
 use x509_parser::prelude::FromDer;
 
-use super::crl::{CaKey, RevocationList};
+use super::crl::{CaKey, RevocationList, ALGORITHMS};
 use super::oids;
 use super::profile::{self, CertProfile};
 
@@ -279,19 +277,6 @@ pub struct ValidatedCard {
     /// any, speaks for this certificate.
     pub issuer_spki: Vec<u8>,
 }
-
-/// The signature algorithms of the card profiles (RSA PKCS#1 v1.5, docs/cards-and-pki.md) plus ECDSA, which the
-/// fast test fixtures and newer CAs use.
-pub(super) static ALGORITHMS: &[&dyn SignatureVerificationAlgorithm] = &[
-    webpki::ring::RSA_PKCS1_2048_8192_SHA256,
-    webpki::ring::RSA_PKCS1_2048_8192_SHA384,
-    webpki::ring::RSA_PKCS1_2048_8192_SHA512,
-    webpki::ring::RSA_PKCS1_3072_8192_SHA384,
-    webpki::ring::ECDSA_P256_SHA256,
-    webpki::ring::ECDSA_P256_SHA384,
-    webpki::ring::ECDSA_P384_SHA256,
-    webpki::ring::ECDSA_P384_SHA384,
-];
 
 /// The validator, built once from configuration and shared.
 pub struct CardValidator {

@@ -136,7 +136,7 @@ impl Operator {
 
     /// A posted form, after its CSRF token has been checked.
     pub fn form(&self, req: &HttpRequest, body: &[u8]) -> Result<CheckedForm, Failure> {
-        CheckedForm::read(req, body)
+        Ok(CheckedForm::read(req, body)?)
     }
 }
 
