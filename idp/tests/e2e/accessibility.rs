@@ -254,13 +254,11 @@ async fn sign_out(c: &Client, base: &str) {
 }
 
 #[tokio::test]
-#[ignore = "the walk has not yet been run to the end against the pages; run with --run-ignored"]
 async fn every_page_passes_axe_in_traditional_chinese() {
     walk("zh-TW").await;
 }
 
 #[tokio::test]
-#[ignore = "the walk has not yet been run to the end against the pages; run with --run-ignored"]
 async fn every_page_passes_axe_in_english() {
     walk("en").await;
 }
