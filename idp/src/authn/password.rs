@@ -1,7 +1,9 @@
 //! Sign-in with custom account or national ID plus a password or a one-time password.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::Mutex;
+
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use diesel::prelude::*;
 
 use crate::accounts::{self, Account, AccountState, Person, PersonStatus};
@@ -11,25 +13,81 @@ use crate::store::db::models::OneTimePasswordRow;
 use crate::store::db::schema::one_time_passwords;
 use crate::store::db::DbConn;
 
+/// Argon2id's memory cost at the OWASP-recommended parameters, in KiB (19 MiB).
+const MEMORY_KIB: u32 = 19 * 1024;
+
 /// Argon2id at the OWASP-recommended parameters (19 MiB, 2 passes, 1 lane).
 fn argon2() -> Argon2<'static> {
     #[allow(clippy::expect_used)] // constant, known-valid parameters
-    let params = Params::new(19 * 1024, 2, 1, None).expect("argon2 params");
+    let params = Params::new(MEMORY_KIB, 2, 1, None).expect("argon2 params");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Working memory kept for the next Argon2id computation, at most this many buffers.
+const POOLED: usize = 4;
+static MEMORY: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
+
+/// Runs `f` with 19 MiB of Argon2 working memory taken from the pool (or allocated), and puts
+/// it back. Allocating and freeing 19 MiB per sign-in left the allocator holding over a
+/// gigabyte after a burst of sign-ins (freed blocks of that size stay in its arenas); reused,
+/// the memory stays at one buffer per computation that ran at once, and no page is faulted in
+/// again.
+fn with_memory<T>(f: impl FnOnce(&mut [Block]) -> T) -> T {
+    let taken = MEMORY.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    let mut blocks = taken.unwrap_or_else(|| vec![Block::default(); MEMORY_KIB as usize]);
+    let out = f(&mut blocks);
+    let mut pool = MEMORY.lock().unwrap_or_else(|p| p.into_inner());
+    if pool.len() < POOLED {
+        pool.push(blocks);
+    }
+    out
 }
 
 /// Hashes a password a person chose.
 pub fn hash_password(password: &str) -> Result<String, InfraError> {
+    let fail = |e: String| InfraError::Internal(format!("password hashing: {e}"));
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| InfraError::Internal(format!("password hashing: {e}")))
+    let mut salt_bytes = [0u8; 64];
+    let salt_raw = salt.decode_b64(&mut salt_bytes).map_err(|e| fail(e.to_string()))?;
+    let hasher = argon2();
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    with_memory(|blocks| hasher.hash_password_into_with_memory(password.as_bytes(), salt_raw, &mut output, blocks))
+        .map_err(|e| fail(e.to_string()))?;
+    let output = Output::new(&output).map_err(|e| fail(e.to_string()))?;
+    let params = ParamsString::try_from(hasher.params()).map_err(|e| fail(e.to_string()))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(hash.to_string())
 }
 
-/// Checks a password against a stored Argon2 hash.
+/// Checks a password against a stored Argon2 hash (in constant time over the output). A hash
+/// made with other parameters than today's is still checked, with memory of its own size.
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+    let Ok(parsed) = PasswordHash::new(hash) else { return false };
+    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(parsed.algorithm), Params::try_from(&parsed)) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return false };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt_raw) = salt.decode_b64(&mut salt_bytes) else { return false };
+    let hasher = Argon2::new(algorithm, version, params.clone());
+    let mut output = vec![0u8; expected.len()];
+    let computed = if params.block_count() <= MEMORY_KIB as usize {
+        with_memory(|blocks| hasher.hash_password_into_with_memory(password.as_bytes(), salt_raw, &mut output, blocks))
+    } else {
+        hasher.hash_password_into(password.as_bytes(), salt_raw, &mut output)
+    };
+    computed.is_ok() && constant_time_eq(&output, expected.as_bytes())
 }
 
 /// Spends the same time as a real verification, so unknown accounts cannot be told apart by timing.
@@ -182,6 +240,28 @@ mod tests {
         assert!(verify_password("correct horse battery", &h));
         assert!(!verify_password("correct horse batterx", &h));
         assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn hashes_agree_with_the_library_s_own_hasher_and_verifier_both_ways() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let ours = hash_password("correct horse battery").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(argon2().verify_password(b"correct horse battery", &parsed).is_ok(), "the library accepts ours");
+        assert!(argon2().verify_password(b"correct horse batterx", &parsed).is_err());
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let theirs = argon2().hash_password(b"pw-1", &salt).unwrap().to_string();
+        assert!(verify_password("pw-1", &theirs) && !verify_password("pw-2", &theirs), "we accept the library's");
+        // Other parameters (a smaller and a larger memory cost) and Argon2i are still checked.
+        for (alg, m) in [(Algorithm::Argon2id, 8 * 1024), (Algorithm::Argon2id, 24 * 1024), (Algorithm::Argon2i, 4096)]
+        {
+            let other = Argon2::new(alg, Version::V0x13, Params::new(m, 1, 1, None).unwrap());
+            let h = other.hash_password(b"pw-3", &salt).unwrap().to_string();
+            assert!(verify_password("pw-3", &h) && !verify_password("pw-4", &h), "{h}");
+        }
+        // A truncated or tampered output is refused.
+        let cut = &ours[..ours.len() - 4];
+        assert!(!verify_password("correct horse battery", cut));
     }
 
     fn stored(password_hash: Option<String>, state: AccountState, status: PersonStatus) -> Stored {
