@@ -23,6 +23,7 @@ pub fn serve(state: AppState, listener: std::net::TcpListener) -> std::io::Resul
     let shutdown_timeout = state.config.http.shutdown_secs();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
+        let draining = data.draining.clone();
         App::new()
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
@@ -41,7 +42,7 @@ pub fn serve(state: AppState, listener: std::net::TcpListener) -> std::io::Resul
                     .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
                     .add((header::REFERRER_POLICY, "no-referrer")),
             )
-            .wrap_fn(|req, srv| {
+            .wrap_fn(move |req, srv| {
                 // One structured line per request. The path only: query strings can carry
                 // codes, hints and tokens, and bodies are never logged.
                 let started = Instant::now();
@@ -50,8 +51,17 @@ pub fn serve(state: AppState, listener: std::net::TcpListener) -> std::io::Resul
                 let request_id = random_token(9);
                 let form_page = crate::http::lang_switch::form_page(req.method(), req.path());
                 let fut = crate::http::lang_switch::scope(form_page, srv.call(req));
+                let draining = draining.clone();
                 async move {
                     let mut res = fut.await?;
+                    if draining.load(Ordering::Acquire) {
+                        // While draining, every answer closes its connection, so the balancer
+                        // holds no idle connection to this node when the stop closes them: one it
+                        // reused at that instant would lose a POST sent on it (nginx answers 502
+                        // and does not retry a request it already sent). An idle connection from
+                        // before the drain is closed by the balancer's shorter keep-alive.
+                        res.response_mut().head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+                    }
                     if let Ok(v) = HeaderValue::from_str(&request_id) {
                         res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
                     }
@@ -86,12 +96,14 @@ pub fn serve(state: AppState, listener: std::net::TcpListener) -> std::io::Resul
 }
 
 /// Waits for SIGTERM (or SIGINT), then stops the way a balancer needs it to:
-/// 1. `/readyz` answers 503 at once, while requests are still served as before;
+/// 1. `/readyz` answers 503 at once, while requests are still served as before, each answer
+///    closing its connection (so the balancer is left with no idle one to this node);
 /// 2. after `http.drain_delay` — time for the balancer's readiness checks to notice and send
-///    traffic elsewhere — the listeners close, so new connections are refused;
+///    traffic elsewhere — the listeners close, so new connections are refused (with an
+///    `inherited` socket, accepting stops and the socket is left to the next process);
 /// 3. requests in flight finish, for at most `http.shutdown_timeout`; then the servers end and
 ///    the process exits with status 0.
-pub async fn stop_on_signal(state: AppState, servers: Vec<ServerHandle>) {
+pub async fn stop_on_signal(state: AppState, servers: Vec<ServerHandle>, inherited: bool) {
     let signal = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut term) => {
@@ -116,6 +128,18 @@ pub async fn stop_on_signal(state: AppState, servers: Vec<ServerHandle>) {
         "stopping: not ready; still serving while the balancer notices"
     );
     tokio::time::sleep(drain).await;
+    if inherited {
+        // Accepting stops first, and the stop comes only once the connections already accepted
+        // have reached their worker: a worker told to stop drops the connections still queued
+        // for it, and a request sent on one of those would be lost. Connections the kernel takes
+        // meanwhile wait in the inherited socket for the next process. (A socket of our own
+        // closes with the stop, resetting whatever the kernel holds: the pause would only widen
+        // that instant, so there is none.)
+        for h in &servers {
+            h.pause().await;
+        }
+        tokio::time::sleep(HANDOVER).await;
+    }
     tracing::info!(
         shutdown_timeout_s = state.config.http.shutdown_secs(),
         "stopping: new connections refused; finishing requests in flight"
@@ -126,6 +150,11 @@ pub async fn stop_on_signal(state: AppState, servers: Vec<ServerHandle>) {
     }
     tracing::info!("stopped");
 }
+
+/// After accepting stops, how long before the stop: time for connections the acceptor had
+/// already handed over to be taken up by their worker (a matter of microseconds unless every
+/// worker is busy).
+const HANDOVER: Duration = Duration::from_millis(200);
 
 /// How long the runtime waits, once the servers have stopped, for background work (a database
 /// call stuck on a server that never answers) before the process exits anyway.

@@ -39,7 +39,7 @@ pub(super) fn serve(mut config: Config, demo: bool) -> Result<(), Failure> {
         let card_server = crate::http::card_tls::serve(state.clone(), inherited.card_tls)?;
         let server = crate::app::serve(state.clone(), listener).map_err(|e| fail(e.to_string()))?;
         let handles = std::iter::once(server.handle()).chain(card_server.as_ref().map(|c| c.handle())).collect();
-        tokio::spawn(crate::app::stop_on_signal(state.clone(), handles));
+        tokio::spawn(crate::app::stop_on_signal(state.clone(), handles, activated));
         let ended = match card_server {
             Some(card) => {
                 let (main, card) = tokio::join!(server, card);

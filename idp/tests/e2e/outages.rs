@@ -584,6 +584,12 @@ async fn sigterm_drains_then_finishes_the_request_in_flight_and_exits_0() {
     slow.write_all(&body[..10]).await.unwrap();
     slow.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // A kept-alive connection, as a balancer holds one: before the signal it stays open.
+    let mut kept = TcpStream::connect(&addr).await.unwrap();
+    let get = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    kept.write_all(get.as_bytes()).await.unwrap();
+    let before = read_answer(&mut kept).await;
+    assert!(before.starts_with("HTTP/1.1 200") && !closes(&before), "{before}");
 
     let pid = idp.pid().unwrap().to_string();
     let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -606,6 +612,14 @@ async fn sigterm_drains_then_finishes_the_request_in_flight_and_exits_0() {
     assert!(saw_not_ready, "/readyz did not turn 503 after SIGTERM");
     let h = fresh().get(format!("{}/healthz", idp.base)).send().await.unwrap();
     assert_eq!(h.status(), 200, "still serving during the drain");
+    // During the drain every answer closes its connection, so no idle connection is left for
+    // the stop to close under a request the balancer is sending on it.
+    kept.write_all(get.as_bytes()).await.unwrap();
+    let during = read_answer(&mut kept).await;
+    assert!(during.starts_with("HTTP/1.1 200") && closes(&during), "{during}");
+    let mut rest = Vec::new();
+    kept.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "the connection closes after that answer");
 
     // After the drain, new connections are refused, while the request in flight keeps the
     // process alive.
@@ -632,6 +646,31 @@ async fn sigterm_drains_then_finishes_the_request_in_flight_and_exits_0() {
     let log = std::fs::read_to_string(idp.log_path()).unwrap();
     assert!(status.success(), "exit status {status}; the server said:\n{log}");
     assert!(log.contains("stopping"), "{log}");
+}
+
+/// Reads one HTTP/1.1 answer with a `Content-Length` body, leaving the connection open.
+async fn read_answer(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "closed mid-answer: {}", String::from_utf8_lossy(&got));
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&got).to_string();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+/// Whether an answer's head says the connection closes after it.
+fn closes(answer: &str) -> bool {
+    answer.lines().any(|l| l.eq_ignore_ascii_case("connection: close"))
 }
 
 /// TLS to Redis is not built in: a `rediss://` URL stops the server at start with a message
