@@ -17,6 +17,7 @@ pub mod keys;
 pub mod logout;
 pub mod par;
 pub mod params;
+pub mod person_tokens;
 pub mod refresh;
 pub mod registration;
 pub mod request_object;

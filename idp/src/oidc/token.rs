@@ -4,7 +4,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::access::{self, AccessClaims};
@@ -13,7 +13,8 @@ use super::client_auth::{self, BasicCredentials, ClientAuthError};
 use super::clients::Client;
 use super::dpop::{self, Confirmation, DpopError};
 use super::params::Params;
-use super::refresh::{self, Redeem, RefreshGrant};
+use super::person_tokens;
+use super::refresh::{self, RefreshGrant};
 use super::resource::{self, InvalidTarget};
 use super::subject::subject_for;
 use crate::audit::{self, Event};
@@ -222,7 +223,6 @@ async fn authorization_code(
         return Err(TokenError::InvalidGrant("the code is bound to another DPoP key".into()));
     }
     let resource = served_resource(state, grant.resource.as_deref(), asked, true).await?;
-    ensure_active(state, &grant.account_id).await?;
     let session = SessionFacts {
         account_id: grant.account_id.clone(),
         sid: grant.sid.clone(),
@@ -231,20 +231,34 @@ async fn authorization_code(
         amr: grant.amr.clone(),
     };
     let family = issues_refresh_token(&grant.scope, client).then(|| marker.family_id.clone());
-    let extra = requested_id_token_claims(state, client, &grant).await?;
-    let issued = issue_user_tokens(
+    let next = family.as_ref().map(|family_id| RefreshGrant {
+        family_id: family_id.clone(),
+        account_id: grant.account_id.clone(),
+        client_id: client.client_id.clone(),
+        scope: grant.scope.clone(),
+        sid: grant.sid.clone(),
+        auth_time: grant.auth_time,
+        acr: grant.acr.clone(),
+        amr: grant.amr.clone(),
+        expires_at: now + state.config.tokens.refresh_token_ttl.as_secs() as i64,
+        dpop_jkt: if client.public { jkt.map(str::to_string) } else { None },
+        resource: resource.clone(),
+    });
+    let part = {
+        let (protector, client, grant) = (state.protector.clone(), client.clone(), grant.clone());
+        state.db.run(move |c| person_tokens::for_code(c, &protector, &client, &grant, next.as_ref(), now)).await??
+    };
+    let issued = sign_user_tokens(
         state,
         client,
         &session,
         &grant.scope,
         grant.nonce.as_deref(),
-        &extra,
+        part,
         marker.jti.clone(),
-        family.clone(),
         Binding { jkt, resource: resource.as_deref() },
         now,
-    )
-    .await?;
+    )?;
     // A replay that came while the tokens were being issued revoked the access token, but maybe
     // before the refresh family existed: finish its work. (It left its own record in the slot.)
     let still_ours = matches!(Slot::of(state.eph.get(&key).await.map_err(InfraError::from)?),
@@ -255,30 +269,6 @@ async fn authorization_code(
         }
     }
     Ok(issued.body)
-}
-
-/// The claims the `claims` parameter asked for in the ID token, as far as the granted scopes
-/// release them (the same values userinfo gives).
-async fn requested_id_token_claims(
-    state: &AppState,
-    client: &Client,
-    grant: &CodeGrant,
-) -> Result<Map<String, Value>, TokenError> {
-    if grant.id_token_claims.is_empty() {
-        return Ok(Map::new());
-    }
-    let (protector, client, account_id) = (state.protector.clone(), client.clone(), grant.account_id.clone());
-    let (scope, names) = (grant.scope.clone(), grant.id_token_claims.clone());
-    let released = state
-        .db
-        .run(move |c| -> Result<_, InfraError> {
-            let Some((a, p)) = super::token_use::usable_account(c, &protector, &account_id)? else { return Ok(None) };
-            let sub = subject_for(&protector, &client, &a.id);
-            super::claims::userinfo(c, &sub, &a, &p, &scope).map(Some)
-        })
-        .await?
-        .ok_or_else(|| TokenError::InvalidGrant("the account can no longer sign in".into()))?;
-    Ok(super::claims_request::pick(&released, &names))
 }
 
 /// PKCE (RFC 7636 §4.6): a code whose request carried an S256 challenge is redeemed only with
@@ -308,7 +298,7 @@ fn issues_refresh_token(scope: &[String], client: &Client) -> bool {
 
 /// The scope of a refreshed token: the granted one, or a narrower one asked for, never a wider
 /// one (RFC 6749 §6).
-fn refreshed_scope(granted: &[String], asked: Option<&str>) -> Result<Vec<String>, TokenError> {
+pub(super) fn refreshed_scope(granted: &[String], asked: Option<&str>) -> Result<Vec<String>, TokenError> {
     let Some(asked) = asked else { return Ok(granted.to_vec()) };
     let asked: Vec<String> = asked.split(' ').filter(|x| !x.is_empty()).map(str::to_string).collect();
     if asked.iter().any(|a| !granted.contains(a)) {
@@ -353,14 +343,6 @@ async fn replayed_code(state: &AppState, first: Redeemed, now: i64) -> Result<()
         .await
 }
 
-async fn ensure_active(state: &AppState, account_id: &str) -> Result<(), TokenError> {
-    if super::token_use::may_use(state, account_id).await? {
-        Ok(())
-    } else {
-        Err(TokenError::InvalidGrant("the account can no longer sign in".into()))
-    }
-}
-
 async fn refresh_token(
     state: &AppState,
     params: &Params,
@@ -373,73 +355,26 @@ async fn refresh_token(
         .get("refresh_token")
         .ok()
         .flatten()
-        .ok_or_else(|| TokenError::InvalidRequest("refresh_token is missing".into()))?;
-    // What the request asks of a live token is settled before the token is spent, so a refused
-    // scope or target leaves it usable, as a refused client or key does. A used one goes on to
-    // the redemption, whose reuse detection must not be sidestepped by asking for too much.
-    let peeked = {
-        let token = token.to_string();
-        state.db.run(move |c| refresh::find(c, &token)).await?
-    };
-    let settled = match peeked {
-        Some(row) if row.client_id == client.client_id && row.is_live(now) => {
-            Some(settle_refresh(state, params, &row.into(), asked).await?)
-        }
-        _ => None,
-    };
-    let (token, client_id, key) = (token.to_string(), client.client_id.clone(), jkt.map(str::to_string));
-    let outcome = state.db.run(move |c| refresh::redeem(c, &token, &client_id, key.as_deref(), now)).await?;
-    let grant = match outcome {
-        Redeem::Ok(g) => g,
-        Redeem::Invalid => {
-            return Err(TokenError::InvalidGrant("the refresh token is invalid, expired or revoked".into()))
-        }
-        Redeem::Reused { family_id: _, account_id } => {
-            let client_id = client.client_id.clone();
-            state
-                .db
-                .run(move |c| {
-                    audit::record(
-                        c,
-                        Event {
-                            event: "token.refresh_reuse",
-                            outcome: "family_revoked",
-                            account_id: Some(&account_id),
-                            client_id: Some(&client_id),
-                            detail: "a used refresh token was presented; its family was revoked".into(),
-                            ..Default::default()
-                        },
-                        now,
-                    )
-                })
-                .await?;
-            return Err(TokenError::InvalidGrant("the refresh token was already used".into()));
-        }
-        Redeem::WrongKey { account_id } => {
-            let client_id = client.client_id.clone();
-            state
-                .db
-                .run(move |c| {
-                    let detail = "a DPoP-bound refresh token came without a proof of its key".into();
-                    let e = Event {
-                        event: "token.dpop_refused",
-                        outcome: "wrong_key",
-                        account_id: Some(&account_id),
-                        client_id: Some(&client_id),
-                        detail,
-                        ..Default::default()
-                    };
-                    audit::record(c, e, now)
-                })
-                .await?;
-            return Err(TokenError::InvalidGrant("the refresh token is bound to another DPoP key".into()));
-        }
-    };
-    let (scope, resource) = match settled {
-        Some(s) => s,
-        None => settle_refresh(state, params, &grant, asked).await?,
-    };
-    ensure_active(state, &grant.account_id).await?;
+        .ok_or_else(|| TokenError::InvalidRequest("refresh_token is missing".into()))?
+        .to_string();
+    let scope = params.get("scope").ok().flatten().map(str::to_string);
+    let (protector, owned_client) = (state.protector.clone(), client.clone());
+    let (jkt_owned, resource) = (jkt.map(str::to_string), asked.map(str::to_string));
+    let expires_at = now + state.config.tokens.refresh_token_ttl.as_secs() as i64;
+    let rotated = state
+        .db
+        .run(move |c| {
+            let ask = person_tokens::RefreshAsk {
+                token: &token,
+                jkt: jkt_owned.as_deref(),
+                scope: scope.as_deref(),
+                resource: resource.as_deref(),
+                expires_at,
+            };
+            person_tokens::rotate(c, &protector, &owned_client, &ask, now)
+        })
+        .await??;
+    let grant = rotated.grant;
     let session = SessionFacts {
         account_id: grant.account_id.clone(),
         sid: grant.sid.clone(),
@@ -447,24 +382,10 @@ async fn refresh_token(
         acr: grant.acr.clone(),
         amr: grant.amr.clone(),
     };
-    let family = Some(grant.family_id.clone());
-    let binding = Binding { jkt, resource: resource.as_deref() };
+    let binding = Binding { jkt, resource: grant.resource.as_deref() };
     let issued =
-        issue_user_tokens(state, client, &session, &scope, None, &Map::new(), random_token(16), family, binding, now)
-            .await?;
+        sign_user_tokens(state, client, &session, &grant.scope, None, rotated.part, random_token(16), binding, now)?;
     Ok(issued.body)
-}
-
-/// The scope and the resource a refresh asks for, within what its token was granted.
-async fn settle_refresh(
-    state: &AppState,
-    params: &Params,
-    grant: &RefreshGrant,
-    asked: Option<&str>,
-) -> Result<(Vec<String>, Option<String>), TokenError> {
-    let scope = refreshed_scope(&grant.scope, params.get("scope").ok().flatten())?;
-    let resource = served_resource(state, grant.resource.as_deref(), asked, false).await?;
-    Ok((scope, resource))
 }
 
 async fn client_credentials(
@@ -546,19 +467,18 @@ fn token_type(jkt: Option<&str>) -> &'static str {
     }
 }
 
-/// Issues the access token (with the given `jti`, bound to the DPoP key `jkt` if one was
-/// proved), ID token and (for a family) the next refresh token — bound to the key as well for a
-/// public client, whose refresh token has no client authentication to protect it (RFC 9449 §5).
+/// Signs the access token (with the given `jti`, bound to the DPoP key `jkt` if one was
+/// proved) and the ID token, from what the database gave for the person
+/// ([`person_tokens::PersonPart`], the next refresh token included).
 #[allow(clippy::too_many_arguments)]
-async fn issue_user_tokens(
+fn sign_user_tokens(
     state: &AppState,
     client: &Client,
     s: &SessionFacts,
     scope: &[String],
     nonce: Option<&str>,
-    extra: &Map<String, Value>,
+    part: person_tokens::PersonPart,
     jti: String,
-    family: Option<String>,
     binding: Binding<'_>,
     now: i64,
 ) -> Result<Issued, TokenError> {
@@ -597,21 +517,11 @@ async fn issue_user_tokens(
     if let Some(nonce) = nonce {
         id_claims["nonce"] = json!(nonce);
     }
-    for (name, value) in extra {
-        id_claims[name.as_str()] = value.clone();
-    }
-    let (protector, account_id, scope_owned) = (state.protector.clone(), s.account_id.clone(), scope.to_vec());
-    let person_claims = state
-        .db
-        .run(move |c| -> Result<_, InfraError> {
-            match crate::accounts::account_with_person(c, &protector, &account_id)? {
-                Some((a, p)) => super::claims::for_id_token(c, &a, &p, &scope_owned),
-                None => Ok(serde_json::Map::new()),
-            }
-        })
-        .await?;
     if let Some(obj) = id_claims.as_object_mut() {
-        for (k, v) in person_claims {
+        for (name, value) in part.requested {
+            obj.insert(name, value);
+        }
+        for (k, v) in part.id_token_claims {
             // The protocol's claims are never replaced by a person's.
             obj.entry(k).or_insert(v);
         }
@@ -624,21 +534,7 @@ async fn issue_user_tokens(
         "id_token": id_token,
         "scope": scope.join(" "),
     });
-    if let Some(family_id) = family {
-        let grant = RefreshGrant {
-            family_id,
-            account_id: s.account_id.clone(),
-            client_id: client.client_id.clone(),
-            scope: scope.to_vec(),
-            sid: s.sid.clone(),
-            auth_time: s.auth_time,
-            acr: s.acr.clone(),
-            amr: s.amr.clone(),
-            expires_at: now + state.config.tokens.refresh_token_ttl.as_secs() as i64,
-            dpop_jkt: if client.public { jkt.map(str::to_string) } else { None },
-            resource: binding.resource.map(str::to_string),
-        };
-        let rt = state.db.run(move |c| refresh::issue(c, &grant, now)).await?;
+    if let Some(rt) = part.refresh_token {
         body["refresh_token"] = json!(rt);
     }
     Ok(Issued { body })

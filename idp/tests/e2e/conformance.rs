@@ -314,6 +314,8 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_family() {
     let rt = t["refresh_token"].as_str().unwrap().to_string();
     let (_, e) = w.token(&[("grant_type", "refresh_token"), ("refresh_token", &rt), ("scope", "openid email")]).await;
     assert_eq!(e["error"], "invalid_scope");
+    let (status, t) = w.token(&[("grant_type", "refresh_token"), ("refresh_token", &rt)]).await;
+    assert_eq!(status, 200, "a refused scope spends nothing: {t}");
     // Without offline_access no refresh token is issued.
     let t = w.exchange(&w.code("").await).await;
     assert!(t.get("refresh_token").is_none());
