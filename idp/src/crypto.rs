@@ -57,15 +57,7 @@ impl DataProtector {
         let err = |e: &dyn std::fmt::Display| CryptoError::KeyFile(path.display().to_string(), e.to_string());
         let key = match std::fs::read_to_string(path) {
             Ok(text) => STANDARD.decode(text.trim()).map_err(|e| err(&e))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = vec![0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut key);
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
-                }
-                write_private(path, STANDARD.encode(&key).as_bytes()).map_err(|e| err(&e))?;
-                key
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key_file(path).map_err(|e| err(&e))?,
             Err(e) => return Err(err(&e)),
         };
         if key.len() != 32 {
@@ -115,6 +107,31 @@ impl DataProtector {
     }
 }
 
+/// Creates the key file with a fresh key, or — when another process (a replica starting at the
+/// same instant) made it first — reads that one, so every process ends with the same key. The
+/// key is written whole to a file of its own and then linked into place, which is atomic and
+/// fails if the name exists: nobody ever reads a half-written key file.
+fn create_key_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut key = vec![0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let staged = path.with_file_name(format!(".{name}.{}", random_token(8)));
+    write_private(&staged, STANDARD.encode(&key).as_bytes())?;
+    let linked = std::fs::hard_link(&staged, path);
+    let _ = std::fs::remove_file(&staged);
+    match linked {
+        Ok(()) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(path)?;
+            STANDARD.decode(text.trim()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Writes a file readable by its owner only.
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -131,6 +148,21 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_creating_the_key_file_at_once_all_end_with_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.key");
+        let keys: Vec<String> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| DataProtector::load_or_create(&path).map(|p| p.index("A123456789"))))
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| k == &keys[0]), "{keys:?}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["data.key"], "nothing staged is left behind");
+    }
 
     #[test]
     fn sealed_values_open_and_tampering_is_detected() {
