@@ -812,17 +812,17 @@ impl Config {
             return bad("mail.smtp_url", "must start with smtp:// or smtps://");
         }
         // Extra roots with a URL that never starts TLS would be a setting that silently does nothing.
-        if !self.mail.tls_ca_file.as_os_str().is_empty() && !crate::mail::url_uses_tls(smtp) {
+        if !self.mail.tls_ca_file.as_os_str().is_empty() && !url_uses_tls(smtp) {
             return bad("mail.tls_ca_file", "needs an smtps:// or smtp://…?tls=required mail.smtp_url");
         }
         if self.site.agency_name.trim().is_empty() || self.site.agency_name_en.trim().is_empty() {
             return bad("site.agency_name", "site.agency_name and site.agency_name_en must not be empty");
         }
         for (key, file, allowed) in [
-            ("site.logo_file", &self.site.logo_file, crate::site::LOGO_TYPES),
-            ("site.favicon_file", &self.site.favicon_file, crate::site::FAVICON_TYPES),
+            ("site.logo_file", &self.site.logo_file, LOGO_TYPES),
+            ("site.favicon_file", &self.site.favicon_file, FAVICON_TYPES),
         ] {
-            if !file.as_os_str().is_empty() && crate::site::image_type(file, allowed).is_none() {
+            if !file.as_os_str().is_empty() && image_type(file, allowed).is_none() {
                 let names: Vec<&str> = allowed.iter().map(|(ext, _)| *ext).collect();
                 return bad(key, &format!("must be a file ending in .{}", names.join(", .")));
             }
@@ -1009,6 +1009,51 @@ fn describe(e: figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+// What the mail and site settings mean, read where they are checked and where they are used.
+
+/// The TLS mode an SMTP URL asks for, as lettre reads it: `smtps://` wraps the connection in
+/// TLS, `?tls=required` / `?tls=opportunistic` use STARTTLS.
+pub enum TlsMode {
+    None,
+    Wrapper,
+    Required,
+    Opportunistic,
+}
+
+pub fn tls_mode(url: &url::Url) -> TlsMode {
+    let tls = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+    match (url.scheme(), tls.as_deref()) {
+        ("smtps", _) => TlsMode::Wrapper,
+        ("smtp", Some("required")) => TlsMode::Required,
+        ("smtp", Some("opportunistic")) => TlsMode::Opportunistic,
+        _ => TlsMode::None,
+    }
+}
+
+/// Whether an SMTP URL starts TLS at all (so that `mail.tls_ca_file` means something).
+pub fn url_uses_tls(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| !matches!(tls_mode(&u), TlsMode::None))
+}
+
+/// Header logos the site serves, by file extension, with their content type.
+pub const LOGO_TYPES: &[(&str, &str)] = &[
+    ("svg", "image/svg+xml"),
+    ("png", "image/png"),
+    ("jpg", "image/jpeg"),
+    ("jpeg", "image/jpeg"),
+    ("gif", "image/gif"),
+    ("webp", "image/webp"),
+];
+
+/// Favicons, likewise.
+pub const FAVICON_TYPES: &[(&str, &str)] = &[("ico", "image/x-icon"), ("svg", "image/svg+xml"), ("png", "image/png")];
+
+/// The content type for `file`, when its extension is one of `allowed` (any case).
+pub fn image_type(file: &Path, allowed: &[(&str, &'static str)]) -> Option<&'static str> {
+    let ext = file.extension()?.to_str()?.to_ascii_lowercase();
+    allowed.iter().find(|(e, _)| *e == ext).map(|(_, t)| *t)
 }
 
 #[cfg(test)]

@@ -25,6 +25,17 @@ pub enum InfraError {
 }
 
 impl InfraError {
+    /// The dependency it came from, as `/metrics` counts it.
+    pub fn dependency(&self) -> &'static str {
+        match self {
+            InfraError::Db(_) => "database",
+            InfraError::Ephemeral(_) => "ephemeral",
+            InfraError::Mail(_) => "mail",
+            InfraError::Crypto(_) => "crypto",
+            InfraError::Internal(_) => "internal",
+        }
+    }
+
     /// The dependency that is down or not answering, if that is what this error is: the request
     /// may succeed when tried again, and nothing about it was the person's fault.
     pub fn unavailable(&self) -> Option<&'static str> {

@@ -8,7 +8,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{FileTransport, SmtpTransport, Transport};
 use rustls_pki_types::pem::PemObject;
 
-use crate::config::Config;
+use crate::config::{tls_mode, Config, TlsMode};
 use crate::error::InfraError;
 
 /// Where mail goes.
@@ -71,30 +71,6 @@ impl Mailer {
             }
         }
     }
-}
-
-/// The TLS mode an SMTP URL asks for, as lettre reads it: `smtps://` wraps the connection in
-/// TLS, `?tls=required` / `?tls=opportunistic` use STARTTLS.
-enum TlsMode {
-    None,
-    Wrapper,
-    Required,
-    Opportunistic,
-}
-
-fn tls_mode(url: &url::Url) -> TlsMode {
-    let tls = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
-    match (url.scheme(), tls.as_deref()) {
-        ("smtps", _) => TlsMode::Wrapper,
-        ("smtp", Some("required")) => TlsMode::Required,
-        ("smtp", Some("opportunistic")) => TlsMode::Opportunistic,
-        _ => TlsMode::None,
-    }
-}
-
-/// Whether an SMTP URL starts TLS at all (so that `mail.tls_ca_file` means something).
-pub fn url_uses_tls(url: &str) -> bool {
-    url::Url::parse(url).is_ok_and(|u| !matches!(tls_mode(&u), TlsMode::None))
 }
 
 /// The URL's TLS mode, checked against the built-in roots plus the certificates in `ca_file`.

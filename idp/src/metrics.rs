@@ -1,5 +1,4 @@
-//! `/metrics` in the Prometheus text format, on a listener of its own (`metrics.bind`, off by
-//! default) so it is never on the public site.
+//! The counters and gauges that `/metrics` shows; its listener is in `metrics_server.rs`.
 //!
 //! Counters live in one process-wide registry so any module counts with one call. Labels are
 //! fixed vocabularies (route patterns, methods, grant types, audit event and outcome names):
@@ -9,14 +8,10 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-
-use crate::error::InfraError;
-use crate::state::AppState;
 
 struct Metrics {
     registry: Registry,
@@ -171,81 +166,36 @@ pub fn dependency_timeout(dependency: &str) {
     METRICS.dependency_timeouts.with_label_values(&[name(dependency)]).inc();
 }
 
-/// An infrastructure error reached a request: counted by the dependency it came from.
-pub fn infra_error(e: &InfraError) {
-    dependency_error(match e {
-        InfraError::Db(_) => "database",
-        InfraError::Ephemeral(_) => "ephemeral",
-        InfraError::Mail(_) => "mail",
-        InfraError::Crypto(_) => "crypto",
-        InfraError::Internal(_) => "internal",
-    });
-}
-
 /// One back-channel logout attempt.
 pub fn backchannel_attempt(outcome: &str) {
     METRICS.backchannel.with_label_values(&[name(outcome)]).inc();
 }
 
-/// Reads the gauges and renders everything in the text format.
-pub async fn render(state: &AppState) -> String {
+/// The database pool's connections now (set when scraped).
+pub fn pool(in_use: u32, idle: u32, max: u32) {
+    let m = &METRICS;
+    m.pool.with_label_values(&["in_use"]).set(i64::from(in_use));
+    m.pool.with_label_values(&["idle"]).set(i64::from(idle));
+    m.pool.with_label_values(&["max"]).set(i64::from(max));
+}
+
+/// Back-channel logout deliveries owed now (set when scraped).
+pub fn outbox_pending(n: i64) {
+    METRICS.outbox_pending.set(n);
+}
+
+/// Seconds since `thisUpdate` of the newest CRL held from `ca` (set when scraped).
+pub fn crl_age(ca: &str, seconds: i64) {
+    METRICS.crl_age.with_label_values(&[ca]).set(seconds as f64);
+}
+
+/// Everything in the text format, with the number of gauges this scrape could not read.
+pub fn encode(scrape_errors: u32) -> String {
     let m = &*METRICS;
-    let mut errors = 0.0;
-    let pool = state.db.pool_state();
-    m.pool.with_label_values(&["in_use"]).set(i64::from(pool.connections - pool.idle));
-    m.pool.with_label_values(&["idle"]).set(i64::from(pool.idle));
-    m.pool.with_label_values(&["max"]).set(i64::from(pool.max));
-    match state.db.run(crate::oidc::backchannel::pending).await {
-        Ok(n) => m.outbox_pending.set(n),
-        Err(e) => {
-            errors += 1.0;
-            tracing::warn!(error = %e, "metrics: outbox depth not read");
-        }
-    }
-    if let Some(card) = &state.card {
-        let now = crate::error::now();
-        for (ca, this_update) in card.crl_issued() {
-            m.crl_age.with_label_values(&[&ca]).set((now - this_update) as f64);
-        }
-    }
-    m.scrape_errors.set(errors);
+    m.scrape_errors.set(f64::from(scrape_errors));
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
         tracing::error!(error = %e, "metrics not encoded");
     }
     String::from_utf8(out).unwrap_or_default()
-}
-
-async fn scrape(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type(prometheus::TEXT_FORMAT).body(render(&state).await)
-}
-
-/// Starts the metrics listener when `metrics.bind` is set; it runs until the process ends.
-pub fn serve(state: &AppState, inherited: Option<std::net::TcpListener>) -> Result<(), InfraError> {
-    let bind = state.config.metrics.bind.clone();
-    if bind.is_empty() {
-        if inherited.is_some() {
-            // A socket unit that opens a port nobody serves is a mistake to say, not to hide.
-            return Err(InfraError::Internal(
-                "socket activation: a metrics socket was passed, but metrics.bind is not set".into(),
-            ));
-        }
-        return Ok(());
-    }
-    let listener = match inherited {
-        Some(l) => l,
-        None => {
-            std::net::TcpListener::bind(&bind).map_err(|e| InfraError::Internal(format!("metrics.bind {bind}: {e}")))?
-        }
-    };
-    let data = web::Data::new(state.clone());
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).route("/metrics", web::get().to(scrape)))
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .map_err(|e| InfraError::Internal(format!("metrics.bind {bind}: {e}")))?
-        .run();
-    tracing::info!(%bind, "metrics listening");
-    tokio::spawn(server);
-    Ok(())
 }

@@ -7,31 +7,12 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use crate::config::SiteConfig;
+use crate::config::{image_type, SiteConfig, FAVICON_TYPES, LOGO_TYPES};
 use crate::error::InfraError;
-use crate::templates::Lang;
-
-/// Header logos the site serves, by file extension, with their content type.
-pub const LOGO_TYPES: &[(&str, &str)] = &[
-    ("svg", "image/svg+xml"),
-    ("png", "image/png"),
-    ("jpg", "image/jpeg"),
-    ("jpeg", "image/jpeg"),
-    ("gif", "image/gif"),
-    ("webp", "image/webp"),
-];
-
-/// Favicons, likewise.
-pub const FAVICON_TYPES: &[(&str, &str)] = &[("ico", "image/x-icon"), ("svg", "image/svg+xml"), ("png", "image/png")];
+use crate::lang::Lang;
 
 /// The built-in emblem, used when `site.logo_file` / `site.favicon_file` are empty.
 const DEFAULT_LOGO: &[u8] = include_bytes!("../../templates/static/logo.svg");
-
-/// The content type for `file`, when its extension is one of `allowed` (any case).
-pub fn image_type(file: &Path, allowed: &[(&str, &'static str)]) -> Option<&'static str> {
-    let ext = file.extension()?.to_str()?.to_ascii_lowercase();
-    allowed.iter().find(|(e, _)| *e == ext).map(|(_, t)| *t)
-}
 
 /// An image served as it was read, with what a cache needs to keep it.
 #[derive(Clone)]

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::crypto::DataProtector;
 use crate::error::{now, InfraError};
 use crate::mail::Mailer;
-use crate::oidc::client_auth::ClientCache;
+use crate::oidc::client_cache::ClientCache;
 use crate::oidc::keys::{self, KeyPolicy, KeySet};
 use crate::store::db::Db;
 use crate::store::ephemeral::Ephemeral;

@@ -34,7 +34,7 @@ pub(super) fn serve(mut config: Config, demo: bool) -> Result<(), Failure> {
         let state = AppState::build(config).await?;
         crate::oidc::backchannel::spawn_pending_delivery(state.clone());
         crate::cleanup::spawn(state.clone());
-        crate::metrics::serve(&state, inherited.metrics)?;
+        crate::metrics_server::serve(&state, inherited.metrics)?;
         tracing::info!(%addr, issuer = %state.config.issuer, database = if state.config.database_url().starts_with("sqlite") { "sqlite" } else { "postgresql" }, shared_cache = state.eph.is_shared(), socket_activation = activated, "listening");
         let card_server = crate::http::card_tls::serve(state.clone(), inherited.card_tls)?;
         let server = crate::app::serve(state.clone(), listener).map_err(|e| fail(e.to_string()))?;

@@ -98,7 +98,7 @@ async fn authorize(
         Ok(t) => t.client_id.to_string(),
         Err(e) => return show(&state, e),
     };
-    let client = state.client_cache.get(&state, &client_id).await?;
+    let client = state.client_cache.get(&state.db, &client_id).await?;
     let Some(client) = client.filter(|c| !c.disabled) else {
         return Err(Failure::page(StatusCode::BAD_REQUEST, "err_client_unknown", None));
     };
@@ -158,7 +158,7 @@ fn show(state: &AppState, e: AuthorizeError) -> Result<HttpResponse, Failure> {
 async fn current_client(state: &AppState, client_id: &str) -> Result<std::sync::Arc<Client>, Failure> {
     state
         .client_cache
-        .get(state, client_id)
+        .get(&state.db, client_id)
         .await?
         .ok_or_else(|| Failure::page(StatusCode::BAD_REQUEST, "err_client_unknown", None))
 }

@@ -214,7 +214,7 @@ pub const DPOP_NONCE: &str = "DPoP-Nonce";
 /// naming the error and the algorithms accepted.
 pub fn dpop_challenge(error: &str, description: &str) -> Failure {
     let mut f = oauth(StatusCode::UNAUTHORIZED, error, description);
-    let algs = crate::oidc::dpop::ALGORITHMS.join(" ");
+    let algs = crate::oidc::DPOP_ALGORITHMS.join(" ");
     f.www_authenticate = Some(format!("DPoP error=\"{error}\", error_description=\"{description}\", algs=\"{algs}\""));
     f
 }
@@ -223,7 +223,7 @@ pub fn dpop_challenge(error: &str, description: &str) -> Failure {
 /// dependency is down or not answering, else 500. Logged here, once, without personal data.
 impl From<InfraError> for Failure {
     fn from(e: InfraError) -> Self {
-        crate::metrics::infra_error(&e);
+        crate::metrics::dependency_error(e.dependency());
         match e.unavailable() {
             Some(dependency) => {
                 tracing::warn!(dependency, error = %e, "dependency unavailable");
@@ -275,7 +275,7 @@ fn unavailable_page() -> Failure {
 /// registration) for an infrastructure failure: 503 `temporarily_unavailable` with
 /// `Retry-After` when a dependency is down, else 500 `server_error`.
 pub fn server_error(e: &InfraError, endpoint: &'static str) -> Failure {
-    crate::metrics::infra_error(e);
+    crate::metrics::dependency_error(e.dependency());
     match e.unavailable() {
         Some(dependency) => {
             tracing::warn!(dependency, endpoint, error = %e, "dependency unavailable");

@@ -250,7 +250,7 @@ async fn record_attempt(state: &AppState, row: &OutboxRow, attempt: Attempt, now
 
 /// One attempt: signs a fresh logout token and posts it.
 async fn send(state: &AppState, row: &OutboxRow, now: i64) -> Result<Attempt, InfraError> {
-    let Some(client) = state.client_cache.get(state, &row.client_id).await? else { return Ok(Attempt::NoEndpoint) };
+    let Some(client) = state.client_cache.get(&state.db, &row.client_id).await? else { return Ok(Attempt::NoEndpoint) };
     let Some(uri) = client.backchannel_logout_uri.clone() else { return Ok(Attempt::NoEndpoint) };
     let claims = json!({
         "iss": state.config.issuer,

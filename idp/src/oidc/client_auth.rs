@@ -3,94 +3,21 @@
 //! refused) and `none` for public clients. Exactly one method per request.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use super::clients::{self, Client, SecretMatch};
+use super::clients::{Client, SecretMatch};
 use super::params::Params;
 use crate::error::InfraError;
-use crate::expiring::ExpiringMap;
 use crate::state::AppState;
 
 /// The assertion type of `private_key_jwt`.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// How long a looked-up client is reused before asking the database again. Client changes made
-/// on another node (or by the CLI) take effect within this time.
-const CLIENT_CACHE_TTL: Duration = Duration::from_secs(5);
-/// How long a fetched `jwks_uri` document is reused.
-const JWKS_CACHE_TTL: Duration = Duration::from_secs(300);
-/// Entries each cache keeps before it starts over (bounds memory under a flood of ids).
-const CACHE_MAX: usize = 10_000;
 /// The longest a client assertion may live, in seconds.
 const MAX_ASSERTION_LIFETIME: i64 = 600;
-
-/// Caches of clients and client key sets, so the token endpoint rarely touches the database.
-pub struct ClientCache {
-    clients: ExpiringMap<String, Arc<Client>, Instant>,
-    jwks: ExpiringMap<String, Arc<JwkSet>, Instant>,
-}
-
-impl Default for ClientCache {
-    fn default() -> Self {
-        Self { clients: ExpiringMap::new(CACHE_MAX), jwks: ExpiringMap::new(CACHE_MAX) }
-    }
-}
-
-impl ClientCache {
-    /// A client by id, from the cache or the database.
-    pub async fn get(&self, state: &AppState, id: &str) -> Result<Option<Arc<Client>>, InfraError> {
-        if let Some(c) = self.clients.get(&id.to_string(), Instant::now()) {
-            return Ok(Some(c));
-        }
-        self.load(state, id).await
-    }
-
-    /// A client by id from the database, replacing what the cache held.
-    async fn load(&self, state: &AppState, id: &str) -> Result<Option<Arc<Client>>, InfraError> {
-        let key = id.to_string();
-        let found = state.db.run(move |c| clients::get(c, &key)).await?.map(Arc::new);
-        if let Some(c) = &found {
-            self.clients.put(id.to_string(), c.clone(), Instant::now() + CLIENT_CACHE_TTL);
-        }
-        Ok(found)
-    }
-
-    /// Forgets a client (after a change made by this node).
-    pub fn forget(&self, id: &str) {
-        self.clients.forget(&id.to_string());
-    }
-
-    /// The client's registered public keys: its `jwks`, or its `jwks_uri` document (fetched
-    /// through the outbound rules, cached for a few minutes). `None` if it has none or they
-    /// cannot be had now.
-    pub async fn jwks_for(&self, state: &AppState, client: &Client) -> Option<Arc<JwkSet>> {
-        if let Some(jwks) = &client.jwks {
-            return serde_json::from_value(jwks.clone()).ok().map(Arc::new);
-        }
-        let uri = client.jwks_uri.as_ref()?;
-        if let Some(set) = self.jwks.get(uri, Instant::now()) {
-            return Some(set);
-        }
-        let http = match state.client_http.for_url(client.third_party(), uri) {
-            Ok(http) => http,
-            Err(e) => {
-                tracing::warn!(client = %client.client_id, error = %e, "jwks_uri not fetched");
-                return None;
-            }
-        };
-        let response = http.get(uri).send().await.ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        let bytes = crate::outbound::read_limited(response, 64 * 1024).await.ok()?;
-        let set: Arc<JwkSet> = Arc::new(serde_json::from_slice(&bytes).ok()?);
-        self.jwks.put(uri.clone(), set.clone(), Instant::now() + JWKS_CACHE_TTL);
-        Some(set)
-    }
-}
 
 /// Verifies a JWT signed with one of `jwks` (the header's `kid` picks it when given), for
 /// `private_key_jwt` assertions and signed request objects alike; `None` when no key verifies it
@@ -165,7 +92,7 @@ pub async fn authenticate(
             None => return Err(invalid("client authentication is required", false)),
         },
     };
-    let Some(client) = state.client_cache.get(state, &client_id).await?.filter(|c| !c.disabled) else {
+    let Some(client) = state.client_cache.get(&state.db, &client_id).await?.filter(|c| !c.disabled) else {
         return Err(invalid(WRONG, basic_used));
     };
     match (client.token_endpoint_auth_method.as_str(), secret) {
@@ -193,7 +120,7 @@ async fn client_secret(
     if cached.check_secret(presented, now) == SecretMatch::Current {
         return Ok(Some(cached));
     }
-    let fresh = state.client_cache.load(state, &cached.client_id).await?.filter(|c| !c.disabled);
+    let fresh = state.client_cache.load(&state.db, &cached.client_id).await?.filter(|c| !c.disabled);
     Ok(match fresh {
         Some(c) => match c.check_secret(presented, now) {
             SecretMatch::Current => Some(c),
@@ -250,14 +177,17 @@ async fn private_key_jwt(
     if body_id.is_some_and(|b| b != unverified.iss) {
         return Err(ClientAuthError::InvalidRequest("client_id does not match the assertion".into()));
     }
-    let Some(client) = state.client_cache.get(state, &unverified.iss).await?.filter(|c| !c.disabled) else {
+    let Some(client) = state.client_cache.get(&state.db, &unverified.iss).await?.filter(|c| !c.disabled) else {
         return Err(bad(WRONG));
     };
     if client.token_endpoint_auth_method != "private_key_jwt" {
         return Err(bad("this client does not use private_key_jwt"));
     }
-    let jwks =
-        state.client_cache.jwks_for(state, &client).await.ok_or_else(|| bad("the client's keys are unavailable"))?;
+    let jwks = state
+        .client_cache
+        .jwks_for(&state.client_http, &client)
+        .await
+        .ok_or_else(|| bad("the client's keys are unavailable"))?;
     let base = state.config.base();
     let mut validation = Validation::new(header.alg);
     validation.set_issuer(&[client.client_id.as_str()]);

@@ -59,7 +59,7 @@ pub fn document(issuer: &str, card_sign_in: bool) -> Value {
         "authorization_response_iss_parameter_supported": true,
         // Per client (`require_pushed_authorization_requests` in its metadata); not for all.
         "require_pushed_authorization_requests": false,
-        "dpop_signing_alg_values_supported": super::dpop::ALGORITHMS,
+        "dpop_signing_alg_values_supported": super::DPOP_ALGORITHMS,
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,
         "frontchannel_logout_supported": false,

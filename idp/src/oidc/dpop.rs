@@ -27,8 +27,6 @@ use crate::error::InfraError;
 use crate::state::AppState;
 use crate::store::ephemeral::Key;
 
-/// The proof algorithms verified (`dpop_signing_alg_values_supported`).
-pub const ALGORITHMS: [&str; 5] = ["ES256", "ES384", "RS256", "PS256", "EdDSA"];
 /// How long one server nonce is handed out.
 const NONCE_PERIOD: i64 = 300;
 /// The longest proof accepted; real ones are well under 2 KB even with an RSA key.
@@ -169,7 +167,7 @@ pub fn check(
         return Err(invalid("the DPoP proof's typ must be dpop+jwt"));
     }
     let alg = format!("{:?}", header.alg);
-    if !ALGORITHMS.contains(&alg.as_str()) {
+    if !super::DPOP_ALGORITHMS.contains(&alg.as_str()) {
         return Err(invalid(format!("DPoP proofs signed with {alg} are not accepted")));
     }
     // The raw header, for the JWK exactly as sent (its thumbprint, and private members the

@@ -80,7 +80,7 @@ pub async fn introspect(
     if let Some(r) = row.filter(|r| may_see(&client, &r.client_id, r.resource.as_deref())) {
         let live = r.used_at.is_none() && r.revoked_at.is_none() && r.expires_at > now;
         if live && token_use::may_use(state, &r.account_id).await? {
-            let client = state.client_cache.get(state, &r.client_id).await?;
+            let client = state.client_cache.get(&state.db, &r.client_id).await?;
             let sub = client
                 .map(|c| super::subject::subject_for(&state.protector, &c, &r.account_id))
                 .unwrap_or_else(|| r.account_id.clone());

@@ -61,7 +61,7 @@ pub async fn check(state: &AppState, params: &Params, now: i64) -> Result<Logout
     let post_logout_redirect_uri = get("post_logout_redirect_uri");
     if let Some(uri) = &post_logout_redirect_uri {
         let id = client_id.clone().ok_or(LogoutError::RedirectWithoutClient)?;
-        let client = state.client_cache.get(state, &id).await?;
+        let client = state.client_cache.get(&state.db, &id).await?;
         if !client.is_some_and(|c| c.has_post_logout_redirect_uri(uri)) {
             return Err(LogoutError::UnregisteredRedirect);
         }
@@ -79,7 +79,7 @@ pub fn ends_now(confirmed: bool, has_hint: bool, hint_names_session: Option<bool
 /// Whether the hint's subject is the signed-in person, as the hint's client sees them.
 pub async fn hint_names(state: &AppState, hint: &Value, session: &Session) -> Result<bool, InfraError> {
     let aud = hint["aud"].as_str().unwrap_or("").to_string();
-    let client = state.client_cache.get(state, &aud).await?;
+    let client = state.client_cache.get(&state.db, &aud).await?;
     Ok(client
         .is_some_and(|c| hint["sub"].as_str() == Some(subject_for(&state.protector, &c, &session.account_id).as_str())))
 }

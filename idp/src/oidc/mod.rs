@@ -7,6 +7,7 @@ pub mod backchannel;
 pub mod claims;
 pub mod claims_request;
 pub mod client_auth;
+pub mod client_cache;
 pub mod clients;
 pub mod consent;
 pub mod discovery;
@@ -24,6 +25,7 @@ pub mod request_object;
 pub mod resource;
 pub mod subject;
 pub mod token;
+pub mod token_error;
 pub mod token_use;
 pub mod transaction;
 pub mod userinfo;
@@ -31,6 +33,9 @@ pub mod userinfo;
 /// Scopes this provider understands; others are ignored, as RFC 6749 §3.3 allows.
 pub const SUPPORTED_SCOPES: [&str; 7] =
     ["openid", "profile", "email", "agency", "roles", "national_id", "offline_access"];
+
+/// The DPoP proof algorithms verified (RFC 9449, `dpop_signing_alg_values_supported`).
+pub const DPOP_ALGORITHMS: [&str; 5] = ["ES256", "ES384", "RS256", "PS256", "EdDSA"];
 
 /// Assurance of a password or one-time-password sign-in.
 pub const ACR_PASSWORD: &str = "loa-1";

@@ -14,7 +14,7 @@ use super::clients::{self, Client};
 use super::refresh::{self, Redeem, RefreshGrant};
 use super::resource;
 use super::subject::subject_for;
-use super::token::TokenError;
+use super::token_error::TokenError;
 use super::token_use::usable_account;
 use crate::audit::{self, Event};
 use crate::crypto::DataProtector;
@@ -132,7 +132,7 @@ pub fn rotate(
                 return Ok(Err(TokenError::InvalidGrant("the refresh token is bound to another DPoP key".into())));
             }
         };
-        let scope = super::token::refreshed_scope(&grant.scope, ask.scope).map_err(Abort::Refused)?;
+        let scope = refreshed_scope(&grant.scope, ask.scope).map_err(Abort::Refused)?;
         let resource =
             resource::settle(grant.resource.as_deref(), ask.resource, false).map_err(|e| Abort::Refused(e.into()))?;
         if let Some(uri) = &resource {
@@ -164,6 +164,17 @@ pub fn rotate(
     }
 }
 
+/// The scope of a refreshed token: the granted one, or a narrower one asked for, never a wider
+/// one (RFC 6749 §6).
+fn refreshed_scope(granted: &[String], asked: Option<&str>) -> Result<Vec<String>, TokenError> {
+    let Some(asked) = asked else { return Ok(granted.to_vec()) };
+    let asked: Vec<String> = asked.split(' ').filter(|x| !x.is_empty()).map(str::to_string).collect();
+    if asked.iter().any(|a| !granted.contains(a)) {
+        return Err(TokenError::InvalidScope("the scope exceeds what was granted".into()));
+    }
+    Ok(asked)
+}
+
 /// The audit record of a refused refresh, in the rotation's transaction.
 fn refused(
     conn: &mut DbConn,
@@ -183,4 +194,17 @@ fn refused(
         ..Default::default()
     };
     audit::record(conn, e, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refresh_may_narrow_the_scope_never_widen_it() {
+        let granted: Vec<String> = ["openid", "profile", "offline_access"].map(String::from).to_vec();
+        assert_eq!(refreshed_scope(&granted, None).unwrap(), granted);
+        assert_eq!(refreshed_scope(&granted, Some(" openid  profile ")).unwrap(), ["openid", "profile"]);
+        assert!(matches!(refreshed_scope(&granted, Some("openid email")), Err(TokenError::InvalidScope(_))));
+    }
 }

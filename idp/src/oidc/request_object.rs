@@ -143,7 +143,7 @@ async fn verified(
     }
     let jwks = state
         .client_cache
-        .jwks_for(state, client)
+        .jwks_for(&state.client_http, client)
         .await
         .ok_or_else(|| refused("no_keys", "the client has no registered keys to verify its request object"))?;
     let mut validation = Validation::new(header.alg);

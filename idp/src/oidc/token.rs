@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::access::{self, AccessClaims};
 use super::authorize::CodeGrant;
-use super::client_auth::{self, BasicCredentials, ClientAuthError};
+use super::client_auth::{self, BasicCredentials};
 use super::clients::Client;
 use super::dpop::{self, Confirmation, DpopError};
 use super::params::Params;
@@ -23,77 +23,7 @@ use crate::error::InfraError;
 use crate::state::AppState;
 use crate::store::ephemeral::Key;
 
-/// An OAuth error of the token endpoint (RFC 6749 §5.2).
-#[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    #[error("invalid_request: {0}")]
-    InvalidRequest(String),
-    #[error("invalid_client: {description}")]
-    InvalidClient { description: String, basic: bool },
-    #[error("invalid_grant: {0}")]
-    InvalidGrant(String),
-    #[error("invalid_scope: {0}")]
-    InvalidScope(String),
-    /// RFC 8707 §2: the `resource` asked for is not one this provider issues tokens for.
-    #[error("invalid_target: {0}")]
-    InvalidTarget(String),
-    #[error("unauthorized_client: {0}")]
-    UnauthorizedClient(String),
-    #[error("unsupported_grant_type")]
-    UnsupportedGrantType,
-    /// A refused DPoP proof (RFC 9449 §5): `invalid_dpop_proof` or `use_dpop_nonce`.
-    #[error("{0}")]
-    Dpop(DpopError),
-    /// A pushed authorization request refused as `/authorize` would refuse it (RFC 9126 §2.3),
-    /// with the authorization endpoint's error code.
-    #[error("{error}: {description}")]
-    Authorization { error: &'static str, description: String },
-    #[error(transparent)]
-    Server(#[from] InfraError),
-}
-
-impl From<InvalidTarget> for TokenError {
-    fn from(e: InvalidTarget) -> Self {
-        TokenError::InvalidTarget(e.0)
-    }
-}
-
-impl From<DpopError> for TokenError {
-    fn from(e: DpopError) -> Self {
-        match e {
-            DpopError::Infra(e) => TokenError::Server(e),
-            e => TokenError::Dpop(e),
-        }
-    }
-}
-
-impl From<ClientAuthError> for TokenError {
-    fn from(e: ClientAuthError) -> Self {
-        match e {
-            ClientAuthError::InvalidRequest(d) => TokenError::InvalidRequest(d),
-            ClientAuthError::InvalidClient { description, basic } => TokenError::InvalidClient { description, basic },
-            ClientAuthError::Infra(e) => TokenError::Server(e),
-        }
-    }
-}
-
-impl TokenError {
-    /// The RFC 6749 error code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            TokenError::InvalidRequest(_) => "invalid_request",
-            TokenError::InvalidClient { .. } => "invalid_client",
-            TokenError::InvalidGrant(_) => "invalid_grant",
-            TokenError::InvalidScope(_) => "invalid_scope",
-            TokenError::InvalidTarget(_) => "invalid_target",
-            TokenError::UnauthorizedClient(_) => "unauthorized_client",
-            TokenError::UnsupportedGrantType => "unsupported_grant_type",
-            TokenError::Dpop(e) => e.code(),
-            TokenError::Authorization { error, .. } => error,
-            TokenError::Server(_) => "server_error",
-        }
-    }
-}
+pub use super::token_error::TokenError;
 
 /// What a code's redemption issues, put in the code's place the moment it is redeemed, so a
 /// replay can revoke it. `redeemed_at` tells it apart from an unredeemed [`CodeGrant`].
@@ -294,17 +224,6 @@ fn check_pkce(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), Tok
 /// A refresh token comes only with `offline_access` granted, to a client allowed the grant.
 fn issues_refresh_token(scope: &[String], client: &Client) -> bool {
     scope.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token")
-}
-
-/// The scope of a refreshed token: the granted one, or a narrower one asked for, never a wider
-/// one (RFC 6749 §6).
-pub(super) fn refreshed_scope(granted: &[String], asked: Option<&str>) -> Result<Vec<String>, TokenError> {
-    let Some(asked) = asked else { return Ok(granted.to_vec()) };
-    let asked: Vec<String> = asked.split(' ').filter(|x| !x.is_empty()).map(str::to_string).collect();
-    if asked.iter().any(|a| !granted.contains(a)) {
-        return Err(TokenError::InvalidScope("the scope exceeds what was granted".into()));
-    }
-    Ok(asked)
 }
 
 /// The scopes a client may ask for on its own behalf: ones it is registered for, but never
@@ -543,6 +462,7 @@ fn sign_user_tokens(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oidc::client_auth::ClientAuthError;
 
     fn client(grants: &[&str], scopes: &[&str]) -> Client {
         let mut c = Client::default();
@@ -589,14 +509,6 @@ mod tests {
         assert!(issues_refresh_token(&strings(&["openid", "offline_access"]), &both));
         assert!(!issues_refresh_token(&strings(&["openid"]), &both));
         assert!(!issues_refresh_token(&strings(&["openid", "offline_access"]), &code_only));
-    }
-
-    #[test]
-    fn a_refresh_may_narrow_the_scope_never_widen_it() {
-        let granted = strings(&["openid", "profile", "offline_access"]);
-        assert_eq!(refreshed_scope(&granted, None).unwrap(), granted);
-        assert_eq!(refreshed_scope(&granted, Some(" openid  profile ")).unwrap(), ["openid", "profile"]);
-        assert!(matches!(refreshed_scope(&granted, Some("openid email")), Err(TokenError::InvalidScope(_))));
     }
 
     #[test]

@@ -106,7 +106,7 @@ pub async fn userinfo(
         }
     }
     let account_id = account_of(&claims)?;
-    let client = state.client_cache.get(state, &claims.client_id).await?.ok_or(UserinfoError::InvalidToken)?;
+    let client = state.client_cache.get(&state.db, &claims.client_id).await?.ok_or(UserinfoError::InvalidToken)?;
     let protector = state.protector.clone();
     let scope = claims.scopes();
     state
