@@ -8,12 +8,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map};
+use serde_json::json;
 
 use super::errors::Failure;
 use super::form::CheckedForm;
 use super::login::{begin_activation, open_session, LoginForm, SignIn};
-use super::pages::render;
+use super::pages::render_page;
 use super::{audit_request, client_address, cookie, csrf, lang_of, removal};
 use crate::accounts::binding::{self, IdentifyError, PresentedCard};
 use crate::accounts::ownership::OnlineOwnership;
@@ -276,6 +276,15 @@ async fn pending_card(state: &AppState, req: &HttpRequest) -> Result<Option<(Str
     Ok(state.eph.get_json::<PendingCard>(&Key::card_pending(&token)).await?.map(|p| (token, p)))
 }
 
+/// The data of `card_identify.hbs`: first sign-in with a card, who the person is.
+#[derive(Debug, Serialize)]
+struct IdentifyPage<'a> {
+    csrf: &'a str,
+    identifier: &'a str,
+    agency: bool,
+    error_key: Option<&'a str>,
+}
+
 fn identify_form(
     state: &AppState,
     req: &HttpRequest,
@@ -286,14 +295,8 @@ fn identify_form(
     error_key: Option<&str>,
 ) -> Result<HttpResponse, Failure> {
     let (csrf, csrf_cookie) = csrf::token(state, req);
-    let mut ctx = Map::new();
-    ctx.insert("csrf".into(), json!(csrf));
-    ctx.insert("identifier".into(), json!(identifier));
-    ctx.insert("agency".into(), json!(agency));
-    if let Some(k) = error_key {
-        ctx.insert("error_key".into(), json!(k));
-    }
-    render(state, lang, status, "card_identify", "card_identify_title", ctx, csrf_cookie.into_iter().collect())
+    let page = IdentifyPage { csrf: &csrf, identifier, agency, error_key };
+    render_page(state, lang, status, "card_identify", "card_identify_title", &page, csrf_cookie.into_iter().collect())
 }
 
 /// `GET /card/identify`: 找不到對應的憑證資訊 — type your custom account or national ID.

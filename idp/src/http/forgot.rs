@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use super::errors::Failure;
 use super::form::CheckedForm;
-use super::pages::render;
+use super::pages::render_page;
 use super::{audit_request, client_address, csrf, lang_of};
 use crate::accounts::{self, forgot::Outcome};
 use crate::audit::{self, Event};
@@ -74,9 +74,8 @@ pub async fn submit(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     }
     let work = state.clone();
     actix_web::rt::spawn(async move { fulfil(&work, nid, email, address).await });
-    let mut ctx = Map::new();
-    ctx.insert("hours".into(), json!(state.config.login.one_time_password_ttl.as_secs() / 3600));
-    render(&state, lang, StatusCode::OK, "forgot_sent", "forgot_sent_title", ctx, vec![])
+    let page = SentPage { hours: state.config.login.one_time_password_ttl.as_secs() / 3600 };
+    render_page(&state, lang, StatusCode::OK, "forgot_sent", "forgot_sent_title", &page, vec![])
 }
 
 /// The throttle of this page, from `forgot.*`; its counters live apart from the sign-in's, so
@@ -160,20 +159,40 @@ async fn fulfil(state: &AppState, nid: NationalId, email: String, address: Strin
     }
 }
 
-/// Whom to ask where this page cannot help: the helpdesk's contact from `site.*`.
-pub(super) fn helpdesk(state: &AppState) -> Map<String, Value> {
-    let s = &state.config.site;
-    let mut ctx = Map::new();
-    for (k, v) in [
-        ("helpdesk_phone", &s.helpdesk_phone),
-        ("helpdesk_hours", &s.helpdesk_hours),
-        ("helpdesk_email", &s.helpdesk_email),
-    ] {
-        if !v.trim().is_empty() {
-            ctx.insert(k.into(), json!(v.trim()));
+/// Whom to ask where a page cannot help: the helpdesk's contact from `site.*`, each left out
+/// when not set.
+#[derive(Debug, Serialize)]
+pub(super) struct Helpdesk<'a> {
+    helpdesk_phone: Option<&'a str>,
+    helpdesk_hours: Option<&'a str>,
+    helpdesk_email: Option<&'a str>,
+}
+
+impl<'a> Helpdesk<'a> {
+    pub(super) fn of(state: &'a AppState) -> Self {
+        let s = &state.config.site;
+        let set = |v: &'a String| Some(v.trim()).filter(|v| !v.is_empty());
+        Self {
+            helpdesk_phone: set(&s.helpdesk_phone),
+            helpdesk_hours: set(&s.helpdesk_hours),
+            helpdesk_email: set(&s.helpdesk_email),
         }
     }
-    ctx
+}
+
+/// The data of `forgot.hbs`.
+#[derive(Debug, Serialize)]
+struct ForgotPage<'a> {
+    csrf: &'a str,
+    national_id: &'a str,
+    email: &'a str,
+    error_key: Option<&'a str>,
+}
+
+/// The data of `forgot_sent.hbs`.
+#[derive(Debug, Serialize)]
+struct SentPage {
+    hours: u64,
 }
 
 /// The form, with what was typed and an optional message.
@@ -187,12 +206,6 @@ fn form(
     error_key: Option<&str>,
 ) -> Result<HttpResponse, Failure> {
     let (token, cookie) = csrf::token(state, req);
-    let mut ctx = Map::new();
-    ctx.insert("csrf".into(), json!(token));
-    ctx.insert("national_id".into(), json!(national_id));
-    ctx.insert("email".into(), json!(email));
-    if let Some(k) = error_key {
-        ctx.insert("error_key".into(), json!(k));
-    }
-    render(state, lang, status, "forgot", "forgot_title", ctx, cookie.into_iter().collect())
+    let page = ForgotPage { csrf: &token, national_id, email, error_key };
+    render_page(state, lang, status, "forgot", "forgot_title", &page, cookie.into_iter().collect())
 }

@@ -5,11 +5,14 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use super::errors::Failure;
+use super::forgot::Helpdesk;
 use super::lang_of;
-use super::pages::render;
+use super::pages::{render_page, NoData};
+use super::viewer::Nav;
+use crate::config::LinksConfig;
 use crate::state::AppState;
 
 /// Routes of the help pages.
@@ -43,27 +46,29 @@ pub fn allow_components(state: &AppState, r: &mut HttpResponse) {
 /// What every help page shows: the official download and unlock pages (`links.*`), the
 /// helpdesk's contact (`site.*`), which card sign-ins this site offers, and the navigation for
 /// a signed-in person.
-async fn context(state: &AppState, req: &HttpRequest) -> Result<Map<String, Value>, Failure> {
-    let mut ctx = super::forgot::helpdesk(state);
-    let l = &state.config.links;
-    ctx.insert(
-        "links".into(),
-        json!({
-            "card_component": l.card_component,
-            "card_driver": l.card_driver,
-            "health_component": l.health_component,
-            "moica_unblock": l.moica_unblock,
-            "gca_unblock": l.gca_unblock,
-        }),
-    );
-    ctx.insert("card_enabled".into(), json!(state.card.is_some()));
-    ctx.insert("health_enabled".into(), json!(state.config.certificates.health_enabled()));
-    ctx.insert("card_component".into(), json!(state.config.certificates.component_url()));
-    ctx.insert("health_component".into(), json!(state.config.certificates.health_component_url()));
-    if let Some(v) = super::viewer::viewer(state, req).await? {
-        ctx.insert("nav".into(), v.nav());
-    }
-    Ok(ctx)
+#[derive(Debug, Serialize)]
+struct HelpPage<'a> {
+    #[serde(flatten)]
+    helpdesk: Helpdesk<'a>,
+    links: &'a LinksConfig,
+    card_enabled: bool,
+    health_enabled: bool,
+    card_component: &'a str,
+    health_component: &'a str,
+    nav: Option<Nav>,
+}
+
+async fn context<'a>(state: &'a AppState, req: &HttpRequest) -> Result<HelpPage<'a>, Failure> {
+    let certs = &state.config.certificates;
+    Ok(HelpPage {
+        helpdesk: Helpdesk::of(state),
+        links: &state.config.links,
+        card_enabled: state.card.is_some(),
+        health_enabled: certs.health_enabled(),
+        card_component: certs.component_url(),
+        health_component: certs.health_component_url(),
+        nav: super::viewer::viewer(state, req).await?.map(|v| v.navigation()),
+    })
 }
 
 /// `GET /environment`: 人事服務網環境檢測. The checks run in the browser (the components answer
@@ -72,8 +77,8 @@ async fn context(state: &AppState, req: &HttpRequest) -> Result<Map<String, Valu
 /// script only shows the right one, so the wording stays with the translations.
 pub async fn environment(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let ctx = context(&state, &req).await?;
-    let mut r = render(&state, lang, StatusCode::OK, "environment", "env_title", ctx, vec![])?;
+    let page = context(&state, &req).await?;
+    let mut r = render_page(&state, lang, StatusCode::OK, "environment", "env_title", &page, vec![])?;
     allow_components(&state, &mut r);
     Ok(r)
 }
@@ -82,20 +87,20 @@ pub async fn environment(state: web::Data<AppState>, req: HttpRequest) -> Result
 /// could open and closes itself (`card.js`).
 pub async fn popup_probe(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    render(&state, lang, StatusCode::OK, "environment_popup", "env_popup_title", Map::new(), vec![])
+    render_page(&state, lang, StatusCode::OK, "environment_popup", "env_popup_title", &NoData {}, vec![])
 }
 
 /// `GET /help`: 使用說明 — first sign-in in the seeds' three ways, binding a card (方法一,
 /// 方法二), unlocking a locked card, the personal-data notice.
 pub async fn guide(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let ctx = context(&state, &req).await?;
-    render(&state, lang, StatusCode::OK, "help", "help_title", ctx, vec![])
+    let page = context(&state, &req).await?;
+    render_page(&state, lang, StatusCode::OK, "help", "help_title", &page, vec![])
 }
 
 /// `GET /faq`: 常見問題, the questions the seeds answer.
 pub async fn faq(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
-    let ctx = context(&state, &req).await?;
-    render(&state, lang, StatusCode::OK, "faq", "faq_title", ctx, vec![])
+    let page = context(&state, &req).await?;
+    render_page(&state, lang, StatusCode::OK, "faq", "faq_title", &page, vec![])
 }

@@ -12,12 +12,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use super::errors::Failure;
 use super::form::CheckedForm;
-use super::pages::render;
-use super::viewer::{require_signed_in, see_other, Viewer};
+use super::pages::render_page;
+use super::viewer::{require_signed_in, see_other, Nav, Viewer};
 use super::{client_address, csrf, lang_of};
 use crate::accounts::one_time::{self, IssueError, IssueRequest, ResetBy, PRIVILEGED_ROLES};
 use crate::accounts::{self, roles, self_service, Person, PersonStatus};
@@ -185,21 +185,51 @@ async fn begin(state: &AppState, req: &HttpRequest) -> Result<Viewer, Failure> {
     Ok(viewer)
 }
 
+/// What every page of this flow has: the CSRF token, the site navigation, the language switch;
+/// and the page's own data beside them.
+#[derive(Debug, Serialize)]
+struct HrPage<'a, T: Serialize> {
+    csrf: &'a str,
+    nav: Nav,
+    switch_query: String,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// The search form's own data.
+#[derive(Debug, Serialize)]
+struct SearchBody<'a> {
+    error_key: Option<&'a str>,
+}
+
+/// The person found, as the reset's pages show them, with the outcome's message or the
+/// one-time password's lifetime.
+#[derive(Debug, Serialize)]
+struct TargetBody<'a> {
+    person_id: &'a str,
+    name: &'a str,
+    national_id: String,
+    agency: &'a str,
+    unit: &'a str,
+    email: &'a str,
+    error_key: Option<&'a str>,
+    hours: Option<i64>,
+}
+
 /// A page of this flow with the CSRF token and the site navigation in it.
-fn show(
+fn show<T: Serialize>(
     state: &AppState,
     req: &HttpRequest,
     lang: Lang,
     viewer: &Viewer,
     status: StatusCode,
     template: &str,
-    mut ctx: Map<String, Value>,
+    body: &T,
 ) -> Result<HttpResponse, Failure> {
     let (token, cookie) = csrf::token(state, req);
-    ctx.insert("csrf".into(), json!(token));
-    ctx.insert("nav".into(), viewer.nav());
-    ctx.insert("switch_query".into(), json!(format!("ui_locales={}", other(lang))));
-    render(state, lang, status, template, "hr_reset_title", ctx, cookie.into_iter().collect())
+    let page =
+        HrPage { csrf: &token, nav: viewer.navigation(), switch_query: format!("ui_locales={}", other(lang)), body };
+    render_page(state, lang, status, template, "hr_reset_title", &page, cookie.into_iter().collect())
 }
 
 use super::pages::other_lang as other;
@@ -213,11 +243,7 @@ fn search_form(
     status: StatusCode,
     error_key: Option<&str>,
 ) -> Result<HttpResponse, Failure> {
-    let mut ctx = Map::new();
-    if let Some(k) = error_key {
-        ctx.insert("error_key".into(), json!(k));
-    }
-    show(state, req, lang, viewer, status, "hr_reset", ctx)
+    show(state, req, lang, viewer, status, "hr_reset", &SearchBody { error_key })
 }
 
 /// A register entry as the HR user sees it: national ID masked, agency by name.
@@ -230,15 +256,17 @@ struct Target {
 }
 
 impl Target {
-    fn context(&self, email: &str) -> Map<String, Value> {
-        let mut ctx = Map::new();
-        ctx.insert("person_id".into(), json!(self.person.id));
-        ctx.insert("name".into(), json!(self.person.name));
-        ctx.insert("national_id".into(), json!(self.person.national_id.to_string()));
-        ctx.insert("agency".into(), json!(self.agency_name));
-        ctx.insert("unit".into(), json!(self.person.unit));
-        ctx.insert("email".into(), json!(email));
-        ctx
+    fn body<'a>(&'a self, email: &'a str) -> TargetBody<'a> {
+        TargetBody {
+            person_id: &self.person.id,
+            name: &self.person.name,
+            national_id: self.person.national_id.to_string(),
+            agency: &self.agency_name,
+            unit: &self.person.unit,
+            email,
+            error_key: None,
+            hours: None,
+        }
     }
 }
 
@@ -340,8 +368,8 @@ pub async fn search(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     }
     // Looking someone up is itself access to personal data: audited too.
     record(&state, &viewer, &address, "found", target.account_id.clone(), Some(&nid)).await;
-    let ctx = target.context(&target.person.email);
-    show(&state, &req, lang, &viewer, StatusCode::OK, "hr_reset_found", ctx)
+    let body = target.body(&target.person.email);
+    show(&state, &req, lang, &viewer, StatusCode::OK, "hr_reset_found", &body)
 }
 
 /// `POST /hr/reset-password/confirm`: the confirmation step (確定 / 取消) before anything changes.
@@ -355,11 +383,10 @@ pub async fn confirm(state: web::Data<AppState>, req: HttpRequest, body: web::By
     };
     let email = params.text("email");
     if crate::accounts::activation::check_email(&email).is_err() {
-        let mut ctx = target.context(&email);
-        ctx.insert("error_key".into(), json!("err_email_invalid"));
-        return show(&state, &req, lang, &viewer, StatusCode::UNPROCESSABLE_ENTITY, "hr_reset_found", ctx);
+        let body = TargetBody { error_key: Some("err_email_invalid"), ..target.body(&email) };
+        return show(&state, &req, lang, &viewer, StatusCode::UNPROCESSABLE_ENTITY, "hr_reset_found", &body);
     }
-    show(&state, &req, lang, &viewer, StatusCode::OK, "hr_reset_confirm", target.context(&email))
+    show(&state, &req, lang, &viewer, StatusCode::OK, "hr_reset_confirm", &target.body(&email))
 }
 
 /// `POST /hr/reset-password/issue`: issues and mails the one-time password, never showing it.
@@ -390,21 +417,18 @@ pub async fn issue(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     match issued {
         Ok(issued) => {
             backchannel::notify_all(&state, &issued.ended.sids).await;
-            let mut ctx = target.context(email.trim());
-            ctx.insert("hours".into(), json!(ttl / 3600));
-            show(&state, &req, lang, &viewer, StatusCode::OK, "hr_reset_done", ctx)
+            let body = TargetBody { hours: Some(ttl / 3600), ..target.body(email.trim()) };
+            show(&state, &req, lang, &viewer, StatusCode::OK, "hr_reset_done", &body)
         }
         Err(IssueError::BadEmail(_)) => {
-            let mut ctx = target.context(&email);
-            ctx.insert("error_key".into(), json!("err_email_invalid"));
-            show(&state, &req, lang, &viewer, StatusCode::UNPROCESSABLE_ENTITY, "hr_reset_found", ctx)
+            let body = TargetBody { error_key: Some("err_email_invalid"), ..target.body(&email) };
+            show(&state, &req, lang, &viewer, StatusCode::UNPROCESSABLE_ENTITY, "hr_reset_found", &body)
         }
         Err(IssueError::Infra(InfraError::Mail(e))) => {
             // Nothing was stored (the transaction rolled back): say so, and let them try again.
             tracing::warn!(error = %e, "one-time password not delivered");
-            let mut ctx = target.context(&email);
-            ctx.insert("error_key".into(), json!("hr_err_mail"));
-            show(&state, &req, lang, &viewer, StatusCode::BAD_GATEWAY, "hr_reset_found", ctx)
+            let body = TargetBody { error_key: Some("hr_err_mail"), ..target.body(&email) };
+            show(&state, &req, lang, &viewer, StatusCode::BAD_GATEWAY, "hr_reset_found", &body)
         }
         Err(IssueError::NotInRegister) => refusal_page(&state, &req, lang, &viewer, Refusal::NotInRegister),
         Err(IssueError::Privileged) => {

@@ -3,11 +3,10 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map};
 
 use super::errors::Failure;
 use super::form::CheckedForm;
-use super::pages::render;
+use super::pages::render_page;
 use super::{audit_request, client_address, cookie, csrf, lang_of, removal, ACTIVATION_COOKIE, SESSION_COOKIE};
 use crate::accounts::activation::{self, ActivateError, ActivationForm};
 use crate::accounts::{self};
@@ -49,6 +48,48 @@ impl LoginForm {
     }
 }
 
+/// The data of `login.hbs`: the password form, and the card and health-card parts when they
+/// are configured.
+#[derive(Debug, Serialize)]
+struct LoginPage<'a> {
+    csrf: &'a str,
+    tx: &'a str,
+    username: &'a str,
+    error_key: Option<&'a str>,
+    switch_query: String,
+    card_script: bool,
+    health_enabled: bool,
+    health_component: Option<&'a str>,
+    card_enabled: bool,
+    card_component: Option<&'a str>,
+    links: Option<CardLinks<'a>>,
+    card_required: bool,
+    card_tls_url: Option<String>,
+}
+
+/// Where to get the card component.
+#[derive(Debug, Serialize)]
+struct CardLinks<'a> {
+    card_component: &'a str,
+}
+
+/// The data of `activate.hbs`.
+#[derive(Debug, Serialize)]
+struct ActivatePage<'a> {
+    csrf: &'a str,
+    account: &'a str,
+    email: &'a str,
+    error_key: Option<&'a str>,
+}
+
+/// The data of `activated.hbs`.
+#[derive(Debug, Serialize)]
+struct ActivatedPage {
+    switch_href: String,
+    login_url: String,
+    verify_sent: bool,
+}
+
 fn login_form(
     state: &AppState,
     req: &HttpRequest,
@@ -59,33 +100,16 @@ fn login_form(
     error_key: Option<&str>,
 ) -> Result<HttpResponse, Failure> {
     let (csrf, csrf_cookie) = csrf::token(state, req);
-    let mut ctx = Map::new();
-    ctx.insert("csrf".into(), json!(csrf));
-    ctx.insert("tx".into(), json!(tx.unwrap_or("")));
-    ctx.insert("username".into(), json!(username));
-    if let Some(k) = error_key {
-        ctx.insert("error_key".into(), json!(k));
-    }
-    let switch = match tx {
+    let switch_query = match tx {
         Some(tx) => format!("tx={tx}&ui_locales={}", if lang == Lang::ZhTw { "en" } else { "zh-TW" }),
         None => format!("ui_locales={}", if lang == Lang::ZhTw { "en" } else { "zh-TW" }),
     };
-    ctx.insert("switch_query".into(), json!(switch));
-    if state.card.is_some() || state.config.certificates.health_enabled() {
-        ctx.insert("card_script".into(), json!(true));
-    }
-    if state.config.certificates.health_enabled() {
-        ctx.insert("health_enabled".into(), json!(true));
-        ctx.insert("health_component".into(), json!(state.config.certificates.health_component_url()));
-    }
-    if state.card.is_some() {
-        ctx.insert("card_enabled".into(), json!(true));
-        ctx.insert("card_component".into(), json!(state.config.certificates.component_url()));
-        ctx.insert("links".into(), json!({ "card_component": state.config.links.card_component }));
-        let q = url::form_urlencoded::parse(req.query_string().as_bytes()).any(|(k, v)| k == "card" && v == "required");
-        ctx.insert("card_required".into(), json!(q));
-        if state.config.card_login.enabled() {
-            // `bind` ties the handoff back to this browser (a hash of its CSRF cookie).
+    let health = state.config.certificates.health_enabled();
+    let card = state.card.as_ref().map(|_| {
+        let required =
+            url::form_urlencoded::parse(req.query_string().as_bytes()).any(|(k, v)| k == "card" && v == "required");
+        // `bind` ties the handoff back to this browser (a hash of its CSRF cookie).
+        let tls_url = state.config.card_login.enabled().then(|| {
             let mut url = format!(
                 "{}/card/tls-login?ui_locales={}&bind={}",
                 state.config.card_login.public_url(),
@@ -96,10 +120,27 @@ fn login_form(
                 url.push_str("&tx=");
                 url.extend(url::form_urlencoded::byte_serialize(tx.as_bytes()));
             }
-            ctx.insert("card_tls_url".into(), json!(url));
-        }
-    }
-    let mut r = render(state, lang, status, "login", "login_title", ctx, csrf_cookie.into_iter().collect())?;
+            url
+        });
+        (required, tls_url)
+    });
+    let page = LoginPage {
+        csrf: &csrf,
+        tx: tx.unwrap_or(""),
+        username,
+        error_key,
+        switch_query,
+        card_script: card.is_some() || health,
+        health_enabled: health,
+        health_component: health.then(|| state.config.certificates.health_component_url()),
+        card_enabled: card.is_some(),
+        card_component: card.as_ref().map(|_| state.config.certificates.component_url()),
+        links: card.as_ref().map(|_| CardLinks { card_component: &state.config.links.card_component }),
+        card_required: card.as_ref().is_some_and(|(required, _)| *required),
+        card_tls_url: card.and_then(|(_, url)| url),
+    };
+    let cookies = csrf_cookie.into_iter().collect();
+    let mut r = render_page(state, lang, status, "login", "login_title", &page, cookies)?;
     super::help::allow_components(state, &mut r);
     Ok(r)
 }
@@ -304,14 +345,8 @@ fn activation_form(
     error_key: Option<String>,
 ) -> Result<HttpResponse, Failure> {
     let (csrf, csrf_cookie) = csrf::token(state, req);
-    let mut ctx = Map::new();
-    ctx.insert("csrf".into(), json!(csrf));
-    ctx.insert("account".into(), json!(account));
-    ctx.insert("email".into(), json!(email));
-    if let Some(k) = error_key {
-        ctx.insert("error_key".into(), json!(k));
-    }
-    render(state, lang, status, "activate", "activate_title", ctx, csrf_cookie.into_iter().collect())
+    let page = ActivatePage { csrf: &csrf, account, email, error_key: error_key.as_deref() };
+    render_page(state, lang, status, "activate", "activate_title", &page, csrf_cookie.into_iter().collect())
 }
 
 /// `GET /activate`: the activation form after a one-time-password sign-in.
@@ -406,21 +441,22 @@ pub async fn activate_submit(
                 Some(tx) => format!("/login?tx={tx}"),
                 None => "/login".into(),
             };
-            let mut ctx = Map::new();
             // This page is the answer to a POST: the language switch leads on to the sign-in
             // page in the other language, not back to an activation that has ended.
             let other = lang.other();
             let sep = if login_url.contains('?') { '&' } else { '?' };
-            ctx.insert("switch_href".into(), json!(format!("{login_url}{sep}ui_locales={}", other.tag())));
-            ctx.insert("login_url".into(), json!(login_url));
-            ctx.insert("verify_sent".into(), json!(sent));
-            render(
+            let page = ActivatedPage {
+                switch_href: format!("{login_url}{sep}ui_locales={}", other.tag()),
+                login_url,
+                verify_sent: sent,
+            };
+            render_page(
                 &state,
                 lang,
                 StatusCode::OK,
                 "activated",
                 "activated_title",
-                ctx,
+                &page,
                 vec![removal(&state, ACTIVATION_COOKIE)],
             )
         }

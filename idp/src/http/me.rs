@@ -5,12 +5,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use super::errors::Failure;
 use super::form::CheckedForm;
-use super::pages::render;
-use super::viewer::{require_signed_in, see_other, Viewer};
+use super::pages::render_page;
+use super::viewer::{require_signed_in, see_other, Nav, Viewer};
 use super::{client_address, csrf, lang_of};
 use crate::accounts::activation::ActivateError;
 use crate::accounts::self_service::{self, EndSessions, OtherSessions, PasswordChangeError};
@@ -93,6 +93,61 @@ fn method_key(amr: &[String]) -> &'static str {
     }
 }
 
+/// The data of `me.hbs` (我的專區).
+#[derive(Debug, Serialize)]
+struct MePage<'a> {
+    csrf: &'a str,
+    nav: Nav,
+    wide: bool,
+    switch_query: String,
+    name: &'a str,
+    national_id: String,
+    agency: &'a str,
+    unit: &'a str,
+    account: &'a str,
+    email: &'a str,
+    email_verified: bool,
+    email_on_account: bool,
+    cards: Vec<CardRow>,
+    card_enabled: bool,
+    card_component: Option<&'a str>,
+    has_other_sessions: bool,
+    sessions: Vec<SessionRow>,
+    apps: Vec<AppRow>,
+    error_key: Option<&'a str>,
+    notice: Option<String>,
+}
+
+/// One signed-in session of 我的專區's list.
+#[derive(Debug, Serialize)]
+struct SessionRow {
+    sid: String,
+    created: String,
+    expires: String,
+    method: String,
+    current: bool,
+}
+
+/// One bound card.
+#[derive(Debug, Serialize)]
+struct CardRow {
+    id: String,
+    kind: String,
+    subject: String,
+    created: String,
+    last_used: Option<String>,
+}
+
+/// One connected application.
+#[derive(Debug, Serialize)]
+struct AppRow {
+    client_id: String,
+    name: String,
+    scopes: String,
+    consented: bool,
+    tokens: usize,
+}
+
 /// Renders 我的專區 with the forms' current values and an optional message.
 #[allow(clippy::too_many_arguments)]
 async fn show(
@@ -109,58 +164,33 @@ async fn show(
     let (token, cookie) = csrf::token(state, req);
     let p = &viewer.person;
     let a = &viewer.account;
-    let mut ctx = Map::new();
-    ctx.insert("csrf".into(), json!(token));
-    ctx.insert("nav".into(), viewer.nav());
-    ctx.insert("wide".into(), json!(true));
-    ctx.insert("switch_query".into(), json!(format!("ui_locales={}", other(lang))));
-    ctx.insert("name".into(), json!(p.name));
-    ctx.insert("national_id".into(), json!(p.national_id.to_string()));
-    ctx.insert("agency".into(), json!(data.agency_name));
-    ctx.insert("unit".into(), json!(p.unit));
     let account_name = a.account_name.clone().unwrap_or_default();
     let email = a.email.clone().unwrap_or_else(|| p.email.clone());
-    ctx.insert("account".into(), json!(account_value.unwrap_or(&account_name)));
-    ctx.insert("email".into(), json!(email_value.unwrap_or(&email)));
-    // Verified only for the account's own address, and only once its link was followed.
-    ctx.insert("email_verified".into(), json!(a.email_verified));
-    ctx.insert("email_on_account".into(), json!(a.email.as_deref().is_some_and(|e| !e.is_empty())));
     let t = |k: &str| state.templates.text(lang, k);
-    let sessions: Vec<Value> = data
+    let sessions = data
         .sessions
         .iter()
-        .map(|s| {
-            json!({
-                "sid": s.sid,
-                "created": local_time(s.created_at),
-                "expires": local_time(s.expires_at),
-                "method": t(method_key(&s.amr)),
-                "current": s.sid == viewer.session.sid,
-            })
+        .map(|s| SessionRow {
+            sid: s.sid.clone(),
+            created: local_time(s.created_at),
+            expires: local_time(s.expires_at),
+            method: t(method_key(&s.amr)),
+            current: s.sid == viewer.session.sid,
         })
         .collect();
     let account_id = viewer.account.id.clone();
     let cards = state.db.run(move |c| crate::accounts::binding::list(c, &account_id)).await?;
-    let cards: Vec<Value> = cards
+    let cards = cards
         .iter()
-        .map(|b| {
-            json!({
-                "id": b.id,
-                "kind": t(if b.kind == "agency" { "me_card_agency" } else { "me_card_citizen" }),
-                "subject": b.subject,
-                "created": local_time(b.created_at),
-                "last_used": b.last_used_at.map(local_time),
-            })
+        .map(|b| CardRow {
+            id: b.id.clone(),
+            kind: t(if b.kind == "agency" { "me_card_agency" } else { "me_card_citizen" }),
+            subject: b.subject.clone(),
+            created: local_time(b.created_at),
+            last_used: b.last_used_at.map(local_time),
         })
         .collect();
-    ctx.insert("cards".into(), Value::Array(cards));
-    if state.card.is_some() {
-        ctx.insert("card_enabled".into(), json!(true));
-        ctx.insert("card_component".into(), json!(state.config.certificates.component_url()));
-    }
-    ctx.insert("has_other_sessions".into(), json!(data.sessions.iter().any(|s| s.sid != viewer.session.sid)));
-    ctx.insert("sessions".into(), Value::Array(sessions));
-    let apps: Vec<Value> = data
+    let apps = data
         .apps
         .iter()
         .map(|app| {
@@ -170,22 +200,40 @@ async fn show(
                 .filter(|s| s.as_str() != "openid")
                 .map(|s| t(&format!("scope_{s}")))
                 .collect();
-            json!({
-                "client_id": app.client_id,
-                "name": app.name.clone().unwrap_or_else(|| app.client_id.clone()),
-                "scopes": scopes.join("、"),
-                "consented": !app.consented_scope.is_empty(),
-                "tokens": app.live_tokens,
-            })
+            AppRow {
+                client_id: app.client_id.clone(),
+                name: app.name.clone().unwrap_or_else(|| app.client_id.clone()),
+                scopes: scopes.join("、"),
+                consented: !app.consented_scope.is_empty(),
+                tokens: app.live_tokens,
+            }
         })
         .collect();
-    ctx.insert("apps".into(), Value::Array(apps));
-    if let Some(k) = error_key {
-        ctx.insert("error_key".into(), json!(k));
-    } else if let Some(key) = done_key(req) {
-        ctx.insert("notice".into(), json!(t(key)));
-    }
-    let mut r = render(state, lang, status, "me", "me_title", ctx, cookie.into_iter().collect())?;
+    let notice = if error_key.is_some() { None } else { done_key(req).map(t) };
+    let page = MePage {
+        csrf: &token,
+        nav: viewer.navigation(),
+        wide: true,
+        switch_query: format!("ui_locales={}", other(lang)),
+        name: &p.name,
+        national_id: p.national_id.to_string(),
+        agency: &data.agency_name,
+        unit: &p.unit,
+        account: account_value.unwrap_or(&account_name),
+        email: email_value.unwrap_or(&email),
+        // Verified only for the account's own address, and only once its link was followed.
+        email_verified: a.email_verified,
+        email_on_account: a.email.as_deref().is_some_and(|e| !e.is_empty()),
+        cards,
+        card_enabled: state.card.is_some(),
+        card_component: state.card.as_ref().map(|_| state.config.certificates.component_url()),
+        has_other_sessions: data.sessions.iter().any(|s| s.sid != viewer.session.sid),
+        sessions,
+        apps,
+        error_key,
+        notice,
+    };
+    let mut r = render_page(state, lang, status, "me", "me_title", &page, cookie.into_iter().collect())?;
     super::help::allow_components(state, &mut r);
     Ok(r)
 }

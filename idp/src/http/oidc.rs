@@ -6,10 +6,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Serialize;
-use serde_json::Map;
 
 use super::errors::Failure;
-use super::pages::{render, render_page};
+use super::pages::{render_page, NoData};
 use super::viewer::current_session;
 use super::{client_address, csrf, lang_of, removal, SESSION_COOKIE};
 use crate::error::now;
@@ -264,6 +263,6 @@ async fn logout(
             let url = logout::redirect_after(&uri, request.state.as_deref());
             Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, url)).cookie(clear).finish())
         }
-        None => render(&state, lang, StatusCode::OK, "logged_out", "logged_out_title", Map::new(), vec![clear]),
+        None => render_page(&state, lang, StatusCode::OK, "logged_out", "logged_out_title", &NoData {}, vec![clear]),
     }
 }

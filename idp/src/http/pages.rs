@@ -42,8 +42,8 @@ pub fn page_context<T: serde::Serialize>(data: &T) -> Result<Map<String, Value>,
     }
 }
 
-/// Renders a page with a status and cookies to set.
-pub fn render(
+/// Renders a page's template context with a status and cookies to set.
+fn render(
     state: &AppState,
     lang: Lang,
     status: StatusCode,
@@ -66,6 +66,10 @@ pub fn render(
 pub fn other_lang(lang: Lang) -> &'static str {
     lang.other().tag()
 }
+
+/// The data of a page that shows nothing but its text.
+#[derive(Debug, Serialize)]
+pub struct NoData {}
 
 /// The data of `home.hbs`.
 #[derive(Debug, Serialize)]

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use super::errors::Failure;
 use super::lang_of;
-use super::pages::render;
-use super::viewer::require_signed_in;
+use super::pages::render_page;
+use super::viewer::{require_signed_in, Nav};
 use crate::accounts::Person;
 use crate::oidc::clients::{self, Client};
 use crate::state::AppState;
@@ -46,33 +46,48 @@ pub fn applications(all: Vec<Client>, person: &Person) -> Vec<(String, Vec<Clien
         .collect()
 }
 
+/// The data of `apps.hbs` (應用系統).
+#[derive(Debug, Serialize)]
+struct AppsPage {
+    nav: Nav,
+    groups: Vec<Group>,
+}
+
+/// One category of applications.
+#[derive(Debug, Serialize)]
+struct Group {
+    id: String,
+    category: String,
+    apps: Vec<App>,
+}
+
+/// One application as the portal lists it.
+#[derive(Debug, Serialize)]
+struct App {
+    name: String,
+    description: Option<String>,
+    url: Option<String>,
+}
+
 /// `GET /apps`.
 pub async fn apps(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
     let viewer = require_signed_in(&state, &req).await?;
     let all = state.db.run(clients::list).await?;
-    let groups: Vec<Value> = applications(all, &viewer.person)
+    let groups = applications(all, &viewer.person)
         .into_iter()
         .enumerate()
         .map(|(i, (category, apps))| {
-            let apps: Vec<Value> = apps
+            let apps = apps
                 .into_iter()
-                .map(|c| {
-                    json!({
-                        "name": c.client_name,
-                        "description": c.portal.description,
-                        // Without a start page the application is still listed, unlinked.
-                        "url": c.portal.url,
-                    })
-                })
+                // Without a start page the application is still listed, unlinked.
+                .map(|c| App { name: c.client_name, description: c.portal.description, url: c.portal.url })
                 .collect();
-            json!({ "id": format!("category-{i}"), "category": category, "apps": apps })
+            Group { id: format!("category-{i}"), category, apps }
         })
         .collect();
-    let mut ctx = Map::new();
-    ctx.insert("nav".into(), viewer.nav());
-    ctx.insert("groups".into(), Value::Array(groups));
-    render(&state, lang, StatusCode::OK, "apps", "apps_title", ctx, vec![])
+    let page = AppsPage { nav: viewer.navigation(), groups };
+    render_page(&state, lang, StatusCode::OK, "apps", "apps_title", &page, vec![])
 }
 
 #[cfg(test)]

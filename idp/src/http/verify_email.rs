@@ -5,11 +5,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map};
+use serde::Serialize;
 
 use super::errors::Failure;
 use super::form::CheckedForm;
-use super::pages::render;
+use super::pages::render_page;
 use super::{client_address, csrf, lang_of};
 use crate::accounts::email_verification::{self, Outcome};
 use crate::error::now;
@@ -54,6 +54,16 @@ fn token_of(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
+/// The data of `verify_email.hbs`: the confirmation form, or that it is done.
+#[derive(Debug, Default, Serialize)]
+struct VerifyPage<'a> {
+    csrf: Option<&'a str>,
+    token: Option<&'a str>,
+    switch_query: Option<String>,
+    switch_href: Option<String>,
+    done: bool,
+}
+
 /// `GET /verify-email?token=…`: the confirmation page, or why the link cannot be used.
 pub async fn confirm_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let lang = lang_of(&req, None);
@@ -64,17 +74,15 @@ pub async fn confirm_page(state: web::Data<AppState>, req: HttpRequest) -> Resul
         return Err(Failure::page(status, key, Some(state.templates.text(lang, "verify_email_resend_hint"))));
     }
     let (csrf_token, cookie) = csrf::token(&state, &req);
-    let mut ctx = Map::new();
-    ctx.insert("csrf".into(), json!(csrf_token));
-    ctx.insert("token".into(), json!(token));
     let other = lang.other();
     // The language switch keeps the link usable.
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("token", &token)
         .append_pair("ui_locales", other.tag())
         .finish();
-    ctx.insert("switch_query".into(), json!(query));
-    render(&state, lang, StatusCode::OK, "verify_email", "verify_email_title", ctx, cookie.into_iter().collect())
+    let page =
+        VerifyPage { csrf: Some(&csrf_token), token: Some(&token), switch_query: Some(query), ..VerifyPage::default() };
+    render_page(&state, lang, StatusCode::OK, "verify_email", "verify_email_title", &page, cookie.into_iter().collect())
 }
 
 /// `POST /verify-email`: follows the link.
@@ -91,10 +99,12 @@ pub async fn confirm_submit(
     if let Some((status, key)) = refusal(&outcome) {
         return Err(Failure::page(status, key, Some(state.templates.text(lang, "verify_email_resend_hint"))));
     }
-    let mut ctx = Map::new();
-    ctx.insert("done".into(), json!(true));
     // The answer to a POST: the language switch leads to 我的專區, not back to a used link.
     let other = lang.other();
-    ctx.insert("switch_href".into(), json!(format!("/me?ui_locales={}", other.tag())));
-    render(&state, lang, StatusCode::OK, "verify_email", "verify_email_title", ctx, vec![])
+    let page = VerifyPage {
+        done: true,
+        switch_href: Some(format!("/me?ui_locales={}", other.tag())),
+        ..VerifyPage::default()
+    };
+    render_page(&state, lang, StatusCode::OK, "verify_email", "verify_email_title", &page, vec![])
 }

@@ -35,11 +35,6 @@ impl Viewer {
             operator: self.has("operator"),
         }
     }
-
-    /// [`Viewer::navigation`] for a page whose data is still a free-form map.
-    pub fn nav(&self) -> serde_json::Value {
-        serde_json::json!(self.navigation())
-    }
 }
 
 /// The site navigation of `layout.hbs` for a signed-in person.

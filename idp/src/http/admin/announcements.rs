@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use super::{field, Operator};
 use crate::error::{now, InfraError};
@@ -13,19 +13,40 @@ use crate::portal::{self, taipei, AnnouncementError, AnnouncementInput};
 use crate::state::AppState;
 use crate::store::db::models::AnnouncementRow;
 
-fn row_json(a: &AnnouncementRow, at: i64) -> Value {
-    let live = a.published_at <= at && a.expires_at.is_none_or(|e| e > at);
-    json!({
-        "id": a.id,
-        "title": a.title,
-        "body": a.body,
-        "published": taipei::format(a.published_at),
-        "published_input": taipei::format_input(a.published_at),
-        "expires": a.expires_at.map(taipei::format),
-        "expires_input": a.expires_at.map(taipei::format_input),
-        "live": live,
-        "scheduled": a.published_at > at,
-    })
+/// An announcement as the list and the form show it: stored, or as typed into a refused form.
+#[derive(Debug, Default, Serialize)]
+struct AnnouncementView {
+    id: Option<String>,
+    title: String,
+    body: String,
+    published: Option<String>,
+    published_input: String,
+    expires: Option<String>,
+    expires_input: Option<String>,
+    live: bool,
+    scheduled: bool,
+}
+
+/// The data of `admin_announcements.hbs` and `admin_announcement_form.hbs`.
+#[derive(Debug, Default, Serialize)]
+struct AnnouncementsPage {
+    announcements: Option<Vec<AnnouncementView>>,
+    form: Option<AnnouncementView>,
+    error_key: Option<&'static str>,
+}
+
+fn view(a: &AnnouncementRow, at: i64) -> AnnouncementView {
+    AnnouncementView {
+        id: Some(a.id.clone()),
+        title: a.title.clone(),
+        body: a.body.clone(),
+        published: Some(taipei::format(a.published_at)),
+        published_input: taipei::format_input(a.published_at),
+        expires: a.expires_at.map(taipei::format),
+        expires_input: a.expires_at.map(taipei::format_input),
+        live: a.published_at <= at && a.expires_at.is_none_or(|e| e > at),
+        scheduled: a.published_at > at,
+    }
 }
 
 /// Reads the form; an empty publication time means now, an empty expiry means never.
@@ -41,13 +62,14 @@ fn read(p: &CheckedForm, at: i64) -> Result<AnnouncementInput, &'static str> {
     Ok(AnnouncementInput { title: field(p, "title"), body: field(p, "body"), published_at, expires_at })
 }
 
-fn typed(p: &CheckedForm) -> Value {
-    json!({
-        "title": field(p, "title"),
-        "body": field(p, "body"),
-        "published_input": field(p, "published_at"),
-        "expires_input": field(p, "expires_at"),
-    })
+fn typed(p: &CheckedForm) -> AnnouncementView {
+    AnnouncementView {
+        title: field(p, "title"),
+        body: field(p, "body"),
+        published_input: field(p, "published_at"),
+        expires_input: Some(field(p, "expires_at")),
+        ..AnnouncementView::default()
+    }
 }
 
 async fn list_page(
@@ -55,18 +77,18 @@ async fn list_page(
     req: &HttpRequest,
     op: &Operator,
     status: StatusCode,
-    mut ctx: Map<String, Value>,
+    mut page: AnnouncementsPage,
 ) -> Result<HttpResponse, Failure> {
     let at = now();
     let all = state.db.run(portal::all_announcements).await?;
-    ctx.insert("announcements".into(), Value::Array(all.iter().map(|a| row_json(a, at)).collect()));
-    op.show(state, req, status, "admin_announcements", "admin_announcements_title", ctx)
+    page.announcements = Some(all.iter().map(|a| view(a, at)).collect());
+    op.show(state, req, status, "admin_announcements", "admin_announcements_title", &page)
 }
 
 /// `GET /admin/announcements`: every announcement and the form for a new one.
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    list_page(&state, &req, &op, StatusCode::OK, Map::new()).await
+    list_page(&state, &req, &op, StatusCode::OK, AnnouncementsPage::default()).await
 }
 
 /// `POST /admin/announcements`.
@@ -74,12 +96,8 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     let op = Operator::of(&state, &req).await?;
     let p = op.form(&req, &body)?;
     let at = now();
-    let refuse = |key: &'static str| {
-        let mut ctx = Map::new();
-        ctx.insert("error_key".into(), json!(key));
-        ctx.insert("form".into(), typed(&p));
-        ctx
-    };
+    let refuse =
+        |key: &'static str| AnnouncementsPage { error_key: Some(key), form: Some(typed(&p)), announcements: None };
     let input = match read(&p, at) {
         Ok(i) => i,
         Err(key) => return list_page(&state, &req, &op, StatusCode::UNPROCESSABLE_ENTITY, refuse(key)).await,
@@ -108,9 +126,8 @@ pub async fn edit_form(state: web::Data<AppState>, req: HttpRequest) -> Result<H
     let id = id_of(&req);
     let found = state.db.run(move |c| portal::announcement(c, &id)).await?;
     let Some(a) = found else { return Err(Failure::not_found()) };
-    let mut ctx = Map::new();
-    ctx.insert("form".into(), row_json(&a, now()));
-    op.show(&state, &req, StatusCode::OK, "admin_announcement_form", "admin_announcement_edit_title", ctx)
+    let page = AnnouncementsPage { form: Some(view(&a, now())), ..AnnouncementsPage::default() };
+    op.show(&state, &req, StatusCode::OK, "admin_announcement_form", "admin_announcement_edit_title", &page)
 }
 
 /// `POST /admin/announcements/{id}`.
@@ -120,18 +137,15 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     let id = id_of(&req);
     let at = now();
     let refuse = |key: &'static str| -> Result<HttpResponse, Failure> {
-        let mut ctx = Map::new();
-        let mut form = typed(&p);
-        form["id"] = json!(id);
-        ctx.insert("form".into(), form);
-        ctx.insert("error_key".into(), json!(key));
+        let form = AnnouncementView { id: Some(id.clone()), ..typed(&p) };
+        let page = AnnouncementsPage { form: Some(form), error_key: Some(key), announcements: None };
         op.show(
             &state,
             &req,
             StatusCode::UNPROCESSABLE_ENTITY,
             "admin_announcement_form",
             "admin_announcement_edit_title",
-            ctx,
+            &page,
         )
     };
     let input = match read(&p, at) {

@@ -4,7 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use super::Operator;
 use crate::audit::{self, mask_national_ids, Query};
@@ -38,6 +38,43 @@ const KNOWN_EVENTS: [&str; 20] = [
     "announcement.create",
     "admin.access",
 ];
+
+/// The data of `admin_audit.hbs`: the filters as typed, a page of rows, the links to the pages
+/// beside it.
+#[derive(Debug, Serialize)]
+struct AuditPage {
+    q: Filters,
+    events: Vec<EventRow>,
+    known_events: &'static [&'static str],
+    page: i64,
+    prev: Option<String>,
+    next: Option<String>,
+    error_key: Option<&'static str>,
+}
+
+/// The search form's fields.
+#[derive(Debug, Serialize)]
+struct Filters {
+    event: Option<String>,
+    outcome: Option<String>,
+    account_id: Option<String>,
+    client_id: Option<String>,
+    from: String,
+    to: String,
+}
+
+/// One audit record as operators see it (national IDs masked).
+#[derive(Debug, Serialize)]
+struct EventRow {
+    at: String,
+    event: String,
+    outcome: String,
+    actor: Option<String>,
+    account_id: Option<String>,
+    client_id: Option<String>,
+    address: Option<String>,
+    detail: String,
+}
 
 fn bounded(s: String) -> Option<String> {
     (!s.is_empty()).then(|| s.chars().take(200).collect())
@@ -81,19 +118,17 @@ pub async fn search(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
         to_text.chars().take(10).collect::<String>(),
     );
     op.audit(&state, "audit.search", "success", None, mask_national_ids(&filters)).await?;
-    let events: Vec<Value> = rows
+    let events = rows
         .into_iter()
-        .map(|r| {
-            json!({
-                "at": taipei::format(r.at),
-                "event": r.event,
-                "outcome": r.outcome,
-                "actor": r.actor.as_deref().map(mask_national_ids),
-                "account_id": r.account_id,
-                "client_id": r.client_id,
-                "address": r.address,
-                "detail": mask_national_ids(&r.detail),
-            })
+        .map(|r| EventRow {
+            at: taipei::format(r.at),
+            actor: r.actor.as_deref().map(mask_national_ids),
+            detail: mask_national_ids(&r.detail),
+            event: r.event,
+            outcome: r.outcome,
+            account_id: r.account_id,
+            client_id: r.client_id,
+            address: r.address,
         })
         .collect();
     let link = |n: i64| {
@@ -113,25 +148,21 @@ pub async fn search(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
         s.append_pair("page", &n.to_string());
         format!("/admin/audit?{}", s.finish())
     };
-    let mut ctx = Map::new();
-    ctx.insert(
-        "q".into(),
-        json!({
-            "event": q.event, "outcome": q.outcome, "account_id": q.account_id, "client_id": q.client_id,
-            "from": from_text, "to": to_text,
-        }),
-    );
-    ctx.insert("events".into(), Value::Array(events));
-    ctx.insert("known_events".into(), json!(KNOWN_EVENTS));
-    ctx.insert("page".into(), json!(page_no));
-    if page_no > 1 {
-        ctx.insert("prev".into(), json!(link(page_no - 1)));
-    }
-    if more {
-        ctx.insert("next".into(), json!(link(page_no + 1)));
-    }
-    if bad_date {
-        ctx.insert("error_key".into(), json!("err_audit_date"));
-    }
-    op.show(&state, &req, StatusCode::OK, "admin_audit", "admin_audit_title", ctx)
+    let page = AuditPage {
+        prev: (page_no > 1).then(|| link(page_no - 1)),
+        next: more.then(|| link(page_no + 1)),
+        q: Filters {
+            event: q.event,
+            outcome: q.outcome,
+            account_id: q.account_id,
+            client_id: q.client_id,
+            from: from_text,
+            to: to_text,
+        },
+        events,
+        known_events: &KNOWN_EVENTS,
+        page: page_no,
+        error_key: bad_date.then_some("err_audit_date"),
+    };
+    op.show(&state, &req, StatusCode::OK, "admin_audit", "admin_audit_title", &page)
 }

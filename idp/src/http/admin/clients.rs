@@ -4,9 +4,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
-use super::{field, Operator};
+use super::{field, Operator, SecretPage};
 use crate::error::{now, InfraError};
 use crate::http::errors::Failure;
 use crate::http::form::CheckedForm;
@@ -18,7 +18,7 @@ const SEED_CATEGORIES: [&str; 4] =
     ["A.人事資料填報及考核", "B.人事資料服務", "D.其他人事總處業務", "非人事總處機關及系統"];
 
 /// The client form as typed, so a refused form comes back with what the operator wrote.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 struct ClientForm {
     client_id: String,
     name: String,
@@ -154,37 +154,68 @@ impl ClientForm {
         Ok(n)
     }
 
-    fn context(&self, ctx: &mut Map<String, Value>) {
-        ctx.insert(
-            "form".into(),
-            json!({
-                "client_id": self.client_id,
-                "name": self.name,
-                "redirect_uris": self.redirect_uris,
-                "post_logout_redirect_uris": self.post_logout_redirect_uris,
-                "aud_everyone": self.audience == "everyone" || self.audience.is_empty(),
-                "aud_hr_staff": self.audience == "hr-staff",
-                "aud_agency": self.audience == "agency",
-                "agency_codes": self.agency_codes,
-                "portal_category": self.portal_category,
-                "portal_description": self.portal_description,
-                "portal_url": self.portal_url,
-                "scope": self.scope,
-                "consent_required": self.consent_required,
-                "resource_server": self.resource_server,
-                "client_credentials_allowed": self.client_credentials_allowed,
-                "require_signed_request_object": self.require_signed_request_object,
-                "require_par": self.require_par,
-                "dpop_bound": self.dpop_bound,
-                "fapi2": self.fapi2,
-                "resource_uri": self.resource_uri,
-                "auth_post": self.auth_method == "client_secret_post",
-                "auth_none": self.auth_method == "none",
-            }),
-        );
-        ctx.insert("categories".into(), json!(SEED_CATEGORIES));
+    /// The form's page data, as `admin_client_form.hbs` shows it.
+    fn page(&self) -> ClientFormPage<'_> {
+        ClientFormPage {
+            form: FormView {
+                typed: self,
+                aud_everyone: self.audience == "everyone" || self.audience.is_empty(),
+                aud_hr_staff: self.audience == "hr-staff",
+                aud_agency: self.audience == "agency",
+                auth_post: self.auth_method == "client_secret_post",
+                auth_none: self.auth_method == "none",
+            },
+            categories: &SEED_CATEGORIES,
+            editing: None,
+            error_key: None,
+            detail: None,
+        }
     }
 }
+
+/// The data of `admin_client_form.hbs`: the form as typed or stored, the seeds' categories,
+/// the client being edited, and why a save was refused.
+#[derive(Debug, Serialize)]
+struct ClientFormPage<'a> {
+    form: FormView<'a>,
+    categories: &'static [&'static str],
+    editing: Option<ClientSummary>,
+    error_key: Option<&'static str>,
+    detail: Option<String>,
+}
+
+/// The client form's fields as typed, with the choices among them the template marks.
+#[derive(Debug, Serialize)]
+struct FormView<'a> {
+    #[serde(flatten)]
+    typed: &'a ClientForm,
+    aud_everyone: bool,
+    aud_hr_staff: bool,
+    aud_agency: bool,
+    auth_post: bool,
+    auth_none: bool,
+}
+
+/// A client in the list and at the head of its pages.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClientSummary {
+    client_id: String,
+    name: String,
+    /// Shown by its label in the page's language, never as the stored value (`everyone`).
+    audience_key: &'static str,
+    agencies: String,
+    category: Option<String>,
+    disabled: bool,
+    public: bool,
+}
+
+/// The data of `admin_clients.hbs`.
+#[derive(Debug, Serialize)]
+struct ClientsPage {
+    clients: Vec<ClientSummary>,
+}
+
+impl ClientForm {}
 
 fn client_id_of(req: &HttpRequest) -> String {
     req.match_info().get("id").unwrap_or("").to_string()
@@ -199,42 +230,38 @@ async fn load(state: &AppState, id: &str) -> Result<Client, Failure> {
     }
 }
 
-fn summary(c: &Client) -> Value {
-    json!({
-        "client_id": c.client_id,
-        "name": c.client_name,
-        // Shown by its label in the page's language, never as the stored value (`everyone`).
-        "audience_key": match &c.audience {
+fn summary(c: &Client) -> ClientSummary {
+    ClientSummary {
+        client_id: c.client_id.clone(),
+        name: c.client_name.clone(),
+        audience_key: match &c.audience {
             Audience::Everyone => "audience_everyone",
             Audience::HrStaff => "audience_hr_staff",
             Audience::Agencies(_) => "audience_agency_list",
         },
-        "agencies": match &c.audience {
+        agencies: match &c.audience {
             Audience::Agencies(codes) => codes.join("、"),
             _ => String::new(),
         },
-        "category": c.portal.category,
-        "disabled": c.disabled,
-        "public": c.public,
-    })
+        category: c.portal.category.clone(),
+        disabled: c.disabled,
+        public: c.public,
+    }
 }
 
 /// `GET /admin/clients`.
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
     let all = state.db.run(clients::list).await?;
-    let mut ctx = Map::new();
-    ctx.insert("clients".into(), Value::Array(all.iter().map(summary).collect()));
-    op.show(&state, &req, StatusCode::OK, "admin_clients", "admin_clients_title", ctx)
+    let page = ClientsPage { clients: all.iter().map(summary).collect() };
+    op.show(&state, &req, StatusCode::OK, "admin_clients", "admin_clients_title", &page)
 }
 
 /// `GET /admin/clients/new`.
 pub async fn new_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    let mut ctx = Map::new();
     let form = ClientForm { scope: NewClient::new("", vec![]).scope.join(" "), ..Default::default() };
-    form.context(&mut ctx);
-    op.show(&state, &req, StatusCode::OK, "admin_client_form", "admin_client_new_title", ctx)
+    op.show(&state, &req, StatusCode::OK, "admin_client_form", "admin_client_new_title", &form.page())
 }
 
 fn refused(
@@ -248,18 +275,14 @@ fn refused(
     if let ClientError::Infra(e) = e {
         return Err(Failure::from(e));
     }
-    let mut ctx = Map::new();
-    form.context(&mut ctx);
-    ctx.insert("error_key".into(), json!("err_client_invalid"));
-    ctx.insert("detail".into(), json!(e.to_string()));
-    let title = match editing {
-        Some(c) => {
-            ctx.insert("editing".into(), summary(c));
-            "admin_client_edit_title"
-        }
-        None => "admin_client_new_title",
+    let title = if editing.is_some() { "admin_client_edit_title" } else { "admin_client_new_title" };
+    let page = ClientFormPage {
+        editing: editing.map(summary),
+        error_key: Some("err_client_invalid"),
+        detail: Some(e.to_string()),
+        ..form.page()
     };
-    op.show(state, req, StatusCode::UNPROCESSABLE_ENTITY, "admin_client_form", title, ctx)
+    op.show(state, req, StatusCode::UNPROCESSABLE_ENTITY, "admin_client_form", title, &page)
 }
 
 /// `POST /admin/clients`: creates a client and shows its secret this once.
@@ -279,21 +302,22 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
         Ok(done) => done,
         Err(e) => return refused(&state, &req, &op, &form, None, e),
     };
-    let mut ctx = Map::new();
-    ctx.insert("client".into(), summary(&client));
-    ctx.insert("secret".into(), json!(secret));
-    ctx.insert("notice_key".into(), json!("admin_client_created"));
-    op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_client_created", ctx)
+    let page = SecretPage {
+        client: Some(summary(&client)),
+        secret: secret.as_deref(),
+        notice_key: Some("admin_client_created"),
+        ..SecretPage::default()
+    };
+    op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_client_created", &page)
 }
 
 /// `GET /admin/clients/{id}`.
 pub async fn edit_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
     let client = load(&state, &client_id_of(&req)).await?;
-    let mut ctx = Map::new();
-    ClientForm::of(&client).context(&mut ctx);
-    ctx.insert("editing".into(), summary(&client));
-    op.show(&state, &req, StatusCode::OK, "admin_client_form", "admin_client_edit_title", ctx)
+    let form = ClientForm::of(&client);
+    let page = ClientFormPage { editing: Some(summary(&client)), ..form.page() };
+    op.show(&state, &req, StatusCode::OK, "admin_client_form", "admin_client_edit_title", &page)
 }
 
 /// `POST /admin/clients/{id}`: saves the edited metadata.
@@ -337,11 +361,13 @@ pub async fn rotate_secret(
     let (id, actor) = (client.client_id.clone(), op.actor());
     let rotated = state.db.run(move |c| clients::rotate_secret_by(c, &id, overlap, &actor, now())).await?;
     state.client_cache.forget(&client.client_id);
-    let mut ctx = Map::new();
-    ctx.insert("client".into(), summary(&client));
-    ctx.insert("secret".into(), json!(rotated.as_ref().map(|r| &r.secret)));
-    ctx.insert("old_valid_until".into(), json!(rotated.and_then(|r| r.old_valid_until).map(crate::mail::local_time)));
-    op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_secret_rotated", ctx)
+    let page = SecretPage {
+        client: Some(summary(&client)),
+        secret: rotated.as_ref().map(|r| r.secret.as_str()),
+        old_valid_until: rotated.as_ref().and_then(|r| r.old_valid_until).map(crate::mail::local_time),
+        ..SecretPage::default()
+    };
+    op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_secret_rotated", &page)
 }
 
 /// `POST /admin/clients/{id}/state` with `disabled=1` or `0`.
@@ -370,17 +396,16 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     let id = client_id_of(&req);
     if field(&p, "confirm") != "1" {
         let client = load(&state, &id).await?;
-        let mut ctx = Map::new();
-        ClientForm::of(&client).context(&mut ctx);
-        ctx.insert("editing".into(), summary(&client));
-        ctx.insert("error_key".into(), json!("err_confirm_delete"));
+        let form = ClientForm::of(&client);
+        let page =
+            ClientFormPage { editing: Some(summary(&client)), error_key: Some("err_confirm_delete"), ..form.page() };
         return op.show(
             &state,
             &req,
             StatusCode::UNPROCESSABLE_ENTITY,
             "admin_client_form",
             "admin_client_edit_title",
-            ctx,
+            &page,
         );
     }
     let (key, actor) = (id.clone(), op.actor());

@@ -4,10 +4,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use super::Operator;
-use crate::accounts::register::{self, ImportError, Register, AGENCY_COLUMNS, PERSONNEL_COLUMNS};
+use crate::accounts::register::{self, ImportError, LineError, Register, AGENCY_COLUMNS, PERSONNEL_COLUMNS};
 use crate::error::{now, InfraError};
 use crate::http::errors::Failure;
 use crate::http::form::{CheckedForm, FormError, MAX_UPLOAD};
@@ -17,17 +17,54 @@ use crate::state::AppState;
 /// The largest import form accepted; bigger registers go through `idp personnel import`.
 pub const MAX_FORM_BYTES: usize = MAX_UPLOAD;
 
-fn headers(ctx: &mut Map<String, Value>) {
-    ctx.insert("agency_header".into(), json!(AGENCY_COLUMNS.join(",")));
-    ctx.insert("personnel_header".into(), json!(PERSONNEL_COLUMNS.join(",")));
+/// The data of `admin_imports.hbs` and `admin_import_report.hbs`: the columns each file has,
+/// and after an import what it did or why nothing was applied.
+#[derive(Debug, Default, Serialize)]
+struct ImportPage<'a> {
+    agency_header: String,
+    personnel_header: String,
+    kind_key: Option<&'a str>,
+    report: Option<Counts>,
+    problems: Option<Vec<Problem<'a>>>,
+    error_key: Option<&'a str>,
+}
+
+impl ImportPage<'_> {
+    fn new() -> Self {
+        Self {
+            agency_header: AGENCY_COLUMNS.join(","),
+            personnel_header: PERSONNEL_COLUMNS.join(","),
+            ..Self::default()
+        }
+    }
+}
+
+/// What an applied import did.
+#[derive(Debug, Serialize)]
+struct Counts {
+    inserted: usize,
+    updated: usize,
+    unchanged: usize,
+    separated: usize,
+}
+
+/// One line of a refused file.
+#[derive(Debug, Serialize)]
+struct Problem<'a> {
+    line: u64,
+    message: &'a str,
+}
+
+impl<'a> From<&'a LineError> for Problem<'a> {
+    fn from(e: &'a LineError) -> Self {
+        Self { line: e.line, message: &e.message }
+    }
 }
 
 /// `GET /admin/imports`.
 pub async fn form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    let mut ctx = Map::new();
-    headers(&mut ctx);
-    op.show(&state, &req, StatusCode::OK, "admin_imports", "admin_imports_title", ctx)
+    op.show(&state, &req, StatusCode::OK, "admin_imports", "admin_imports_title", &ImportPage::new())
 }
 
 /// `POST /admin/imports/{agencies|personnel}` with `csv`.
@@ -62,28 +99,24 @@ pub async fn submit(
             Ok(register::import(c, &protector, register, bytes.as_slice(), &actor, now()))
         })
         .await?;
-    let mut ctx = Map::new();
-    ctx.insert("kind_key".into(), json!(if personnel { "admin_import_personnel" } else { "admin_import_agencies" }));
-    headers(&mut ctx);
+    let kind_key = Some(if personnel { "admin_import_personnel" } else { "admin_import_agencies" });
     match result {
         Ok(r) => {
-            ctx.insert(
-                "report".into(),
-                json!({ "inserted": r.inserted, "updated": r.updated, "unchanged": r.unchanged, "separated": r.separated }),
-            );
-            Ok(op.show(&state, &req, StatusCode::OK, "admin_import_report", "admin_import_done", ctx)?)
+            let report =
+                Counts { inserted: r.inserted, updated: r.updated, unchanged: r.unchanged, separated: r.separated };
+            let page = ImportPage { kind_key, report: Some(report), ..ImportPage::new() };
+            Ok(op.show(&state, &req, StatusCode::OK, "admin_import_report", "admin_import_done", &page)?)
         }
         Err(ImportError::Invalid(errors)) => {
-            let list: Vec<Value> = errors.iter().map(|e| json!({ "line": e.line, "message": e.message })).collect();
-            ctx.insert("problems".into(), Value::Array(list));
-            ctx.insert("error_key".into(), json!("err_import_rejected"));
+            let problems = Some(errors.iter().map(Problem::from).collect());
+            let page = ImportPage { kind_key, problems, error_key: Some("err_import_rejected"), ..ImportPage::new() };
             Ok(op.show(
                 &state,
                 &req,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "admin_import_report",
                 "admin_import_rejected",
-                ctx,
+                &page,
             )?)
         }
         Err(ImportError::Infra(e)) => Err(Failure::from(e)),

@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use super::{field, Operator};
 use crate::error::{now, InfraError};
@@ -10,6 +10,27 @@ use crate::http::errors::Failure;
 use crate::oidc::keys::{self, KeyPolicy};
 use crate::portal::taipei;
 use crate::state::AppState;
+
+/// The data of `admin_keys.hbs`.
+#[derive(Debug, Serialize)]
+struct KeysPage {
+    keys: Vec<KeyRow>,
+    notices: Vec<String>,
+    delay_minutes: i64,
+}
+
+/// One signing key, its state and its times in Taipei time.
+#[derive(Debug, Serialize)]
+struct KeyRow {
+    kid: String,
+    alg: String,
+    state: &'static str,
+    state_key: String,
+    created: String,
+    activates: String,
+    retires: String,
+    unpublished: String,
+}
 
 async fn page(
     state: &AppState,
@@ -20,26 +41,21 @@ async fn page(
     let policy = KeyPolicy::from_config(&state.config);
     let all = state.db.run(move |c| keys::list(c, policy.retention, now())).await?;
     let opt = |t: Option<i64>| t.map(taipei::format).unwrap_or_else(|| "—".into());
-    let rows: Vec<Value> = all
+    let keys = all
         .iter()
-        .map(|k| {
-            json!({
-                "kid": k.kid,
-                "alg": k.alg,
-                "state": k.state.as_str(),
-                "state_key": format!("key_state_{}", k.state.as_str()),
-                "created": taipei::format(k.created_at),
-                "activates": taipei::format(k.activates_at),
-                "retires": opt(k.retired_at),
-                "unpublished": opt(k.unpublished_at),
-            })
+        .map(|k| KeyRow {
+            kid: k.kid.clone(),
+            alg: k.alg.clone(),
+            state: k.state.as_str(),
+            state_key: format!("key_state_{}", k.state.as_str()),
+            created: taipei::format(k.created_at),
+            activates: taipei::format(k.activates_at),
+            retires: opt(k.retired_at),
+            unpublished: opt(k.unpublished_at),
         })
         .collect();
-    let mut ctx = Map::new();
-    ctx.insert("keys".into(), Value::Array(rows));
-    ctx.insert("notices".into(), json!(notices));
-    ctx.insert("delay_minutes".into(), json!(policy.activation_delay / 60));
-    op.show(state, req, StatusCode::OK, "admin_keys", "admin_keys_title", ctx)
+    let page = KeysPage { keys, notices, delay_minutes: policy.activation_delay / 60 };
+    op.show(state, req, StatusCode::OK, "admin_keys", "admin_keys_title", &page)
 }
 
 /// `GET /admin/keys`.

@@ -11,12 +11,12 @@ mod tokens;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use super::errors::Failure;
 use super::form::CheckedForm;
-use super::pages::render;
-use super::viewer::{require_signed_in, Viewer};
+use super::pages::{render_page, NoData};
+use super::viewer::{require_signed_in, Nav, Viewer};
 use super::{client_address, csrf, lang_of};
 use crate::audit::{self, Actor, Event};
 use crate::error::now;
@@ -117,27 +117,48 @@ impl Operator {
             .map_err(Failure::from)
     }
 
-    /// Renders an operator page: the CSRF token for its forms, the navigation, the wide layout.
-    pub fn show(
+    /// Renders an operator page: the CSRF token for its forms, the navigation, the wide layout,
+    /// and the page's own data (`body`) beside them.
+    pub fn show<T: Serialize>(
         &self,
         state: &AppState,
         req: &HttpRequest,
         status: StatusCode,
         template: &str,
         title_key: &str,
-        mut ctx: Map<String, Value>,
+        body: &T,
     ) -> Result<HttpResponse, Failure> {
         let (token, cookie) = csrf::token(state, req);
-        ctx.insert("csrf".into(), json!(token));
-        ctx.insert("nav".into(), self.viewer.nav());
-        ctx.insert("wide".into(), json!(true));
-        render(state, self.lang, status, template, title_key, ctx, cookie.into_iter().collect())
+        let page = AdminPage { csrf: &token, nav: self.viewer.navigation(), wide: true, body };
+        render_page(state, self.lang, status, template, title_key, &page, cookie.into_iter().collect())
     }
 
     /// A posted form, after its CSRF token has been checked.
     pub fn form(&self, req: &HttpRequest, body: &[u8]) -> Result<CheckedForm, Failure> {
         Ok(CheckedForm::read(req, body)?)
     }
+}
+
+/// What every operator page has, with the page's own data beside it.
+#[derive(Debug, Serialize)]
+struct AdminPage<'a, T: Serialize> {
+    csrf: &'a str,
+    nav: Nav,
+    wide: bool,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// The data of `admin_secret.hbs`: a secret shown once — a new client's, a rotated one (with
+/// when the replaced one stops), or a registration token.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct SecretPage<'a> {
+    pub client: Option<clients::ClientSummary>,
+    pub secret: Option<&'a str>,
+    pub notice_key: Option<&'a str>,
+    pub old_valid_until: Option<String>,
+    pub token: Option<&'a str>,
+    pub expires: Option<String>,
 }
 
 /// A form field, trimmed; absent and empty read as "".
@@ -148,5 +169,5 @@ pub(crate) fn field(p: &CheckedForm, name: &str) -> String {
 /// `GET /admin`: what operators can do here.
 async fn index(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    op.show(&state, &req, StatusCode::OK, "admin_index", "admin_title", Map::new())
+    op.show(&state, &req, StatusCode::OK, "admin_index", "admin_title", &NoData {})
 }

@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map};
 
-use super::{field, Operator};
+use super::{field, Operator, SecretPage};
 use crate::error::now;
 use crate::http::errors::Failure;
+use crate::http::pages::NoData;
 use crate::oidc::registration;
 use crate::state::AppState;
 
@@ -18,7 +18,7 @@ const TTL_HOURS: [u64; 4] = [1, 24, 168, 720];
 /// `GET /admin/registration-tokens`.
 pub async fn form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Failure> {
     let op = Operator::of(&state, &req).await?;
-    op.show(&state, &req, StatusCode::OK, "admin_registration_tokens", "admin_tokens_title", Map::new())
+    op.show(&state, &req, StatusCode::OK, "admin_registration_tokens", "admin_tokens_title", &NoData {})
 }
 
 /// `POST /admin/registration-tokens` with `ttl_hours`.
@@ -30,8 +30,6 @@ pub async fn issue(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     let actor = op.actor();
     let issued = state.db.run(move |c| registration::issue_initial_access_token(c, ttl, &actor, now())).await?;
     let expires = crate::portal::taipei::format(issued.expires_at);
-    let mut ctx = Map::new();
-    ctx.insert("token".into(), json!(issued.token));
-    ctx.insert("expires".into(), json!(expires));
-    op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_token_issued", ctx)
+    let page = SecretPage { token: Some(&issued.token), expires: Some(expires), ..SecretPage::default() };
+    op.show(&state, &req, StatusCode::OK, "admin_secret", "admin_token_issued", &page)
 }
