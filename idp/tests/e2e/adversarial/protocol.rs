@@ -286,6 +286,32 @@ async fn two_concurrent_redemptions_of_one_code_one_wins_and_its_tokens_are_revo
     }
 }
 
+/// The same refresh token sent twice at the same instant: the rotation is one transaction that
+/// spends first, so exactly one gets tokens; the other is a reuse, which revokes the family,
+/// the winner's new refresh token with it, and is on record.
+#[tokio::test]
+async fn two_concurrent_refreshes_of_one_token_one_wins_and_the_reuse_revokes_the_family() {
+    let idp = world().await;
+    let (a, secret) = client(&idp, RP, &[]);
+    let b = Browser::new(&idp.base);
+    for round in 0..3 {
+        let t = redeem(&idp, &a, &secret, &code(&b, &a, RP, "openid offline_access").await, RP).await;
+        let rt = t["refresh_token"].as_str().unwrap().to_string();
+        let form = [("grant_type", "refresh_token"), ("refresh_token", rt.as_str())];
+        let (one, two) = tokio::join!(token(&idp, &a, &secret, &form), token(&idp, &a, &secret, &form));
+        let (won, lost) = match (one.0, two.0) {
+            (200, 400) => (one.1, two.1),
+            (400, 200) => (two.1, one.1),
+            other => panic!("round {round}: exactly one refresh must succeed, got {other:?}"),
+        };
+        assert_eq!(lost["error"], "invalid_grant", "{lost}");
+        let next = won["refresh_token"].as_str().unwrap();
+        let (status, v) = token(&idp, &a, &secret, &[("grant_type", "refresh_token"), ("refresh_token", next)]).await;
+        assert_eq!((status, v["error"].as_str()), (400, Some("invalid_grant")), "round {round}: {v}");
+        assert_eq!(idp.audit_count("token.refresh_reuse", "family_revoked"), round + 1);
+    }
+}
+
 // ---- server-side request forgery ----
 
 #[tokio::test]
